@@ -1,0 +1,76 @@
+//! What schedulers and workers say about themselves (heartbeats), and leases.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// A worker's heartbeat, stored under `<app>.<worker>` in the workers bucket. The entry
+/// expires after three missed beats, so a listed worker is a live one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Unique worker id.
+    pub id: String,
+    /// The app it serves.
+    pub app: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// When the process started.
+    pub started_at: Timestamp,
+    /// When this beat was sent.
+    pub last_seen: Timestamp,
+    /// Shards running now.
+    pub running: u32,
+    /// Concurrency slots.
+    pub capacity: u32,
+    /// Whether it runs script jobs.
+    pub allow_scripts: bool,
+    /// Plugins it registered.
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// Antares version.
+    pub version: String,
+}
+
+/// A scheduler's heartbeat, stored under its id in the schedulers bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerInfo {
+    /// Unique scheduler id.
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// When the process started.
+    pub started_at: Timestamp,
+    /// When this beat was sent.
+    pub last_seen: Timestamp,
+    /// Whether it holds at least one partition lease.
+    pub leader: bool,
+    /// The partitions it leads.
+    #[serde(default)]
+    pub partitions: Vec<u32>,
+    /// Antares version.
+    pub version: String,
+}
+
+/// The value of a lease key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The scheduler holding it.
+    pub holder: String,
+    /// When this holder first took it.
+    pub acquired_at: Timestamp,
+    /// When it was last renewed.
+    pub renewed_at: Timestamp,
+}
+
+/// `antares cluster --json` and `GET /api/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// Live schedulers; `leader` marks the lease holder.
+    pub schedulers: Vec<SchedulerInfo>,
+    /// Live workers.
+    pub workers: Vec<WorkerInfo>,
+}

@@ -1,0 +1,362 @@
+//! Instances (one run of a job) and their shard records, as stored and as shown.
+//!
+//! A running instance lives in the instances bucket as a small [`InstanceSummary`] plus
+//! its [`ShardRecord`]s in chunks of [`crate::topology::SHARD_CHUNK`], so an instance of
+//! 20,000 shards never needs one oversized value; when it finishes it moves, in the same
+//! shape, to the history bucket. The JSON of `instance get` is [`Instance`]: the summary
+//! with its `shards` array.
+//!
+//! Who moves what (see [`crate::machine`] for the rules):
+//! - `pending`: the scheduler created the instance and is publishing its shard items;
+//! - `running`: every shard item is in the work queue; workers report on them;
+//! - `success`/`failed`: every shard ended, decided by the scheduler from the reports;
+//! - `cancelled`: an operator cancelled it; its pending shards never start.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::InstanceId;
+use crate::messages::Execution;
+use crate::time::Timestamp;
+
+/// What made an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// A cron schedule fired.
+    Cron,
+    /// An `every` schedule fired.
+    Every,
+    /// An `at` schedule fired.
+    At,
+    /// "Run now" from the CLI, console or HTTP API.
+    Manual,
+    /// A message published straight to the trigger subject.
+    Event,
+    /// A parent job succeeded.
+    Child,
+    /// A fire missed while no scheduler ran, made up afterwards.
+    Misfire,
+    /// Backfill of a time range.
+    Backfill,
+}
+
+impl TriggerKind {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cron => "cron",
+            Self::Every => "every",
+            Self::At => "at",
+            Self::Manual => "manual",
+            Self::Event => "event",
+            Self::Child => "child",
+            Self::Misfire => "misfire",
+            Self::Backfill => "backfill",
+        }
+    }
+}
+
+/// Status of an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    /// Created; shard items are being published.
+    Pending,
+    /// Shard items are queued or running.
+    Running,
+    /// Every shard succeeded.
+    Success,
+    /// Every shard ended and at least one failed.
+    Failed,
+    /// Stopped by an operator.
+    Cancelled,
+    /// Stopped by its timeout.
+    TimedOut,
+    /// Not run (overlap policy `discard`).
+    Skipped,
+}
+
+impl InstanceStatus {
+    /// Every status, for exhaustive tests and filters.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::Success,
+        Self::Failed,
+        Self::Cancelled,
+        Self::TimedOut,
+        Self::Skipped,
+    ];
+
+    /// Whether the instance has ended (it is history).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::str::FromStr for InstanceStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status `{s}`: use one of pending, running, success, failed, cancelled, timed_out, skipped"
+                )
+            })
+    }
+}
+
+/// Status of one shard item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardStatus {
+    /// Queued, not started yet.
+    Pending,
+    /// A worker runs it.
+    Running,
+    /// Succeeded.
+    Success,
+    /// Failed (with an error).
+    Failed,
+    /// The job said `Later`: it is queued again and will run again.
+    Later,
+    /// Its instance was cancelled before it ended.
+    Cancelled,
+    /// Stopped by the job's timeout.
+    TimedOut,
+}
+
+impl ShardStatus {
+    /// Every status, for exhaustive tests.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::Success,
+        Self::Failed,
+        Self::Later,
+        Self::Cancelled,
+        Self::TimedOut,
+    ];
+
+    /// Whether the shard has ended for good.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::Cancelled | Self::TimedOut
+        )
+    }
+}
+
+/// One shard item of an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// 0-based index.
+    pub item: u32,
+    /// Its shard param.
+    pub param: String,
+    /// Where it is.
+    pub status: ShardStatus,
+    /// The worker that ran it last.
+    pub worker: Option<String>,
+    /// How many times it started; 0 until it first starts.
+    pub attempts: u32,
+    /// When its last attempt started.
+    pub started_at: Option<Timestamp>,
+    /// When its last attempt ended.
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl ShardRecord {
+    /// A shard that has not started.
+    pub fn pending(item: u32, param: String) -> Self {
+        Self {
+            item,
+            param,
+            status: ShardStatus::Pending,
+            worker: None,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
+}
+
+/// Shard counts by status (`shard_counts` in listings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardCounts {
+    /// Not started.
+    pub pending: u32,
+    /// Running.
+    pub running: u32,
+    /// Succeeded.
+    pub success: u32,
+    /// Failed.
+    pub failed: u32,
+    /// Put back to run again.
+    pub later: u32,
+    /// Cancelled.
+    pub cancelled: u32,
+    /// Timed out.
+    pub timed_out: u32,
+}
+
+impl ShardCounts {
+    /// Counts of a list of shards.
+    pub fn of(shards: &[ShardRecord]) -> Self {
+        let mut c = Self::default();
+        for s in shards {
+            c.add(s.status, 1);
+        }
+        c
+    }
+
+    fn slot(&mut self, status: ShardStatus) -> &mut u32 {
+        match status {
+            ShardStatus::Pending => &mut self.pending,
+            ShardStatus::Running => &mut self.running,
+            ShardStatus::Success => &mut self.success,
+            ShardStatus::Failed => &mut self.failed,
+            ShardStatus::Later => &mut self.later,
+            ShardStatus::Cancelled => &mut self.cancelled,
+            ShardStatus::TimedOut => &mut self.timed_out,
+        }
+    }
+
+    /// Adds `n` shards of a status.
+    pub fn add(&mut self, status: ShardStatus, n: u32) {
+        let slot = self.slot(status);
+        *slot = slot.saturating_add(n);
+    }
+
+    /// Moves one shard from one status to another.
+    pub fn shift(&mut self, from: ShardStatus, to: ShardStatus) {
+        let slot = self.slot(from);
+        *slot = slot.saturating_sub(1);
+        self.add(to, 1);
+    }
+
+    /// Shards that have ended for good.
+    pub fn finished(&self) -> u32 {
+        self.success + self.failed + self.cancelled + self.timed_out
+    }
+
+    /// All shards.
+    pub fn total(&self) -> u32 {
+        self.finished() + self.pending + self.running + self.later
+    }
+}
+
+/// An instance without its shards: what listings show and what the instances bucket
+/// keeps at `<app>.<job>.<id>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    /// Unique, time-sorted id.
+    pub id: InstanceId,
+    /// App name.
+    pub app: String,
+    /// Job name.
+    pub job: String,
+    /// What made it.
+    pub trigger: TriggerKind,
+    /// When it was due (the fire time, or the trigger's time).
+    pub scheduled_at: Timestamp,
+    /// When its shard items were queued.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+    /// Where it is.
+    pub status: InstanceStatus,
+    /// The job-level parameter string.
+    pub params: String,
+    /// Number of shard items.
+    pub shard_total: u32,
+    /// Shards by status.
+    pub shard_counts: ShardCounts,
+    /// What each shard runs (a snapshot of the job at creation).
+    pub exec: Execution,
+    /// Timeout per instance in milliseconds, 0 for none.
+    #[serde(default)]
+    pub timeout_ms: u64,
+}
+
+/// An instance with its shards: `instance get` and `GET /api/instances/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Everything but the shards.
+    #[serde(flatten)]
+    pub summary: InstanceSummary,
+    /// One record per shard item, by item.
+    pub shards: Vec<ShardRecord>,
+}
+
+/// What a new instance is made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewInstance {
+    /// Its id.
+    pub id: InstanceId,
+    /// App name.
+    pub app: String,
+    /// Job name.
+    pub job: String,
+    /// What made it.
+    pub trigger: TriggerKind,
+    /// When it was due.
+    pub scheduled_at: Timestamp,
+    /// The job-level parameter string.
+    pub params: String,
+    /// What each shard runs.
+    pub exec: Execution,
+    /// Timeout in milliseconds, 0 for none.
+    pub timeout_ms: u64,
+    /// One param per shard item.
+    pub shard_params: Vec<String>,
+}
+
+impl Instance {
+    /// A `pending` instance whose shards have not started.
+    pub fn create(new: NewInstance) -> Self {
+        let shards: Vec<ShardRecord> = new
+            .shard_params
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| ShardRecord::pending(u32::try_from(i).unwrap_or(u32::MAX), p))
+            .collect();
+        let shard_total = u32::try_from(shards.len()).unwrap_or(u32::MAX);
+        Self {
+            summary: InstanceSummary {
+                id: new.id,
+                app: new.app,
+                job: new.job,
+                trigger: new.trigger,
+                scheduled_at: new.scheduled_at,
+                started_at: None,
+                finished_at: None,
+                status: InstanceStatus::Pending,
+                params: new.params,
+                shard_total,
+                shard_counts: ShardCounts::of(&shards),
+                exec: new.exec,
+                timeout_ms: new.timeout_ms,
+            },
+            shards,
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Messages between processes.
+//!
+//! Between our own processes they travel as MessagePack with named fields (compact, and
+//! fields can be added without breaking older readers); what people and other programs
+//! read or write (trigger bodies, events) is JSON.
+//!
+//! The worker protocol, in the order a shard item lives through it:
+//! 1. the scheduler publishes a [`ShardTask`] on the shard subject (work queue);
+//! 2. a worker pulls it, publishes a [`ShardReport`] `Started` on the result subject
+//!    (best effort), runs it, streaming [`LogLine`]s, and sends in-progress acks;
+//! 3. it publishes a [`ShardReport`] `Finished` (awaiting JetStream's ack), then acks
+//!    the task (`Success`/`Failed`) or naks it with a delay (`Later`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::InstanceId;
+use crate::instance::TriggerKind;
+use crate::time::Timestamp;
+
+/// Language of a stored script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScriptLang {
+    /// `sh -c`.
+    Shell,
+    /// `python3`.
+    Python,
+    /// `node`.
+    Node,
+}
+
+/// What a worker runs for a shard item: a snapshot of the job's kind and its details.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Execution {
+    /// A Rust job registered in the worker under `handler`.
+    Plugin {
+        /// The registered name.
+        handler: String,
+    },
+    /// A shell command line, run with `sh -c`.
+    Command {
+        /// The command line.
+        command: String,
+    },
+    /// A script source run by an interpreter.
+    Script {
+        /// The interpreter.
+        lang: ScriptLang,
+        /// The source.
+        source: String,
+    },
+    /// An HTTP request.
+    Http {
+        /// URL.
+        url: String,
+        /// Method.
+        method: String,
+        /// Body.
+        body: String,
+        /// Request timeout in milliseconds.
+        timeout_ms: u64,
+    },
+}
+
+/// One shard item in the work queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardTask {
+    /// Its instance.
+    pub instance: InstanceId,
+    /// App name.
+    pub app: String,
+    /// Job name.
+    pub job: String,
+    /// 0-based index.
+    pub item: u32,
+    /// Number of shard items of the instance.
+    pub total: u32,
+    /// This item's shard param.
+    pub param: String,
+    /// The instance's parameter string.
+    pub params: String,
+    /// What to run.
+    pub exec: Execution,
+    /// Timeout in milliseconds, 0 for none.
+    pub timeout_ms: u64,
+    /// When the instance was due.
+    pub scheduled_at: Timestamp,
+}
+
+/// How an attempt at a shard ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardOutcome {
+    /// Done.
+    Success,
+    /// Failed with an error.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Put back: run it again later.
+    Later,
+}
+
+/// What a report says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    /// An attempt started.
+    Started,
+    /// An attempt ended.
+    Finished {
+        /// When the attempt started.
+        started_at: Timestamp,
+        /// How it ended.
+        outcome: ShardOutcome,
+    },
+}
+
+/// A worker's report on a shard item, sent on the result subject.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardReport {
+    /// Its instance.
+    pub instance: InstanceId,
+    /// The shard item.
+    pub item: u32,
+    /// The reporting worker.
+    pub worker: String,
+    /// Which attempt (1 on the first delivery; JetStream's delivery count).
+    pub attempt: u32,
+    /// When it was sent.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: ReportKind,
+}
+
+/// A command about an instance, sent on the control subject.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Stop the instance; its pending shards never start.
+    Cancel {
+        /// Which instance.
+        instance: InstanceId,
+        /// When it was asked for.
+        at: Timestamp,
+    },
+}
+
+/// Which output a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// A script's standard output.
+    Stdout,
+    /// A script's standard error.
+    Stderr,
+    /// `JobContext::log` of a plugin, or the worker itself.
+    Log,
+}
+
+/// One line of a shard's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Its instance.
+    pub instance: InstanceId,
+    /// The shard item.
+    pub item: u32,
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// The worker that ran it.
+    pub worker: String,
+    /// When it was written.
+    pub at: Timestamp,
+    /// Where it came from.
+    pub stream: LogStream,
+    /// The text, without the line end.
+    pub line: String,
+}
+
+/// Shard params as written: `"a;b;c"` or `["a", "{\"x\":1}"]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ShardParams {
+    /// Semicolon-separated.
+    Text(String),
+    /// One entry per item.
+    List(Vec<String>),
+}
+
+impl Default for ShardParams {
+    fn default() -> Self {
+        Self::Text(String::new())
+    }
+}
+
+impl ShardParams {
+    /// The params, one per item; empty when none are given.
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            Self::Text(t) if t.is_empty() => Vec::new(),
+            Self::Text(t) => t.split(';').map(str::to_string).collect(),
+            Self::List(l) => l.clone(),
+        }
+    }
+
+    /// Whether none are given.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Text(t) => t.is_empty(),
+            Self::List(l) => l.is_empty(),
+        }
+    }
+}
+
+/// The JSON body of a trigger (contract §3); every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// Overrides the job's `params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<String>,
+    /// Overrides the job's `shard_params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_params: Option<ShardParams>,
+    /// Overrides the job's shard count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Idempotency key: a second trigger with the same key within 24 h starts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl TriggerRequest {
+    /// Parses a trigger body: empty (or only whitespace) means no overrides.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8 text".to_string())?;
+        serde_json::from_str(text).map_err(|e| {
+            format!(
+                "body is not a valid trigger ({e}); expected JSON like {{\"params\": \"...\", \"shard_params\": \"a;b\", \"shards\": 2}}"
+            )
+        })
+    }
+}
+
+/// Kinds of lifecycle events (contract §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An instance was created and its shards queued.
+    InstanceStarted,
+    /// A shard attempt started.
+    ShardStarted,
+    /// A shard attempt ended.
+    ShardFinished,
+    /// An instance ended.
+    InstanceFinished,
+    /// A trigger was refused.
+    TriggerRejected,
+    /// A fire was missed.
+    Misfired,
+    /// An alarm was raised.
+    Alarm,
+}
+
+/// A lifecycle event on `<ns>.event.<app>.<job>` (JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// The instance, or `null`.
+    pub instance: Option<InstanceId>,
+    /// When.
+    pub at: Timestamp,
+    /// App name (as given, for rejected triggers).
+    pub app: String,
+    /// Job name (as given, for rejected triggers).
+    pub job: String,
+    /// Shard item, for shard events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<u32>,
+    /// Worker, for shard events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Attempt, for shard events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Resulting status (`shard_finished`, `instance_finished`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Error of a failed shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What made the instance (`instance_started`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerKind>,
+    /// Why a trigger was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Event {
+    /// An event with only the required fields set.
+    pub fn new(kind: EventKind, app: &str, job: &str, instance: Option<InstanceId>, at: Timestamp) -> Self {
+        Self {
+            kind,
+            instance,
+            at,
+            app: app.to_string(),
+            job: job.to_string(),
+            item: None,
+            worker: None,
+            attempt: None,
+            status: None,
+            error: None,
+            trigger: None,
+            reason: None,
+        }
+    }
+
+    /// A `trigger_rejected` event.
+    pub fn rejected(app: &str, job: &str, at: Timestamp, reason: impl Into<String>) -> Self {
+        let mut e = Self::new(EventKind::TriggerRejected, app, job, None, at);
+        e.reason = Some(reason.into());
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_bodies() {
+        assert_eq!(TriggerRequest::parse(b"").expect("empty"), TriggerRequest::default());
+        assert_eq!(TriggerRequest::parse(b" \n").expect("blank"), TriggerRequest::default());
+        let t = TriggerRequest::parse(br#"{"params":"x","shard_params":"a;b","shards":2}"#)
+            .expect("valid");
+        assert_eq!(t.params.as_deref(), Some("x"));
+        assert_eq!(t.shard_params.map(|p| p.items()), Some(vec!["a".into(), "b".into()]));
+        let t = TriggerRequest::parse(br#"{"shard_params":["1","{\"x\":1}"]}"#).expect("list");
+        assert_eq!(t.shard_params.map(|p| p.items().len()), Some(2));
+        for bad in [&b"garbage"[..], b"{\"params\":1}", b"{\"nope\":1}", b"[1]", b"\xff\xfe"] {
+            let err = TriggerRequest::parse(bad).expect_err("must fail");
+            assert!(!err.is_empty());
+        }
+    }
+
+    #[test]
+    fn messages_round_trip_as_msgpack() {
+        let id = InstanceId::for_fire("a", "j", Timestamp(5));
+        let task = ShardTask {
+            instance: id,
+            app: "a".into(),
+            job: "j".into(),
+            item: 1,
+            total: 3,
+            param: "b".into(),
+            params: "p".into(),
+            exec: Execution::Script {
+                lang: ScriptLang::Python,
+                source: "print(1)".into(),
+            },
+            timeout_ms: 0,
+            scheduled_at: Timestamp(5),
+        };
+        let bytes = rmp_serde::to_vec_named(&task).expect("encode");
+        assert_eq!(rmp_serde::from_slice::<ShardTask>(&bytes).expect("decode"), task);
+        let report = ShardReport {
+            instance: id,
+            item: 1,
+            worker: "w".into(),
+            attempt: 2,
+            at: Timestamp(9),
+            kind: ReportKind::Finished {
+                started_at: Timestamp(7),
+                outcome: ShardOutcome::Failed { error: "boom".into() },
+            },
+        };
+        let bytes = rmp_serde::to_vec_named(&report).expect("encode");
+        assert_eq!(rmp_serde::from_slice::<ShardReport>(&bytes).expect("decode"), report);
+    }
+
+    #[test]
+    fn events_are_contract_json() {
+        let e = Event::rejected("a", "j", Timestamp(0), "unknown job");
+        let v: serde_json::Value = serde_json::to_value(&e).expect("json");
+        assert_eq!(v["type"], "trigger_rejected");
+        assert!(v["instance"].is_null());
+        assert_eq!(v["at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["reason"], "unknown job");
+    }
+}

@@ -1,0 +1,353 @@
+//! Every subject, stream, consumer, bucket and key name Antares uses, built from the
+//! namespace in this one place.
+//!
+//! Layout (namespace `ats`):
+//!
+//! | what | name | notes |
+//! | --- | --- | --- |
+//! | trigger subject | `ats.trigger.<app>.<job>` | contract; stream `ATS_TRIGGERS` (work queue) |
+//! | shard items | `ats.shard.<app>.<job>.<instance>.<item>` | stream `ATS_SHARDS` (work queue); durable `app-<app>` filters `ats.shard.<app>.>` |
+//! | per-worker delivery | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | same stream; a disjoint filter per worker, still naming the app |
+//! | results | `ats.result.<app>.<job>.<instance>.<item>` | stream `ATS_RESULTS` (work queue) |
+//! | control | `ats.control.<app>.<job>.<instance>` | same stream as results, so a cancel is ordered with them |
+//! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
+//! | events | `ats.event.<app>.<job>` | contract; core NATS, JSON |
+//! | buckets | `ats-apps`, `ats-jobs`, `ats-instances`, `ats-history`, `ats-leases`, `ats-workers`, `ats-schedulers`, `ats-cursors` | |
+//!
+//! Every subject names the app right after its kind, so NATS permissions can scope an
+//! app's credentials to `ats.*.<app>.>` and the `$KV.ats-*.<app>.>` keys.
+//!
+//! Jobs are split into partitions by a stable hash of `app/job`; each partition has its
+//! own lease key, so several schedulers can share the load and each job is still
+//! scheduled by exactly one of them.
+
+use crate::ids::InstanceId;
+use crate::names::{NameError, check_namespace};
+
+/// The default namespace.
+pub const DEFAULT_NAMESPACE: &str = "ats";
+
+/// Header carrying the instance id a manual trigger asks for.
+pub const HEADER_INSTANCE: &str = "Antares-Instance";
+/// Header telling how a trigger was made (`manual`); absent for raw NATS publishes.
+pub const HEADER_TRIGGER: &str = "Antares-Trigger";
+/// JetStream's de-duplication header.
+pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+
+/// Names of everything in one namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    ns: String,
+    partitions: u32,
+}
+
+impl Topology {
+    /// A topology for a namespace with one partition.
+    pub fn new(namespace: &str) -> Result<Self, NameError> {
+        check_namespace(namespace)?;
+        Ok(Self {
+            ns: namespace.to_string(),
+            partitions: 1,
+        })
+    }
+
+    /// The same topology split into `n` partitions (at least 1).
+    pub fn with_partitions(mut self, n: u32) -> Self {
+        self.partitions = n.max(1);
+        self
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// How many partitions the jobs are split into.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The partition a job belongs to.
+    pub fn partition_of(&self, app: &str, job: &str) -> u32 {
+        let h = xxhash_rust::xxh3::xxh3_64(format!("{app}/{job}").as_bytes());
+        u32::try_from(h % u64::from(self.partitions)).unwrap_or(0)
+    }
+
+    fn stream(&self, kind: &str) -> String {
+        format!("{}_{kind}", self.ns.to_ascii_uppercase())
+    }
+
+    fn bucket(&self, kind: &str) -> String {
+        format!("{}-{kind}", self.ns)
+    }
+
+    // ---- triggers ----
+
+    /// Stream holding triggers until a scheduler takes them.
+    pub fn triggers_stream(&self) -> String {
+        self.stream("TRIGGERS")
+    }
+    /// Subjects of the trigger stream.
+    pub fn triggers_stream_subjects(&self) -> Vec<String> {
+        vec![format!("{}.trigger.>", self.ns)]
+    }
+    /// `<ns>.trigger.<app>.<job>`.
+    pub fn trigger_subject(&self, app: &str, job: &str) -> String {
+        format!("{}.trigger.{app}.{job}", self.ns)
+    }
+    /// Splits a trigger subject into (app, job) tokens, unchecked.
+    pub fn parse_trigger_subject<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = subject
+            .strip_prefix(self.ns.as_str())?
+            .strip_prefix(".trigger.")?;
+        let (app, job) = rest.split_once('.')?;
+        (!job.contains('.')).then_some((app, job))
+    }
+    /// Durable consumer of the trigger stream used by schedulers.
+    pub fn triggers_consumer(&self) -> String {
+        "scheduler".to_string()
+    }
+
+    // ---- shard items ----
+
+    /// Work-queue stream of shard items.
+    pub fn shards_stream(&self) -> String {
+        self.stream("SHARDS")
+    }
+    /// Subjects of the shard stream: pull delivery and per-worker delivery.
+    pub fn shards_stream_subjects(&self) -> Vec<String> {
+        vec![format!("{}.shard.>", self.ns), format!("{}.direct.>", self.ns)]
+    }
+    /// Subject of one shard item for pull delivery.
+    pub fn shard_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
+        format!("{}.shard.{app}.{job}.{instance}.{item}", self.ns)
+    }
+    /// Every shard item of one instance (for purging a cancelled instance).
+    pub fn instance_shards_filter(&self, app: &str, job: &str, instance: &InstanceId) -> String {
+        format!("{}.shard.{app}.{job}.{instance}.>", self.ns)
+    }
+    /// The filter of an app's shared pull consumer.
+    pub fn app_shards_filter(&self, app: &str) -> String {
+        format!("{}.shard.{app}.>", self.ns)
+    }
+    /// The durable pull consumer all workers of an app share.
+    pub fn app_consumer(&self, app: &str) -> String {
+        format!("app-{app}")
+    }
+    /// Subject of one shard item delivered to one worker.
+    pub fn direct_subject(
+        &self,
+        app: &str,
+        worker: &str,
+        job: &str,
+        instance: &InstanceId,
+        item: u32,
+    ) -> String {
+        format!("{}.direct.{app}.{worker}.{job}.{instance}.{item}", self.ns)
+    }
+    /// The filter of one worker's own consumer.
+    pub fn worker_direct_filter(&self, app: &str, worker: &str) -> String {
+        format!("{}.direct.{app}.{worker}.>", self.ns)
+    }
+    /// The durable consumer of one worker's own deliveries.
+    pub fn worker_consumer(&self, app: &str, worker: &str) -> String {
+        format!("worker-{app}-{worker}")
+    }
+    /// The `Nats-Msg-Id` of a shard item's publication.
+    pub fn shard_msg_id(&self, instance: &InstanceId, item: u32, attempt: u32) -> String {
+        format!("{instance}.{item}.{attempt}")
+    }
+
+    // ---- results and control ----
+
+    /// Work-queue stream of shard reports and control commands.
+    pub fn results_stream(&self) -> String {
+        self.stream("RESULTS")
+    }
+    /// Subjects of the results stream.
+    pub fn results_stream_subjects(&self) -> Vec<String> {
+        vec![format!("{}.result.>", self.ns), format!("{}.control.>", self.ns)]
+    }
+    /// Where a worker reports on one shard item.
+    pub fn result_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
+        format!("{}.result.{app}.{job}.{instance}.{item}", self.ns)
+    }
+    /// Where commands about one instance (cancel) go.
+    pub fn control_subject(&self, app: &str, job: &str, instance: &InstanceId) -> String {
+        format!("{}.control.{app}.{job}.{instance}", self.ns)
+    }
+    /// Durable consumer of the results stream used by schedulers.
+    pub fn results_consumer(&self) -> String {
+        "scheduler".to_string()
+    }
+
+    // ---- logs ----
+
+    /// Stream of log lines, kept for the log retention.
+    pub fn logs_stream(&self) -> String {
+        self.stream("LOGS")
+    }
+    /// Subjects of the log stream.
+    pub fn logs_stream_subjects(&self) -> Vec<String> {
+        vec![format!("{}.log.>", self.ns)]
+    }
+    /// Where a shard's log lines go.
+    pub fn log_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
+        format!("{}.log.{app}.{job}.{instance}.{item}", self.ns)
+    }
+    /// The log lines of one instance, or one shard of it, without knowing app and job.
+    pub fn instance_logs_filter(&self, instance: &InstanceId, item: Option<u32>) -> String {
+        match item {
+            Some(i) => format!("{}.log.*.*.{instance}.{i}", self.ns),
+            None => format!("{}.log.*.*.{instance}.*", self.ns),
+        }
+    }
+
+    // ---- events ----
+
+    /// `<ns>.event.<app>.<job>` (contract §4).
+    pub fn event_subject(&self, app: &str, job: &str) -> String {
+        format!("{}.event.{app}.{job}", self.ns)
+    }
+    /// Every event of the namespace.
+    pub fn events_filter(&self) -> String {
+        format!("{}.event.>", self.ns)
+    }
+
+    // ---- buckets ----
+
+    /// App records, key `<app>`.
+    pub fn apps_bucket(&self) -> String {
+        self.bucket("apps")
+    }
+    /// Job specs, key `<app>.<job>`.
+    pub fn jobs_bucket(&self) -> String {
+        self.bucket("jobs")
+    }
+    /// Running instances: summary at `<app>.<job>.<id>`, shard chunks at `<app>.<job>.<id>.<chunk>`.
+    pub fn instances_bucket(&self) -> String {
+        self.bucket("instances")
+    }
+    /// Finished instances, same keys, expiring after the history retention.
+    pub fn history_bucket(&self) -> String {
+        self.bucket("history")
+    }
+    /// Scheduler leases, key `partition.<n>`; entries carry a per-message TTL.
+    pub fn leases_bucket(&self) -> String {
+        self.bucket("leases")
+    }
+    /// Worker heartbeats, key `<app>.<worker>`; entries expire after three missed beats.
+    pub fn workers_bucket(&self) -> String {
+        self.bucket("workers")
+    }
+    /// Scheduler heartbeats, key `<scheduler>`.
+    pub fn schedulers_bucket(&self) -> String {
+        self.bucket("schedulers")
+    }
+    /// The last fire each job's schedule made, key `<app>.<job>`.
+    pub fn cursors_bucket(&self) -> String {
+        self.bucket("cursors")
+    }
+
+    /// Key of a job spec.
+    pub fn job_key(&self, app: &str, job: &str) -> String {
+        format!("{app}.{job}")
+    }
+    /// Key of an instance summary.
+    pub fn instance_key(&self, app: &str, job: &str, id: &InstanceId) -> String {
+        format!("{app}.{job}.{id}")
+    }
+    /// Key of one chunk of an instance's shard records.
+    pub fn shard_chunk_key(&self, app: &str, job: &str, id: &InstanceId, chunk: u32) -> String {
+        format!("{app}.{job}.{id}.{chunk}")
+    }
+    /// Key filter that finds an instance summary by id alone.
+    pub fn instance_by_id_filter(&self, id: &InstanceId) -> String {
+        format!("*.*.{id}")
+    }
+    /// Key filter of every instance summary of a job (or of an app with `job = None`).
+    pub fn instance_summaries_filter(&self, app: Option<&str>, job: Option<&str>) -> String {
+        format!("{}.{}.*", app.unwrap_or("*"), job.unwrap_or("*"))
+    }
+    /// Key of a worker's heartbeat.
+    pub fn worker_key(&self, app: &str, worker: &str) -> String {
+        format!("{app}.{worker}")
+    }
+    /// Key of a partition's lease.
+    pub fn lease_key(&self, partition: u32) -> String {
+        format!("partition.{partition}")
+    }
+    /// Subject of a KV key, for writes with headers (TTL, expected revision).
+    pub fn kv_subject(&self, bucket: &str, key: &str) -> String {
+        format!("$KV.{bucket}.{key}")
+    }
+}
+
+/// How many shard records one KV value holds.
+pub const SHARD_CHUNK: u32 = 500;
+
+/// The chunk a shard item's record lives in.
+pub fn chunk_of(item: u32) -> u32 {
+    item / SHARD_CHUNK
+}
+
+/// How many chunks an instance of `total` shards has.
+pub fn chunk_count(total: u32) -> u32 {
+    total.div_ceil(SHARD_CHUNK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    #[test]
+    fn names_follow_the_contract() {
+        let t = Topology::new("ats").expect("ns");
+        assert_eq!(t.trigger_subject("billing", "report"), "ats.trigger.billing.report");
+        assert_eq!(t.event_subject("billing", "report"), "ats.event.billing.report");
+        assert_eq!(
+            t.parse_trigger_subject("ats.trigger.billing.report"),
+            Some(("billing", "report"))
+        );
+        assert_eq!(t.parse_trigger_subject("ats.trigger.billing"), None);
+        assert_eq!(t.parse_trigger_subject("ats.trigger.a.b.c"), None);
+        assert_eq!(t.parse_trigger_subject("other.trigger.a.b"), None);
+    }
+
+    #[test]
+    fn app_and_worker_filters_do_not_overlap() {
+        let t = Topology::new("ats").expect("ns");
+        let id = InstanceId::for_fire("a", "j", Timestamp(1));
+        let shard = t.shard_subject("a", "j", &id, 3);
+        assert!(shard.starts_with(&t.app_shards_filter("a").replace('>', "")));
+        assert!(!shard.starts_with(&t.app_shards_filter("b").replace('>', "")));
+        let direct = t.direct_subject("a", "w1", "j", &id, 3);
+        assert!(direct.starts_with(&t.worker_direct_filter("a", "w1").replace('>', "")));
+        assert!(!direct.starts_with(&t.app_shards_filter("a").replace('>', "")));
+    }
+
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        let t = Topology::new("ats").expect("ns").with_partitions(4);
+        let p = t.partition_of("billing", "report");
+        assert!(p < 4);
+        assert_eq!(p, t.partition_of("billing", "report"));
+        assert_eq!(Topology::new("ats").expect("ns").partition_of("x", "y"), 0);
+    }
+
+    #[test]
+    fn chunks() {
+        assert_eq!(chunk_count(0), 0);
+        assert_eq!(chunk_count(1), 1);
+        assert_eq!(chunk_count(SHARD_CHUNK), 1);
+        assert_eq!(chunk_count(SHARD_CHUNK + 1), 2);
+        assert_eq!(chunk_of(SHARD_CHUNK), 1);
+    }
+
+    #[test]
+    fn bad_namespace_is_refused() {
+        assert!(Topology::new("a.b").is_err());
+        assert!(Topology::new("").is_err());
+    }
+}
