@@ -1,0 +1,171 @@
+//! Connecting to NATS, and the handle every other part of Antares holds.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use antares_schemas::Topology;
+use async_nats::jetstream::{self, kv::Store};
+
+use crate::error::{NatsError, Result};
+
+/// How to reach and authenticate with NATS (the global CLI flags).
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// One URL or several separated by commas (`nats://a:4222,nats://b:4222`).
+    pub urls: String,
+    /// A `.creds` file (JWT + nkey seed).
+    pub creds: Option<PathBuf>,
+    /// User name for user/password auth.
+    pub user: Option<String>,
+    /// Password for user/password auth.
+    pub password: Option<String>,
+    /// A CA certificate (PEM) to trust for TLS; implies TLS is required.
+    pub tls_ca: Option<PathBuf>,
+    /// Connection name shown by the server's monitoring.
+    pub name: String,
+}
+
+impl ConnectOptions {
+    /// Options for one URL and nothing else.
+    pub fn url(url: impl Into<String>) -> Self {
+        Self {
+            urls: url.into(),
+            name: "antares".into(),
+            ..Self::default()
+        }
+    }
+
+    /// Connects.
+    pub async fn connect(&self) -> Result<async_nats::Client> {
+        let urls: Vec<async_nats::ServerAddr> = self
+            .urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| NatsError::Config(format!("--nats-url: `{u}` is not a NATS URL: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        if urls.is_empty() {
+            return Err(NatsError::Config("--nats-url is empty".into()));
+        }
+        let mut opts = async_nats::ConnectOptions::new()
+            .name(&self.name)
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None);
+        if let Some(creds) = &self.creds {
+            opts = opts.credentials_file(creds).await.map_err(|e| {
+                NatsError::Config(format!("--creds: cannot read `{}`: {e}", creds.display()))
+            })?;
+        }
+        match (&self.user, &self.password) {
+            (Some(u), Some(p)) => opts = opts.user_and_password(u.clone(), p.clone()),
+            (Some(_), None) => return Err(NatsError::Config("--user needs --password".into())),
+            (None, Some(_)) => return Err(NatsError::Config("--password needs --user".into())),
+            (None, None) => {}
+        }
+        if let Some(ca) = &self.tls_ca {
+            if !ca.is_file() {
+                return Err(NatsError::Config(format!(
+                    "--tls-ca: `{}` is not a readable file",
+                    ca.display()
+                )));
+            }
+            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        opts.connect(urls).await.map_err(|e| NatsError::Connect {
+            url: self.urls.clone(),
+            message: format!("{e} (is nats-server running with JetStream? check --nats-url)"),
+        })
+    }
+}
+
+/// A connection plus the names of everything: what every Antares component holds.
+#[derive(Clone, Debug)]
+pub struct Nats {
+    /// Core NATS.
+    pub client: async_nats::Client,
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Every name.
+    pub topo: Topology,
+}
+
+/// Handles of every bucket (see [`Topology`] for what each holds).
+#[derive(Clone, Debug)]
+pub struct Buckets {
+    /// App records.
+    pub apps: Store,
+    /// Job specs.
+    pub jobs: Store,
+    /// Running instances.
+    pub instances: Store,
+    /// Finished instances.
+    pub history: Store,
+    /// Scheduler leases.
+    pub leases: Store,
+    /// Worker heartbeats.
+    pub workers: Store,
+    /// Scheduler heartbeats.
+    pub schedulers: Store,
+    /// Last fire per job.
+    pub cursors: Store,
+}
+
+impl Nats {
+    /// Connects with the given options.
+    pub async fn connect(opts: &ConnectOptions, topo: Topology) -> Result<Self> {
+        Ok(Self::from_client(opts.connect().await?, topo))
+    }
+
+    /// Wraps an existing connection.
+    pub fn from_client(client: async_nats::Client, topo: Topology) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .max_ack_inflight(4096)
+            .build(client.clone());
+        Self { client, js, topo }
+    }
+
+    /// Opens a bucket, with an error that says to provision when it is missing.
+    pub async fn bucket(&self, name: &str) -> Result<Store> {
+        self.js.get_key_value(name).await.map_err(|e| {
+            NatsError::Config(format!(
+                "bucket `{name}` is not there ({e}): run `antares provision` against this NATS first"
+            ))
+        })
+    }
+
+    /// Opens every bucket.
+    pub async fn buckets(&self) -> Result<Buckets> {
+        let t = &self.topo;
+        Ok(Buckets {
+            apps: self.bucket(&t.apps_bucket()).await?,
+            jobs: self.bucket(&t.jobs_bucket()).await?,
+            instances: self.bucket(&t.instances_bucket()).await?,
+            history: self.bucket(&t.history_bucket()).await?,
+            leases: self.bucket(&t.leases_bucket()).await?,
+            workers: self.bucket(&t.workers_bucket()).await?,
+            schedulers: self.bucket(&t.schedulers_bucket()).await?,
+            cursors: self.bucket(&t.cursors_bucket()).await?,
+        })
+    }
+
+    /// Opens a stream, with an error that says to provision when it is missing.
+    pub async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream> {
+        self.js.get_stream(name).await.map_err(|e| {
+            NatsError::Config(format!(
+                "stream `{name}` is not there ({e}): run `antares provision` against this NATS first"
+            ))
+        })
+    }
+
+    /// Sends everything buffered to the server and waits until it has it.
+    pub async fn flush(&self) -> Result<()> {
+        self.client
+            .flush()
+            .await
+            .map_err(|e| NatsError::op("flush", e))
+    }
+}

@@ -1,0 +1,283 @@
+//! Key-value operations Antares relies on beyond the client's own.
+//!
+//! Every write that must not clobber someone else's goes through [`write`] with an
+//! [`Expect`]: JetStream stores it only if the key's last revision is the expected one
+//! (`Nats-Expected-Last-Subject-Sequence`), else it fails with
+//! [`NatsError::WrongRevision`]. That is the fencing of schedulers: a scheduler that
+//! lost its lease and writes late is refused, because the new leader has written since.
+//! Writes can carry a per-message TTL (`Nats-TTL`, whole seconds, server >= 2.11), which
+//! is how leases and heartbeats expire when their writer stops.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::kv::{Operation, Store};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::connect::Nats;
+use crate::error::{NatsError, Result};
+
+/// What a write expects of the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Overwrite whatever is there.
+    Any,
+    /// The key's last revision (0 = the key never existed).
+    Revision(u64),
+}
+
+/// A value with the revision it was read at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// Its revision (stream sequence).
+    pub revision: u64,
+}
+
+/// Formats a TTL the way the server takes it: whole seconds, at least 1.
+pub fn ttl_header(ttl: Duration) -> String {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    format!("{}s", secs.max(1))
+}
+
+fn headers(expect: Expect, ttl: Option<Duration>, op: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Expect::Revision(rev) = expect {
+        h.insert("Nats-Expected-Last-Subject-Sequence", rev.to_string().as_str());
+    }
+    if let Some(ttl) = ttl {
+        h.insert("Nats-TTL", ttl_header(ttl).as_str());
+    }
+    if let Some(op) = op {
+        h.insert("KV-Operation", op);
+    }
+    h
+}
+
+/// One write of a batch.
+#[derive(Clone, Debug)]
+pub struct Write {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Encoded value (empty for a delete).
+    pub value: Bytes,
+    /// What it expects.
+    pub expect: Expect,
+    /// Per-message TTL.
+    pub ttl: Option<Duration>,
+    /// `true` to write a delete marker instead of a value.
+    pub delete: bool,
+}
+
+impl Write {
+    /// A put of an encoded value.
+    pub fn put(bucket: &str, key: String, value: Bytes, expect: Expect) -> Self {
+        Self {
+            bucket: bucket.to_string(),
+            key,
+            value,
+            expect,
+            ttl: None,
+            delete: false,
+        }
+    }
+
+    /// A delete marker.
+    pub fn delete(bucket: &str, key: String, expect: Expect) -> Self {
+        Self {
+            bucket: bucket.to_string(),
+            key,
+            value: Bytes::new(),
+            expect,
+            ttl: None,
+            delete: true,
+        }
+    }
+
+    /// With a per-message TTL.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// Sends a batch of writes pipelined and waits for all; returns each one's new revision
+/// or its error, in order.
+pub async fn write_all(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
+    let mut pending = Vec::with_capacity(writes.len());
+    for w in writes {
+        let subject = nats.topo.kv_subject(&w.bucket, &w.key);
+        let h = headers(w.expect, w.ttl, w.delete.then_some("DEL"));
+        let sent = nats
+            .js
+            .publish_with_headers(subject, h, w.value.clone())
+            .await
+            .map_err(|e| NatsError::op(format!("write {}/{}", w.bucket, w.key), e));
+        pending.push((w, sent));
+    }
+    let mut out = Vec::with_capacity(pending.len());
+    for (w, sent) in pending {
+        let res = match sent {
+            Err(e) => Err(e),
+            Ok(ack) => match ack.await {
+                Ok(ack) => Ok(ack.sequence),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    Err(NatsError::WrongRevision {
+                        key: format!("{}/{}", w.bucket, w.key),
+                        expected: match w.expect {
+                            Expect::Revision(r) => r,
+                            Expect::Any => 0,
+                        },
+                    })
+                }
+                Err(e) => Err(NatsError::op(format!("write {}/{}", w.bucket, w.key), e)),
+            },
+        };
+        out.push(res);
+    }
+    out
+}
+
+/// One write.
+pub async fn write(nats: &Nats, w: Write) -> Result<u64> {
+    write_all(nats, vec![w])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(NatsError::Config("empty write batch".into())))
+}
+
+/// Encodes and writes one value.
+pub async fn put<T: Serialize>(
+    nats: &Nats,
+    bucket: &str,
+    key: String,
+    what: &'static str,
+    value: &T,
+    expect: Expect,
+) -> Result<u64> {
+    write(nats, Write::put(bucket, key, codec::encode(what, value)?, expect)).await
+}
+
+/// Reads and decodes a key; `None` when absent or deleted.
+pub async fn get<T: DeserializeOwned>(
+    store: &Store,
+    key: &str,
+    what: &'static str,
+) -> Result<Option<Versioned<T>>> {
+    let entry = store
+        .entry(key)
+        .await
+        .map_err(|e| NatsError::op(format!("read {}/{key}", store.name), e))?;
+    match entry {
+        Some(e) if e.operation == Operation::Put => Ok(Some(Versioned {
+            value: codec::decode(what, &e.value)?,
+            revision: e.revision,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// The last revision of a key, whatever it is (a value, a delete or an expiry marker);
+/// 0 when the key never existed. What a create-or-take write must expect.
+pub async fn last_revision(store: &Store, key: &str) -> Result<(u64, Option<Operation>)> {
+    let entry = store
+        .entry(key)
+        .await
+        .map_err(|e| NatsError::op(format!("read {}/{key}", store.name), e))?;
+    Ok(entry.map_or((0, None), |e| (e.revision, Some(e.operation))))
+}
+
+/// One key found by [`scan`].
+#[derive(Clone, Debug)]
+pub struct Scanned {
+    /// The key.
+    pub key: String,
+    /// Its value (empty when scanned with `headers_only`).
+    pub value: Bytes,
+    /// Its revision.
+    pub revision: u64,
+}
+
+/// The live keys (and values unless `headers_only`) of a bucket matching a key filter
+/// (`*` and `>` wildcards), read as of now.
+pub async fn scan(
+    nats: &Nats,
+    store: &Store,
+    filter: &str,
+    headers_only: bool,
+) -> Result<Vec<Scanned>> {
+    let op = || format!("scan {}/{filter}", store.name);
+    let prefix = format!("$KV.{}.", store.name);
+    let consumer = store
+        .stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: nats.client.new_inbox(),
+            filter_subject: format!("{prefix}{filter}"),
+            headers_only,
+            replay_policy: ReplayPolicy::Instant,
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::op(op(), e))?;
+    let mut out = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(out);
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| NatsError::op(op(), e))?;
+    while let Some(msg) = messages.next().await {
+        let msg = msg.map_err(|e| NatsError::op(op(), e))?;
+        let info = msg.info().map_err(|e| NatsError::op(op(), e))?;
+        let (revision, pending) = (info.stream_sequence, info.pending);
+        let operation = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("KV-Operation"))
+            .map(|v| v.as_str().to_string());
+        let live = operation.is_none() && !is_marker(msg.headers.as_ref());
+        if live && let Some(key) = msg.subject.strip_prefix(prefix.as_str()) {
+            out.push(Scanned {
+                key: key.to_string(),
+                value: if headers_only {
+                    Bytes::new()
+                } else {
+                    msg.payload.clone()
+                },
+                revision,
+            });
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn is_marker(h: Option<&HeaderMap>) -> bool {
+    h.and_then(|h| h.get("Nats-Marker-Reason")).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_headers_are_whole_seconds() {
+        assert_eq!(ttl_header(Duration::from_millis(500)), "1s");
+        assert_eq!(ttl_header(Duration::from_secs(3)), "3s");
+        assert_eq!(ttl_header(Duration::from_millis(3001)), "4s");
+        assert_eq!(ttl_header(Duration::ZERO), "1s");
+    }
+}
