@@ -47,7 +47,7 @@ pub fn ttl_header(ttl: Duration) -> String {
     format!("{}s", secs.max(1))
 }
 
-fn headers(expect: Expect, ttl: Option<Duration>, op: Option<&str>) -> HeaderMap {
+fn headers(expect: Expect, ttl: Option<Duration>, op: WriteOp) -> HeaderMap {
     let mut h = HeaderMap::new();
     if let Expect::Revision(rev) = expect {
         h.insert("Nats-Expected-Last-Subject-Sequence", rev.to_string().as_str());
@@ -55,8 +55,13 @@ fn headers(expect: Expect, ttl: Option<Duration>, op: Option<&str>) -> HeaderMap
     if let Some(ttl) = ttl {
         h.insert("Nats-TTL", ttl_header(ttl).as_str());
     }
-    if let Some(op) = op {
-        h.insert("KV-Operation", op);
+    match op {
+        WriteOp::Put => {}
+        WriteOp::Delete => h.insert("KV-Operation", "DEL"),
+        WriteOp::Purge => {
+            h.insert("KV-Operation", "PURGE");
+            h.insert("Nats-Rollup", "sub");
+        }
     }
     h
 }
@@ -74,8 +79,20 @@ pub struct Write {
     pub expect: Expect,
     /// Per-message TTL.
     pub ttl: Option<Duration>,
-    /// `true` to write a delete marker instead of a value.
-    pub delete: bool,
+    /// A value, a delete marker, or a purge (drops the key's history).
+    pub op: WriteOp,
+}
+
+/// What a [`Write`] does to its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Stores the value.
+    Put,
+    /// Writes a delete marker.
+    Delete,
+    /// Removes the key's history, leaving one purge marker (give it a TTL to have the
+    /// marker go too, on buckets with TTLs enabled).
+    Purge,
 }
 
 impl Write {
@@ -87,7 +104,7 @@ impl Write {
             value,
             expect,
             ttl: None,
-            delete: false,
+            op: WriteOp::Put,
         }
     }
 
@@ -99,7 +116,19 @@ impl Write {
             value: Bytes::new(),
             expect,
             ttl: None,
-            delete: true,
+            op: WriteOp::Delete,
+        }
+    }
+
+    /// A purge of the key.
+    pub fn purge(bucket: &str, key: String) -> Self {
+        Self {
+            bucket: bucket.to_string(),
+            key,
+            value: Bytes::new(),
+            expect: Expect::Any,
+            ttl: None,
+            op: WriteOp::Purge,
         }
     }
 
@@ -116,7 +145,7 @@ pub async fn write_all(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
     let mut pending = Vec::with_capacity(writes.len());
     for w in writes {
         let subject = nats.topo.kv_subject(&w.bucket, &w.key);
-        let h = headers(w.expect, w.ttl, w.delete.then_some("DEL"));
+        let h = headers(w.expect, w.ttl, w.op);
         let sent = nats
             .js
             .publish_with_headers(subject, h, w.value.clone())

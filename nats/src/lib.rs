@@ -23,3 +23,12 @@ pub mod wait;
 pub use async_nats;
 pub use connect::{ConnectOptions, Nats};
 pub use error::NatsError;
+
+/// The current time, as Antares records it.
+pub fn now() -> antares_schemas::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    antares_schemas::Timestamp(ms)
+}

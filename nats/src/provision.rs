@@ -123,7 +123,7 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
     let buckets = vec![
         bucket(t.apps_bucket(), 1, forever, false),
         bucket(t.jobs_bucket(), 10, forever, false),
-        bucket(t.instances_bucket(), 1, forever, false),
+        bucket(t.instances_bucket(), 1, forever, true),
         bucket(t.history_bucket(), 1, opts.history_retention, false),
         bucket(t.leases_bucket(), 1, forever, true),
         bucket(t.workers_bucket(), 1, forever, true),

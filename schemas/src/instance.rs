@@ -295,6 +295,10 @@ pub struct InstanceSummary {
     /// Timeout per instance in milliseconds, 0 for none.
     #[serde(default)]
     pub timeout_ms: u64,
+    /// The shard params, kept in the summary only while it is `pending`, so a scheduler
+    /// that takes over can finish creating it (write its shard records, queue its items).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_params: Vec<String>,
 }
 
 /// An instance with its shards: `instance get` and `GET /api/instances/{id}`.
@@ -333,6 +337,7 @@ pub struct NewInstance {
 impl Instance {
     /// A `pending` instance whose shards have not started.
     pub fn create(new: NewInstance) -> Self {
+        let pending_params = new.shard_params.clone();
         let shards: Vec<ShardRecord> = new
             .shard_params
             .into_iter()
@@ -355,6 +360,7 @@ impl Instance {
                 shard_counts: ShardCounts::of(&shards),
                 exec: new.exec,
                 timeout_ms: new.timeout_ms,
+                pending_params,
             },
             shards,
         }

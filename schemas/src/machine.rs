@@ -94,6 +94,7 @@ fn event(inst: &Instance, kind: EventKind, at: Timestamp) -> Event {
 fn start_running(inst: &mut Instance, now: Timestamp, step: &mut Step) {
     if inst.summary.status == InstanceStatus::Pending {
         inst.summary.status = InstanceStatus::Running;
+        inst.summary.pending_params = Vec::new();
         inst.summary.started_at = Some(now);
         step.summary_changed = true;
         let mut e = event(inst, EventKind::InstanceStarted, now);
@@ -215,6 +216,7 @@ fn cancel(inst: &mut Instance, now: Timestamp) -> Step {
 fn finish(inst: &mut Instance, status: InstanceStatus, now: Timestamp, step: &mut Step) {
     inst.summary.status = status;
     inst.summary.finished_at = Some(now);
+    inst.summary.pending_params = Vec::new();
     if inst.summary.started_at.is_none() {
         inst.summary.started_at = Some(now);
     }

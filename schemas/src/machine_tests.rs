@@ -66,6 +66,7 @@ fn all_shards_succeed() {
     let mut inst = instance(3);
     let s = step(&mut inst, &Input::Queued, T0);
     assert_eq!(inst.summary.status, InstanceStatus::Running);
+    assert!(inst.summary.pending_params.is_empty());
     assert_eq!(emitted(&s), vec![EventKind::InstanceStarted]);
     for i in 0..3 {
         let s = step(&mut inst, &started(i, 1), T0);

@@ -1,0 +1,226 @@
+//! Folding worker reports (and cancels) into instances, in batches.
+//!
+//! The leader drains whatever reports are ready (up to a batch), applies each to its
+//! instance through the pure state machine, writes every changed summary and shard
+//! chunk in one pipelined round of revision-checked writes, and only then acks the
+//! reports and carries out the effects (events, purging a cancelled instance's queued
+//! items, moving ended instances to history). One KV round per batch instead of one per
+//! report is what lets results keep up with thousands of shards per second.
+//!
+//! If a write is refused for a wrong revision, another scheduler has written: this one
+//! naks the batch's reports for that instance (the new leader gets them) and stops
+//! leading. A report about an instance that is already history is acked and dropped.
+
+use std::collections::HashMap;
+
+use antares_nats::queue::{self, Settle};
+use antares_nats::{NatsError, codec, now};
+use antares_schemas::InstanceId;
+use antares_schemas::machine::{self, Effect, Input};
+use antares_schemas::messages::{Control, ShardReport};
+use async_nats::jetstream::Message;
+
+use crate::events;
+use crate::runner::Leading;
+use crate::store::{Dirty, Place};
+
+/// A decoded message of the results stream.
+enum Item {
+    Report(ShardReport),
+    Control(Control),
+}
+
+impl Item {
+    fn instance(&self) -> InstanceId {
+        match self {
+            Item::Report(r) => r.instance,
+            Item::Control(Control::Cancel { instance, .. }) => *instance,
+        }
+    }
+}
+
+/// The batch ended leadership: stop leading.
+#[derive(Debug)]
+pub(crate) struct LostLeadership;
+
+impl Leading {
+    /// Processes a batch of results-stream messages.
+    pub(crate) async fn on_results(&mut self, msgs: Vec<Message>) -> Result<(), LostLeadership> {
+        let control_prefix = format!("{}.control.", self.nats.topo.namespace());
+        // Decode; group by instance, keeping order.
+        let mut groups: Vec<(InstanceId, Vec<(Message, Item)>)> = Vec::new();
+        let mut index: HashMap<InstanceId, usize> = HashMap::new();
+        for msg in msgs {
+            let item = if msg.subject.starts_with(control_prefix.as_str()) {
+                codec::decode::<Control>("control", &msg.payload).map(Item::Control)
+            } else {
+                codec::decode::<ShardReport>("shard report", &msg.payload).map(Item::Report)
+            };
+            match item {
+                Ok(item) => {
+                    let id = item.instance();
+                    let slot = *index.entry(id).or_insert_with(|| {
+                        groups.push((id, Vec::new()));
+                        groups.len() - 1
+                    });
+                    if let Some(g) = groups.get_mut(slot) {
+                        g.1.push((msg, item));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(subject = %msg.subject, error = %e, "unreadable message on the results stream dropped");
+                    let _ = queue::settle(&msg, Settle::Term).await;
+                }
+            }
+        }
+
+        // Make sure every instance is loaded.
+        let mut settled: Vec<(Message, Settle)> = Vec::new();
+        let mut work: Vec<(InstanceId, Vec<Message>, Vec<Item>)> = Vec::new();
+        for (id, entries) in groups {
+            let (msgs, items): (Vec<Message>, Vec<Item>) = entries.into_iter().unzip();
+            if !self.live.contains_key(&id) {
+                match self.load_live(&id, msgs.first()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(%id, "results for an instance that is not running; dropped");
+                        settled.extend(msgs.into_iter().map(|m| (m, Settle::Ack)));
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%id, error = %e, "cannot load instance; results retried");
+                        settled.extend(msgs.into_iter().map(|m| (m, Settle::Nak(None))));
+                        continue;
+                    }
+                }
+            }
+            work.push((id, msgs, items));
+        }
+
+        // Apply.
+        let at = now();
+        let mut effects: HashMap<InstanceId, Vec<Effect>> = HashMap::new();
+        let mut dirty: HashMap<InstanceId, Dirty> = HashMap::new();
+        for (id, _, items) in &work {
+            let Some(stored) = self.live.get_mut(id) else { continue };
+            let d = dirty.entry(*id).or_default();
+            let e = effects.entry(*id).or_default();
+            for item in items {
+                let input = match item {
+                    Item::Report(r) => Input::Report(r.clone()),
+                    Item::Control(Control::Cancel { .. }) => Input::Cancel,
+                };
+                let step = machine::step(&mut stored.instance, &input, at);
+                if let Some(why) = step.ignored {
+                    tracing::trace!(%id, why, "input ignored");
+                }
+                d.summary |= step.summary_changed;
+                d.items(&step.changed_items);
+                e.extend(step.effects);
+            }
+        }
+
+        // Persist in one round.
+        if !self.leading() {
+            for (_, msgs, _) in work {
+                settled.extend(msgs.into_iter().map(|m| (m, Settle::Nak(None))));
+            }
+            settle_all(settled).await;
+            return Err(LostLeadership);
+        }
+        let ids: Vec<InstanceId> = work.iter().map(|w| w.0).collect();
+        let outcomes = {
+            let mut batch = Vec::new();
+            let mut taken: Vec<(InstanceId, crate::store::Stored)> = Vec::new();
+            for id in &ids {
+                if let Some(s) = self.live.remove(id) {
+                    taken.push((*id, s));
+                }
+            }
+            for (id, s) in taken.iter_mut() {
+                batch.push((s, dirty.remove(id).unwrap_or_default()));
+            }
+            let outcomes = self.store.save_many(&mut batch).await;
+            drop(batch);
+            let mut by_id = HashMap::new();
+            for ((id, s), res) in taken.into_iter().zip(outcomes) {
+                by_id.insert(id, res.is_ok());
+                match res {
+                    Ok(()) => {
+                        self.live.insert(id, s);
+                    }
+                    Err(NatsError::WrongRevision { .. }) => {
+                        tracing::warn!(%id, "instance written by another scheduler");
+                        self.lost = true;
+                    }
+                    Err(e) => tracing::warn!(%id, error = %e, "instance not saved; results retried"),
+                }
+            }
+            by_id
+        };
+        for (id, msgs, _) in work {
+            let ok = outcomes.get(&id).copied().unwrap_or(false);
+            let how = if ok { Settle::Ack } else { Settle::Nak(None) };
+            settled.extend(msgs.into_iter().map(|m| (m, how)));
+            if ok && let Some(effects) = effects.remove(&id) {
+                self.run_effects(id, effects).await;
+            }
+        }
+        settle_all(settled).await;
+        if self.lost {
+            return Err(LostLeadership);
+        }
+        Ok(())
+    }
+
+    /// Loads a running instance into the cache; `false` if it is not running.
+    async fn load_live(&mut self, id: &InstanceId, msg: Option<&Message>) -> Result<bool, NatsError> {
+        // The subject names app and job: `<ns>.<kind>.<app>.<job>.<id>...`.
+        let tokens: Vec<&str> = msg.map(|m| m.subject.as_str().split('.').collect()).unwrap_or_default();
+        let stored = match (tokens.get(2), tokens.get(3)) {
+            (Some(app), Some(job)) => self.store.load(Place::Live, app, job, id).await?,
+            _ => self.store.find(id).await?.and_then(|(p, s)| (p == Place::Live).then_some(s)),
+        };
+        match stored {
+            Some(s) => {
+                self.live.insert(*id, s);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Carries out a step's effects, after its state was persisted.
+    pub(crate) async fn run_effects(&mut self, id: InstanceId, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Emit(event) => events::emit(&self.nats, &event).await,
+                Effect::PurgeQueued => {
+                    let Some(s) = self.live.get(&id) else { continue };
+                    let s = &s.instance.summary;
+                    let filter = self.nats.topo.instance_shards_filter(&s.app, &s.job, &s.id);
+                    if let Err(e) = self.shards_stream.purge().filter(filter).await {
+                        tracing::warn!(%id, error = %e, "queued shard items of a cancelled instance not purged");
+                    }
+                }
+                Effect::Finished => {
+                    if let Some(stored) = self.live.remove(&id)
+                        && let Err(e) = self.store.archive(&stored).await
+                    {
+                        // The next leader's recovery finishes the move.
+                        tracing::warn!(%id, error = %e, "ended instance not moved to history yet");
+                        self.live.insert(id, stored);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn settle_all(settled: Vec<(Message, Settle)>) {
+    for (msg, how) in settled {
+        if let Err(e) = queue::settle(&msg, how).await {
+            tracing::debug!(error = %e, "result not settled; it will be redelivered");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Durable triggers: messages on `<ns>.trigger.<app>.<job>` become instances.
+//!
+//! A trigger stays in the work-queue stream until the leader has created its instance,
+//! so it survives a scheduler being down. Its instance id comes from the message: a
+//! manual trigger (`antares job trigger`, the console) carries the id it promised its
+//! caller in a header; any other message gets an id derived from its stream sequence.
+//! Either way a redelivered trigger finds its instance already there and starts nothing.
+//!
+//! A trigger that cannot run (unknown app or job, a body that is not a valid trigger,
+//! overrides the job refuses) is acked so it never loops, logged, and reported as a
+//! `trigger_rejected` event with the reason.
+
+use antares_nats::queue::{self, Settle};
+use antares_nats::{NatsError, now};
+use antares_schemas::InstanceId;
+use antares_schemas::Timestamp;
+use antares_schemas::instance::{NewInstance, TriggerKind};
+use antares_schemas::messages::{Event, TriggerRequest};
+use antares_schemas::topology::{HEADER_INSTANCE, HEADER_TRIGGER};
+use async_nats::jetstream::Message;
+
+use crate::events;
+use crate::runner::Leading;
+
+impl Leading {
+    /// Handles one trigger message and settles it.
+    pub(crate) async fn on_trigger(&mut self, msg: Message) {
+        let outcome = self.trigger_instance(&msg).await;
+        let how = match outcome {
+            Ok(Ok(Some(id))) => {
+                tracing::debug!(%id, subject = %msg.subject, "trigger started an instance");
+                Settle::Ack
+            }
+            Ok(Ok(None)) => Settle::Ack,
+            Ok(Err((app, job, reason))) => {
+                tracing::warn!(subject = %msg.subject, %reason, "trigger rejected");
+                events::emit(&self.nats, &Event::rejected(&app, &job, now(), reason)).await;
+                Settle::Term
+            }
+            Err(e) => {
+                tracing::warn!(subject = %msg.subject, error = %e, "trigger not handled; it will be redelivered");
+                Settle::Nak(Some(std::time::Duration::from_millis(500)))
+            }
+        };
+        if let Err(e) = queue::settle(&msg, how).await {
+            tracing::warn!(error = %e, "trigger not settled");
+        }
+    }
+
+    /// `Ok(Ok(id))` started (or already there), `Ok(Err(..))` rejected with a reason,
+    /// `Err` a NATS failure worth retrying.
+    #[allow(clippy::type_complexity)]
+    async fn trigger_instance(
+        &mut self,
+        msg: &Message,
+    ) -> Result<Result<Option<InstanceId>, (String, String, String)>, NatsError> {
+        let Some((app, job)) = self.nats.topo.parse_trigger_subject(&msg.subject) else {
+            // Not app.job: report it under the raw tokens we have.
+            let tail = msg.subject.as_str().rsplit('.').next().unwrap_or("").to_string();
+            return Ok(Err((
+                "_".to_string(),
+                tail,
+                format!(
+                    "subject `{}` is not {}",
+                    msg.subject,
+                    self.nats.topo.trigger_subject("<app>", "<job>")
+                ),
+            )));
+        };
+        let (app, job) = (app.to_string(), job.to_string());
+        let reject = |reason: String| Ok(Err((app.clone(), job.clone(), reason)));
+        if self.catalog.app(&app).is_none() {
+            return reject(format!("unknown app `{app}`"));
+        }
+        let Some(entry) = self.catalog.job(&app, &job) else {
+            return reject(format!("unknown job `{app}/{job}`"));
+        };
+        let req = match TriggerRequest::parse(&msg.payload) {
+            Ok(r) => r,
+            Err(reason) => return reject(reason),
+        };
+        let items = match entry.spec.shard_items(&req) {
+            Ok(items) => items,
+            Err(e) => return reject(e.to_string()),
+        };
+        let headers = msg.headers.as_ref();
+        let manual = headers
+            .and_then(|h| h.get(HEADER_TRIGGER))
+            .is_some_and(|v| v.as_str() == "manual");
+        let info = msg
+            .info()
+            .map_err(|e| NatsError::op("read trigger metadata", e))?;
+        let stored_at = Timestamp(info.published.timestamp_millis());
+        let id = if manual {
+            match headers
+                .and_then(|h| h.get(HEADER_INSTANCE))
+                .map(|v| v.as_str().parse::<InstanceId>())
+            {
+                Some(Ok(id)) => id,
+                Some(Err(e)) => return reject(e.to_string()),
+                None => InstanceId::for_trigger(&app, &job, info.stream_sequence, stored_at),
+            }
+        } else {
+            InstanceId::for_trigger(&app, &job, info.stream_sequence, stored_at)
+        };
+        let new = NewInstance {
+            id,
+            app: app.clone(),
+            job: job.clone(),
+            trigger: if manual {
+                TriggerKind::Manual
+            } else {
+                TriggerKind::Event
+            },
+            scheduled_at: id.time(),
+            params: req.params.clone().unwrap_or_else(|| entry.spec.params.clone()),
+            exec: entry.spec.execution(),
+            timeout_ms: entry.spec.timeout_ms(),
+            shard_params: items,
+        };
+        Ok(Ok(self.launch(new).await?))
+    }
+}
