@@ -40,7 +40,7 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Publish this lifecycle event.
-    Emit(Event),
+    Emit(Box<Event>),
     /// Remove the instance's shard items that are still queued.
     PurgeQueued,
     /// The instance is final: move it to history.
@@ -99,7 +99,7 @@ fn start_running(inst: &mut Instance, now: Timestamp, step: &mut Step) {
         step.summary_changed = true;
         let mut e = event(inst, EventKind::InstanceStarted, now);
         e.trigger = Some(inst.summary.trigger);
-        step.effects.push(Effect::Emit(e));
+        step.effects.push(Effect::Emit(Box::new(e)));
     }
 }
 
@@ -185,7 +185,7 @@ fn report(inst: &mut Instance, r: &ShardReport, now: Timestamp) -> Step {
         step.summary_changed = true;
     }
     if !duplicate_start {
-        step.effects.push(Effect::Emit(e));
+        step.effects.push(Effect::Emit(Box::new(e)));
     }
     if inst.summary.shard_counts.finished() >= inst.summary.shard_total {
         let status = if inst.summary.shard_counts.success >= inst.summary.shard_total {
@@ -224,7 +224,7 @@ fn finish(inst: &mut Instance, status: InstanceStatus, now: Timestamp, step: &mu
     let mut e = event(inst, EventKind::InstanceFinished, now);
     e.status = Some(status.as_str().to_string());
     e.trigger = Some(inst.summary.trigger);
-    step.effects.push(Effect::Emit(e));
+    step.effects.push(Effect::Emit(Box::new(e)));
     step.effects.push(Effect::Finished);
 }
 

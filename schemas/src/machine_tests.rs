@@ -104,7 +104,7 @@ fn one_failure_fails_the_instance_with_its_error() {
     assert_eq!(inst.shards[1].status, ShardStatus::Failed);
     assert_eq!(inst.shards[1].error.as_deref(), Some("boom"));
     let finished_event = s.effects.iter().find_map(|e| match e {
-        Effect::Emit(ev) if ev.kind == EventKind::ShardFinished => Some(ev.clone()),
+        Effect::Emit(ev) if ev.kind == EventKind::ShardFinished => Some((**ev).clone()),
         _ => None,
     });
     assert_eq!(

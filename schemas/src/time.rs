@@ -44,7 +44,7 @@ impl Timestamp {
     }
 
     /// This instant plus a duration (saturating).
-    pub fn add(self, d: std::time::Duration) -> Self {
+    pub fn plus(self, d: std::time::Duration) -> Self {
         Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
