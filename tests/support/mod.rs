@@ -1,0 +1,223 @@
+//! What the end-to-end tests share: a real nats-server per test, provisioned, with an
+//! admin handle, in-process schedulers and workers, and a recording plugin.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use antares_nats::provision::{ProvisionOptions, provision};
+use antares_nats::server::LocalServer;
+use antares_nats::wait::wait_for;
+use antares_nats::{ConnectOptions, Nats};
+use antares_scheduler::SchedulerOptions;
+use antares_scheduler::admin::Admin;
+use antares_scheduler::store::ListQuery;
+use antares_schemas::instance::{Instance, InstanceSummary};
+use antares_schemas::spec::{JobSpec, SpecFormat, parse_jobs};
+use antares_schemas::{InstanceId, Topology};
+use antares_worker::{Job, JobContext, JobResult, Worker, WorkerBuilder};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A nats-server with everything provisioned.
+pub struct Env {
+    pub server: LocalServer,
+    pub nats: Nats,
+    pub admin: Admin,
+    tasks: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Env {
+    pub async fn start() -> anyhow::Result<Self> {
+        let server = LocalServer::start_temp()?;
+        let nats = Nats::connect(&ConnectOptions::url(server.url()), Topology::new("ats")?).await?;
+        provision(&nats, &ProvisionOptions::default()).await?;
+        let admin = Admin::open(&nats).await?;
+        Ok(Self {
+            server,
+            nats,
+            admin,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// A fresh connection (each scheduler and worker gets its own, like real processes).
+    pub async fn connect(&self) -> anyhow::Result<Nats> {
+        Ok(Nats::connect(&ConnectOptions::url(self.server.url()), Topology::new("ats")?).await?)
+    }
+
+    /// Creates an app and applies jobs written as TOML.
+    pub async fn apply(&self, app: &str, toml: &str) -> anyhow::Result<Vec<JobSpec>> {
+        if self.admin.get_app(app).await.is_err() {
+            self.admin.create_app(app, "").await?;
+        }
+        let jobs = parse_jobs(toml, SpecFormat::Toml)?;
+        self.admin.apply_jobs(jobs.clone()).await?;
+        Ok(jobs)
+    }
+
+    /// Runs a scheduler in this process until the test ends.
+    pub async fn scheduler(&mut self, id: &str) -> anyhow::Result<()> {
+        let nats = self.connect().await?;
+        let opts = SchedulerOptions {
+            id: Some(id.to_string()),
+            lease_ttl: Duration::from_secs(2),
+            lease_renew: Duration::from_millis(500),
+            ..SchedulerOptions::default()
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = antares_scheduler::run(nats, opts, stop).await {
+                eprintln!("scheduler failed: {e}");
+            }
+        });
+        self.tasks.push((tx, task));
+        Ok(())
+    }
+
+    /// A worker builder for `app` on this server, with test-friendly timings.
+    pub fn worker(&self, app: &str) -> WorkerBuilder {
+        Worker::builder()
+            .app(app)
+            .nats_url(self.server.url())
+            .namespace("ats")
+            .later_delay(Duration::from_millis(100))
+            .grace(Duration::from_secs(2))
+            .with_builtins()
+    }
+
+    /// Builds and runs a worker in this process until the test ends.
+    pub async fn run_worker(&mut self, builder: WorkerBuilder) -> anyhow::Result<String> {
+        let worker = builder.build().await?;
+        let id = worker.id().to_string();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = worker.run_until(stop).await {
+                eprintln!("worker failed: {e}");
+            }
+        });
+        self.tasks.push((tx, task));
+        Ok(id)
+    }
+
+    /// Waits until an instance has ended and returns it whole.
+    pub async fn finished(&self, id: &InstanceId) -> anyhow::Result<Instance> {
+        let admin = &self.admin;
+        wait_for(&format!("instance {id} to end"), WAIT, || async move {
+            admin
+                .get_instance(id)
+                .await
+                .ok()
+                .filter(|i| i.summary.status.is_final())
+        })
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// Waits until a job has at least `n` instances matching `pred` and returns them
+    /// (newest first).
+    pub async fn instances_where(
+        &self,
+        app: &str,
+        job: &str,
+        n: usize,
+        pred: impl Fn(&InstanceSummary) -> bool,
+    ) -> anyhow::Result<Vec<InstanceSummary>> {
+        let admin = &self.admin;
+        let pred = &pred;
+        wait_for(&format!("{n} matching instances of {app}/{job}"), WAIT, || async move {
+            let q = ListQuery {
+                app: Some(app.to_string()),
+                job: Some(job.to_string()),
+                limit: 1000,
+                ..ListQuery::default()
+            };
+            let list = admin.list_instances(&q).await.ok()?;
+            let hits: Vec<_> = list.into_iter().filter(|s| pred(s)).collect();
+            (hits.len() >= n).then_some(hits)
+        })
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// Stops every in-process scheduler and worker.
+    pub async fn stop(&mut self) {
+        for (tx, task) in self.tasks.drain(..) {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+/// One execution a [`Recorder`] saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub instance: InstanceId,
+    pub item: u32,
+    pub param: String,
+    pub params: String,
+    pub attempt: u32,
+    pub worker: String,
+}
+
+/// A plugin that records every execution and answers with a rule.
+#[derive(Clone)]
+pub struct Recorder {
+    name: String,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    rule: Arc<dyn Fn(&JobContext) -> JobResult + Send + Sync>,
+}
+
+impl Recorder {
+    pub fn new(name: &str, rule: impl Fn(&JobContext) -> JobResult + Send + Sync + 'static) -> Self {
+        Self {
+            name: name.to_string(),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            rule: Arc::new(rule),
+        }
+    }
+
+    pub fn succeeding(name: &str) -> Self {
+        Self::new(name, |_| JobResult::Success)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn seen_for(&self, id: &InstanceId) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| &s.instance == id).collect()
+    }
+}
+
+impl Job for Recorder {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn execute(&self, ctx: JobContext) -> impl Future<Output = JobResult> + Send {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(Seen {
+                instance: ctx.instance_id(),
+                item: ctx.shard_item(),
+                param: ctx.shard_param().to_string(),
+                params: ctx.params().to_string(),
+                attempt: ctx.attempt(),
+                worker: ctx.worker_id().to_string(),
+            });
+        }
+        let result = (self.rule)(&ctx);
+        async move { result }
+    }
+}
