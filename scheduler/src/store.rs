@@ -244,10 +244,13 @@ impl InstanceStore {
         }
         let live = &self.live.name;
         let ttl = std::time::Duration::from_secs(60);
-        let mut purges = vec![Write::purge(live, self.summary_key(s)).with_ttl(ttl)];
+        // Chunks first, summary last: a reader that still finds the summary but not all
+        // chunks knows to look in history.
+        let mut purges = Vec::new();
         for c in 0..chunk_count(s.shard_total) {
             purges.push(Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl));
         }
+        purges.push(Write::purge(live, self.summary_key(s)).with_ttl(ttl));
         for r in kv::write_all(&self.nats, purges).await {
             r?;
         }
@@ -268,10 +271,12 @@ impl InstanceStore {
         let Some(summary) = kv::get::<InstanceSummary>(store, &key, "instance").await? else {
             return Ok(None);
         };
-        self.load_shards(place, summary.value, summary.revision).await.map(Some)
+        self.load_shards(place, summary.value, summary.revision).await
     }
 
-    async fn load_shards(&self, place: Place, summary: InstanceSummary, summary_rev: u64) -> Result<Stored, NatsError> {
+    /// Reads an instance's shard chunks; `None` if an instance that is not `pending`
+    /// lacks some (it is being moved to history).
+    async fn load_shards(&self, place: Place, summary: InstanceSummary, summary_rev: u64) -> Result<Option<Stored>, NatsError> {
         let store = self.bucket(place);
         let n = chunk_count(summary.shard_total);
         let reads = (0..n).map(|c| {
@@ -302,13 +307,14 @@ impl InstanceStore {
             }
         }
         if missing && summary.status != InstanceStatus::Pending {
-            tracing::warn!(id = %summary.id, "instance has missing shard records");
+            // Caught in the middle of its move to history.
+            return Ok(None);
         }
-        Ok(Stored {
+        Ok(Some(Stored {
             instance: Instance { summary, shards },
             summary_rev,
             chunk_revs,
-        })
+        }))
     }
 
     /// Finds an instance by id alone, running or ended.
@@ -318,8 +324,9 @@ impl InstanceStore {
             let found = kv::scan(&self.nats, self.bucket(place), &filter, false).await?;
             if let Some(hit) = found.into_iter().next() {
                 let summary: InstanceSummary = codec::decode("instance", &hit.value)?;
-                let stored = self.load_shards(place, summary, hit.revision).await?;
-                return Ok(Some((place, stored)));
+                if let Some(stored) = self.load_shards(place, summary, hit.revision).await? {
+                    return Ok(Some((place, stored)));
+                }
             }
         }
         Ok(None)
@@ -331,7 +338,17 @@ impl InstanceStore {
         let mut out = Vec::new();
         for hit in kv::scan(&self.nats, &self.live, &filter, false).await? {
             match codec::decode::<InstanceSummary>("instance", &hit.value) {
-                Ok(summary) => out.push(self.load_shards(Place::Live, summary, hit.revision).await?),
+                Ok(summary) => {
+                    let id = summary.id;
+                    match self.load_shards(Place::Live, summary.clone(), hit.revision).await? {
+                        Some(stored) => out.push(stored),
+                        // Ended, and its move to history was cut short: finish it.
+                        None => match self.load_shards(Place::History, summary, 0).await? {
+                            Some(done) => out.push(done),
+                            None => tracing::error!(%id, "instance lost shard records"),
+                        },
+                    }
+                }
                 Err(e) => tracing::error!(key = %hit.key, error = %e, "unreadable instance summary skipped"),
             }
         }
