@@ -1,0 +1,258 @@
+//! What a running job knows about its shard item, and how it logs and learns it must stop.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use antares_schemas::messages::{LogLine, LogStream, ShardTask};
+use antares_schemas::{InstanceId, Timestamp};
+use tokio::sync::Notify;
+
+use crate::logs::LogSink;
+
+/// The current time as Antares stores it.
+pub(crate) fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+/// A one-way switch that tasks can wait on: once fired it stays fired.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cancel(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    fired: AtomicBool,
+    notify: Notify,
+}
+
+impl Cancel {
+    /// Fires it; every waiter wakes up.
+    pub(crate) fn cancel(&self) {
+        if !self.0.fired.swap(true, Ordering::SeqCst) {
+            self.0.notify.notify_waiters();
+        }
+    }
+
+    /// Whether it has fired.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.fired.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once it has fired (at once if it already has).
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Everything a job gets to know about the shard item it runs.
+///
+/// Cheap to clone (one reference count); clones share the log and the cancellation.
+#[derive(Clone)]
+pub struct JobContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    task: ShardTask,
+    attempt: u32,
+    worker: Arc<str>,
+    log_subject: String,
+    logs: LogSink,
+    cancel: Cancel,
+    dropped_lines: AtomicBool,
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("app", &self.app())
+            .field("job", &self.job())
+            .field("instance", &self.inner.task.instance)
+            .field("item", &self.shard_item())
+            .field("attempt", &self.attempt())
+            .field("worker", &self.worker_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobContext {
+    pub(crate) fn new(
+        task: ShardTask,
+        attempt: u32,
+        worker: Arc<str>,
+        log_subject: String,
+        logs: LogSink,
+        cancel: Cancel,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                task,
+                attempt,
+                worker,
+                log_subject,
+                logs,
+                cancel,
+                dropped_lines: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A context for running a job outside a worker, in unit tests of the job: its log
+    /// lines go nowhere and it is never cancelled.
+    pub fn detached(task: ShardTask, attempt: u32) -> Self {
+        Self::new(
+            task,
+            attempt.max(1),
+            Arc::from("detached"),
+            String::new(),
+            LogSink::discard(),
+            Cancel::default(),
+        )
+    }
+
+    /// The 0-based index of this shard item.
+    pub fn shard_item(&self) -> u32 {
+        self.inner.task.item
+    }
+
+    /// This item's shard param (the i-th entry of the job's `shard_params`, or "").
+    pub fn shard_param(&self) -> &str {
+        &self.inner.task.param
+    }
+
+    /// How many shard items the instance has.
+    pub fn shard_total(&self) -> u32 {
+        self.inner.task.total
+    }
+
+    /// The instance's parameter string (the job's `params`, or a trigger's override).
+    pub fn params(&self) -> &str {
+        &self.inner.task.params
+    }
+
+    /// The instance (one run of the job) this shard item belongs to.
+    pub fn instance_id(&self) -> InstanceId {
+        self.inner.task.instance
+    }
+
+    /// The app name.
+    pub fn app(&self) -> &str {
+        &self.inner.task.app
+    }
+
+    /// The job name.
+    pub fn job(&self) -> &str {
+        &self.inner.task.job
+    }
+
+    /// When the instance was due.
+    pub fn scheduled_at(&self) -> Timestamp {
+        self.inner.task.scheduled_at
+    }
+
+    /// Which attempt at this shard item this is: 1 on the first run, then one more for
+    /// every redelivery (after `Later`, a worker that died, or a hand-back at shutdown).
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The id of the worker running it.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker
+    }
+
+    /// Adds a line to this shard's log, shown live in the console and by
+    /// `antares instance logs`. Never waits; lines keep their order.
+    pub fn log(&self, line: impl Into<String>) {
+        let line = self.log_line(LogStream::Log, line.into());
+        let sent = self
+            .inner
+            .logs
+            .try_send(self.inner.log_subject.clone(), line);
+        if !sent && !self.inner.dropped_lines.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "shard {}/{} of instance {} logs faster than NATS takes it: dropping lines",
+                self.shard_item(),
+                self.shard_total(),
+                self.instance_id()
+            );
+        }
+    }
+
+    /// Adds a line of a script's output, waiting for room in the log queue.
+    pub(crate) async fn log_output(&self, stream: LogStream, line: String) {
+        let line = self.log_line(stream, line);
+        self.inner
+            .logs
+            .send(self.inner.log_subject.clone(), line)
+            .await;
+    }
+
+    fn log_line(&self, stream: LogStream, line: String) -> LogLine {
+        LogLine {
+            instance: self.inner.task.instance,
+            item: self.inner.task.item,
+            attempt: self.inner.attempt,
+            worker: self.inner.worker.to_string(),
+            at: now(),
+            stream,
+            line,
+        }
+    }
+
+    /// Resolves when the job must stop: the worker is shutting down and its grace period
+    /// is over, or the shard ran past its timeout. A job that waits or loops for long
+    /// should `select!` on this and return soon after; it is aborted shortly after
+    /// anyway, and its result is then ignored.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await;
+    }
+
+    /// Whether [`cancelled`](Self::cancelled) has resolved.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    pub(crate) fn task(&self) -> &ShardTask {
+        &self.inner.task
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancel_wakes_waiters_and_stays_fired() {
+        let c = Cancel::default();
+        let waiter = tokio::spawn({
+            let c = c.clone();
+            async move { c.cancelled().await }
+        });
+        assert!(!c.is_cancelled());
+        c.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("joined");
+        assert!(c.is_cancelled());
+        c.cancelled().await;
+    }
+}

@@ -1,0 +1,108 @@
+//! The Antares worker: the SDK teams embed in their own worker programs, and the stock
+//! worker behind `antares worker`.
+//!
+//! A worker serves one app. It pulls the app's shard items from a JetStream work queue
+//! shared by all the app's workers, runs each with the [`Job`] registered under the job's
+//! `handler` (or as a script, when allowed), reports the start and the outcome, and acks
+//! the item. It only dials NATS: no ports to open, nothing to register but a heartbeat.
+//!
+//! ```no_run
+//! use antares_worker::{Job, JobContext, JobResult, Worker};
+//!
+//! struct DemoJob;
+//!
+//! impl Job for DemoJob {
+//!     fn name(&self) -> &str {
+//!         "demo"
+//!     }
+//!
+//!     async fn execute(&self, ctx: JobContext) -> JobResult {
+//!         ctx.log(format!(
+//!             "item {} of {} with param `{}` (params `{}`), attempt {} of instance {}",
+//!             ctx.shard_item(),
+//!             ctx.shard_total(),
+//!             ctx.shard_param(),
+//!             ctx.params(),
+//!             ctx.attempt(),
+//!             ctx.instance_id(),
+//!         ));
+//!         tokio::select! {
+//!             () = tokio::time::sleep(std::time::Duration::from_millis(10)) => JobResult::Success,
+//!             () = ctx.cancelled() => JobResult::Later,
+//!         }
+//!     }
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), antares_worker::WorkerError> {
+//! Worker::builder()
+//!     .app("billing")
+//!     .nats_url("nats://127.0.0.1:4222")
+//!     .concurrency(32)
+//!     .register(DemoJob)
+//!     .build()
+//!     .await?
+//!     .run()
+//!     .await
+//! # }
+//! ```
+//!
+//! What a worker does, in short:
+//! - pulls at most `concurrency` shard items at a time, asking the queue only for as many
+//!   as it has free slots;
+//! - reports `Started`, runs the job (in-progress acks every second keep the item from
+//!   being handed to another worker), reports `Finished`, then acks — or, for
+//!   [`JobResult::Later`], naks with the `later_delay` so the item comes back as the
+//!   next attempt;
+//! - fails (and acks) items it cannot run, saying why: a handler it lacks, a script when
+//!   started without `allow_scripts`, an http job;
+//! - survives panicking jobs (the attempt fails with the panic message);
+//! - writes a heartbeat every second that expires after three missed ones;
+//! - on SIGTERM, Ctrl-C or [`WorkerHandle::shutdown`] stops pulling, lets running shards
+//!   finish within the grace period, then cancels the rest and hands them back to the
+//!   queue, so another worker runs them at once.
+//!
+//! Script jobs (contract §9) run in their own process group; see [`script_env`] for
+//! what they get. Workers in other languages follow the [`protocol`].
+
+pub mod builtins;
+mod context;
+mod error;
+mod heartbeat;
+mod job;
+mod logs;
+pub mod protocol;
+mod pull;
+mod script;
+mod shard;
+mod worker;
+
+pub use context::JobContext;
+pub use error::{Result, WorkerError};
+pub use heartbeat::MISSED_BEATS;
+pub use job::{Job, JobResult};
+pub use script::EXIT_LATER;
+pub use worker::{
+    DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_LATER_DELAY,
+    DEFAULT_NATS_URL, MAX_CONCURRENCY, Worker, WorkerBuilder, WorkerHandle,
+};
+
+/// The environment of a script job: these variables, besides the worker's own.
+///
+/// | variable | value |
+/// | --- | --- |
+/// | `ANTARES_APP` | app name |
+/// | `ANTARES_JOB` | job name |
+/// | `ANTARES_INSTANCE_ID` | the instance (one run of the job) |
+/// | `ANTARES_SHARD_ITEM` | 0-based shard item |
+/// | `ANTARES_SHARD_TOTAL` | number of shard items |
+/// | `ANTARES_SHARD_PARAM` | this item's shard param |
+/// | `ANTARES_PARAMS` | the instance's params |
+/// | `ANTARES_ATTEMPT` | 1 on the first run |
+///
+/// A command runs as `sh -c COMMAND`; a script as `sh -c SOURCE`, `python3 -c SOURCE` or
+/// `node -e SOURCE`, with standard input empty. Every line written to standard output or
+/// error is a log line of the shard. Exit 0 is success, exit [`EXIT_LATER`] (75) is
+/// "later", anything else fails with the last lines of standard error (up to 10 lines
+/// or 2 KB). A cancelled or timed-out script's whole process group is killed.
+pub mod script_env {}

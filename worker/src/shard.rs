@@ -1,0 +1,261 @@
+//! Running one shard item: from a pulled message to its settled ack.
+//!
+//! 1. decode the [`ShardTask`] (a message that is not one is terminated: it can never run);
+//! 2. report `Started` (core publish: best effort, the results stream captures it);
+//! 3. run the job in its own task, sending an in-progress ack every `progress_every` so
+//!    the work queue does not hand the item to another worker while it runs;
+//! 4. report `Finished` with the outcome, awaiting JetStream's ack (de-duplicated by
+//!    `Nats-Msg-Id`), and only then ack the message (`Success`, `Fail`) or nak it with the
+//!    `later_delay` (`Later`). If the report cannot be stored the message is nak'd at once
+//!    so the item is run again rather than lost.
+//!
+//! A forced shutdown cancels the job (kills scripts), waits [`ABORT_AFTER`] for it, aborts
+//! it, and naks the message at once so another worker takes it. A shard past its
+//! `timeout_ms` is cancelled the same way and reported failed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use antares_nats::codec;
+use antares_nats::queue::{self, Settle};
+use antares_nats::{Nats, async_nats};
+use antares_schemas::messages::{Execution, ReportKind, ShardOutcome, ShardReport, ShardTask};
+use antares_schemas::topology::HEADER_MSG_ID;
+use async_nats::jetstream::Message;
+use tokio::task::JoinHandle;
+
+use crate::context::{Cancel, JobContext, now};
+use crate::job::{JobFuture, JobResult, Registry, panic_message};
+use crate::logs::LogSink;
+use crate::script;
+
+/// How long a cancelled job gets to return before it is aborted.
+pub(crate) const ABORT_AFTER: Duration = Duration::from_secs(1);
+
+/// What every shard of a worker shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) nats: Nats,
+    pub(crate) id: Arc<str>,
+    pub(crate) app: String,
+    pub(crate) registry: Registry,
+    pub(crate) allow_scripts: bool,
+    pub(crate) later_delay: Duration,
+    pub(crate) progress_every: Duration,
+    pub(crate) logs: LogSink,
+    /// Shards running now.
+    pub(crate) running: AtomicU32,
+    /// Fired when running shards must stop (forced shutdown).
+    pub(crate) abort: Cancel,
+}
+
+struct RunningGuard<'a>(&'a AtomicU32);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn settle(msg: &Message, how: Settle) {
+    if let Err(e) = queue::settle(msg, how).await {
+        tracing::warn!("{e}");
+    }
+}
+
+/// Runs the shard item in `msg` to the end and settles the message.
+pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
+    let task: ShardTask = match codec::decode("shard task", &msg.payload) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(
+                "terminating message on {}: {e} (not a shard task; it can never run)",
+                msg.subject
+            );
+            settle(&msg, Settle::Term).await;
+            return;
+        }
+    };
+    shared.running.fetch_add(1, Ordering::Relaxed);
+    let _running = RunningGuard(&shared.running);
+    let attempt = queue::attempt(&msg);
+    let topo = &shared.nats.topo;
+    let result_subject = topo.result_subject(&task.app, &task.job, &task.instance, task.item);
+    let started_at = now();
+    let report = |kind: ReportKind| ShardReport {
+        instance: task.instance,
+        item: task.item,
+        worker: shared.id.to_string(),
+        attempt,
+        at: now(),
+        kind,
+    };
+    match codec::encode("shard report", &report(ReportKind::Started)) {
+        Ok(bytes) => {
+            if let Err(e) = shared
+                .nats
+                .client
+                .publish(result_subject.clone(), bytes)
+                .await
+            {
+                tracing::warn!("cannot report the start of {result_subject}: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("{e}"),
+    }
+
+    let outcome = match run(&shared, &msg, task.clone(), attempt).await {
+        Some(outcome) => outcome,
+        None => {
+            // Forced shutdown: hand the item back.
+            settle(&msg, Settle::Nak(None)).await;
+            return;
+        }
+    };
+    let settle_with = match outcome {
+        ShardOutcome::Success | ShardOutcome::Failed { .. } => Settle::Ack,
+        ShardOutcome::Later => Settle::Nak(Some(shared.later_delay)),
+    };
+    let finished = report(ReportKind::Finished {
+        started_at,
+        outcome,
+    });
+    let msg_id = format!(
+        "{}.done",
+        topo.shard_msg_id(&task.instance, task.item, attempt)
+    );
+    match publish_report(&shared.nats, result_subject.clone(), msg_id, &finished).await {
+        Ok(()) => settle(&msg, settle_with).await,
+        Err(e) => {
+            tracing::warn!("cannot store the result of {result_subject} ({e}); handing it back");
+            settle(&msg, Settle::Nak(None)).await;
+        }
+    }
+}
+
+async fn publish_report(
+    nats: &Nats,
+    subject: String,
+    msg_id: String,
+    report: &ShardReport,
+) -> Result<(), String> {
+    let bytes = codec::encode("shard report", report).map_err(|e| e.to_string())?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(HEADER_MSG_ID, msg_id.as_str());
+    let ack = nats
+        .js
+        .publish_with_headers(subject, headers, bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// What to run for a task: a future, or a refusal.
+fn plan(shared: &Shared, ctx: &JobContext) -> Result<JobFuture, String> {
+    match &ctx.task().exec {
+        Execution::Plugin { handler } => match shared.registry.get(handler) {
+            Some(job) => Ok(job.run(ctx.clone())),
+            None => Err(format!(
+                "no plugin `{handler}` registered in worker `{}` (registered: {})",
+                shared.id,
+                registered(&shared.registry)
+            )),
+        },
+        Execution::Command { .. } | Execution::Script { .. } => {
+            if shared.allow_scripts {
+                Ok(Box::pin(script::run(ctx.clone())))
+            } else {
+                Err(format!(
+                    "scripts are refused by worker `{}`; start it with --allow-scripts",
+                    shared.id
+                ))
+            }
+        }
+        Execution::Http { .. } => Err("http jobs are not supported yet".into()),
+    }
+}
+
+fn registered(registry: &Registry) -> String {
+    let names = registry.names();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Runs the job; `None` when it was stopped by a forced shutdown.
+async fn run(
+    shared: &Shared,
+    msg: &Message,
+    task: ShardTask,
+    attempt: u32,
+) -> Option<ShardOutcome> {
+    let topo = &shared.nats.topo;
+    let log_subject = topo.log_subject(&task.app, &task.job, &task.instance, task.item);
+    let timeout = Duration::from_millis(task.timeout_ms);
+    let ctx = JobContext::new(
+        task,
+        attempt,
+        shared.id.clone(),
+        log_subject,
+        shared.logs.clone(),
+        Cancel::default(),
+    );
+    let future = match plan(shared, &ctx) {
+        Ok(f) => f,
+        Err(refusal) => return Some(ShardOutcome::Failed { error: refusal }),
+    };
+    let mut handle = tokio::spawn(future);
+    let every = shared.progress_every;
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = async {
+        if timeout.is_zero() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::pin!(deadline);
+    let result = loop {
+        tokio::select! {
+            joined = &mut handle => break joined_result(joined),
+            _ = progress.tick() => settle(msg, Settle::Progress).await,
+            () = shared.abort.cancelled() => {
+                stop(&ctx, handle).await;
+                return None;
+            }
+            () = &mut deadline => {
+                stop(&ctx, handle).await;
+                break JobResult::Fail(format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout)
+                ));
+            }
+        }
+    };
+    Some(result.into_outcome())
+}
+
+fn joined_result(joined: Result<JobResult, tokio::task::JoinError>) -> JobResult {
+    match joined {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            JobResult::Fail(format!("job panicked: {}", panic_message(&*e.into_panic())))
+        }
+        Err(e) => JobResult::Fail(format!("job task ended abnormally: {e}")),
+    }
+}
+
+/// Cancels a job, gives it [`ABORT_AFTER`] to return, then aborts it.
+async fn stop(ctx: &JobContext, mut handle: JoinHandle<JobResult>) {
+    ctx.cancel();
+    if tokio::time::timeout(ABORT_AFTER, &mut handle)
+        .await
+        .is_err()
+    {
+        handle.abort();
+        let _ = handle.await;
+    }
+}

@@ -1,0 +1,492 @@
+//! Building and running a worker.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use antares_nats::queue::{self, ConsumerSpec};
+use antares_nats::{ConnectOptions, Nats, async_nats};
+use antares_schemas::Topology;
+use antares_schemas::names::{check_name, check_worker_id, sanitize_token};
+use antares_schemas::topology::DEFAULT_NAMESPACE;
+use async_nats::jetstream::consumer::PullConsumer;
+use tokio::sync::watch;
+
+use crate::builtins;
+use crate::context::{Cancel, now};
+use crate::error::{Result, WorkerError};
+use crate::heartbeat::{self, Identity};
+use crate::job::{Job, Registry};
+use crate::logs::LogSink;
+use crate::pull::{Phase, Puller};
+use crate::shard::Shared;
+
+/// Default NATS URL.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// Default number of shard items a worker runs at once.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Default heartbeat interval (a worker is gone after three missed beats).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Default time a delivered shard item may go without an ack or in-progress ack.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(5);
+/// Default delay before a shard item that returned `Later` is delivered again.
+pub const DEFAULT_LATER_DELAY: Duration = Duration::from_secs(5);
+/// Default time running shards get to finish at shutdown.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Largest concurrency a worker takes.
+pub const MAX_CONCURRENCY: usize = 100_000;
+/// Unacknowledged shard items the app's consumer allows across all its workers.
+const MAX_ACK_PENDING: i64 = 1_000_000;
+
+/// Settings of a worker; made by [`Worker::builder`].
+pub struct WorkerBuilder {
+    app: Option<String>,
+    connect: ConnectOptions,
+    url: Option<String>,
+    nats: Option<Nats>,
+    namespace: Option<String>,
+    id: Option<String>,
+    concurrency: usize,
+    allow_scripts: bool,
+    heartbeat: Duration,
+    ack_wait: Duration,
+    later_delay: Duration,
+    grace: Duration,
+    registry: Registry,
+    duplicates: Vec<String>,
+}
+
+impl fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("app", &self.app)
+            .field("id", &self.id)
+            .field("concurrency", &self.concurrency)
+            .field("allow_scripts", &self.allow_scripts)
+            .field("plugins", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WorkerBuilder {
+    fn default() -> Self {
+        Self {
+            app: None,
+            connect: ConnectOptions::url(DEFAULT_NATS_URL),
+            url: None,
+            nats: None,
+            namespace: None,
+            id: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            allow_scripts: false,
+            heartbeat: DEFAULT_HEARTBEAT,
+            ack_wait: DEFAULT_ACK_WAIT,
+            later_delay: DEFAULT_LATER_DELAY,
+            grace: DEFAULT_GRACE,
+            registry: Registry::default(),
+            duplicates: Vec::new(),
+        }
+    }
+}
+
+impl WorkerBuilder {
+    /// The app this worker serves (required).
+    pub fn app(mut self, app: impl Into<String>) -> Self {
+        self.app = Some(app.into());
+        self
+    }
+
+    /// NATS URL, or several separated by commas (default `nats://127.0.0.1:4222`);
+    /// overrides the URLs of [`connect_options`](Self::connect_options).
+    pub fn nats_url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// How to connect and authenticate (credentials, TLS).
+    pub fn connect_options(mut self, opts: ConnectOptions) -> Self {
+        self.connect = opts;
+        self
+    }
+
+    /// Uses an existing connection instead of making one (its namespace applies).
+    pub fn nats(mut self, nats: Nats) -> Self {
+        self.nats = Some(nats);
+        self
+    }
+
+    /// The Antares namespace (default `ats`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The worker id (default `<host>-<pid>-<random>`); unique among the app's workers,
+    /// 1-128 characters of `A-Z a-z 0-9 _ -`.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// How many shard items run at once (default 32).
+    pub fn concurrency(mut self, slots: usize) -> Self {
+        self.concurrency = slots;
+        self
+    }
+
+    /// Whether script and command jobs run here (default `false`: they fail, saying so).
+    pub fn allow_scripts(mut self, allow: bool) -> Self {
+        self.allow_scripts = allow;
+        self
+    }
+
+    /// Heartbeat interval (default 1 s); the worker counts as gone after three missed.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// How long a shard item may go without an ack before the queue hands it to another
+    /// worker (default 5 s). Running shards send in-progress acks every second (or every
+    /// half `ack_wait` if shorter). This is a setting of the app's shared consumer: the
+    /// last worker to start sets it for all.
+    pub fn ack_wait(mut self, wait: Duration) -> Self {
+        self.ack_wait = wait;
+        self
+    }
+
+    /// Delay before a shard item that returned [`Later`](crate::JobResult::Later) is
+    /// delivered again (default 5 s).
+    pub fn later_delay(mut self, delay: Duration) -> Self {
+        self.later_delay = delay;
+        self
+    }
+
+    /// How long running shards may take to finish at shutdown before they are cancelled
+    /// and handed back to the queue (default 30 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Registers a job under its [`name`](Job::name).
+    pub fn register(mut self, job: impl Job) -> Self {
+        if let Err(name) = self.registry.insert(job) {
+            self.duplicates.push(name);
+        }
+        self
+    }
+
+    /// Registers the built-in jobs `noop`, `sleep` and `fail` (see [`builtins`]).
+    pub fn with_builtins(self) -> Self {
+        self.register(builtins::Noop)
+            .register(builtins::Sleep)
+            .register(builtins::Fail)
+    }
+
+    fn check(&self) -> Result<(String, String)> {
+        let app = self.app.clone().ok_or_else(|| {
+            WorkerError::Config("the worker's app is not set (--app, or `.app(..)`)".into())
+        })?;
+        check_name("app", &app)?;
+        let id = match &self.id {
+            Some(id) => id.clone(),
+            None => default_id(),
+        };
+        check_worker_id(&id)?;
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(WorkerError::Config(format!(
+                "--concurrency {}: use 1 to {MAX_CONCURRENCY}",
+                self.concurrency
+            )));
+        }
+        if self.heartbeat < Duration::from_millis(100) {
+            return Err(WorkerError::Config(format!(
+                "heartbeat {:?} is too short: use at least 100ms",
+                self.heartbeat
+            )));
+        }
+        if self.ack_wait < Duration::from_millis(200) {
+            return Err(WorkerError::Config(format!(
+                "ack_wait {:?} is too short: use at least 200ms",
+                self.ack_wait
+            )));
+        }
+        if let Some(name) = self.duplicates.first() {
+            return Err(WorkerError::Config(format!(
+                "two jobs are registered as `{name}`: job names must be unique in a worker"
+            )));
+        }
+        Ok((app, id))
+    }
+
+    /// Checks the settings, connects, and binds the app's work queue.
+    pub async fn build(self) -> Result<Worker> {
+        let (app, id) = self.check()?;
+        let nats = match self.nats {
+            Some(nats) => {
+                if let Some(ns) = &self.namespace
+                    && ns != nats.topo.namespace()
+                {
+                    return Err(WorkerError::Config(format!(
+                        "namespace `{ns}` differs from the given connection's `{}`",
+                        nats.topo.namespace()
+                    )));
+                }
+                nats
+            }
+            None => {
+                let topo = Topology::new(self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE))?;
+                let mut opts = self.connect;
+                if let Some(url) = self.url {
+                    opts.urls = url;
+                }
+                if opts.name.is_empty() || opts.name == "antares" {
+                    opts.name = format!("antares-worker {id}");
+                }
+                Nats::connect(&opts, topo).await?
+            }
+        };
+        let topo = &nats.topo;
+        nats.bucket(&topo.workers_bucket()).await?;
+        let spec = ConsumerSpec {
+            stream: topo.shards_stream(),
+            durable: topo.app_consumer(&app),
+            filter: Some(topo.app_shards_filter(&app)),
+            ack_wait: self.ack_wait,
+            max_ack_pending: MAX_ACK_PENDING,
+        };
+        let consumer = queue::durable(&nats, &spec).await?;
+        let (logs, _log_task) = LogSink::start(nats.client.clone());
+        let plugins = self.registry.names();
+        let identity = Identity {
+            host: host_name(),
+            pid: std::process::id(),
+            started_at: now(),
+            capacity: u32::try_from(self.concurrency).unwrap_or(u32::MAX),
+            plugins,
+        };
+        let shared = Arc::new(Shared {
+            nats,
+            id: Arc::from(id.as_str()),
+            app,
+            registry: self.registry,
+            allow_scripts: self.allow_scripts,
+            later_delay: self.later_delay,
+            progress_every: (self.ack_wait / 2).min(Duration::from_secs(1)),
+            logs,
+            running: AtomicU32::new(0),
+            abort: Cancel::default(),
+        });
+        let (phase, _) = watch::channel(Phase::Running);
+        Ok(Worker {
+            shared,
+            spec,
+            consumer,
+            identity,
+            concurrency: self.concurrency,
+            heartbeat: self.heartbeat,
+            grace: self.grace,
+            phase: Arc::new(phase),
+        })
+    }
+}
+
+/// `<host>-<pid>-<6 random characters>`.
+fn default_id() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    let suffix = Alphanumeric
+        .sample_string(&mut rand::rng(), 6)
+        .to_ascii_lowercase();
+    format!(
+        "{}-{}-{suffix}",
+        sanitize_token(&host_name()),
+        std::process::id()
+    )
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "host".into())
+}
+
+/// A worker of one app: pulls its shard items and runs them.
+///
+/// Made by [`Worker::builder`]; runs with [`run`](Self::run) (until SIGTERM or Ctrl-C)
+/// or [`run_until`](Self::run_until); stopped from elsewhere with a [`WorkerHandle`].
+pub struct Worker {
+    shared: Arc<Shared>,
+    spec: ConsumerSpec,
+    consumer: PullConsumer,
+    identity: Identity,
+    concurrency: usize,
+    heartbeat: Duration,
+    grace: Duration,
+    phase: Arc<watch::Sender<Phase>>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.shared.id)
+            .field("app", &self.shared.app)
+            .field("concurrency", &self.concurrency)
+            .field("plugins", &self.shared.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops a running worker from elsewhere. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WorkerHandle {
+    id: Arc<str>,
+    phase: Arc<watch::Sender<Phase>>,
+}
+
+impl WorkerHandle {
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Graceful shutdown: stop pulling at once, let running shards finish within the
+    /// grace period, then cancel the rest and hand them back to the queue.
+    pub fn shutdown(&self) {
+        advance(&self.phase, Phase::Draining);
+    }
+
+    /// Forced shutdown: stop pulling, cancel running shards now and hand them back.
+    pub fn shutdown_now(&self) {
+        advance(&self.phase, Phase::Abort);
+    }
+}
+
+fn advance(phase: &watch::Sender<Phase>, to: Phase) {
+    phase.send_if_modified(|p| {
+        let later = *p < to;
+        if later {
+            *p = to;
+        }
+        later
+    });
+}
+
+impl Worker {
+    /// Settings with the defaults of the contract (§8).
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::default()
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// The app it serves.
+    pub fn app(&self) -> &str {
+        &self.shared.app
+    }
+
+    /// A handle to stop it once it runs.
+    pub fn handle(&self) -> WorkerHandle {
+        WorkerHandle {
+            id: self.shared.id.clone(),
+            phase: self.phase.clone(),
+        }
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully; a second signal cuts
+    /// the grace period short.
+    pub async fn run(self) -> Result<()> {
+        let phase = self.phase.clone();
+        let id = self.shared.id.clone();
+        let signals = tokio::spawn(async move {
+            stop_signal().await;
+            tracing::info!(
+                "worker {id} shutting down: finishing running shards (signal again to stop now)"
+            );
+            advance(&phase, Phase::Draining);
+            stop_signal().await;
+            tracing::info!("worker {id} stopping now");
+            advance(&phase, Phase::Abort);
+        });
+        let result = self.run_until(std::future::pending()).await;
+        signals.abort();
+        result
+    }
+
+    /// Runs until `shutdown` resolves (or a [`WorkerHandle`] asks), then shuts down
+    /// gracefully. For embedding the worker in a larger program, and for tests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let Worker {
+            shared,
+            spec,
+            consumer,
+            identity,
+            concurrency,
+            heartbeat,
+            grace,
+            phase,
+        } = self;
+        heartbeat::beat(&shared, &identity, heartbeat).await?;
+        tracing::info!(
+            "worker {} of app {} running {} slot(s), plugins: {:?}",
+            shared.id,
+            shared.app,
+            concurrency,
+            identity.plugins
+        );
+        let puller = Puller {
+            shared: shared.clone(),
+            spec,
+            consumer,
+            concurrency,
+            grace,
+        };
+        let pulling = puller.run(phase.subscribe());
+        let beats = heartbeat::run(&shared, &identity, heartbeat);
+        tokio::pin!(pulling, beats, shutdown);
+        let mut asked = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut pulling => break result,
+                () = &mut beats => {}
+                () = &mut shutdown, if !asked => {
+                    asked = true;
+                    advance(&phase, Phase::Draining);
+                }
+            }
+        };
+        shared.logs.flush(Duration::from_secs(2)).await;
+        if let Err(e) = shared.nats.flush().await {
+            tracing::warn!("worker {}: {e}", shared.id);
+        }
+        heartbeat::remove(&shared.nats, &shared.app, &shared.id, heartbeat).await;
+        tracing::info!("worker {} stopped", shared.id);
+        result
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

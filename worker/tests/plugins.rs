@@ -1,0 +1,388 @@
+//! Plugin jobs against a real nats-server: outcomes, reports, listeners, panics,
+//! refusals and concurrency.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use antares_nats::wait::wait_for;
+use antares_schemas::messages::{Execution, LogStream, ReportKind, ShardOutcome};
+use antares_worker::{Job, JobContext, JobResult};
+use anyhow::anyhow;
+use common::{Bench, WAIT, plugin, spawn, task};
+
+/// Logs what it was given, succeeds, and records its listener calls.
+#[derive(Clone, Default)]
+struct Echo {
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Job for Echo {
+    fn name(&self) -> &str {
+        "echo"
+    }
+
+    async fn execute(&self, ctx: JobContext) -> JobResult {
+        ctx.log(format!(
+            "{}/{} item {} of {} param={} params={} attempt={}",
+            ctx.app(),
+            ctx.job(),
+            ctx.shard_item(),
+            ctx.shard_total(),
+            ctx.shard_param(),
+            ctx.params(),
+            ctx.attempt()
+        ));
+        JobResult::Success
+    }
+
+    fn on_before(&self, _ctx: &JobContext) {
+        self.record("before");
+    }
+    fn on_after(&self, _ctx: &JobContext, result: &JobResult) {
+        self.record(&format!("after {result:?}"));
+    }
+    fn on_success(&self, _ctx: &JobContext) {
+        self.record("success");
+    }
+    fn on_fail(&self, _ctx: &JobContext, error: &str) {
+        self.record(&format!("fail {error}"));
+    }
+}
+
+impl Echo {
+    fn record(&self, what: &str) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(what.to_string());
+        }
+    }
+}
+
+#[tokio::test]
+async fn plugin_success_reports_started_then_finished() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let echo = Echo::default();
+    let worker = spawn(bench.worker("billing", "w1").register(echo.clone())).await?;
+    let mut t = task("billing", "report", plugin("echo"));
+    t.item = 2;
+    t.total = 3;
+    t.param = "c".into();
+    t.params = "p=1".into();
+    bench.publish(&t).await?;
+
+    let seen = bench.until_finished(t.instance, 2).await?;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].kind, ReportKind::Started);
+    assert_eq!((seen[0].worker.as_str(), seen[0].attempt), ("w1", 1));
+    let ReportKind::Finished {
+        started_at,
+        outcome,
+    } = &seen[1].kind
+    else {
+        return Err(anyhow!("not finished: {seen:?}"));
+    };
+    assert_eq!(*outcome, ShardOutcome::Success);
+    assert!(*started_at <= seen[1].at);
+    assert_eq!(seen[1].attempt, 1);
+
+    let lines = bench.logs_until(t.instance, |l| !l.is_empty()).await?;
+    assert_eq!(
+        lines[0].line,
+        "billing/report item 2 of 3 param=c params=p=1 attempt=1"
+    );
+    assert_eq!(
+        (lines[0].stream, lines[0].item, lines[0].attempt),
+        (LogStream::Log, 2, 1)
+    );
+    assert_eq!(lines[0].worker, "w1");
+    let calls = echo.calls.lock().map_err(|e| anyhow!("{e}"))?.clone();
+    assert_eq!(calls, ["before", "after Success", "success"]);
+    worker.stop().await
+}
+
+/// Returns `Later` on the first attempt, succeeds on the next.
+struct NotYet;
+
+impl Job for NotYet {
+    fn name(&self) -> &str {
+        "not-yet"
+    }
+    async fn execute(&self, ctx: JobContext) -> JobResult {
+        if ctx.attempt() == 1 {
+            JobResult::Later
+        } else {
+            JobResult::Success
+        }
+    }
+}
+
+#[tokio::test]
+async fn later_is_redelivered_as_the_next_attempt() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .later_delay(Duration::from_millis(200))
+            .register(NotYet),
+    )
+    .await?;
+    let t = task("billing", "sync", plugin("not-yet"));
+    bench.publish(&t).await?;
+    let (outcome, first) = bench.outcome(t.instance, 0).await?;
+    assert_eq!((outcome, first.attempt), (ShardOutcome::Later, 1));
+    let seen = bench.until_finished(t.instance, 0).await?;
+    assert_eq!(seen[0].kind, ReportKind::Started);
+    assert_eq!(seen[0].attempt, 2);
+    let ReportKind::Finished { outcome, .. } = &seen[1].kind else {
+        return Err(anyhow!("not finished: {seen:?}"));
+    };
+    assert_eq!((outcome, seen[1].attempt), (&ShardOutcome::Success, 2));
+    worker.stop().await
+}
+
+#[tokio::test]
+async fn failures_carry_their_error() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(bench.worker("billing", "w1").with_builtins()).await?;
+    let mut t = task("billing", "boom", plugin("fail"));
+    t.params = "disk full".into();
+    bench.publish(&t).await?;
+    let (outcome, _) = bench.outcome(t.instance, 0).await?;
+    assert_eq!(
+        outcome,
+        ShardOutcome::Failed {
+            error: "disk full".into()
+        }
+    );
+
+    let mut t = task("billing", "nap", plugin("sleep"));
+    t.params = "a while".into();
+    bench.publish(&t).await?;
+    let (outcome, _) = bench.outcome(t.instance, 0).await?;
+    let ShardOutcome::Failed { error } = outcome else {
+        return Err(anyhow!("must fail"));
+    };
+    assert!(error.contains("`a while` are not a duration"), "{error}");
+
+    let mut t = task("billing", "nap", plugin("sleep"));
+    t.params = "20ms".into();
+    bench.publish(&t).await?;
+    assert_eq!(bench.outcome(t.instance, 0).await?.0, ShardOutcome::Success);
+    worker.stop().await
+}
+
+struct Panicky;
+
+impl Job for Panicky {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+    async fn execute(&self, ctx: JobContext) -> JobResult {
+        if ctx.params() == "panic" {
+            panic!("the job exploded");
+        }
+        JobResult::Success
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_job_fails_and_the_worker_carries_on() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .concurrency(1)
+            .register(Panicky),
+    )
+    .await?;
+    let mut t = task("billing", "explode", plugin("panicky"));
+    t.params = "panic".into();
+    bench.publish(&t).await?;
+    let (outcome, _) = bench.outcome(t.instance, 0).await?;
+    assert_eq!(
+        outcome,
+        ShardOutcome::Failed {
+            error: "job panicked: the job exploded".into()
+        }
+    );
+    let t = task("billing", "explode", plugin("panicky"));
+    bench.publish(&t).await?;
+    assert_eq!(bench.outcome(t.instance, 0).await?.0, ShardOutcome::Success);
+    worker.stop().await
+}
+
+#[tokio::test]
+async fn items_the_worker_cannot_run_fail_saying_why() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(bench.worker("billing", "w1").with_builtins()).await?;
+    let t = task("billing", "mystery", plugin("nope"));
+    bench.publish(&t).await?;
+    let (outcome, _) = bench.outcome(t.instance, 0).await?;
+    assert_eq!(
+        outcome,
+        ShardOutcome::Failed {
+            error: "no plugin `nope` registered in worker `w1` (registered: fail, noop, sleep)"
+                .into()
+        }
+    );
+
+    let t = task(
+        "billing",
+        "call",
+        Execution::Http {
+            url: "http://127.0.0.1:9/".into(),
+            method: "POST".into(),
+            body: String::new(),
+            timeout_ms: 1000,
+        },
+    );
+    bench.publish(&t).await?;
+    let (outcome, _) = bench.outcome(t.instance, 0).await?;
+    assert_eq!(
+        outcome,
+        ShardOutcome::Failed {
+            error: "http jobs are not supported yet".into()
+        }
+    );
+
+    // Neither is left in the queue to loop.
+    let shards = bench.nats.topo.shards_stream();
+    let nats = bench.nats.clone();
+    wait_for("the shard queue to empty", WAIT, || {
+        let nats = nats.clone();
+        let shards = shards.clone();
+        async move {
+            let mut s = nats.stream(&shards).await.ok()?;
+            let info = s.info().await.ok()?;
+            (info.state.messages == 0).then_some(())
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    worker.stop().await
+}
+
+#[tokio::test]
+async fn undecodable_items_are_terminated() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(bench.worker("billing", "w1").with_builtins()).await?;
+    let t = task("billing", "x", plugin("noop"));
+    let subject = bench
+        .nats
+        .topo
+        .shard_subject("billing", "x", &t.instance, 7);
+    bench
+        .nats
+        .js
+        .publish(subject, "not messagepack".into())
+        .await?
+        .await?;
+    bench.publish(&t).await?;
+    assert_eq!(bench.outcome(t.instance, 0).await?.0, ShardOutcome::Success);
+    let shards = bench.nats.topo.shards_stream();
+    let nats = bench.nats.clone();
+    wait_for("the garbage to leave the queue", WAIT, || {
+        let nats = nats.clone();
+        let shards = shards.clone();
+        async move {
+            let mut s = nats.stream(&shards).await.ok()?;
+            let info = s.info().await.ok()?;
+            (info.state.messages == 0).then_some(())
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    worker.stop().await
+}
+
+/// Succeeds only when another shard is running at the same time.
+#[derive(Clone)]
+struct Together {
+    barrier: Arc<tokio::sync::Barrier>,
+}
+
+impl Job for Together {
+    fn name(&self) -> &str {
+        "together"
+    }
+    async fn execute(&self, _ctx: JobContext) -> JobResult {
+        match tokio::time::timeout(WAIT, self.barrier.wait()).await {
+            Ok(_) => JobResult::Success,
+            Err(_) => JobResult::Fail("ran alone".into()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrency_two_runs_two_shards_at_once() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let job = Together {
+        barrier: Arc::new(tokio::sync::Barrier::new(2)),
+    };
+    let worker = spawn(bench.worker("billing", "w1").concurrency(2).register(job)).await?;
+    let mut t = task("billing", "pair", plugin("together"));
+    t.total = 2;
+    bench.publish(&t).await?;
+    t.item = 1;
+    bench.publish(&t).await?;
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 2 {
+        let r = bench.next_report().await?;
+        if let ReportKind::Finished { outcome, .. } = r.kind {
+            outcomes.push((r.item, outcome));
+        }
+    }
+    outcomes.sort_by_key(|(item, _)| *item);
+    assert_eq!(
+        outcomes,
+        [(0, ShardOutcome::Success), (1, ShardOutcome::Success)]
+    );
+    worker.stop().await
+}
+
+/// Ignores cancellation.
+struct Stubborn;
+
+impl Job for Stubborn {
+    fn name(&self) -> &str {
+        "stubborn"
+    }
+    async fn execute(&self, _ctx: JobContext) -> JobResult {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        JobResult::Success
+    }
+}
+
+#[tokio::test]
+async fn a_job_past_its_timeout_is_cancelled_then_aborted() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .concurrency(1)
+            .with_builtins()
+            .register(Stubborn),
+    )
+    .await?;
+    let mut t = task("billing", "slow", plugin("stubborn"));
+    t.timeout_ms = 100;
+    bench.publish(&t).await?;
+    assert_eq!(
+        bench.outcome(t.instance, 0).await?.0,
+        ShardOutcome::Failed {
+            error: "timed out after 100ms".into()
+        }
+    );
+    let mut t = task("billing", "nap", plugin("sleep"));
+    t.params = "1m".into();
+    t.timeout_ms = 100;
+    bench.publish(&t).await?;
+    assert_eq!(
+        bench.outcome(t.instance, 0).await?.0,
+        ShardOutcome::Failed {
+            error: "timed out after 100ms".into()
+        }
+    );
+    worker.stop().await
+}

@@ -1,0 +1,93 @@
+//! The encodings the worker protocol page documents, checked against the real types so
+//! the page cannot drift from them.
+
+use antares_nats::codec;
+use antares_schemas::messages::{
+    Execution, LogLine, LogStream, ReportKind, ScriptLang, ShardOutcome, ShardReport, ShardTask,
+};
+use antares_schemas::{InstanceId, Timestamp};
+use serde_json::{Value, json};
+
+fn as_json<T: serde::Serialize>(value: &T) -> anyhow::Result<Value> {
+    let bytes = codec::encode("value", value)?;
+    Ok(rmp_serde::from_slice(&bytes)?)
+}
+
+#[test]
+fn shard_tasks_reports_and_log_lines_are_named_maps() -> anyhow::Result<()> {
+    let id = InstanceId::for_fire("billing", "report", Timestamp(1_800_000_000_000));
+    let task = ShardTask {
+        instance: id,
+        app: "billing".into(),
+        job: "report".into(),
+        item: 1,
+        total: 2,
+        param: "b".into(),
+        params: "p".into(),
+        exec: Execution::Script {
+            lang: ScriptLang::Python,
+            source: "print(1)".into(),
+        },
+        timeout_ms: 0,
+        scheduled_at: Timestamp(1_800_000_000_000),
+    };
+    assert_eq!(
+        as_json(&task)?,
+        json!({
+            "instance": id.to_string(), "app": "billing", "job": "report", "item": 1,
+            "total": 2, "param": "b", "params": "p",
+            "exec": {"script": {"lang": "python", "source": "print(1)"}},
+            "timeout_ms": 0, "scheduled_at": 1_800_000_000_000_i64,
+        })
+    );
+    let plugin = Execution::Plugin {
+        handler: "x".into(),
+    };
+    assert_eq!(as_json(&plugin)?, json!({"plugin": {"handler": "x"}}));
+
+    let mut report = ShardReport {
+        instance: id,
+        item: 1,
+        worker: "w1".into(),
+        attempt: 2,
+        at: Timestamp(5),
+        kind: ReportKind::Started,
+    };
+    assert_eq!(
+        as_json(&report)?,
+        json!({"instance": id.to_string(), "item": 1, "worker": "w1", "attempt": 2, "at": 5, "kind": "started"})
+    );
+    report.kind = ReportKind::Finished {
+        started_at: Timestamp(4),
+        outcome: ShardOutcome::Failed {
+            error: "boom".into(),
+        },
+    };
+    assert_eq!(
+        as_json(&report)?["kind"],
+        json!({"finished": {"started_at": 4, "outcome": {"failed": {"error": "boom"}}}})
+    );
+    report.kind = ReportKind::Finished {
+        started_at: Timestamp(4),
+        outcome: ShardOutcome::Later,
+    };
+    assert_eq!(
+        as_json(&report)?["kind"]["finished"]["outcome"],
+        json!("later")
+    );
+
+    let line = LogLine {
+        instance: id,
+        item: 1,
+        attempt: 1,
+        worker: "w1".into(),
+        at: Timestamp(6),
+        stream: LogStream::Stderr,
+        line: "oops".into(),
+    };
+    assert_eq!(
+        as_json(&line)?,
+        json!({"instance": id.to_string(), "item": 1, "attempt": 1, "worker": "w1", "at": 6, "stream": "stderr", "line": "oops"})
+    );
+    Ok(())
+}
