@@ -34,8 +34,10 @@ impl Leading {
         self.publish_items(&stored).await?;
         let now = antares_nats::now();
         let step = machine::step(&mut stored.instance, &Input::Queued, now);
-        let mut dirty = Dirty::default();
-        dirty.summary = step.summary_changed;
+        let mut dirty = Dirty {
+            summary: step.summary_changed,
+            ..Dirty::default()
+        };
         dirty.items(&step.changed_items);
         self.store.save(&mut stored, dirty).await?;
         let id = stored.instance.summary.id;

@@ -379,7 +379,7 @@ impl InstanceStore {
                 }
             }
         }
-        keys.sort_by(|a, b| b.0.cmp(&a.0));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.0));
         let mut out = Vec::new();
         for window in keys.chunks(64) {
             let reads = window.iter().map(|(_, place, key)| {

@@ -22,6 +22,15 @@ use async_nats::jetstream::Message;
 use crate::events;
 use crate::runner::Leading;
 
+/// The instance id a manual trigger asked for, if it carries a valid one.
+fn promised_id(msg: &Message) -> Option<InstanceId> {
+    let headers = msg.headers.as_ref()?;
+    if headers.get(HEADER_TRIGGER)?.as_str() != "manual" {
+        return None;
+    }
+    headers.get(HEADER_INSTANCE)?.as_str().parse().ok()
+}
+
 impl Leading {
     /// Handles one trigger message and settles it.
     pub(crate) async fn on_trigger(&mut self, msg: Message) {
@@ -34,7 +43,11 @@ impl Leading {
             Ok(Ok(None)) => Settle::Ack,
             Ok(Err((app, job, reason))) => {
                 tracing::warn!(subject = %msg.subject, %reason, "trigger rejected");
-                events::emit(&self.nats, &Event::rejected(&app, &job, now(), reason)).await;
+                let mut event = Event::rejected(&app, &job, now(), reason);
+                // A manual trigger promised its caller an id: name it, so a waiting
+                // caller learns of the rejection.
+                event.instance = promised_id(&msg);
+                events::emit(&self.nats, &event).await;
                 Settle::Term
             }
             Err(e) => {

@@ -1,0 +1,123 @@
+//! What operators do: apps, jobs, triggers, cancels, queries, logs and the cluster view.
+//!
+//! [`Admin`] is what the CLI and the console's HTTP API call. It needs NATS and the
+//! provisioned buckets, never a running scheduler: a trigger or a cancel is a durable
+//! JetStream message that the leading scheduler picks up whenever it runs. Every
+//! operation returns the records of [`antares_schemas`] (the JSON the API shows) or a
+//! [`SchedulerError`] whose message says what to do about it.
+//!
+//! Writes are revision-checked: a pause that races with an `apply` is refused rather
+//! than silently undoing it (and retried once re-read, where that is safe).
+
+use antares_nats::Nats;
+use antares_nats::connect::Buckets;
+use async_nats::jetstream::kv::{Entry, Operation, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::error::SchedulerError;
+use crate::store::InstanceStore;
+
+mod apps;
+mod cluster;
+mod instances;
+mod jobs;
+mod logs;
+mod triggers;
+
+pub use cluster::cron_next;
+pub use logs::LogLines;
+
+/// How many times a read-modify-write is retried when someone else wrote in between.
+const RMW_ATTEMPTS: usize = 5;
+
+/// The control operations, over one NATS connection.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    nats: Nats,
+    buckets: Buckets,
+    store: InstanceStore,
+}
+
+/// What `apply_jobs` did to one job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyAction {
+    /// The job did not exist.
+    Created,
+    /// The job existed with a different spec.
+    Updated,
+    /// The job existed with exactly this spec.
+    Unchanged,
+}
+
+impl ApplyAction {
+    /// `created`, `updated` or `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One job of an `apply`, and what happened to it (`job apply --json` items).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    /// App name.
+    pub app: String,
+    /// Job name.
+    pub job: String,
+    /// What was done.
+    pub action: ApplyAction,
+}
+
+impl Admin {
+    /// Opens every bucket; fails with a message to run `antares provision` when NATS has
+    /// not been provisioned.
+    pub async fn open(nats: &Nats) -> Result<Self, SchedulerError> {
+        Ok(Self {
+            nats: nats.clone(),
+            buckets: nats.buckets().await?,
+            store: InstanceStore::open(nats).await?,
+        })
+    }
+
+    /// The connection.
+    pub fn nats(&self) -> &Nats {
+        &self.nats
+    }
+}
+
+/// A key's last entry: its value when it holds one, and the revision a write that
+/// replaces it must expect (0 when it never existed; a delete marker's otherwise).
+pub(crate) struct Current {
+    /// The value, when the key holds one.
+    pub value: Option<Entry>,
+    /// The revision to expect.
+    pub revision: u64,
+}
+
+/// Reads a key's last entry.
+pub(crate) async fn current(store: &Store, key: &str) -> Result<Current, SchedulerError> {
+    let entry = store.entry(key).await.map_err(|e| {
+        SchedulerError::Nats(antares_nats::NatsError::op(
+            format!("read {}/{key}", store.name),
+            e,
+        ))
+    })?;
+    Ok(match entry {
+        None => Current {
+            value: None,
+            revision: 0,
+        },
+        Some(e) if e.operation == Operation::Put => Current {
+            revision: e.revision,
+            value: Some(e),
+        },
+        Some(e) => Current {
+            value: None,
+            revision: e.revision,
+        },
+    })
+}

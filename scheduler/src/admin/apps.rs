@@ -1,0 +1,146 @@
+//! Apps: create, list, get, delete, pause and resume.
+
+use antares_nats::kv::{self, Expect, Write};
+use antares_nats::{NatsError, codec, now};
+use antares_schemas::app::App;
+use antares_schemas::names::check_name;
+
+use super::{Admin, RMW_ATTEMPTS, current};
+use crate::error::SchedulerError;
+
+/// The error for an app that is not there.
+pub(crate) fn no_such_app(name: &str) -> SchedulerError {
+    SchedulerError::NotFound(format!(
+        "app `{name}` does not exist: create it with `antares app create {name}`"
+    ))
+}
+
+impl Admin {
+    /// Creates an app; a [`SchedulerError::Conflict`] if it exists.
+    pub async fn create_app(&self, name: &str, description: &str) -> Result<App, SchedulerError> {
+        check_name("app", name)?;
+        let store = &self.buckets.apps;
+        let cur = current(store, name).await?;
+        if cur.value.is_some() {
+            return Err(SchedulerError::Conflict(format!(
+                "app `{name}` already exists"
+            )));
+        }
+        let app = App {
+            name: name.to_string(),
+            description: description.to_string(),
+            enabled: true,
+            created_at: now(),
+        };
+        let written = kv::put(
+            &self.nats,
+            &store.name,
+            name.to_string(),
+            "app",
+            &app,
+            Expect::Revision(cur.revision),
+        )
+        .await;
+        match written {
+            Ok(_) => Ok(app),
+            Err(NatsError::WrongRevision { .. }) => Err(SchedulerError::Conflict(format!(
+                "app `{name}` already exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every app, by name.
+    pub async fn list_apps(&self) -> Result<Vec<App>, SchedulerError> {
+        let store = &self.buckets.apps;
+        let mut out = Vec::new();
+        for hit in kv::scan(&self.nats, store, ">", false).await? {
+            match codec::decode::<App>("app", &hit.value) {
+                Ok(app) => out.push(app),
+                Err(e) => {
+                    tracing::warn!(key = %hit.key, error = %e, "unreadable app record skipped")
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// One app.
+    pub async fn get_app(&self, name: &str) -> Result<App, SchedulerError> {
+        check_name("app", name)?;
+        kv::get::<App>(&self.buckets.apps, name, "app")
+            .await?
+            .map(|v| v.value)
+            .ok_or_else(|| no_such_app(name))
+    }
+
+    /// Deletes an app that has no jobs left.
+    pub async fn delete_app(&self, name: &str) -> Result<(), SchedulerError> {
+        check_name("app", name)?;
+        let store = &self.buckets.apps;
+        let cur = current(store, name).await?;
+        if cur.value.is_none() {
+            return Err(no_such_app(name));
+        }
+        let jobs = self.job_names(Some(name)).await?;
+        if !jobs.is_empty() {
+            let shown: Vec<String> = jobs.iter().take(5).map(|(_, j)| j.clone()).collect();
+            let more = if jobs.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            };
+            return Err(SchedulerError::Conflict(format!(
+                "app `{name}` still has {} job(s) ({}{more}): delete them first with `antares job delete {name}/JOB`",
+                jobs.len(),
+                shown.join(", "),
+            )));
+        }
+        let w = Write::delete(
+            &store.name,
+            name.to_string(),
+            Expect::Revision(cur.revision),
+        );
+        match kv::write(&self.nats, w).await {
+            Ok(_) => Ok(()),
+            Err(NatsError::WrongRevision { .. }) => Err(SchedulerError::Conflict(format!(
+                "app `{name}` changed while deleting it: try again"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Pauses (`false`) or resumes (`true`) every schedule of an app.
+    pub async fn set_app_enabled(&self, name: &str, enabled: bool) -> Result<App, SchedulerError> {
+        check_name("app", name)?;
+        let store = &self.buckets.apps;
+        for _ in 0..RMW_ATTEMPTS {
+            let Some(v) = kv::get::<App>(store, name, "app").await? else {
+                return Err(no_such_app(name));
+            };
+            let mut app = v.value;
+            if app.enabled == enabled {
+                return Ok(app);
+            }
+            app.enabled = enabled;
+            let written = kv::put(
+                &self.nats,
+                &store.name,
+                name.to_string(),
+                "app",
+                &app,
+                Expect::Revision(v.revision),
+            )
+            .await;
+            match written {
+                Ok(_) => return Ok(app),
+                Err(NatsError::WrongRevision { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(SchedulerError::Conflict(format!(
+            "app `{name}` keeps changing under us: try again"
+        )))
+    }
+}

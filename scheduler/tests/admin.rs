@@ -1,0 +1,496 @@
+//! The control operations against a real nats-server, with no scheduler running:
+//! apps, jobs, triggers, cancels, waiting, logs and the cluster view.
+
+use std::time::Duration;
+
+use antares_nats::provision::{ProvisionOptions, provision};
+use antares_nats::server::LocalServer;
+use antares_nats::{ConnectOptions, Nats, codec, now};
+use antares_scheduler::SchedulerError;
+use antares_scheduler::admin::{Admin, ApplyAction};
+use antares_scheduler::store::{InstanceStore, Stored};
+use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, TriggerKind};
+use antares_schemas::messages::{
+    Event, EventKind, Execution, LogLine, LogStream, ShardParams, TriggerRequest,
+};
+use antares_schemas::spec::{JobSpec, SpecFormat, parse_jobs};
+use antares_schemas::topology::{HEADER_INSTANCE, HEADER_MSG_ID, HEADER_TRIGGER};
+use antares_schemas::{InstanceId, Timestamp, Topology};
+use futures::StreamExt;
+
+async fn setup() -> anyhow::Result<(LocalServer, Nats, Admin)> {
+    let server = LocalServer::start_temp()?;
+    let nats = Nats::connect(&ConnectOptions::url(server.url()), Topology::new("ats")?).await?;
+    let opts = ProvisionOptions {
+        memory: true,
+        ..ProvisionOptions::default()
+    };
+    provision(&nats, &opts).await?;
+    let admin = Admin::open(&nats).await?;
+    Ok((server, nats, admin))
+}
+
+const JOBS: &str = r#"
+[[job]]
+app = "billing"
+name = "report"
+description = "nightly report"
+schedule = { cron = "0 0 2 * * ?", tz = "Asia/Shanghai" }
+kind = "script"
+command = "echo $ANTARES_SHARD_PARAM"
+shard_params = "a;b;c"
+retry = { max = 2, backoff = "5s" }
+
+[[job]]
+app = "billing"
+name = "tick"
+kind = "plugin"
+handler = "sleep"
+params = "300ms"
+schedule = { every = "10s" }
+"#;
+
+fn jobs() -> anyhow::Result<Vec<JobSpec>> {
+    Ok(parse_jobs(JOBS, SpecFormat::Toml)?)
+}
+
+#[tokio::test]
+async fn unprovisioned_nats_says_to_provision() -> anyhow::Result<()> {
+    let server = LocalServer::start_temp()?;
+    let nats = Nats::connect(&ConnectOptions::url(server.url()), Topology::new("ats")?).await?;
+    let err = Admin::open(&nats).await.expect_err("no buckets yet");
+    assert!(err.to_string().contains("antares provision"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn apps_crud_and_name_errors() -> anyhow::Result<()> {
+    let (_server, _nats, admin) = setup().await?;
+    assert!(admin.list_apps().await?.is_empty());
+    let app = admin.create_app("billing", "money").await?;
+    assert!(app.enabled);
+    admin.create_app("audit", "").await?;
+    let dup = admin.create_app("billing", "again").await;
+    assert!(matches!(dup, Err(SchedulerError::Conflict(_))), "{dup:?}");
+    let bad = admin
+        .create_app("Bad_Name", "")
+        .await
+        .expect_err("bad name");
+    assert!(matches!(bad, SchedulerError::Name(_)));
+    assert!(bad.to_string().contains("Bad_Name"), "{bad}");
+    let names: Vec<String> = admin
+        .list_apps()
+        .await?
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, vec!["audit", "billing"]);
+    assert_eq!(admin.get_app("billing").await?.description, "money");
+    let missing = admin.get_app("nope").await.expect_err("missing");
+    assert!(matches!(missing, SchedulerError::NotFound(_)));
+    assert!(
+        missing.to_string().contains("antares app create nope"),
+        "{missing}"
+    );
+
+    assert!(!admin.set_app_enabled("billing", false).await?.enabled);
+    assert!(!admin.get_app("billing").await?.enabled);
+    assert!(admin.set_app_enabled("billing", true).await?.enabled);
+
+    admin.apply_jobs(jobs()?).await?;
+    let refused = admin.delete_app("billing").await.expect_err("has jobs");
+    assert!(matches!(refused, SchedulerError::Conflict(_)));
+    assert!(
+        refused.to_string().contains("delete them first"),
+        "{refused}"
+    );
+    admin.delete_job("billing", "report").await?;
+    admin.delete_job("billing", "tick").await?;
+    admin.delete_app("billing").await?;
+    assert!(matches!(
+        admin.get_app("billing").await,
+        Err(SchedulerError::NotFound(_))
+    ));
+    assert!(matches!(
+        admin.delete_app("billing").await,
+        Err(SchedulerError::NotFound(_))
+    ));
+    // A deleted app can be made again.
+    admin.create_app("billing", "back").await?;
+    assert_eq!(admin.get_app("billing").await?.description, "back");
+    Ok(())
+}
+
+#[tokio::test]
+async fn apply_get_list_export_round_trip() -> anyhow::Result<()> {
+    let (_server, _nats, admin) = setup().await?;
+    let missing = admin.apply_jobs(jobs()?).await.expect_err("no app");
+    assert!(
+        missing.to_string().contains("antares app create billing"),
+        "{missing}"
+    );
+    admin.create_app("billing", "").await?;
+
+    let out = admin.apply_jobs(jobs()?).await?;
+    assert_eq!(out.len(), 2);
+    assert!(
+        out.iter().all(|o| o.action == ApplyAction::Created),
+        "{out:?}"
+    );
+    let again = admin.apply_jobs(jobs()?).await?;
+    assert!(
+        again.iter().all(|o| o.action == ApplyAction::Unchanged),
+        "{again:?}"
+    );
+
+    let mut changed = jobs()?;
+    changed[1].params = "1s".into();
+    let out = admin.apply_jobs(changed).await?;
+    assert_eq!(out[0].action, ApplyAction::Unchanged);
+    assert_eq!(out[1].action, ApplyAction::Updated);
+    assert_eq!(out[1].job, "tick");
+
+    let listed = admin.list_jobs(Some("billing")).await?;
+    let names: Vec<&str> = listed.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, vec!["report", "tick"]);
+    assert_eq!(admin.list_jobs(None).await?.len(), 2);
+    assert!(matches!(
+        admin.list_jobs(Some("nope")).await,
+        Err(SchedulerError::NotFound(_))
+    ));
+    let got = admin.get_job("billing", "report").await?;
+    assert_eq!(got, jobs()?[0]);
+    let missing = admin.get_job("billing", "nope").await.expect_err("missing");
+    assert!(matches!(missing, SchedulerError::NotFound(_)));
+
+    let text = admin.export_jobs(Some("billing")).await?;
+    let back = parse_jobs(&text, SpecFormat::Toml)?;
+    assert_eq!(back, listed);
+    let out = admin.apply_jobs(back).await?;
+    assert!(
+        out.iter().all(|o| o.action == ApplyAction::Unchanged),
+        "{out:?}"
+    );
+
+    // Invalid specs are refused whole, before anything is written.
+    let mut bad = jobs()?;
+    bad[0].description = "changed".into();
+    bad[1].kind = antares_schemas::spec::JobKind::Script;
+    bad[1].command = None;
+    let err = admin.apply_jobs(bad).await.expect_err("invalid");
+    assert!(matches!(err, SchedulerError::Invalid(_)), "{err:?}");
+    assert_eq!(
+        admin.get_job("billing", "report").await?.description,
+        "nightly report"
+    );
+    let twice = admin
+        .apply_jobs(vec![jobs()?[0].clone(), jobs()?[0].clone()])
+        .await;
+    assert!(
+        matches!(twice, Err(SchedulerError::Invalid(_))),
+        "{twice:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn pause_and_resume_set_enabled() -> anyhow::Result<()> {
+    let (_server, _nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    admin.apply_jobs(jobs()?).await?;
+    assert!(
+        !admin
+            .set_job_enabled("billing", "tick", false)
+            .await?
+            .enabled
+    );
+    assert!(!admin.get_job("billing", "tick").await?.enabled);
+    assert!(admin.get_job("billing", "report").await?.enabled);
+    // Applying the file again puts `enabled = true` back: the file is the truth.
+    let out = admin.apply_jobs(jobs()?).await?;
+    assert_eq!(out[1].action, ApplyAction::Updated);
+    admin.set_job_enabled("billing", "tick", false).await?;
+    assert!(
+        admin
+            .set_job_enabled("billing", "tick", true)
+            .await?
+            .enabled
+    );
+    assert!(admin.get_job("billing", "tick").await?.enabled);
+    let missing = admin.set_job_enabled("billing", "nope", false).await;
+    assert!(matches!(missing, Err(SchedulerError::NotFound(_))));
+    Ok(())
+}
+
+#[tokio::test]
+async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    admin.apply_jobs(jobs()?).await?;
+    admin.set_job_enabled("billing", "report", false).await?;
+    let req = TriggerRequest {
+        params: Some("x".into()),
+        shard_params: Some(ShardParams::Text("p;q".into())),
+        ..TriggerRequest::default()
+    };
+    let id = admin.trigger("billing", "report", &req).await?;
+    assert!(now().since(id.time()).abs() < 60_000);
+
+    let stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    let msg = stream
+        .get_last_raw_message_by_subject(&nats.topo.trigger_subject("billing", "report"))
+        .await?;
+    let header = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_string());
+    assert_eq!(header(HEADER_INSTANCE), Some(id.to_string()));
+    assert_eq!(header(HEADER_MSG_ID), Some(id.to_string()));
+    assert_eq!(header(HEADER_TRIGGER).as_deref(), Some("manual"));
+    assert_eq!(
+        TriggerRequest::parse(&msg.payload).map_err(anyhow::Error::msg)?,
+        req
+    );
+
+    let other = admin
+        .trigger("billing", "report", &TriggerRequest::default())
+        .await?;
+    assert_ne!(other, id);
+
+    let unknown = admin
+        .trigger("billing", "nope", &TriggerRequest::default())
+        .await;
+    assert!(
+        matches!(unknown, Err(SchedulerError::NotFound(_))),
+        "{unknown:?}"
+    );
+    let bad = TriggerRequest {
+        shard_params: Some(ShardParams::Text("a;b".into())),
+        shards: Some(3),
+        ..TriggerRequest::default()
+    };
+    let err = admin
+        .trigger("billing", "report", &bad)
+        .await
+        .expect_err("bad override");
+    assert!(matches!(err, SchedulerError::Invalid(_)));
+    assert!(err.to_string().contains("shard_params"), "{err}");
+    let info = stream.get_info().await?;
+    assert_eq!(info.state.messages, 2);
+    Ok(())
+}
+
+fn new_instance(app: &str, job: &str, shards: usize) -> Instance {
+    let id = InstanceId::for_manual(now(), rand::random::<u128>());
+    Instance::create(NewInstance {
+        id,
+        app: app.into(),
+        job: job.into(),
+        trigger: TriggerKind::Manual,
+        scheduled_at: id.time(),
+        params: String::new(),
+        exec: Execution::Plugin {
+            handler: "noop".into(),
+        },
+        timeout_ms: 0,
+        shard_params: vec![String::new(); shards],
+    })
+}
+
+async fn finish(
+    store: &InstanceStore,
+    stored: &mut Stored,
+    status: InstanceStatus,
+) -> anyhow::Result<()> {
+    stored.instance.summary.status = status;
+    stored.instance.summary.finished_at = Some(now());
+    store.archive(stored).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn instances_get_cancel_and_wait() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    let unknown = InstanceId::for_manual(Timestamp(1_000), 7);
+    let err = admin.cancel_instance(&unknown).await.expect_err("unknown");
+    assert!(matches!(err, SchedulerError::NotFound(_)));
+    assert!(err.to_string().contains(&unknown.to_string()), "{err}");
+    assert!(matches!(
+        admin.get_instance(&unknown).await,
+        Err(SchedulerError::NotFound(_))
+    ));
+    assert!(matches!(
+        admin.logs(&unknown, None, false).await,
+        Err(SchedulerError::NotFound(_))
+    ));
+
+    let store = InstanceStore::open(&nats).await?;
+    let mut running = store.create(new_instance("billing", "report", 2)).await?;
+    let id = running.instance.summary.id;
+    assert_eq!(admin.get_instance(&id).await?.shards.len(), 2);
+    let listed = admin.list_instances(&Default::default()).await?;
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![id]);
+
+    // A cancel is a durable control message to the scheduler.
+    admin.cancel_instance(&id).await?;
+    let results = nats.stream(&nats.topo.results_stream()).await?;
+    let msg = results
+        .get_last_raw_message_by_subject(&nats.topo.control_subject("billing", "report", &id))
+        .await?;
+    let control: antares_schemas::messages::Control = codec::decode("control", &msg.payload)?;
+    assert!(
+        matches!(control, antares_schemas::messages::Control::Cancel { instance, .. } if instance == id)
+    );
+
+    // Not final yet: waiting with a timeout times out.
+    let timed_out = admin
+        .wait_instance("billing", "report", &id, Some(Duration::from_millis(300)))
+        .await;
+    assert!(
+        matches!(timed_out, Err(SchedulerError::Timeout(_))),
+        "{timed_out:?}"
+    );
+
+    // It ends (and the event says so) while someone waits: whichever the waiter sees
+    // first, the event or its look at the store, it returns the ended instance.
+    let waiter = {
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            admin
+                .wait_instance("billing", "report", &id, Some(Duration::from_secs(20)))
+                .await
+        })
+    };
+    finish(&store, &mut running, InstanceStatus::Cancelled).await?;
+    let event = Event::new(
+        EventKind::InstanceFinished,
+        "billing",
+        "report",
+        Some(id),
+        now(),
+    );
+    nats.client
+        .publish(
+            nats.topo.event_subject("billing", "report"),
+            codec::encode_json("event", &event)?,
+        )
+        .await?;
+    let done = waiter.await??;
+    assert_eq!(done.status, InstanceStatus::Cancelled);
+
+    // Ended already: waiting returns at once, cancelling is refused.
+    let done = admin.wait_instance("billing", "report", &id, None).await?;
+    assert_eq!(done.id, id);
+    let err = admin.cancel_instance(&id).await.expect_err("ended");
+    assert!(matches!(err, SchedulerError::Conflict(_)));
+    assert!(
+        err.to_string().contains("already ended (cancelled)"),
+        "{err}"
+    );
+    Ok(())
+}
+
+async fn publish_log(nats: &Nats, id: InstanceId, item: u32, line: &str) -> anyhow::Result<()> {
+    let log = LogLine {
+        instance: id,
+        item,
+        attempt: 1,
+        worker: "w1".into(),
+        at: now(),
+        stream: LogStream::Stdout,
+        line: line.into(),
+    };
+    nats.js
+        .publish(
+            nats.topo.log_subject("billing", "report", &id, item),
+            codec::encode("log", &log)?,
+        )
+        .await?
+        .await?;
+    Ok(())
+}
+
+async fn collect(lines: antares_scheduler::admin::LogLines) -> anyhow::Result<Vec<(u32, String)>> {
+    let all: Vec<_> =
+        tokio::time::timeout(Duration::from_secs(20), lines.collect::<Vec<_>>()).await?;
+    let mut out = Vec::new();
+    for l in all {
+        let l = l?;
+        out.push((l.item, l.line));
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn logs_read_and_follow() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    let store = InstanceStore::open(&nats).await?;
+    let mut stored = store.create(new_instance("billing", "report", 2)).await?;
+    let id = stored.instance.summary.id;
+
+    assert!(
+        collect(admin.logs(&id, None, false).await?)
+            .await?
+            .is_empty()
+    );
+    publish_log(&nats, id, 0, "zero-1").await?;
+    publish_log(&nats, id, 1, "one-1").await?;
+    publish_log(&nats, id, 0, "zero-2").await?;
+    let all = collect(admin.logs(&id, None, false).await?).await?;
+    assert_eq!(
+        all,
+        vec![
+            (0, "zero-1".into()),
+            (1, "one-1".into()),
+            (0, "zero-2".into())
+        ]
+    );
+    let one = collect(admin.logs(&id, Some(1), false).await?).await?;
+    assert_eq!(one, vec![(1, "one-1".into())]);
+    let bad = admin.logs(&id, Some(2), false).await;
+    assert!(matches!(bad, Err(SchedulerError::Invalid(_))));
+
+    // Following: new lines come through, and the stream ends after the instance does.
+    let mut follow = admin.logs(&id, Some(0), true).await?;
+    let first = tokio::time::timeout(Duration::from_secs(10), follow.next()).await?;
+    assert_eq!(
+        first.map(|l| l.map(|l| l.line)).transpose()?,
+        Some("zero-1".into())
+    );
+    let second = tokio::time::timeout(Duration::from_secs(10), follow.next()).await?;
+    assert_eq!(
+        second.map(|l| l.map(|l| l.line)).transpose()?,
+        Some("zero-2".into())
+    );
+    publish_log(&nats, id, 0, "zero-3").await?;
+    let third = tokio::time::timeout(Duration::from_secs(10), follow.next()).await?;
+    assert_eq!(
+        third.map(|l| l.map(|l| l.line)).transpose()?,
+        Some("zero-3".into())
+    );
+    finish(&store, &mut stored, InstanceStatus::Success).await?;
+    let rest = collect(follow).await?;
+    assert!(rest.is_empty(), "{rest:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_and_cron_preview() -> anyhow::Result<()> {
+    let (_server, _nats, admin) = setup().await?;
+    let view = admin.cluster().await?;
+    assert!(view.schedulers.is_empty() && view.workers.is_empty());
+
+    let after: Timestamp = "2026-01-01T00:00:00Z".parse()?;
+    let next = Admin::cron_next("0 0 12 ? * MON#2", "UTC", 3, Some(after))?;
+    let text: Vec<String> = next.iter().map(|t| t.to_rfc3339()).collect();
+    assert_eq!(
+        text,
+        vec![
+            "2026-01-12T12:00:00.000Z",
+            "2026-02-09T12:00:00.000Z",
+            "2026-03-09T12:00:00.000Z"
+        ]
+    );
+    let err = Admin::cron_next("0 0 25 * * ?", "UTC", 3, None).expect_err("bad hour");
+    assert!(matches!(err, SchedulerError::Invalid(_)));
+    let err = Admin::cron_next("0 0 12 * * ?", "Mars/Base", 3, None).expect_err("bad tz");
+    assert!(err.to_string().contains("Mars/Base"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! `antares cluster`.
+
+use std::process::ExitCode;
+
+use super::{Ctx, JsonFlag};
+use crate::output::{self, Table, outln};
+
+/// `antares cluster` flags.
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// Shows schedulers and workers.
+pub async fn run(ctx: &Ctx, args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    let view = ctx.admin().await?.cluster().await?;
+    if args.json.json {
+        output::json(&view)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("SCHEDULERS");
+    if view.schedulers.is_empty() {
+        outln!("none running: start one with `antares scheduler`");
+    } else {
+        let mut t = Table::new(&[
+            "ID",
+            "ROLE",
+            "HOST",
+            "PID",
+            "STARTED (UTC)",
+            "LAST SEEN (UTC)",
+            "VERSION",
+        ]);
+        for s in &view.schedulers {
+            t.row(vec![
+                s.id.clone(),
+                if s.leader { "leader" } else { "standby" }.to_string(),
+                s.host.clone(),
+                s.pid.to_string(),
+                output::time(s.started_at),
+                output::time(s.last_seen),
+                s.version.clone(),
+            ]);
+        }
+        t.print()?;
+    }
+    outln!();
+    outln!("WORKERS");
+    if view.workers.is_empty() {
+        outln!("none running: start one with `antares worker --app APP`");
+    } else {
+        let mut t = Table::new(&[
+            "APP",
+            "ID",
+            "HOST",
+            "RUNNING",
+            "SCRIPTS",
+            "LAST SEEN (UTC)",
+            "VERSION",
+            "PLUGINS",
+        ]);
+        for w in &view.workers {
+            t.row(vec![
+                w.app.clone(),
+                w.id.clone(),
+                w.host.clone(),
+                format!("{}/{}", w.running, w.capacity),
+                if w.allow_scripts { "yes" } else { "no" }.to_string(),
+                output::time(w.last_seen),
+                w.version.clone(),
+                w.plugins.join(","),
+            ]);
+        }
+        t.print()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

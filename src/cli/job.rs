@@ -1,0 +1,317 @@
+//! `antares job ...`.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use antares_schemas::instance::{InstanceStatus, InstanceSummary};
+use antares_schemas::messages::{ShardParams, TriggerRequest};
+use antares_schemas::names::split_job_ref;
+use antares_schemas::spec::{JobSpec, SpecFormat, export_toml, parse_jobs};
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::{Ctx, JsonFlag};
+use crate::config::parse_duration;
+use crate::output::{self, Table, outln};
+
+/// `APP/JOB` on the command line.
+#[derive(Clone, Debug)]
+pub struct JobRef {
+    /// App name.
+    pub app: String,
+    /// Job name.
+    pub job: String,
+}
+
+impl FromStr for JobRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if !s.contains('/') {
+            return Err(format!(
+                "`{s}` is not APP/JOB (like billing/nightly-report)"
+            ));
+        }
+        split_job_ref(s)
+            .map(|(app, job)| Self { app, job })
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Display for JobRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.app, self.job)
+    }
+}
+
+/// Job commands.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Create or update the jobs of a file (TOML or JSON; one job or a `[[job]]` list)
+    Apply {
+        /// The file; `-` reads standard input
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List jobs
+    List {
+        /// Only the jobs of this app
+        #[arg(long)]
+        app: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show one job (as TOML that `job apply` takes, or JSON with --json)
+    Get {
+        /// The job, as APP/JOB
+        job: JobRef,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Delete a job (its running instances go on)
+    Delete {
+        /// The job, as APP/JOB
+        job: JobRef,
+    },
+    /// Run a job once now (also a paused one) and print the instance id
+    Trigger {
+        /// The job, as APP/JOB
+        job: JobRef,
+        /// Parameter string for this run instead of the job's `params`
+        #[arg(long)]
+        params: Option<String>,
+        /// Shard params for this run: "a;b;c" or a JSON array like '["a","b"]'
+        #[arg(long, value_name = "PARAMS")]
+        shard_params: Option<String>,
+        /// Number of shards for this run
+        #[arg(long, value_name = "N")]
+        shards: Option<u32>,
+        /// Idempotency key: another trigger with the same key within 24 h starts nothing
+        #[arg(long)]
+        key: Option<String>,
+        /// Wait for the instance to end, print its status, and exit 0 only on success
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (e.g. 30s, 10m); no limit by default
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
+        timeout: Option<Duration>,
+        /// Print JSON: {"instance": ID}, or with --wait the ended instance (without shards)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a job's schedule (explicit triggers still run)
+    Pause {
+        /// The job, as APP/JOB
+        job: JobRef,
+    },
+    /// Resume a paused job's schedule
+    Resume {
+        /// The job, as APP/JOB
+        job: JobRef,
+    },
+    /// Print every job (of one app) as one TOML document that `job apply -f` takes back
+    Export {
+        /// Only the jobs of this app
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+/// Runs a job command.
+pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
+    // Read the file before connecting, so a wrong path is reported as such.
+    let file = match &cmd {
+        JobCommand::Apply { file, .. } => Some(read_jobs(file)?),
+        _ => None,
+    };
+    let admin = ctx.admin().await?;
+    match cmd {
+        JobCommand::Apply { json, .. } => {
+            let jobs = file.unwrap_or_default();
+            let outcomes = admin.apply_jobs(jobs).await?;
+            if json.json {
+                output::json(&outcomes)?;
+            } else if outcomes.is_empty() {
+                outln!("no jobs in the file");
+            } else {
+                for o in outcomes {
+                    outln!("{:<9}  {}/{}", o.action.as_str(), o.app, o.job);
+                }
+            }
+        }
+        JobCommand::List { app, json } => {
+            let jobs = admin.list_jobs(app.as_deref()).await?;
+            if json.json {
+                output::json(&jobs)?;
+            } else if jobs.is_empty() {
+                outln!(
+                    "no jobs yet: write them in a TOML file and run `antares job apply -f FILE`"
+                );
+            } else {
+                let mut t =
+                    Table::new(&["JOB", "KIND", "SCHEDULE", "SHARDS", "STATE", "DESCRIPTION"]);
+                for j in &jobs {
+                    t.row(vec![
+                        j.full_name(),
+                        j.kind.as_str().to_string(),
+                        schedule_text(j),
+                        shard_count(j),
+                        super::app::enabled(j.enabled),
+                        output::clip(&j.description, 50),
+                    ]);
+                }
+                t.print()?;
+            }
+        }
+        JobCommand::Get { job, json } => {
+            let spec = admin.get_job(&job.app, &job.job).await?;
+            if json.json {
+                output::json(&spec)?;
+            } else {
+                output::write_out(&export_toml(std::slice::from_ref(&spec))?);
+            }
+        }
+        JobCommand::Delete { job } => {
+            admin.delete_job(&job.app, &job.job).await?;
+            outln!("deleted job {job}");
+        }
+        JobCommand::Trigger {
+            job,
+            params,
+            shard_params,
+            shards,
+            key,
+            wait,
+            timeout,
+            json,
+        } => {
+            let req = TriggerRequest {
+                params,
+                shard_params: shard_params.map(|s| parse_shard_params(&s)).transpose()?,
+                shards,
+                key,
+            };
+            let id = admin.trigger(&job.app, &job.job, &req).await?;
+            if !wait {
+                if json {
+                    output::json(&serde_json::json!({ "instance": id }))?;
+                } else {
+                    outln!("{id}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !json {
+                outln!("{id}");
+            }
+            let done = admin
+                .wait_instance(&job.app, &job.job, &id, timeout)
+                .await?;
+            if json {
+                output::json(&done)?;
+            } else {
+                outln!("{}", ended_text(&done));
+            }
+            if done.status != InstanceStatus::Success {
+                eprintln!("see `antares instance get {id}` and `antares instance logs {id}`");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        JobCommand::Pause { job } => {
+            admin.set_job_enabled(&job.app, &job.job, false).await?;
+            outln!("paused job {job}: its schedule does not fire until `antares job resume {job}`");
+        }
+        JobCommand::Resume { job } => {
+            admin.set_job_enabled(&job.app, &job.job, true).await?;
+            outln!("resumed job {job}");
+        }
+        JobCommand::Export { app } => {
+            output::write_out(&admin.export_jobs(app.as_deref()).await?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads and checks the jobs of a file (`-` = standard input).
+fn read_jobs(path: &std::path::Path) -> anyhow::Result<Vec<JobSpec>> {
+    let (name, text) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read jobs from standard input")?;
+        ("-".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read job file `{}`: {e}", path.display()))?;
+        (path.display().to_string(), text)
+    };
+    let format = SpecFormat::guess(&name, &text);
+    parse_jobs(&text, format).map_err(|e| anyhow::anyhow!("job file `{name}`: {e}"))
+}
+
+/// `"a;b"` or a JSON array of strings.
+fn parse_shard_params(text: &str) -> anyhow::Result<ShardParams> {
+    if text.trim_start().starts_with('[') {
+        let list: Vec<String> = serde_json::from_str(text).with_context(|| {
+            format!("--shard-params `{text}` starts with `[` but is not a JSON array of strings")
+        })?;
+        Ok(ShardParams::List(list))
+    } else {
+        Ok(ShardParams::Text(text.to_string()))
+    }
+}
+
+/// `cron 0 0 2 * * ? (Asia/Shanghai)`, `every 10s`, `at ...`, `manual`.
+fn schedule_text(j: &JobSpec) -> String {
+    match &j.schedule {
+        None => "manual".to_string(),
+        Some(s) => {
+            if let Some(cron) = &s.cron {
+                match s.tz.as_deref() {
+                    Some(tz) if !tz.is_empty() && tz != "UTC" => format!("{cron} ({tz})"),
+                    _ => cron.clone(),
+                }
+            } else if let Some(every) = &s.every {
+                format!("every {every}")
+            } else if let Some(at) = &s.at {
+                format!("at {at}")
+            } else {
+                "manual".to_string()
+            }
+        }
+    }
+}
+
+/// The number of shard items a plain trigger makes.
+fn shard_count(j: &JobSpec) -> String {
+    j.shard_items(&TriggerRequest::default())
+        .map(|items| items.len().to_string())
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// `status: success (3 of 3 shards succeeded, took 1.2s)`.
+pub fn ended_text(s: &InstanceSummary) -> String {
+    let c = &s.shard_counts;
+    let mut parts = vec![format!(
+        "{} of {} shards succeeded",
+        c.success, s.shard_total
+    )];
+    for (n, what) in [
+        (c.failed, "failed"),
+        (c.timed_out, "timed out"),
+        (c.cancelled, "cancelled"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let took = output::elapsed(s.started_at.or(Some(s.scheduled_at)), s.finished_at);
+    format!(
+        "status: {} ({}; took {took})",
+        s.status.as_str(),
+        parts.join(", ")
+    )
+}

@@ -1,0 +1,148 @@
+//! The command line: global flags, commands, and what they share.
+
+use std::process::ExitCode;
+
+use antares_nats::{Nats, NatsError};
+use antares_scheduler::admin::Admin;
+use antares_schemas::Topology;
+use anyhow::Context as _;
+use clap::{ArgMatches, Parser, Subcommand};
+
+use crate::config::{GlobalArgs, Settings};
+
+mod app;
+mod cluster;
+mod cron;
+mod instance;
+mod job;
+mod provision;
+pub mod run;
+
+/// Antares: a distributed job scheduler on NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(
+    name = "antares",
+    version,
+    about = "Antares: a distributed job scheduler on NATS JetStream",
+    long_about = "Antares: a distributed job scheduler on NATS JetStream.\n\n\
+        Try it out with `antares dev`, which runs NATS, a scheduler and a worker with demo jobs.\n\
+        In production run `antares provision` once, then schedulers and workers against your NATS.\n\n\
+        Every global flag is also an environment variable (ANTARES_ + the flag in upper snake case)\n\
+        and a key of the --config TOML file (the flag in snake case); flag > env > file > default."
+)]
+pub struct Cli {
+    /// Flags of every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything locally: a nats-server (unless --nats-url is given), a scheduler and
+    /// a worker for app `demo`, with demo jobs; Ctrl-C stops it all
+    Dev(crate::dev::DevArgs),
+    /// Run one scheduler (it stands by until it holds the lease)
+    Scheduler(run::SchedulerArgs),
+    /// Run one worker of an app, with the built-in jobs noop, sleep and fail
+    Worker(run::WorkerArgs),
+    /// Create or update every stream and bucket Antares needs (safe to run again)
+    Provision(provision::ProvisionArgs),
+    /// Apps: groups of workers and jobs
+    #[command(subcommand)]
+    App(app::AppCommand),
+    /// Jobs: apply from files, list, trigger, pause, export
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Instances (runs of jobs): list, inspect, cancel, read logs
+    #[command(subcommand)]
+    Instance(instance::InstanceCommand),
+    /// Show the schedulers (and which one leads) and the live workers
+    Cluster(cluster::ClusterArgs),
+    /// Cron expressions: preview fire times
+    #[command(subcommand)]
+    Cron(cron::CronCommand),
+    /// Measure throughput against raw JetStream, and trigger-to-start latency, on the
+    /// given NATS (or a local nats-server it starts when --nats-url is not given)
+    Bench(crate::bench::BenchArgs),
+}
+
+impl Command {
+    /// Whether it is a long-running process (which logs more).
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Self::Scheduler(_) | Self::Worker(_))
+    }
+}
+
+/// What every command gets: the resolved settings and the parsed command line.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Global settings.
+    pub settings: Settings,
+    /// The parsed command line (to tell explicit flags from defaults).
+    pub matches: ArgMatches,
+}
+
+impl Ctx {
+    /// Connects to NATS with the global settings.
+    pub async fn connect(&self) -> anyhow::Result<Nats> {
+        let ns = &self.settings.namespace;
+        let topo = Topology::new(ns).with_context(|| format!("--namespace `{ns}`"))?;
+        connect(&self.settings.connect, topo).await
+    }
+
+    /// Connects and opens the control operations (which need a provisioned NATS).
+    pub async fn admin(&self) -> anyhow::Result<Admin> {
+        let nats = self.connect().await?;
+        Ok(Admin::open(&nats).await?)
+    }
+}
+
+/// Connects, with an error that says what to do.
+pub async fn connect(opts: &antares_nats::ConnectOptions, topo: Topology) -> anyhow::Result<Nats> {
+    match Nats::connect(opts, topo).await {
+        Ok(nats) => Ok(nats),
+        Err(NatsError::Connect { url, message }) => Err(anyhow::anyhow!(
+            "cannot connect to NATS at {url}: {}\n  \
+             start a nats-server with JetStream there (or run `antares dev` for a local one), \
+             or point --nats-url (ANTARES_NATS_URL) at your server",
+            // The hint below replaces the library's shorter one.
+            message.split(" (is nats-server").next().unwrap_or(&message)
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs a command.
+pub async fn run(cli: Cli, matches: ArgMatches) -> anyhow::Result<ExitCode> {
+    let settings = Settings::resolve(&cli.global, &matches)?;
+    let ctx = Ctx { settings, matches };
+    match cli.command {
+        Command::Dev(args) => crate::dev::run(&ctx, args).await,
+        Command::Scheduler(args) => run::scheduler(&ctx, args).await,
+        Command::Worker(args) => run::worker(&ctx, args).await,
+        Command::Provision(args) => provision::run(&ctx, args).await,
+        Command::App(cmd) => app::run(&ctx, cmd).await,
+        Command::Job(cmd) => job::run(&ctx, cmd).await,
+        Command::Instance(cmd) => instance::run(&ctx, cmd).await,
+        Command::Cluster(args) => cluster::run(&ctx, args).await,
+        Command::Cron(cmd) => cron::run(cmd),
+        Command::Bench(args) => {
+            let s = &ctx.settings;
+            let given = s.nats_url_given.then(|| s.connect.clone());
+            crate::bench::run(args, given, &s.namespace).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `--json` on listings and gets.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct JsonFlag {
+    /// Print one JSON document on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,231 @@
+//! `antares dev`: everything on one machine, for trying Antares out.
+//!
+//! Starts a nats-server with JetStream (unless a NATS URL was given), provisions it,
+//! creates the app `demo` with two jobs, and runs a scheduler and a worker of `demo`
+//! in this process. Ctrl-C (or SIGTERM) stops the worker and the scheduler gracefully,
+//! then the nats-server.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use antares_nats::provision::{ProvisionOptions, provision};
+use antares_nats::server::{LocalServer, ServerOptions};
+use antares_scheduler::admin::Admin;
+use antares_scheduler::{SchedulerError, SchedulerOptions};
+use antares_schemas::Topology;
+use antares_schemas::spec::{SpecFormat, parse_jobs};
+use antares_worker::Worker;
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::cli::Ctx;
+use crate::cli::run::stop_signal;
+use crate::config::DEFAULT_NATS_URL;
+
+/// The port `antares dev` runs nats-server on.
+pub const DEV_PORT: u16 = 4222;
+
+/// The demo app.
+pub const DEMO_APP: &str = "demo";
+
+/// The demo jobs.
+pub const DEMO_JOBS: &str = r#"
+[[job]]
+app = "demo"
+name = "hello"
+description = "A script in 3 shards, every 5 seconds"
+schedule = { cron = "*/5 * * * * ?" }
+kind = "script"
+command = 'echo "hello from shard $ANTARES_SHARD_ITEM of $ANTARES_SHARD_TOTAL: param=$ANTARES_SHARD_PARAM params=$ANTARES_PARAMS"'
+shards = 3
+shard_params = "a;b;c"
+
+[[job]]
+app = "demo"
+name = "tick"
+description = "The built-in sleep plugin, every 10 seconds"
+schedule = { every = "10s" }
+kind = "plugin"
+handler = "sleep"
+params = "300ms"
+"#;
+
+/// `antares dev` flags.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the local nats-server keeps its data [default: .antares-dev]
+    #[arg(long, env = "ANTARES_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Address of the web console (the console is not part of this build yet; the flag
+    /// is accepted and ignored) [default: 127.0.0.1:22111]
+    #[arg(long, env = "ANTARES_CONSOLE_LISTEN", value_name = "ADDR")]
+    console_listen: Option<String>,
+}
+
+/// Runs everything until Ctrl-C.
+pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<ExitCode> {
+    let settings = &ctx.settings;
+    let data = args
+        .data
+        .or_else(|| settings.file.data.clone())
+        .unwrap_or_else(|| PathBuf::from(".antares-dev"));
+    let _console_listen = args
+        .console_listen
+        .or_else(|| settings.file.console_listen.clone());
+
+    let mut connect = settings.connect.clone();
+    let mut server = None;
+    if !settings.nats_url_given {
+        let s = start_server(data.join("nats")).await?;
+        connect.urls = s.url();
+        server = Some(s);
+    }
+    let result = run_with(ctx, &connect).await;
+    if let Some(mut s) = server {
+        let _ = tokio::task::spawn_blocking(move || s.stop()).await;
+    }
+    result
+}
+
+/// Starts nats-server on the dev port, with a clear error when the port is taken.
+async fn start_server(store_dir: PathBuf) -> anyhow::Result<LocalServer> {
+    if TcpListener::bind(("127.0.0.1", DEV_PORT)).is_err() {
+        anyhow::bail!(
+            "port {DEV_PORT} is taken (another nats-server, or an `antares dev` already running?): \
+             stop it, or use it with `antares dev --nats-url nats://127.0.0.1:{DEV_PORT}`"
+        );
+    }
+    let dir = store_dir.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        LocalServer::start(&ServerOptions {
+            store_dir: dir,
+            port: Some(DEV_PORT),
+            ..ServerOptions::default()
+        })
+    })
+    .await
+    .context("the nats-server start was interrupted")?
+    .with_context(|| {
+        format!(
+            "cannot start nats-server with its data in `{}`",
+            store_dir.display()
+        )
+    })?;
+    Ok(server)
+}
+
+async fn run_with(ctx: &Ctx, connect: &antares_nats::ConnectOptions) -> anyhow::Result<ExitCode> {
+    let ns = &ctx.settings.namespace;
+    let topo = Topology::new(ns).with_context(|| format!("--namespace `{ns}`"))?;
+    let nats = crate::cli::connect(connect, topo).await?;
+    provision(&nats, &ProvisionOptions::default()).await?;
+    let admin = Admin::open(&nats).await?;
+    match admin
+        .create_app(DEMO_APP, "Demo jobs of `antares dev`")
+        .await
+    {
+        Ok(_) | Err(SchedulerError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let jobs = parse_jobs(DEMO_JOBS, SpecFormat::Toml).context("the demo jobs")?;
+    admin.apply_jobs(jobs).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut scheduler = tokio::spawn(antares_scheduler::run(
+        nats.clone(),
+        SchedulerOptions::default(),
+        stopped(stop_rx.clone()),
+    ));
+    let worker = Worker::builder()
+        .app(DEMO_APP)
+        .nats(nats.clone())
+        .allow_scripts(true)
+        .grace(Duration::from_secs(5))
+        .with_builtins()
+        .build()
+        .await;
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            let _ = scheduler.await;
+            return Err(e.into());
+        }
+    };
+    let mut worker = tokio::spawn(worker.run_until(stopped(stop_rx)));
+
+    print_banner(ctx, connect, &nats.topo);
+
+    let (early, scheduler_done, worker_done) = tokio::select! {
+        _ = stop_signal() => (None, false, false),
+        r = &mut scheduler => (Some(ended("scheduler", r.map(|r| r.map_err(anyhow::Error::from)))), true, false),
+        r = &mut worker => (Some(ended("worker", r.map(|r| r.map_err(anyhow::Error::from)))), false, true),
+    };
+    eprintln!("stopping: worker, scheduler, then NATS ...");
+    let _ = stop_tx.send(true);
+    let wait = Duration::from_secs(15);
+    let mut problems = Vec::new();
+    if !worker_done && let Ok(Ok(Err(e))) = tokio::time::timeout(wait, &mut worker).await {
+        problems.push(format!("worker: {e}"));
+    }
+    if !scheduler_done && let Ok(Ok(Err(e))) = tokio::time::timeout(wait, &mut scheduler).await {
+        problems.push(format!("scheduler: {e}"));
+    }
+    let _ = nats.flush().await;
+    if let Some(e) = early {
+        return Err(e);
+    }
+    for p in problems {
+        tracing::warn!("{p}");
+    }
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The error for a task that ended before Ctrl-C.
+fn ended(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
+    match r {
+        Ok(Ok(())) => anyhow::anyhow!("the {what} stopped unexpectedly"),
+        Ok(Err(e)) => e.context(format!("the {what} failed")),
+        Err(e) => anyhow::anyhow!("the {what} crashed: {e}"),
+    }
+}
+
+fn print_banner(ctx: &Ctx, connect: &antares_nats::ConnectOptions, topo: &Topology) {
+    let mut flags = String::new();
+    if connect.urls != DEFAULT_NATS_URL {
+        flags.push_str(&format!(" --nats-url {}", connect.urls));
+    }
+    if ctx.settings.namespace != antares_schemas::topology::DEFAULT_NAMESPACE {
+        flags.push_str(&format!(" --namespace {}", ctx.settings.namespace));
+    }
+    let url = &connect.urls;
+    let server = if url == DEFAULT_NATS_URL {
+        String::new()
+    } else {
+        format!(" --server {url}")
+    };
+    let subject = topo.trigger_subject(DEMO_APP, "hello");
+    // Not through `outln!`: a closed stdout must not end `dev` before it stops NATS.
+    let _ = writeln!(
+        std::io::stdout(),
+        "\nAntares is running\n\
+         \n  NATS:       {url}\
+         \n  scheduler:  1 (in this process)\
+         \n  worker:     1 for app `{DEMO_APP}`, scripts allowed\
+         \n  demo jobs:  {DEMO_APP}/hello (script, 3 shards, every 5s), {DEMO_APP}/tick (sleep plugin, every 10s)\n\
+         \nTry, in another terminal:\
+         \n  antares{flags} instance list\
+         \n  antares{flags} job trigger {DEMO_APP}/hello --wait\
+         \n  nats{server} pub {subject} '{{\"params\":\"x\"}}'\
+         \n  antares{flags} instance logs ID\
+         \n  antares{flags} cluster\n\
+         \nCtrl-C stops everything.\n"
+    );
+}

@@ -1,0 +1,472 @@
+//! The `antares` binary against a real nats-server (one per test): provisioning, apps,
+//! jobs as files, JSON output, cron previews, errors, and settings from the environment
+//! and a config file. Nothing here needs a running scheduler.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use antares_nats::server::LocalServer;
+use serde_json::Value;
+
+/// Every environment variable the binary reads, cleared so the caller's shell cannot
+/// change what a test sees.
+const ENV: &[&str] = &[
+    "ANTARES_NATS_URL",
+    "ANTARES_NAMESPACE",
+    "ANTARES_CREDS",
+    "ANTARES_USER",
+    "ANTARES_PASSWORD",
+    "ANTARES_TLS_CA",
+    "ANTARES_CONFIG",
+    "ANTARES_ID",
+    "ANTARES_APP",
+    "ANTARES_CONCURRENCY",
+    "ANTARES_ALLOW_SCRIPTS",
+    "ANTARES_LEASE_TTL",
+    "ANTARES_LEASE_RENEW",
+    "ANTARES_REPLICAS",
+    "ANTARES_HISTORY_RETENTION",
+    "ANTARES_LOG_RETENTION",
+    "ANTARES_DATA",
+    "ANTARES_CONSOLE_LISTEN",
+    "RUST_LOG",
+];
+
+struct Run {
+    out: Output,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.out.status.success()
+    }
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_slice(&self.out.stdout).map_err(|e| {
+            anyhow::anyhow!("stdout is not one JSON document ({e}):\n{}", self.stdout())
+        })
+    }
+    /// Asserts success and returns itself.
+    fn expect_ok(self, what: &str) -> Self {
+        assert!(
+            self.ok(),
+            "{what} failed: {}\nstdout:\n{}\nstderr:\n{}",
+            self.out.status,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    /// Asserts failure with a message on stderr and returns it.
+    fn expect_err(self, what: &str) -> String {
+        assert!(
+            !self.ok(),
+            "{what} should have failed; stdout:\n{}",
+            self.stdout()
+        );
+        let err = self.stderr();
+        assert!(err.contains("error"), "{what}: no error on stderr: {err}");
+        err
+    }
+}
+
+/// Runs the binary in `dir` with a clean environment plus `env`.
+fn antares_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_antares"));
+    cmd.current_dir(dir).args(args);
+    for name in ENV {
+        cmd.env_remove(name);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("the antares binary runs");
+    Run { out }
+}
+
+/// A nats-server and a scratch folder for one test.
+struct Setup {
+    server: LocalServer,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            server: LocalServer::start_temp()?,
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Runs the binary against this test's server.
+    fn antares(&self, args: &[&str]) -> Run {
+        let url = self.url();
+        let mut all = vec!["--nats-url", url.as_str()];
+        all.extend_from_slice(args);
+        antares_in(self.dir.path(), &[], &all)
+    }
+
+    fn write(&self, name: &str, text: &str) -> anyhow::Result<String> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    }
+}
+
+const JOBS: &str = r#"
+[[job]]
+app = "billing"
+name = "report"
+description = "nightly report"
+schedule = { cron = "0 0 2 * * ?", tz = "Asia/Shanghai" }
+kind = "script"
+command = "echo $ANTARES_SHARD_PARAM"
+shard_params = "a;b;c"
+
+[[job]]
+app = "billing"
+name = "tick"
+kind = "plugin"
+handler = "sleep"
+params = "300ms"
+schedule = { every = "10s" }
+"#;
+
+fn actions(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    format!(
+                        "{}/{} {}",
+                        o["app"].as_str().unwrap_or("?"),
+                        o["job"].as_str().unwrap_or("?"),
+                        o["action"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn apps_and_jobs_as_files_round_trip() -> anyhow::Result<()> {
+    let s = Setup::new()?;
+    let before = s
+        .antares(&["app", "list"])
+        .expect_err("app list before provision");
+    assert!(before.contains("antares provision"), "{before}");
+    let out = s.antares(&["provision"]).expect_ok("provision").stdout();
+    assert!(
+        out.contains("ATS_TRIGGERS") && out.contains("ats-jobs"),
+        "{out}"
+    );
+    s.antares(&["provision"]).expect_ok("provision again");
+
+    s.antares(&["app", "create", "billing", "--description", "money"])
+        .expect_ok("app create");
+    let bad = s
+        .antares(&["app", "create", "Bad_Name"])
+        .expect_err("bad app name");
+    assert!(bad.contains("Bad_Name") && bad.contains("a-z"), "{bad}");
+    let dup = s
+        .antares(&["app", "create", "billing"])
+        .expect_err("duplicate app");
+    assert!(dup.contains("already exists"), "{dup}");
+    let apps = s
+        .antares(&["app", "list", "--json"])
+        .expect_ok("app list")
+        .json()?;
+    assert_eq!(apps[0]["name"], "billing");
+    assert_eq!(apps[0]["description"], "money");
+
+    let bad = s.write(
+        "bad.toml",
+        "[[job]]\napp = \"billing\"\nname = \"x\"\nschedule = { cron = \"0 0 25 * * ?\" }\n",
+    )?;
+    let err = s
+        .antares(&["job", "apply", "-f", &bad])
+        .expect_err("bad job file");
+    assert!(
+        err.contains("bad.toml") && err.contains("schedule.cron"),
+        "{err}"
+    );
+    let file = s.write("jobs.toml", JOBS)?;
+    let applied = s
+        .antares(&["job", "apply", "-f", &file, "--json"])
+        .expect_ok("apply")
+        .json()?;
+    assert_eq!(
+        actions(&applied),
+        vec!["billing/report created", "billing/tick created"]
+    );
+    let human = s
+        .antares(&["job", "apply", "-f", &file])
+        .expect_ok("apply again")
+        .stdout();
+    assert!(
+        human.contains("unchanged") && human.contains("billing/report"),
+        "{human}"
+    );
+
+    let list = s
+        .antares(&["job", "list", "--json"])
+        .expect_ok("job list")
+        .json()?;
+    let names: Vec<&str> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(|j| j["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, vec!["report", "tick"]);
+    let table = s
+        .antares(&["job", "list", "--app", "billing"])
+        .expect_ok("job list table")
+        .stdout();
+    assert!(
+        table.starts_with("JOB") && table.contains("billing/tick"),
+        "{table}"
+    );
+
+    let job = s
+        .antares(&["job", "get", "billing/report", "--json"])
+        .expect_ok("job get")
+        .json()?;
+    assert_eq!(job["app"], "billing");
+    assert_eq!(job["kind"], "script");
+    assert_eq!(job["schedule"]["tz"], "Asia/Shanghai");
+    assert_eq!(job["enabled"], true);
+    let missing = s
+        .antares(&["job", "get", "billing/nope"])
+        .expect_err("missing job");
+    assert!(missing.contains("billing/nope"), "{missing}");
+    let no_slash = s
+        .antares(&["job", "get", "billing"])
+        .expect_err("not APP/JOB");
+    assert!(no_slash.contains("APP/JOB"), "{no_slash}");
+
+    let exported = s.antares(&["job", "export"]).expect_ok("export").stdout();
+    let back = s.write("exported.toml", &exported)?;
+    let again = s
+        .antares(&["job", "apply", "-f", &back, "--json"])
+        .expect_ok("apply export")
+        .json()?;
+    assert_eq!(
+        actions(&again),
+        vec!["billing/report unchanged", "billing/tick unchanged"]
+    );
+
+    s.antares(&["job", "pause", "billing/tick"])
+        .expect_ok("pause");
+    let job = s
+        .antares(&["job", "get", "billing/tick", "--json"])
+        .expect_ok("get paused")
+        .json()?;
+    assert_eq!(job["enabled"], false);
+    s.antares(&["job", "resume", "billing/tick"])
+        .expect_ok("resume");
+
+    let refused = s
+        .antares(&["app", "delete", "billing"])
+        .expect_err("app with jobs");
+    assert!(refused.contains("delete them first"), "{refused}");
+
+    // A trigger is accepted (durably) even with no scheduler running.
+    let t = s
+        .antares(&["job", "trigger", "billing/tick", "--params", "1s", "--json"])
+        .expect_ok("trigger")
+        .json()?;
+    let id = t["instance"].as_str().unwrap_or_default().to_string();
+    assert_eq!(id.len(), 26, "{t}");
+    let listed = s
+        .antares(&["instance", "list", "--json"])
+        .expect_ok("instance list")
+        .json()?;
+    assert!(listed.is_array(), "{listed}");
+    let unknown = s
+        .antares(&["instance", "get", &id])
+        .expect_err("not made yet");
+    assert!(unknown.contains(&id), "{unknown}");
+    let cancel = s
+        .antares(&["instance", "cancel", "01JD0Z8N6Y3K4B7R2T9QWXYZAB"])
+        .expect_err("cancel unknown");
+    assert!(cancel.contains("does not exist"), "{cancel}");
+    Ok(())
+}
+
+#[test]
+fn cron_preview() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let run = antares_in(
+        dir.path(),
+        &[],
+        &["cron", "next", "0 0 12 ? * MON#2", "-n", "3", "--json"],
+    )
+    .expect_ok("cron next");
+    let times = run.json()?;
+    assert_eq!(times.as_array().map(Vec::len), Some(3), "{times}");
+    let run = antares_in(
+        dir.path(),
+        &[],
+        &[
+            "cron",
+            "next",
+            "0 0 12 ? * MON#2",
+            "-n",
+            "2",
+            "--after",
+            "2026-01-01T00:00:00Z",
+            "--json",
+        ],
+    )
+    .expect_ok("cron next after");
+    assert_eq!(
+        run.json()?,
+        serde_json::json!(["2026-01-12T12:00:00.000Z", "2026-02-09T12:00:00.000Z"])
+    );
+    let human = antares_in(
+        dir.path(),
+        &[],
+        &["cron", "next", "0 9 * * MON", "--tz", "Europe/Berlin"],
+    )
+    .expect_ok("cron next in a zone")
+    .stdout();
+    assert_eq!(human.lines().count(), 5, "{human}");
+    assert!(human.contains("CET") || human.contains("CEST"), "{human}");
+
+    let err = antares_in(dir.path(), &[], &["cron", "next", "0 0 25 * * ?"]).expect_err("bad cron");
+    assert!(err.contains("25"), "{err}");
+    let err = antares_in(dir.path(), &[], &["cron", "next", "* * *"]).expect_err("too few fields");
+    assert!(err.contains("field"), "{err}");
+    let err = antares_in(
+        dir.path(),
+        &[],
+        &["cron", "next", "* * * * *", "--tz", "Mars/Base"],
+    )
+    .expect_err("bad tz");
+    assert!(err.contains("Mars/Base"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn settings_from_flags_env_and_config_file() -> anyhow::Result<()> {
+    let s = Setup::new()?;
+    let url = s.url();
+    let dir = s.dir.path();
+
+    // Namespace from the environment.
+    let env = [
+        ("ANTARES_NATS_URL", url.as_str()),
+        ("ANTARES_NAMESPACE", "envns"),
+    ];
+    antares_in(dir, &env, &["provision"]).expect_ok("provision envns");
+    antares_in(dir, &env, &["app", "create", "fromenv"]).expect_ok("create in envns");
+    let apps = antares_in(dir, &env, &["app", "list", "--json"])
+        .expect_ok("list envns")
+        .json()?;
+    assert_eq!(apps[0]["name"], "fromenv");
+    // The default namespace was never provisioned.
+    let other = antares_in(dir, &[("ANTARES_NATS_URL", url.as_str())], &["app", "list"])
+        .expect_err("default ns");
+    assert!(other.contains("antares provision"), "{other}");
+
+    // Everything from a config file.
+    let cfg = s.write(
+        "antares.toml",
+        &format!("nats_url = \"{url}\"\nnamespace = \"envns\"\n"),
+    )?;
+    let apps = antares_in(dir, &[], &["--config", &cfg, "app", "list", "--json"])
+        .expect_ok("config")
+        .json()?;
+    assert_eq!(apps[0]["name"], "fromenv");
+    let apps = antares_in(
+        dir,
+        &[("ANTARES_CONFIG", cfg.as_str())],
+        &["app", "list", "--json"],
+    )
+    .expect_ok("config from env")
+    .json()?;
+    assert_eq!(apps[0]["name"], "fromenv");
+
+    // Flag beats environment beats file.
+    let bogus = s.write(
+        "bogus.toml",
+        &format!("nats_url = \"{url}\"\nnamespace = \"nothere\"\n"),
+    )?;
+    let apps = antares_in(
+        dir,
+        &[("ANTARES_NAMESPACE", "envns")],
+        &["--config", &bogus, "app", "list", "--json"],
+    )
+    .expect_ok("env over file")
+    .json()?;
+    assert_eq!(apps[0]["name"], "fromenv");
+    let apps = antares_in(
+        dir,
+        &[("ANTARES_NAMESPACE", "nothere")],
+        &[
+            "--config",
+            &bogus,
+            "app",
+            "list",
+            "--json",
+            "--namespace",
+            "envns",
+        ],
+    )
+    .expect_ok("flag over env")
+    .json()?;
+    assert_eq!(apps[0]["name"], "fromenv");
+    let apps = antares_in(
+        dir,
+        &[],
+        &[
+            "--config",
+            &bogus,
+            "app",
+            "list",
+            "--json",
+            "--namespace",
+            "envns",
+        ],
+    )
+    .expect_ok("flag after the command over file")
+    .json()?;
+    assert_eq!(apps[0]["name"], "fromenv");
+    let err = antares_in(dir, &[], &["--config", &bogus, "app", "list"])
+        .expect_err("file namespace used");
+    assert!(err.contains("nothere"), "{err}");
+
+    // Unknown keys and missing files are errors that say which.
+    let typo = s.write("typo.toml", "nats_ulr = \"x\"\n")?;
+    let err = antares_in(dir, &[], &["--config", &typo, "app", "list"]).expect_err("unknown key");
+    assert!(err.contains("nats_ulr"), "{err}");
+    let err = antares_in(dir, &[], &["--config", "missing.toml", "app", "list"])
+        .expect_err("missing file");
+    assert!(err.contains("missing.toml"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn unreachable_nats_says_what_to_do() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let err = antares_in(
+        dir.path(),
+        &[],
+        &["--nats-url", "nats://127.0.0.1:1", "app", "list"],
+    )
+    .expect_err("no server");
+    assert!(err.contains("nats://127.0.0.1:1"), "{err}");
+    assert!(err.contains("--nats-url"), "{err}");
+    let err = antares_in(dir.path(), &[], &["worker"]).expect_err("worker without app");
+    assert!(err.contains("--app"), "{err}");
+    Ok(())
+}
