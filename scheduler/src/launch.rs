@@ -46,42 +46,48 @@ impl Leading {
         Ok(())
     }
 
+    /// Publishes in windows: each window is sent pipelined, then its acks awaited, so
+    /// the client's limit of acks in flight is never the thing we wait on.
     async fn publish_items(&self, stored: &Stored) -> Result<(), NatsError> {
+        const WINDOW: usize = 1024;
         let s = &stored.instance.summary;
         let topo = &self.nats.topo;
-        let mut acks = Vec::with_capacity(stored.instance.shards.len());
-        for shard in stored
+        let pending: Vec<_> = stored
             .instance
             .shards
             .iter()
             .filter(|sh| sh.status == ShardStatus::Pending)
-        {
-            let task = ShardTask {
-                instance: s.id,
-                app: s.app.clone(),
-                job: s.job.clone(),
-                item: shard.item,
-                total: s.shard_total,
-                param: shard.param.clone(),
-                params: s.params.clone(),
-                exec: s.exec.clone(),
-                timeout_ms: s.timeout_ms,
-                scheduled_at: s.scheduled_at,
-            };
-            let publish = PublishMessage::build()
-                .payload(codec::encode("shard task", &task)?)
-                .message_id(topo.shard_msg_id(&s.id, shard.item, 1));
-            let subject = topo.shard_subject(&s.app, &s.job, &s.id, shard.item);
-            let ack = self
-                .nats
-                .js
-                .send_publish(subject, publish)
-                .await
-                .map_err(|e| NatsError::op("queue shard item", e))?;
-            acks.push(ack);
-        }
-        for ack in acks {
-            ack.await.map_err(|e| NatsError::op("queue shard item", e))?;
+            .collect();
+        for window in pending.chunks(WINDOW) {
+            let mut acks = Vec::with_capacity(window.len());
+            for shard in window {
+                let task = ShardTask {
+                    instance: s.id,
+                    app: s.app.clone(),
+                    job: s.job.clone(),
+                    item: shard.item,
+                    total: s.shard_total,
+                    param: shard.param.clone(),
+                    params: s.params.clone(),
+                    exec: s.exec.clone(),
+                    timeout_ms: s.timeout_ms,
+                    scheduled_at: s.scheduled_at,
+                };
+                let publish = PublishMessage::build()
+                    .payload(codec::encode("shard task", &task)?)
+                    .message_id(topo.shard_msg_id(&s.id, shard.item, 1));
+                let subject = topo.shard_subject(&s.app, &s.job, &s.id, shard.item);
+                let ack = self
+                    .nats
+                    .js
+                    .send_publish(subject, publish)
+                    .await
+                    .map_err(|e| NatsError::op("queue shard item", e))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                ack.await.map_err(|e| NatsError::op("queue shard item", e))?;
+            }
         }
         Ok(())
     }
