@@ -233,18 +233,7 @@ impl CronExpr {
 
     /// The next `n` fire times after `after`, fewer if the schedule ends.
     pub fn upcoming(&self, after: Timestamp, n: usize) -> Vec<Timestamp> {
-        let mut out = Vec::with_capacity(n.min(1024));
-        let mut t = after;
-        while out.len() < n {
-            match self.next_after(t) {
-                Some(next) => {
-                    out.push(next);
-                    t = next;
-                }
-                None => break,
-            }
-        }
-        out
+        crate::schedule::successive(after, n, |t| self.next_after(t))
     }
 
     /// The first matching wall-clock time after (or at, if `inclusive`) `from`.

@@ -96,18 +96,7 @@ impl Schedule {
 
     /// The next `n` fire times after `after` (fewer when the schedule ends).
     pub fn upcoming(&self, after: Timestamp, n: usize) -> Vec<Timestamp> {
-        let mut out = Vec::with_capacity(n.min(1024));
-        let mut t = after;
-        while out.len() < n {
-            match self.next_after(t) {
-                Some(next) => {
-                    out.push(next);
-                    t = next;
-                }
-                None => break,
-            }
-        }
-        out
+        successive(after, n, |t| self.next_after(t))
     }
 
     /// The trigger kind of the instances it makes.
@@ -226,4 +215,15 @@ mod tests {
         };
         assert!(Schedule::from_spec(&ok).is_ok());
     }
+}
+
+/// The next `n` values of a "next after" function, each strictly after the one before.
+pub(crate) fn successive(
+    after: Timestamp,
+    n: usize,
+    next: impl Fn(Timestamp) -> Option<Timestamp>,
+) -> Vec<Timestamp> {
+    std::iter::successors(next(after), |t| next(*t))
+        .take(n)
+        .collect()
 }
