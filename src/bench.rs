@@ -34,6 +34,9 @@ use antares_schemas::Topology;
 use anyhow::Context as _;
 use serde::Serialize;
 
+/// Messages of the unmeasured raw round.
+const RAW_WARM_UP: u32 = 2_000;
+
 /// `antares bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -121,7 +124,11 @@ pub async fn run(
         Some(opts) => opts,
         None => {
             say.line("starting a local nats-server (file storage in a temp dir)");
-            let server = LocalServer::start_temp().context("cannot start a local nats-server")?;
+            // Starting waits for the server's log to say it is ready: off the runtime.
+            let server = tokio::task::spawn_blocking(LocalServer::start_temp)
+                .await
+                .context("starting a local nats-server")?
+                .context("cannot start a local nats-server")?;
             let opts = ConnectOptions::url(server.url());
             local = Some(server);
             opts
@@ -175,20 +182,23 @@ async fn bench(
         args.shards, args.workers, args.concurrency
     ));
 
+    e2e::preflight(&driver).await?;
+
     // 1. Raw JetStream, with nothing of Antares running.
     say.line("raw JetStream: publishing and consuming...");
-    let raw = raw::run(
-        &raw::Settings {
-            connect: opts.clone(),
-            topo: topo.clone(),
-            messages: args.shards,
-            consumers: args.workers,
-            storage,
-            replicas,
-        },
-    )
-    .await
-    .context("raw JetStream run")?;
+    let mut settings = raw::Settings {
+        connect: opts.clone(),
+        topo: topo.clone(),
+        messages: args.shards.min(RAW_WARM_UP),
+        consumers: args.workers,
+        storage,
+        replicas,
+    };
+    // A short unmeasured round first: a fresh server creates its first message blocks
+    // and grows its buffers here, as the Antares side does in its warm-up probes.
+    raw::run(&settings).await.context("raw JetStream warm-up")?;
+    settings.messages = args.shards;
+    let raw = raw::run(&settings).await.context("raw JetStream run")?;
     say.line(&format!(
         "raw JetStream: {} messages in {:.3} s = {:.0}/s",
         args.shards,
@@ -371,7 +381,11 @@ fn rank(sorted: &[f64], p: f64) -> f64 {
     }
     let n = sorted.len();
     // ceil(p * n), 1-based; clamped.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let r = ((p * n as f64).ceil() as usize).clamp(1, n);
     sorted.get(r - 1).copied().unwrap_or(0.0)
 }

@@ -37,23 +37,52 @@ impl Job for Gate {
 #[tokio::test]
 async fn a_cancelled_instance_never_starts_its_pending_shards() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
-    env.apply("shop", "app = \"shop\"\nname = \"slow\"\nhandler = \"gate\"\nshards = 3\n").await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"slow\"\nhandler = \"gate\"\nshards = 3\n",
+    )
+    .await?;
     let gate = Gate {
         started: Arc::new(Notify::new()),
         release: Arc::new(Notify::new()),
     };
     let rec = Recorder::succeeding("unused");
     // One slot: shard 0 runs, shards 1 and 2 wait in the queue.
-    env.run_worker(env.worker("shop").register(gate.clone()).register(rec).concurrency(1)).await?;
+    env.run_worker(
+        env.worker("shop")
+            .register(gate.clone())
+            .register(rec)
+            .concurrency(1),
+    )
+    .await?;
     env.scheduler("s1").await?;
 
-    let id = env.admin.trigger("shop", "slow", &TriggerRequest::default()).await?;
+    let id = env
+        .admin
+        .trigger("shop", "slow", &TriggerRequest::default())
+        .await?;
     tokio::time::timeout(WAIT, gate.started.notified()).await?;
+    // Its start is reported once it has run a moment.
+    let admin = &env.admin;
+    antares_nats::wait::wait_for("shard 0 to show as running", WAIT, || async move {
+        let inst = admin.get_instance(&id).await.ok()?;
+        (inst.shards[0].status == ShardStatus::Running).then_some(())
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
     env.admin.cancel_instance(&id).await?;
     let inst = env.finished(&id).await?;
     assert_eq!(inst.summary.status, InstanceStatus::Cancelled);
-    assert!(inst.shards.iter().all(|s| s.status == ShardStatus::Cancelled));
-    assert_eq!(inst.shards.iter().filter(|s| s.attempts > 0).count(), 1, "only the running shard ever started");
+    assert!(
+        inst.shards
+            .iter()
+            .all(|s| s.status == ShardStatus::Cancelled)
+    );
+    assert_eq!(
+        inst.shards.iter().filter(|s| s.attempts > 0).count(),
+        1,
+        "only the running shard ever started"
+    );
 
     // Let the running shard end: the worker moves on, and nothing else of the cancelled
     // instance is left in the queue for it.
@@ -62,14 +91,23 @@ async fn a_cancelled_instance_never_starts_its_pending_shards() -> anyhow::Resul
     let shards = env.nats.stream(&topo.shards_stream()).await?;
     let leftover = antares_nats::wait::wait_for("the shard queue to be empty", WAIT, || {
         let mut s = shards.clone();
-        async move { s.info().await.ok().map(|i| i.state.messages).filter(|n| *n == 0) }
+        async move {
+            s.info()
+                .await
+                .ok()
+                .map(|i| i.state.messages)
+                .filter(|n| *n == 0)
+        }
     })
     .await
     .map_err(anyhow::Error::msg)?;
     assert_eq!(leftover, 0);
     let again = env.admin.get_instance(&id).await?;
     assert_eq!(again.shards.iter().filter(|s| s.attempts > 0).count(), 1);
-    assert!(env.admin.cancel_instance(&id).await.is_err(), "cancelling twice is refused");
+    assert!(
+        env.admin.cancel_instance(&id).await.is_err(),
+        "cancelling twice is refused"
+    );
     env.stop().await;
     Ok(())
 }
@@ -84,14 +122,25 @@ async fn a_paused_job_does_not_fire_but_explicit_triggers_run() -> anyhow::Resul
     .await?;
     env.run_worker(env.worker("shop")).await?;
     env.scheduler("s1").await?;
-    env.instances_where("shop", "tick", 1, |s| s.trigger == TriggerKind::Every).await?;
+    env.instances_where("shop", "tick", 1, |s| s.trigger == TriggerKind::Every)
+        .await?;
 
-    let mut events = env.nats.client.subscribe(env.nats.topo.event_subject("shop", "tick")).await?;
+    let mut events = env
+        .nats
+        .client
+        .subscribe(env.nats.topo.event_subject("shop", "tick"))
+        .await?;
     env.admin.set_job_enabled("shop", "tick", false).await?;
     let paused_at = antares_nats::now();
     // A manual trigger on the paused job still runs.
-    let id = env.admin.trigger("shop", "tick", &TriggerRequest::default()).await?;
-    assert_eq!(env.finished(&id).await?.summary.status, InstanceStatus::Success);
+    let id = env
+        .admin
+        .trigger("shop", "tick", &TriggerRequest::default())
+        .await?;
+    assert_eq!(
+        env.finished(&id).await?.summary.status,
+        InstanceStatus::Success
+    );
 
     // For the next 2.5 s no scheduled slot may start (a slot already due when the pause
     // was written may still have been in flight).

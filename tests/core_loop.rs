@@ -26,8 +26,10 @@ shard_params = "a;b;c"
     )
     .await?;
     let rec = Recorder::succeeding("record");
-    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(2)).await?;
-    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(2)).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(2))
+        .await?;
+    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(2))
+        .await?;
     env.scheduler("s1").await?;
 
     let done = env
@@ -35,7 +37,11 @@ shard_params = "a;b;c"
         .await?;
     let first = &done[0];
     assert_eq!(first.trigger, TriggerKind::Cron);
-    assert_eq!(first.scheduled_at.millis() % 1000, 0, "cron fires on whole seconds");
+    assert_eq!(
+        first.scheduled_at.millis() % 1000,
+        0,
+        "cron fires on whole seconds"
+    );
     let inst = env.admin.get_instance(&first.id).await?;
     assert_eq!(inst.shards.len(), 3);
     for (i, shard) in inst.shards.iter().enumerate() {
@@ -45,7 +51,11 @@ shard_params = "a;b;c"
         assert!(shard.started_at.is_some() && shard.finished_at.is_some());
         assert_eq!(shard.param, ["a", "b", "c"][i]);
     }
-    let mut params: Vec<String> = rec.seen_for(&first.id).into_iter().map(|s| s.param).collect();
+    let mut params: Vec<String> = rec
+        .seen_for(&first.id)
+        .into_iter()
+        .map(|s| s.param)
+        .collect();
     params.sort();
     assert_eq!(params, vec!["a", "b", "c"], "each param exactly once");
     env.admin.set_job_enabled("shop", "sweep", false).await?;
@@ -56,14 +66,26 @@ shard_params = "a;b;c"
 #[tokio::test]
 async fn later_puts_the_shard_back_and_it_then_succeeds() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
-    env.apply("shop", "app = \"shop\"\nname = \"retry\"\nhandler = \"record\"\n").await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"retry\"\nhandler = \"record\"\n",
+    )
+    .await?;
     let rec = Recorder::new("record", |ctx| {
-        if ctx.attempt() == 1 { JobResult::Later } else { JobResult::Success }
+        if ctx.attempt() == 1 {
+            JobResult::Later
+        } else {
+            JobResult::Success
+        }
     });
-    env.run_worker(env.worker("shop").register(rec.clone())).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()))
+        .await?;
     env.scheduler("s1").await?;
 
-    let id = env.admin.trigger("shop", "retry", &TriggerRequest::default()).await?;
+    let id = env
+        .admin
+        .trigger("shop", "retry", &TriggerRequest::default())
+        .await?;
     let inst = env.finished(&id).await?;
     assert_eq!(inst.summary.status, InstanceStatus::Success);
     assert_eq!(inst.summary.trigger, TriggerKind::Manual);
@@ -85,7 +107,10 @@ async fn fail_marks_the_shard_and_the_instance_failed_with_the_error() -> anyhow
     env.run_worker(env.worker("shop")).await?;
     env.scheduler("s1").await?;
 
-    let id = env.admin.trigger("shop", "broken", &TriggerRequest::default()).await?;
+    let id = env
+        .admin
+        .trigger("shop", "broken", &TriggerRequest::default())
+        .await?;
     let inst = env.finished(&id).await?;
     assert_eq!(inst.summary.status, InstanceStatus::Failed);
     for shard in &inst.shards {
@@ -108,20 +133,30 @@ echo done"#;
         "app = \"ops\"\nname = \"sh\"\nkind = \"script\"\nparams = \"P\"\nshard_params = \"ok;later;bad\"\ncommand = '''\n{command}\n'''\n"
     );
     env.apply("ops", &toml).await?;
-    env.run_worker(env.worker("ops").allow_scripts(true)).await?;
+    env.run_worker(env.worker("ops").allow_scripts(true))
+        .await?;
     env.scheduler("s1").await?;
 
-    let id = env.admin.trigger("ops", "sh", &TriggerRequest::default()).await?;
+    let id = env
+        .admin
+        .trigger("ops", "sh", &TriggerRequest::default())
+        .await?;
     let inst = env.finished(&id).await?;
     assert_eq!(inst.summary.status, InstanceStatus::Failed);
     let [ok, later, bad] = &inst.shards[..] else {
         anyhow::bail!("expected 3 shards, got {}", inst.shards.len())
     };
     assert_eq!((ok.status, ok.attempts), (ShardStatus::Success, 1));
-    assert_eq!((later.status, later.attempts), (ShardStatus::Success, 2), "exit 75 = later, then ran again");
+    assert_eq!(
+        (later.status, later.attempts),
+        (ShardStatus::Success, 2),
+        "exit 75 = later, then ran again"
+    );
     assert_eq!(bad.status, ShardStatus::Failed);
     assert!(
-        bad.error.as_deref().is_some_and(|e| e.contains("the disk is on fire")),
+        bad.error
+            .as_deref()
+            .is_some_and(|e| e.contains("the disk is on fire")),
         "stderr is the error: {:?}",
         bad.error
     );
@@ -133,8 +168,15 @@ echo done"#;
         .await;
     let expect = format!("app=ops job=sh item=0 total=3 param=ok params=P attempt=1 id={id}");
     assert!(lines.contains(&expect), "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("param=later") && l.contains("attempt=2")));
-    assert!(lines.contains(&"the disk is on fire".to_string()), "stderr lines are log lines too");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("param=later") && l.contains("attempt=2"))
+    );
+    assert!(
+        lines.contains(&"the disk is on fire".to_string()),
+        "stderr lines are log lines too"
+    );
     env.stop().await;
     Ok(())
 }
@@ -142,15 +184,23 @@ echo done"#;
 #[tokio::test]
 async fn a_raw_nats_publish_on_the_trigger_subject_runs_the_job() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
-    env.apply("shop", "app = \"shop\"\nname = \"echo\"\nhandler = \"record\"\nparams = \"default\"\n").await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"echo\"\nhandler = \"record\"\nparams = \"default\"\n",
+    )
+    .await?;
     let rec = Recorder::succeeding("record");
-    env.run_worker(env.worker("shop").register(rec.clone())).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()))
+        .await?;
     env.scheduler("s1").await?;
 
     // As `nats pub ats.trigger.shop.echo '{"params":"x"}'` does: a plain core publish.
     env.nats
         .client
-        .publish(env.nats.topo.trigger_subject("shop", "echo"), r#"{"params":"x"}"#.into())
+        .publish(
+            env.nats.topo.trigger_subject("shop", "echo"),
+            r#"{"params":"x"}"#.into(),
+        )
         .await?;
     env.nats.flush().await?;
     let found = env
@@ -168,17 +218,32 @@ async fn a_raw_nats_publish_on_the_trigger_subject_runs_the_job() -> anyhow::Res
 #[tokio::test]
 async fn garbage_triggers_are_rejected_and_the_scheduler_keeps_working() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
-    env.apply("shop", "app = \"shop\"\nname = \"echo\"\nhandler = \"record\"\n").await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"echo\"\nhandler = \"record\"\n",
+    )
+    .await?;
     let rec = Recorder::succeeding("record");
-    env.run_worker(env.worker("shop").register(rec.clone())).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()))
+        .await?;
     env.scheduler("s1").await?;
-    let mut events = env.nats.client.subscribe(env.nats.topo.events_filter()).await?;
+    let mut events = env
+        .nats
+        .client
+        .subscribe(env.nats.topo.events_filter())
+        .await?;
 
     let topo = env.nats.topo.clone();
     for (subject, body) in [
         (topo.trigger_subject("shop", "echo"), "garbage".to_string()),
-        (topo.trigger_subject("shop", "echo"), r#"{"params": 42}"#.to_string()),
-        (topo.trigger_subject("shop", "echo"), r#"{"shards": 2, "shard_params": "a;b;c"}"#.to_string()),
+        (
+            topo.trigger_subject("shop", "echo"),
+            r#"{"params": 42}"#.to_string(),
+        ),
+        (
+            topo.trigger_subject("shop", "echo"),
+            r#"{"shards": 2, "shard_params": "a;b;c"}"#.to_string(),
+        ),
         (topo.trigger_subject("shop", "nope"), String::new()),
         (topo.trigger_subject("nope", "echo"), String::new()),
     ] {
@@ -203,8 +268,14 @@ async fn garbage_triggers_are_rejected_and_the_scheduler_keeps_working() -> anyh
     assert!(reasons[4].contains("unknown app"), "{reasons:?}");
 
     // Still working.
-    let id = env.admin.trigger("shop", "echo", &TriggerRequest::default()).await?;
-    assert_eq!(env.finished(&id).await?.summary.status, InstanceStatus::Success);
+    let id = env
+        .admin
+        .trigger("shop", "echo", &TriggerRequest::default())
+        .await?;
+    assert_eq!(
+        env.finished(&id).await?.summary.status,
+        InstanceStatus::Success
+    );
     env.stop().await;
     Ok(())
 }
@@ -218,7 +289,8 @@ async fn two_schedulers_fire_each_slot_exactly_once() -> anyhow::Result<()> {
     )
     .await?;
     let rec = Recorder::succeeding("record");
-    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4)).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
+        .await?;
     env.scheduler("s1").await?;
     env.scheduler("s2").await?;
 
@@ -228,7 +300,11 @@ async fn two_schedulers_fire_each_slot_exactly_once() -> anyhow::Result<()> {
     env.admin.set_job_enabled("shop", "tick", false).await?;
     let mut slots = HashSet::new();
     for s in &done {
-        assert!(slots.insert(s.scheduled_at), "slot {} fired twice", s.scheduled_at);
+        assert!(
+            slots.insert(s.scheduled_at),
+            "slot {} fired twice",
+            s.scheduled_at
+        );
         assert_eq!(s.trigger, TriggerKind::Every);
     }
     let mut runs: BTreeMap<(String, u32), u32> = BTreeMap::new();
@@ -237,7 +313,12 @@ async fn two_schedulers_fire_each_slot_exactly_once() -> anyhow::Result<()> {
     }
     for s in &done {
         for item in 0..2 {
-            assert_eq!(runs.get(&(s.id.to_string(), item)), Some(&1), "shard {item} of {} ran once", s.id);
+            assert_eq!(
+                runs.get(&(s.id.to_string(), item)),
+                Some(&1),
+                "shard {item} of {} ran once",
+                s.id
+            );
         }
     }
     let cluster = env.admin.cluster().await?;

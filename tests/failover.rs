@@ -16,7 +16,17 @@ use tokio::process::{Child, Command};
 
 fn scheduler_process(url: &str, id: &str) -> anyhow::Result<Child> {
     Ok(Command::new(env!("CARGO_BIN_EXE_antares"))
-        .args(["--nats-url", url, "scheduler", "--id", id, "--lease-ttl", "2s", "--lease-renew", "500ms"])
+        .args([
+            "--nats-url",
+            url,
+            "scheduler",
+            "--id",
+            id,
+            "--lease-ttl",
+            "2s",
+            "--lease-renew",
+            "500ms",
+        ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -43,7 +53,8 @@ async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> an
     )
     .await?;
     let rec = Recorder::succeeding("record");
-    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4)).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
+        .await?;
 
     let url = env.server.url();
     let mut procs: HashMap<String, Child> = HashMap::new();
@@ -51,9 +62,11 @@ async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> an
     procs.insert("sched-b".into(), scheduler_process(&url, "sched-b")?);
 
     let env_ref = &env;
-    let leader = wait_for("a scheduler to lead", Duration::from_secs(20), || async move {
-        lease_holder(env_ref).await
-    })
+    let leader = wait_for(
+        "a scheduler to lead",
+        Duration::from_secs(20),
+        || async move { lease_holder(env_ref).await },
+    )
     .await
     .map_err(anyhow::Error::msg)?;
     env.instances_where("shop", "tick", 3, |s| s.status == InstanceStatus::Success)
@@ -65,14 +78,21 @@ async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> an
         .ok_or_else(|| anyhow::anyhow!("leader `{leader}` is not one of ours"))?;
     victim.kill().await?;
     let killed_at = now();
-    let standby = if leader == "sched-a" { "sched-b" } else { "sched-a" };
-    wait_for("the standby to take the lease", Duration::from_secs(20), || async move {
-        lease_holder(env_ref).await.filter(|h| h == standby)
-    })
+    let standby = if leader == "sched-a" {
+        "sched-b"
+    } else {
+        "sched-a"
+    };
+    wait_for(
+        "the standby to take the lease",
+        Duration::from_secs(20),
+        || async move { lease_holder(env_ref).await.filter(|h| h == standby) },
+    )
     .await
     .map_err(anyhow::Error::msg)?;
     env.instances_where("shop", "tick", 3, |s| {
-        s.status == InstanceStatus::Success && s.scheduled_at > killed_at.plus(Duration::from_secs(1))
+        s.status == InstanceStatus::Success
+            && s.scheduled_at > killed_at.plus(Duration::from_secs(1))
     })
     .await?;
     env.admin.set_job_enabled("shop", "tick", false).await?;
@@ -85,7 +105,11 @@ async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> an
     slots.dedup();
     assert_eq!(before, slots.len(), "a slot fired twice: {slots:?}");
     for pair in slots.windows(2) {
-        assert_eq!(pair[1] - pair[0], 1000, "a slot was lost around the handover: {slots:?}");
+        assert_eq!(
+            pair[1] - pair[0],
+            1000,
+            "a slot was lost around the handover: {slots:?}"
+        );
     }
     assert!(slots.first().is_some_and(|f| *f < killed_at.millis()));
     assert!(slots.last().is_some_and(|l| *l > killed_at.millis() + 1000));
@@ -95,7 +119,12 @@ async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> an
         *runs.entry(s.instance.to_string()).or_default() += 1;
     }
     for s in all.iter().filter(|s| s.status == InstanceStatus::Success) {
-        assert_eq!(runs.get(&s.id.to_string()), Some(&1), "instance {} ran its shard once", s.id);
+        assert_eq!(
+            runs.get(&s.id.to_string()),
+            Some(&1),
+            "instance {} ran its shard once",
+            s.id
+        );
     }
     for (_, mut p) in procs {
         let _ = p.kill().await;

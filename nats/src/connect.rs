@@ -43,8 +43,9 @@ impl ConnectOptions {
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .map(|u| {
-                u.parse::<async_nats::ServerAddr>()
-                    .map_err(|e| NatsError::Config(format!("--nats-url: `{u}` is not a NATS URL: {e}")))
+                u.parse::<async_nats::ServerAddr>().map_err(|e| {
+                    NatsError::Config(format!("--nats-url: `{u}` is not a NATS URL: {e}"))
+                })
             })
             .collect::<Result<_>>()?;
         if urls.is_empty() {

@@ -50,7 +50,10 @@ pub fn ttl_header(ttl: Duration) -> String {
 fn headers(expect: Expect, ttl: Option<Duration>, op: WriteOp) -> HeaderMap {
     let mut h = HeaderMap::new();
     if let Expect::Revision(rev) = expect {
-        h.insert("Nats-Expected-Last-Subject-Sequence", rev.to_string().as_str());
+        h.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            rev.to_string().as_str(),
+        );
     }
     if let Some(ttl) = ttl {
         h.insert("Nats-TTL", ttl_header(ttl).as_str());
@@ -193,7 +196,11 @@ pub async fn put<T: Serialize>(
     value: &T,
     expect: Expect,
 ) -> Result<u64> {
-    write(nats, Write::put(bucket, key, codec::encode(what, value)?, expect)).await
+    write(
+        nats,
+        Write::put(bucket, key, codec::encode(what, value)?, expect),
+    )
+    .await
 }
 
 /// Reads and decodes a key; `None` when absent or deleted.

@@ -132,15 +132,12 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
     ];
     for cfg in buckets {
         let name = cfg.bucket.clone();
-        nats.js
-            .create_or_update_key_value(cfg)
-            .await
-            .map_err(|e| {
-                NatsError::op(
-                    format!("provision bucket {name} (needs nats-server >= 2.11 with JetStream)"),
-                    e,
-                )
-            })?;
+        nats.js.create_or_update_key_value(cfg).await.map_err(|e| {
+            NatsError::op(
+                format!("provision bucket {name} (needs nats-server >= 2.11 with JetStream)"),
+                e,
+            )
+        })?;
         report.buckets.push(name);
     }
     Ok(report)

@@ -98,9 +98,15 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 /// Checks that a binary runs and is new enough.
 pub fn check_version(binary: &Path) -> Result<String> {
-    let out = Command::new(binary).arg("--version").output().map_err(|e| {
-        NatsError::Server(format!("cannot run `{}`: {e}; {INSTALL_HINT}", binary.display()))
-    })?;
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            NatsError::Server(format!(
+                "cannot run `{}`: {e}; {INSTALL_HINT}",
+                binary.display()
+            ))
+        })?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     match parse_version(&text) {
         Some(v) if v >= MIN_VERSION => Ok(text),
@@ -157,9 +163,9 @@ impl LocalServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            NatsError::Server(format!("cannot start `{}`: {e}", binary.display()))
-        })?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| NatsError::Server(format!("cannot start `{}`: {e}", binary.display())))?;
         let stderr = child
             .stderr
             .take()
@@ -174,7 +180,8 @@ impl LocalServer {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     if port.is_none()
-                        && let Some(rest) = line.split("Listening for client connections on ").nth(1)
+                        && let Some(rest) =
+                            line.split("Listening for client connections on ").nth(1)
                     {
                         port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
                     }
@@ -202,7 +209,11 @@ impl LocalServer {
                 let tail = log.lock().map(|l| l.join("\n")).unwrap_or_default();
                 return Err(NatsError::Server(format!(
                     "nats-server did not become ready ({}):\n{tail}",
-                    if other.is_err() { "timed out" } else { "it exited" }
+                    if other.is_err() {
+                        "timed out"
+                    } else {
+                        "it exited"
+                    }
                 )));
             }
         };

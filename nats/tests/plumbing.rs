@@ -44,16 +44,44 @@ async fn revision_checked_writes_and_scans() -> anyhow::Result<()> {
     let b = nats.buckets().await?;
     let bucket = b.instances.name.clone();
     let v = |s: &str| Bytes::from(s.to_string());
-    let r1 = kv::write(&nats, Write::put(&bucket, "a.j.X1".into(), v("1"), Expect::Revision(0))).await?;
-    let dup = kv::write(&nats, Write::put(&bucket, "a.j.X1".into(), v("2"), Expect::Revision(0))).await;
+    let r1 = kv::write(
+        &nats,
+        Write::put(&bucket, "a.j.X1".into(), v("1"), Expect::Revision(0)),
+    )
+    .await?;
+    let dup = kv::write(
+        &nats,
+        Write::put(&bucket, "a.j.X1".into(), v("2"), Expect::Revision(0)),
+    )
+    .await;
     assert!(matches!(dup, Err(NatsError::WrongRevision { .. })));
-    let r2 = kv::write(&nats, Write::put(&bucket, "a.j.X1".into(), v("2"), Expect::Revision(r1))).await?;
-    let stale = kv::write(&nats, Write::put(&bucket, "a.j.X1".into(), v("3"), Expect::Revision(r1))).await;
+    let r2 = kv::write(
+        &nats,
+        Write::put(&bucket, "a.j.X1".into(), v("2"), Expect::Revision(r1)),
+    )
+    .await?;
+    let stale = kv::write(
+        &nats,
+        Write::put(&bucket, "a.j.X1".into(), v("3"), Expect::Revision(r1)),
+    )
+    .await;
     assert!(matches!(stale, Err(NatsError::WrongRevision { .. })));
     assert!(r2 > r1);
-    kv::write(&nats, Write::put(&bucket, "a.j.X1.0".into(), v("chunk"), Expect::Any)).await?;
-    kv::write(&nats, Write::put(&bucket, "a.k.X2".into(), v("x"), Expect::Any)).await?;
-    kv::write(&nats, Write::put(&bucket, "b.k.X3".into(), v("y"), Expect::Any)).await?;
+    kv::write(
+        &nats,
+        Write::put(&bucket, "a.j.X1.0".into(), v("chunk"), Expect::Any),
+    )
+    .await?;
+    kv::write(
+        &nats,
+        Write::put(&bucket, "a.k.X2".into(), v("x"), Expect::Any),
+    )
+    .await?;
+    kv::write(
+        &nats,
+        Write::put(&bucket, "b.k.X3".into(), v("y"), Expect::Any),
+    )
+    .await?;
     kv::write(&nats, Write::delete(&bucket, "b.k.X3".into(), Expect::Any)).await?;
 
     let mut summaries: Vec<String> = kv::scan(&nats, &b.instances, "*.*.*", true)
@@ -66,7 +94,11 @@ async fn revision_checked_writes_and_scans() -> anyhow::Result<()> {
     let by_id = kv::scan(&nats, &b.instances, "*.*.X1", false).await?;
     assert_eq!(by_id.len(), 1);
     assert_eq!(by_id[0].value, v("2"));
-    assert!(kv::scan(&nats, &b.instances, "*.*.NOPE", false).await?.is_empty());
+    assert!(
+        kv::scan(&nats, &b.instances, "*.*.NOPE", false)
+            .await?
+            .is_empty()
+    );
     assert!(kv::scan(&nats, &b.history, ">", true).await?.is_empty());
     Ok(())
 }
@@ -87,10 +119,21 @@ async fn lease_is_exclusive_fenced_and_taken_over_after_expiry() -> anyhow::Resu
         Some("a".to_string())
     );
     // A stops renewing (as if it died): B gets the lease once the TTL passes.
-    let b = wait_for("standby to take the expired lease", Duration::from_secs(10), || {
-        let mut lease = Lease::new(nats.clone(), store.clone(), key.clone(), "b".into(), ttl);
-        async move { lease.tick(Timestamp(3)).await.ok().filter(|h| *h).map(|_| lease) }
-    })
+    let b = wait_for(
+        "standby to take the expired lease",
+        Duration::from_secs(10),
+        || {
+            let mut lease = Lease::new(nats.clone(), store.clone(), key.clone(), "b".into(), ttl);
+            async move {
+                lease
+                    .tick(Timestamp(3))
+                    .await
+                    .ok()
+                    .filter(|h| *h)
+                    .map(|_| lease)
+            }
+        },
+    )
     .await
     .map_err(anyhow::Error::msg)?;
     assert!(b.is_held());

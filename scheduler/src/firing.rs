@@ -38,7 +38,12 @@ pub struct Plan {
 }
 
 /// Plans a job's fires from its cursor (the last slot fired, if any) at `now`.
-pub fn plan(schedule: &Schedule, misfire: Misfire, cursor: Option<Timestamp>, now: Timestamp) -> Plan {
+pub fn plan(
+    schedule: &Schedule,
+    misfire: Misfire,
+    cursor: Option<Timestamp>,
+    now: Timestamp,
+) -> Plan {
     let kind = schedule.trigger_kind();
     let Some(cursor) = cursor else {
         return Plan {
@@ -166,7 +171,12 @@ mod tests {
 
     #[test]
     fn slots_late_by_less_than_the_threshold_fire_normally() {
-        let p = plan(&every(5), Misfire::Skip, Some(Timestamp(100 * S)), Timestamp(108 * S));
+        let p = plan(
+            &every(5),
+            Misfire::Skip,
+            Some(Timestamp(100 * S)),
+            Timestamp(108 * S),
+        );
         assert_eq!(p.fire, vec![(Timestamp(105 * S), TriggerKind::Every)]);
         assert!(p.missed.is_empty());
         assert_eq!(p.next, Some(Timestamp(110 * S)));
@@ -195,9 +205,17 @@ mod tests {
 
     #[test]
     fn catch_up_is_bounded() {
-        let p = plan(&every(1), Misfire::CatchUp, Some(Timestamp(0)), Timestamp(1000 * S));
+        let p = plan(
+            &every(1),
+            Misfire::CatchUp,
+            Some(Timestamp(0)),
+            Timestamp(1000 * S),
+        );
         assert_eq!(
-            p.fire.iter().filter(|f| f.1 == TriggerKind::Misfire).count(),
+            p.fire
+                .iter()
+                .filter(|f| f.1 == TriggerKind::Misfire)
+                .count(),
             CATCH_UP_LIMIT
         );
         assert!(!p.missed.is_empty());

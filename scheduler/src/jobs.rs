@@ -137,7 +137,11 @@ fn decode_change(is_app: bool, key: &str, op: Operation, value: &[u8]) -> Option
 }
 
 /// Reads every app and job now.
-pub async fn snapshot(nats: &Nats, apps: &Store, jobs: &Store) -> Result<(Catalog, [u64; 2]), NatsError> {
+pub async fn snapshot(
+    nats: &Nats,
+    apps: &Store,
+    jobs: &Store,
+) -> Result<(Catalog, [u64; 2]), NatsError> {
     let mut catalog = Catalog::default();
     let mut marks = [0u64; 2];
     for (i, (store, is_app)) in [(apps, true), (jobs, false)].into_iter().enumerate() {

@@ -18,7 +18,10 @@ use crate::store::{CreateError, Dirty, Stored};
 
 impl Leading {
     /// Creates and queues an instance. `Ok(None)` when it already existed.
-    pub(crate) async fn launch(&mut self, new: NewInstance) -> Result<Option<InstanceId>, NatsError> {
+    pub(crate) async fn launch(
+        &mut self,
+        new: NewInstance,
+    ) -> Result<Option<InstanceId>, NatsError> {
         let id = new.id;
         let stored = match self.store.create(Instance::create(new)).await {
             Ok(s) => s,
@@ -86,7 +89,8 @@ impl Leading {
                 acks.push(ack);
             }
             for ack in acks {
-                ack.await.map_err(|e| NatsError::op("queue shard item", e))?;
+                ack.await
+                    .map_err(|e| NatsError::op("queue shard item", e))?;
             }
         }
         Ok(())

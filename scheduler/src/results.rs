@@ -102,7 +102,9 @@ impl Leading {
         let mut effects: HashMap<InstanceId, Vec<Effect>> = HashMap::new();
         let mut dirty: HashMap<InstanceId, Dirty> = HashMap::new();
         for (id, _, items) in &work {
-            let Some(stored) = self.live.get_mut(id) else { continue };
+            let Some(stored) = self.live.get_mut(id) else {
+                continue;
+            };
             let d = dirty.entry(*id).or_default();
             let e = effects.entry(*id).or_default();
             for item in items {
@@ -153,7 +155,9 @@ impl Leading {
                         tracing::warn!(%id, "instance written by another scheduler");
                         self.lost = true;
                     }
-                    Err(e) => tracing::warn!(%id, error = %e, "instance not saved; results retried"),
+                    Err(e) => {
+                        tracing::warn!(%id, error = %e, "instance not saved; results retried")
+                    }
                 }
             }
             by_id
@@ -174,12 +178,22 @@ impl Leading {
     }
 
     /// Loads a running instance into the cache; `false` if it is not running.
-    async fn load_live(&mut self, id: &InstanceId, msg: Option<&Message>) -> Result<bool, NatsError> {
+    async fn load_live(
+        &mut self,
+        id: &InstanceId,
+        msg: Option<&Message>,
+    ) -> Result<bool, NatsError> {
         // The subject names app and job: `<ns>.<kind>.<app>.<job>.<id>...`.
-        let tokens: Vec<&str> = msg.map(|m| m.subject.as_str().split('.').collect()).unwrap_or_default();
+        let tokens: Vec<&str> = msg
+            .map(|m| m.subject.as_str().split('.').collect())
+            .unwrap_or_default();
         let stored = match (tokens.get(2), tokens.get(3)) {
             (Some(app), Some(job)) => self.store.load(Place::Live, app, job, id).await?,
-            _ => self.store.find(id).await?.and_then(|(p, s)| (p == Place::Live).then_some(s)),
+            _ => self
+                .store
+                .find(id)
+                .await?
+                .and_then(|(p, s)| (p == Place::Live).then_some(s)),
         };
         match stored {
             Some(s) => {
@@ -196,7 +210,9 @@ impl Leading {
             match effect {
                 Effect::Emit(event) => events::emit(&self.nats, &event).await,
                 Effect::PurgeQueued => {
-                    let Some(s) = self.live.get(&id) else { continue };
+                    let Some(s) = self.live.get(&id) else {
+                        continue;
+                    };
                     let s = &s.instance.summary;
                     let filter = self.nats.topo.instance_shards_filter(&s.app, &s.job, &s.id);
                     if let Err(e) = self.shards_stream.purge().filter(filter).await {

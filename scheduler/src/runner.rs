@@ -179,10 +179,14 @@ impl Leading {
         !self.lost && self.leadership.borrow().is_leading()
     }
 
-    async fn lead<S: Future<Output = ()> + Unpin>(&mut self, shutdown: &mut S) -> Result<Exit, SchedulerError> {
+    async fn lead<S: Future<Output = ()> + Unpin>(
+        &mut self,
+        shutdown: &mut S,
+    ) -> Result<Exit, SchedulerError> {
         let topo = self.nats.topo.clone();
         // What the jobs are, then follow every change.
-        let (catalog, marks) = jobs::snapshot(&self.nats, &self.buckets.apps, &self.buckets.jobs).await?;
+        let (catalog, marks) =
+            jobs::snapshot(&self.nats, &self.buckets.apps, &self.buckets.jobs).await?;
         self.catalog = catalog;
         let (change_tx, mut changes) = mpsc::channel::<Change>(1024);
         let watcher = tokio::spawn(jobs::watch(
@@ -234,6 +238,10 @@ impl Leading {
             .ready_chunks(self.results_batch);
         tracing::info!("leading: schedules planned, consuming triggers and results");
 
+        // Reports wait up to RESULTS_LINGER (or until a full batch) so that one round of
+        // KV writes covers many of them.
+        let mut pending: Vec<async_nats::jetstream::Message> = Vec::new();
+        let mut flush_at: Option<tokio::time::Instant> = None;
         loop {
             let next_fire = self.timers.earliest();
             let wait = next_fire.map_or(Duration::from_secs(3600), |t| {
@@ -256,14 +264,24 @@ impl Leading {
                     self.fire_due().await;
                 }
                 Some(batch) = results.next() => {
-                    let mut msgs = Vec::with_capacity(batch.len());
                     for m in batch {
                         match m {
-                            Ok(m) => msgs.push(m),
+                            Ok(m) => pending.push(m),
                             Err(e) => tracing::debug!(error = %e, "results pull hiccup"),
                         }
                     }
-                    if !msgs.is_empty() && self.on_results(msgs).await.is_err() {
+                    if pending.len() >= self.results_batch {
+                        flush_at = None;
+                        if self.on_results(std::mem::take(&mut pending)).await.is_err() {
+                            return Ok(Exit::Lost);
+                        }
+                    } else if !pending.is_empty() && flush_at.is_none() {
+                        flush_at = Some(tokio::time::Instant::now() + RESULTS_LINGER);
+                    }
+                }
+                _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
+                    flush_at = None;
+                    if self.on_results(std::mem::take(&mut pending)).await.is_err() {
                         return Ok(Exit::Lost);
                     }
                 }
@@ -281,7 +299,13 @@ impl Leading {
     }
 
     async fn cursor(&self, app: &str, job: &str) -> Option<Timestamp> {
-        match kv::get::<Timestamp>(&self.buckets.cursors, &self.nats.topo.job_key(app, job), "cursor").await {
+        match kv::get::<Timestamp>(
+            &self.buckets.cursors,
+            &self.nats.topo.job_key(app, job),
+            "cursor",
+        )
+        .await
+        {
             Ok(v) => v.map(|v| v.value),
             Err(e) => {
                 tracing::warn!(app, job, error = %e, "cursor unreadable; planning from now");
@@ -298,14 +322,20 @@ impl Leading {
             if !self.catalog.schedule_active(&app, &job) {
                 continue;
             }
-            let Some(entry) = self.catalog.job(&app, &job) else { continue };
-            let Some(schedule) = entry.schedule.clone() else { continue };
+            let Some(entry) = self.catalog.job(&app, &job) else {
+                continue;
+            };
+            let Some(schedule) = entry.schedule.clone() else {
+                continue;
+            };
             let misfire = entry.spec.misfire;
             let cursor = self.cursor(&app, &job).await;
             let plan = firing::plan(&schedule, misfire, cursor, at);
             for slot in &plan.missed {
                 let mut e = Event::new(EventKind::Misfired, &app, &job, None, at);
-                e.reason = Some(format!("fire due at {slot} was missed while no scheduler ran"));
+                e.reason = Some(format!(
+                    "fire due at {slot} was missed while no scheduler ran"
+                ));
                 events::emit(&self.nats, &e).await;
             }
             for (slot, kind) in plan.fire {
@@ -330,8 +360,12 @@ impl Leading {
 
     async fn fire_due(&mut self) {
         for (slot, app, job) in self.timers.take_due(now()) {
-            let Some(entry) = self.catalog.job(&app, &job) else { continue };
-            let Some(schedule) = entry.schedule.clone() else { continue };
+            let Some(entry) = self.catalog.job(&app, &job) else {
+                continue;
+            };
+            let Some(schedule) = entry.schedule.clone() else {
+                continue;
+            };
             if self.catalog.schedule_active(&app, &job) {
                 self.fire(&app, &job, slot, schedule.trigger_kind()).await;
             }
@@ -344,7 +378,9 @@ impl Leading {
         if !self.leading() {
             return;
         }
-        let Some(entry) = self.catalog.job(app, job) else { return };
+        let Some(entry) = self.catalog.job(app, job) else {
+            return;
+        };
         let items = match entry.spec.shard_items(&Default::default()) {
             Ok(items) => items,
             Err(e) => {
@@ -375,12 +411,24 @@ impl Leading {
         let cursors = self.buckets.cursors.name.clone();
         match codec::encode("cursor", &slot) {
             Ok(v) => {
-                if let Err(e) = kv::write(&self.nats, Write::put(&cursors, key, v, Expect::Any)).await {
+                if let Err(e) =
+                    kv::write(&self.nats, Write::put(&cursors, key, v, Expect::Any)).await
+                {
                     tracing::warn!(app, job, error = %e, "cursor not saved");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cursor not encoded"),
         }
+    }
+}
+
+/// How long the first report of a batch may wait for others before they are folded.
+const RESULTS_LINGER: Duration = Duration::from_millis(3);
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

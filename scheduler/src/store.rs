@@ -16,9 +16,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{Nats, NatsError, codec};
+use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, InstanceSummary, ShardRecord};
 use antares_schemas::topology::{SHARD_CHUNK, chunk_count, chunk_of};
-use antares_schemas::InstanceId;
 use async_nats::jetstream::kv::Store;
 use futures::future::join_all;
 
@@ -106,40 +106,67 @@ impl InstanceStore {
         self.nats.topo.shard_chunk_key(&s.app, &s.job, &s.id, chunk)
     }
 
-    /// Claims and writes a new `pending` instance.
+    /// Claims and writes a new `pending` instance: the summary ("must not exist") and the
+    /// shard chunks go out in one pipelined round, and the claim decides.
     pub async fn create(&self, instance: Instance) -> Result<Stored, CreateError> {
         let bucket = self.live.name.clone();
         let summary = codec::encode("instance", &instance.summary)?;
         let key = self.summary_key(&instance.summary);
-        let summary_rev = match kv::write(&self.nats, Write::put(&bucket, key, summary, Expect::Revision(0))).await {
-            Ok(rev) => rev,
-            Err(NatsError::WrongRevision { .. }) => return Err(CreateError::Exists),
-            Err(e) => return Err(e.into()),
-        };
         let mut stored = Stored {
             chunk_revs: vec![0; chunk_count(instance.summary.shard_total) as usize],
             instance,
-            summary_rev,
+            summary_rev: 0,
         };
-        self.write_missing_chunks(&mut stored).await?;
+        let (which, chunks) = self.missing_chunk_writes(&stored)?;
+        let mut writes = vec![Write::put(&bucket, key, summary, Expect::Revision(0))];
+        writes.extend(chunks);
+        let mut results = kv::write_all(&self.nats, writes).await.into_iter();
+        stored.summary_rev = match results.next() {
+            Some(Ok(rev)) => rev,
+            Some(Err(NatsError::WrongRevision { .. })) => return Err(CreateError::Exists),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(NatsError::Config("instance claim not written".into()).into()),
+        };
+        self.record_chunk_writes(&mut stored, which, results)
+            .await?;
         Ok(stored)
     }
 
     /// Writes the chunks of a `pending` instance that are not there yet (after a
     /// takeover, some may be).
     pub async fn write_missing_chunks(&self, stored: &mut Stored) -> Result<(), NatsError> {
-        let bucket = self.live.name.clone();
+        let (which, writes) = self.missing_chunk_writes(stored)?;
+        let results = kv::write_all(&self.nats, writes).await;
+        self.record_chunk_writes(stored, which, results.into_iter())
+            .await
+    }
+
+    fn missing_chunk_writes(&self, stored: &Stored) -> Result<(Vec<u32>, Vec<Write>), NatsError> {
+        let bucket = &self.live.name;
         let s = &stored.instance.summary;
         let mut writes = Vec::new();
         let mut which = Vec::new();
         for c in 0..chunk_count(s.shard_total) {
             if stored.chunk_revs.get(c as usize).copied().unwrap_or(0) == 0 {
                 let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
-                writes.push(Write::put(&bucket, self.chunk_key(s, c), value, Expect::Revision(0)));
+                writes.push(Write::put(
+                    bucket,
+                    self.chunk_key(s, c),
+                    value,
+                    Expect::Revision(0),
+                ));
                 which.push(c);
             }
         }
-        let results = kv::write_all(&self.nats, writes).await;
+        Ok((which, writes))
+    }
+
+    async fn record_chunk_writes(
+        &self,
+        stored: &mut Stored,
+        which: Vec<u32>,
+        results: impl Iterator<Item = Result<u64, NatsError>>,
+    ) -> Result<(), NatsError> {
         for (c, res) in which.into_iter().zip(results) {
             let rev = match res {
                 Ok(rev) => rev,
@@ -159,18 +186,33 @@ impl InstanceStore {
     }
 
     /// The writes that persist what changed, revision-checked.
-    pub fn writes(&self, stored: &Stored, dirty: &Dirty) -> Result<Vec<(Option<u32>, Write)>, NatsError> {
+    pub fn writes(
+        &self,
+        stored: &Stored,
+        dirty: &Dirty,
+    ) -> Result<Vec<(Option<u32>, Write)>, NatsError> {
         let bucket = &self.live.name;
         let s = &stored.instance.summary;
         let mut out = Vec::new();
         for &c in &dirty.chunks {
             let rev = stored.chunk_revs.get(c as usize).copied().unwrap_or(0);
             let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
-            out.push((Some(c), Write::put(bucket, self.chunk_key(s, c), value, Expect::Revision(rev))));
+            out.push((
+                Some(c),
+                Write::put(bucket, self.chunk_key(s, c), value, Expect::Revision(rev)),
+            ));
         }
         if dirty.summary {
             let value = codec::encode("instance", s)?;
-            out.push((None, Write::put(bucket, self.summary_key(s), value, Expect::Revision(stored.summary_rev))));
+            out.push((
+                None,
+                Write::put(
+                    bucket,
+                    self.summary_key(s),
+                    value,
+                    Expect::Revision(stored.summary_rev),
+                ),
+            ));
         }
         Ok(out)
     }
@@ -178,7 +220,10 @@ impl InstanceStore {
     /// Persists many instances' changes in one pipelined round; returns, per instance,
     /// `Ok` or the first error (a [`NatsError::WrongRevision`] means another scheduler
     /// wrote: stop leading and reload).
-    pub async fn save_many(&self, batch: &mut [(&mut Stored, Dirty)]) -> Vec<Result<(), NatsError>> {
+    pub async fn save_many(
+        &self,
+        batch: &mut [(&mut Stored, Dirty)],
+    ) -> Vec<Result<(), NatsError>> {
         let mut all = Vec::new();
         let mut owners = Vec::new();
         let mut results: Vec<Result<(), NatsError>> = Vec::with_capacity(batch.len());
@@ -196,7 +241,9 @@ impl InstanceStore {
         }
         let outcomes = kv::write_all(&self.nats, all).await;
         for ((i, slot), res) in owners.into_iter().zip(outcomes) {
-            let Some((stored, _)) = batch.get_mut(i) else { continue };
+            let Some((stored, _)) = batch.get_mut(i) else {
+                continue;
+            };
             match res {
                 Ok(rev) => match slot {
                     Some(c) => {
@@ -221,10 +268,7 @@ impl InstanceStore {
     /// Persists one instance's changes.
     pub async fn save(&self, stored: &mut Stored, dirty: Dirty) -> Result<(), NatsError> {
         let mut batch = [(stored, dirty)];
-        self.save_many(&mut batch)
-            .await
-            .pop()
-            .unwrap_or(Ok(()))
+        self.save_many(&mut batch).await.pop().unwrap_or(Ok(()))
     }
 
     /// Moves an ended instance to history: written there first, then purged here, so a
@@ -238,7 +282,12 @@ impl InstanceStore {
             let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
             writes.push(Write::put(hist, self.chunk_key(s, c), value, Expect::Any));
         }
-        writes.push(Write::put(hist, self.summary_key(s), codec::encode("instance", s)?, Expect::Any));
+        writes.push(Write::put(
+            hist,
+            self.summary_key(s),
+            codec::encode("instance", s)?,
+            Expect::Any,
+        ));
         for r in kv::write_all(&self.nats, writes).await {
             r?;
         }
@@ -265,18 +314,30 @@ impl InstanceStore {
     }
 
     /// Loads an instance whole (summary and shards) from one bucket.
-    pub async fn load(&self, place: Place, app: &str, job: &str, id: &InstanceId) -> Result<Option<Stored>, NatsError> {
+    pub async fn load(
+        &self,
+        place: Place,
+        app: &str,
+        job: &str,
+        id: &InstanceId,
+    ) -> Result<Option<Stored>, NatsError> {
         let store = self.bucket(place);
         let key = self.nats.topo.instance_key(app, job, id);
         let Some(summary) = kv::get::<InstanceSummary>(store, &key, "instance").await? else {
             return Ok(None);
         };
-        self.load_shards(place, summary.value, summary.revision).await
+        self.load_shards(place, summary.value, summary.revision)
+            .await
     }
 
     /// Reads an instance's shard chunks; `None` if an instance that is not `pending`
     /// lacks some (it is being moved to history).
-    async fn load_shards(&self, place: Place, summary: InstanceSummary, summary_rev: u64) -> Result<Option<Stored>, NatsError> {
+    async fn load_shards(
+        &self,
+        place: Place,
+        summary: InstanceSummary,
+        summary_rev: u64,
+    ) -> Result<Option<Stored>, NatsError> {
         let store = self.bucket(place);
         let n = chunk_count(summary.shard_total);
         let reads = (0..n).map(|c| {
@@ -299,8 +360,15 @@ impl InstanceStore {
                     let start = c * SHARD_CHUNK as usize;
                     let end = (start + SHARD_CHUNK as usize).min(summary.shard_total as usize);
                     for item in start..end {
-                        let param = summary.pending_params.get(item).cloned().unwrap_or_default();
-                        shards.push(ShardRecord::pending(u32::try_from(item).unwrap_or(u32::MAX), param));
+                        let param = summary
+                            .pending_params
+                            .get(item)
+                            .cloned()
+                            .unwrap_or_default();
+                        shards.push(ShardRecord::pending(
+                            u32::try_from(item).unwrap_or(u32::MAX),
+                            param,
+                        ));
                     }
                     chunk_revs.push(0);
                 }
@@ -340,7 +408,10 @@ impl InstanceStore {
             match codec::decode::<InstanceSummary>("instance", &hit.value) {
                 Ok(summary) => {
                     let id = summary.id;
-                    match self.load_shards(Place::Live, summary.clone(), hit.revision).await? {
+                    match self
+                        .load_shards(Place::Live, summary.clone(), hit.revision)
+                        .await?
+                    {
                         Some(stored) => out.push(stored),
                         // Ended, and its move to history was cut short: finish it.
                         None => match self.load_shards(Place::History, summary, 0).await? {
@@ -349,7 +420,9 @@ impl InstanceStore {
                         },
                     }
                 }
-                Err(e) => tracing::error!(key = %hit.key, error = %e, "unreadable instance summary skipped"),
+                Err(e) => {
+                    tracing::error!(key = %hit.key, error = %e, "unreadable instance summary skipped")
+                }
             }
         }
         Ok(out)
@@ -365,7 +438,12 @@ impl InstanceStore {
         let mut seen: HashMap<InstanceId, Place> = HashMap::new();
         for place in [Place::Live, Place::History] {
             for hit in kv::scan(&self.nats, self.bucket(place), &filter, true).await? {
-                let Some(id) = hit.key.rsplit('.').next().and_then(|t| t.parse::<InstanceId>().ok()) else {
+                let Some(id) = hit
+                    .key
+                    .rsplit('.')
+                    .next()
+                    .and_then(|t| t.parse::<InstanceId>().ok())
+                else {
                     continue;
                 };
                 if q.before.is_some_and(|b| id >= b) {

@@ -69,7 +69,13 @@ impl Leading {
     ) -> Result<Result<Option<InstanceId>, (String, String, String)>, NatsError> {
         let Some((app, job)) = self.nats.topo.parse_trigger_subject(&msg.subject) else {
             // Not app.job: report it under the raw tokens we have.
-            let tail = msg.subject.as_str().rsplit('.').next().unwrap_or("").to_string();
+            let tail = msg
+                .subject
+                .as_str()
+                .rsplit('.')
+                .next()
+                .unwrap_or("")
+                .to_string();
             return Ok(Err((
                 "_".to_string(),
                 tail,
@@ -126,7 +132,10 @@ impl Leading {
                 TriggerKind::Event
             },
             scheduled_at: id.time(),
-            params: req.params.clone().unwrap_or_else(|| entry.spec.params.clone()),
+            params: req
+                .params
+                .clone()
+                .unwrap_or_else(|| entry.spec.params.clone()),
             exec: entry.spec.execution(),
             timeout_ms: entry.spec.timeout_ms(),
             shard_params: items,

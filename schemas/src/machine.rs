@@ -13,6 +13,8 @@
 //!   newer than its last attempt (a duplicate of the current attempt is harmless);
 //! - `Finished(n)` records the outcome of attempt `n` unless a newer attempt is known:
 //!   `Success` → `success`, `Failed(e)` → `failed`, `Later` → `later` (it runs again);
+//!   when no `Started(n)` came first (workers report short attempts only at their end)
+//!   it also emits the `shard_started` event, with the start time the report carries;
 //! - a shard that is `success`, `failed`, `cancelled` or `timed_out` never changes again,
 //!   so late or duplicated reports are ignored.
 //!
@@ -130,7 +132,10 @@ fn accepts(shard: &ShardRecord, attempt: u32, kind: &ReportKind) -> bool {
 }
 
 fn report(inst: &mut Instance, r: &ShardReport, now: Timestamp) -> Step {
-    let Some(idx) = usize::try_from(r.item).ok().filter(|i| *i < inst.shards.len()) else {
+    let Some(idx) = usize::try_from(r.item)
+        .ok()
+        .filter(|i| *i < inst.shards.len())
+    else {
         return Step::ignored("shard item out of range");
     };
     if !accepts(&inst.shards[idx], r.attempt, &r.kind) {
@@ -139,6 +144,7 @@ fn report(inst: &mut Instance, r: &ShardReport, now: Timestamp) -> Step {
     let mut step = Step::default();
     start_running(inst, now, &mut step);
     let before = inst.shards[idx].status;
+    let start_reported = before == ShardStatus::Running && inst.shards[idx].attempts == r.attempt;
     let shard = &mut inst.shards[idx];
     let duplicate_start = matches!(r.kind, ReportKind::Started) && r.attempt == shard.attempts;
     shard.worker = Some(r.worker.clone());
@@ -173,6 +179,13 @@ fn report(inst: &mut Instance, r: &ShardReport, now: Timestamp) -> Step {
             };
             shard.status = status;
             shard.error = error.clone();
+            if !start_reported {
+                // The worker reports short attempts only when they end: the start
+                // event still goes out, first.
+                let mut started = e.clone();
+                started.at = *started_at;
+                step.effects.push(Effect::Emit(Box::new(started)));
+            }
             e.kind = EventKind::ShardFinished;
             e.status = Some(shard_status_name(status).to_string());
             e.error = error;

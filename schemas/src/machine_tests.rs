@@ -87,7 +87,11 @@ fn all_shards_succeed() {
     }
     assert_eq!(inst.summary.status, InstanceStatus::Success);
     assert_eq!(inst.summary.finished_at, Some(T0));
-    assert!(inst.shards.iter().all(|s| s.attempts == 1 && s.worker.as_deref() == Some("w1")));
+    assert!(
+        inst.shards
+            .iter()
+            .all(|s| s.attempts == 1 && s.worker.as_deref() == Some("w1"))
+    );
 }
 
 #[test]
@@ -97,7 +101,13 @@ fn one_failure_fails_the_instance_with_its_error() {
     step(&mut inst, &finished(0, 1, ShardOutcome::Success), T0);
     let s = step(
         &mut inst,
-        &finished(1, 1, ShardOutcome::Failed { error: "boom".into() }),
+        &finished(
+            1,
+            1,
+            ShardOutcome::Failed {
+                error: "boom".into(),
+            },
+        ),
         T0,
     );
     assert_eq!(inst.summary.status, InstanceStatus::Failed);
@@ -123,7 +133,11 @@ fn later_runs_again_then_succeeds() {
     assert_eq!(inst.summary.status, InstanceStatus::Running);
     // A late duplicate of attempt 1 changes nothing.
     assert!(step(&mut inst, &started(0, 1), T0).ignored.is_some());
-    assert!(step(&mut inst, &finished(0, 1, ShardOutcome::Later), T0).ignored.is_some());
+    assert!(
+        step(&mut inst, &finished(0, 1, ShardOutcome::Later), T0)
+            .ignored
+            .is_some()
+    );
     step(&mut inst, &started(0, 2), T0);
     assert_eq!(inst.shards[0].status, ShardStatus::Running);
     step(&mut inst, &finished(0, 2, ShardOutcome::Success), T0);
@@ -136,9 +150,18 @@ fn later_runs_again_then_succeeds() {
 fn finished_without_started_is_enough() {
     let mut inst = instance(1);
     step(&mut inst, &Input::Queued, T0);
-    step(&mut inst, &finished(0, 1, ShardOutcome::Success), T0);
+    let s = step(&mut inst, &finished(0, 1, ShardOutcome::Success), T0);
     assert_eq!(inst.summary.status, InstanceStatus::Success);
     assert_eq!(inst.shards[0].started_at, Some(T0));
+    // The start was never reported on its own: its event still goes out, first.
+    assert_eq!(
+        emitted(&s),
+        vec![
+            EventKind::ShardStarted,
+            EventKind::ShardFinished,
+            EventKind::InstanceFinished
+        ]
+    );
 }
 
 #[test]

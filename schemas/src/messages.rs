@@ -306,7 +306,13 @@ pub struct Event {
 
 impl Event {
     /// An event with only the required fields set.
-    pub fn new(kind: EventKind, app: &str, job: &str, instance: Option<InstanceId>, at: Timestamp) -> Self {
+    pub fn new(
+        kind: EventKind,
+        app: &str,
+        job: &str,
+        instance: Option<InstanceId>,
+        at: Timestamp,
+    ) -> Self {
         Self {
             kind,
             instance,
@@ -337,15 +343,30 @@ mod tests {
 
     #[test]
     fn trigger_bodies() {
-        assert_eq!(TriggerRequest::parse(b"").expect("empty"), TriggerRequest::default());
-        assert_eq!(TriggerRequest::parse(b" \n").expect("blank"), TriggerRequest::default());
+        assert_eq!(
+            TriggerRequest::parse(b"").expect("empty"),
+            TriggerRequest::default()
+        );
+        assert_eq!(
+            TriggerRequest::parse(b" \n").expect("blank"),
+            TriggerRequest::default()
+        );
         let t = TriggerRequest::parse(br#"{"params":"x","shard_params":"a;b","shards":2}"#)
             .expect("valid");
         assert_eq!(t.params.as_deref(), Some("x"));
-        assert_eq!(t.shard_params.map(|p| p.items()), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            t.shard_params.map(|p| p.items()),
+            Some(vec!["a".into(), "b".into()])
+        );
         let t = TriggerRequest::parse(br#"{"shard_params":["1","{\"x\":1}"]}"#).expect("list");
         assert_eq!(t.shard_params.map(|p| p.items().len()), Some(2));
-        for bad in [&b"garbage"[..], b"{\"params\":1}", b"{\"nope\":1}", b"[1]", b"\xff\xfe"] {
+        for bad in [
+            &b"garbage"[..],
+            b"{\"params\":1}",
+            b"{\"nope\":1}",
+            b"[1]",
+            b"\xff\xfe",
+        ] {
             let err = TriggerRequest::parse(bad).expect_err("must fail");
             assert!(!err.is_empty());
         }
@@ -370,7 +391,10 @@ mod tests {
             scheduled_at: Timestamp(5),
         };
         let bytes = rmp_serde::to_vec_named(&task).expect("encode");
-        assert_eq!(rmp_serde::from_slice::<ShardTask>(&bytes).expect("decode"), task);
+        assert_eq!(
+            rmp_serde::from_slice::<ShardTask>(&bytes).expect("decode"),
+            task
+        );
         let report = ShardReport {
             instance: id,
             item: 1,
@@ -379,11 +403,16 @@ mod tests {
             at: Timestamp(9),
             kind: ReportKind::Finished {
                 started_at: Timestamp(7),
-                outcome: ShardOutcome::Failed { error: "boom".into() },
+                outcome: ShardOutcome::Failed {
+                    error: "boom".into(),
+                },
             },
         };
         let bytes = rmp_serde::to_vec_named(&report).expect("encode");
-        assert_eq!(rmp_serde::from_slice::<ShardReport>(&bytes).expect("decode"), report);
+        assert_eq!(
+            rmp_serde::from_slice::<ShardReport>(&bytes).expect("decode"),
+            report
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// An app or job name outside `[a-z0-9][a-z0-9_-]{0,63}`.
-    #[error("{what} `{name}` is invalid: use 1-64 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit")]
+    #[error(
+        "{what} `{name}` is invalid: use 1-64 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit"
+    )]
     Invalid {
         /// "app", "job", "namespace", ...
         what: &'static str,
@@ -96,7 +98,18 @@ mod tests {
             assert!(check_name("job", good).is_ok(), "{good}");
         }
         let long = "a".repeat(65);
-        for bad in ["", "A", "-a", "_a", "a.b", "a b", "a*", "a>", "é", long.as_str()] {
+        for bad in [
+            "",
+            "A",
+            "-a",
+            "_a",
+            "a.b",
+            "a b",
+            "a*",
+            "a>",
+            "é",
+            long.as_str(),
+        ] {
             assert!(check_name("job", bad).is_err(), "{bad}");
         }
         assert!(check_name("job", &"a".repeat(64)).is_ok());

@@ -109,6 +109,17 @@ impl Schedule {
     }
 }
 
+/// The next `n` values of a "next after" function, each strictly after the one before.
+pub(crate) fn successive(
+    after: Timestamp,
+    n: usize,
+    next: impl Fn(Timestamp) -> Option<Timestamp>,
+) -> Vec<Timestamp> {
+    std::iter::successors(next(after), |t| next(*t))
+        .take(n)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,15 +226,4 @@ mod tests {
         };
         assert!(Schedule::from_spec(&ok).is_ok());
     }
-}
-
-/// The next `n` values of a "next after" function, each strictly after the one before.
-pub(crate) fn successive(
-    after: Timestamp,
-    n: usize,
-    next: impl Fn(Timestamp) -> Option<Timestamp>,
-) -> Vec<Timestamp> {
-    std::iter::successors(next(after), |t| next(*t))
-        .take(n)
-        .collect()
 }

@@ -45,7 +45,10 @@ impl Timestamp {
 
     /// This instant plus a duration (saturating).
     pub fn plus(self, d: std::time::Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// Milliseconds from `earlier` to `self` (negative if `earlier` is later).

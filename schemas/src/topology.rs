@@ -116,7 +116,10 @@ impl Topology {
     }
     /// Subjects of the shard stream: pull delivery and per-worker delivery.
     pub fn shards_stream_subjects(&self) -> Vec<String> {
-        vec![format!("{}.shard.>", self.ns), format!("{}.direct.>", self.ns)]
+        vec![
+            format!("{}.shard.>", self.ns),
+            format!("{}.direct.>", self.ns),
+        ]
     }
     /// Subject of one shard item for pull delivery.
     pub fn shard_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
@@ -166,7 +169,10 @@ impl Topology {
     }
     /// Subjects of the results stream.
     pub fn results_stream_subjects(&self) -> Vec<String> {
-        vec![format!("{}.result.>", self.ns), format!("{}.control.>", self.ns)]
+        vec![
+            format!("{}.result.>", self.ns),
+            format!("{}.control.>", self.ns),
+        ]
     }
     /// Where a worker reports on one shard item.
     pub fn result_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
@@ -304,8 +310,14 @@ mod tests {
     #[test]
     fn names_follow_the_contract() {
         let t = Topology::new("ats").expect("ns");
-        assert_eq!(t.trigger_subject("billing", "report"), "ats.trigger.billing.report");
-        assert_eq!(t.event_subject("billing", "report"), "ats.event.billing.report");
+        assert_eq!(
+            t.trigger_subject("billing", "report"),
+            "ats.trigger.billing.report"
+        );
+        assert_eq!(
+            t.event_subject("billing", "report"),
+            "ats.event.billing.report"
+        );
         assert_eq!(
             t.parse_trigger_subject("ats.trigger.billing.report"),
             Some(("billing", "report"))

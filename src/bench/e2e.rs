@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use antares_nats::async_nats::HeaderMap;
-use antares_nats::{ConnectOptions, Nats, NatsError, codec, lease, now};
+use antares_nats::{ConnectOptions, Nats, NatsError, codec, kv, lease, now};
 use antares_scheduler::SchedulerError;
 use antares_scheduler::SchedulerOptions;
 use antares_scheduler::admin::{Admin, ApplyAction};
@@ -245,12 +245,41 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Refuses to run where the bench would mix with a running Antares: another scheduler
+/// leading the namespace (it would run the bench's triggers, or the bench's scheduler
+/// would run its jobs) or workers of app `bench` (they would take the bench's shards).
+pub(super) async fn preflight(driver: &Nats) -> anyhow::Result<()> {
+    let topo = &driver.topo;
+    let ns = topo.namespace();
+    let leases = driver.bucket(&topo.leases_bucket()).await?;
+    if let Some(h) = lease::holder(&leases, &topo.lease_key(0)).await? {
+        anyhow::bail!(
+            "scheduler `{}` is running in namespace `{ns}`; the bench needs a namespace where \
+             no scheduler runs (e.g. --namespace bench)",
+            h.record.holder
+        );
+    }
+    let workers = driver.bucket(&topo.workers_bucket()).await?;
+    let live = kv::scan(driver, &workers, &topo.worker_key(APP, "*"), true).await?;
+    if let Some(w) = live.first() {
+        anyhow::bail!(
+            "worker `{}` of app `{APP}` is running in namespace `{ns}`; the bench needs a \
+             namespace where no worker of app `{APP}` runs (e.g. --namespace bench)",
+            w.key.split_once('.').map_or(w.key.as_str(), |(_, id)| id)
+        );
+    }
+    Ok(())
+}
+
+/// The running scheduler: how to stop it, and its task.
+type SchedulerTask = (oneshot::Sender<()>, JoinHandle<Result<(), SchedulerError>>);
+
 /// A scheduler and W workers running in this process.
 pub(super) struct Cluster {
     driver: Nats,
     admin: Admin,
     settings: Settings,
-    scheduler: Option<(oneshot::Sender<()>, JoinHandle<Result<(), SchedulerError>>)>,
+    scheduler: Option<SchedulerTask>,
     workers: Vec<(WorkerHandle, JoinHandle<antares_worker::Result<()>>)>,
     probes: mpsc::UnboundedReceiver<(InstanceId, Instant)>,
     early_probes: HashMap<InstanceId, Instant>,
@@ -273,13 +302,34 @@ impl Cluster {
             Err(SchedulerError::Conflict(_)) => false,
             Err(e) => return Err(e.into()),
         };
+        let (probe_tx, probes) = mpsc::unbounded_channel();
+        let mut cluster = Self {
+            driver: driver.clone(),
+            admin,
+            settings: settings.clone(),
+            scheduler: None,
+            workers: Vec::new(),
+            probes,
+            early_probes: HashMap::new(),
+            created_app,
+            created_jobs: Vec::new(),
+        };
+        if let Err(e) = cluster.launch(opts, probe_tx, say).await {
+            cluster.stop().await;
+            return Err(e);
+        }
+        Ok(cluster)
+    }
+
+    /// The bench's two jobs.
+    fn specs(&self) -> Vec<JobSpec> {
         let noop = JobSpec {
             app: APP.into(),
             name: NOOP_JOB.into(),
             description: "antares bench: end-to-end throughput".into(),
             kind: JobKind::Plugin,
             handler: Some("noop".into()),
-            shards: Some(settings.shards),
+            shards: Some(self.settings.shards),
             ..JobSpec::default()
         };
         let probe = JobSpec {
@@ -291,34 +341,7 @@ impl Cluster {
             shards: Some(1),
             ..JobSpec::default()
         };
-        let applied = admin.apply_jobs(vec![noop, probe]).await?;
-        let created_jobs = applied
-            .iter()
-            .filter(|o| o.action == ApplyAction::Created)
-            .filter_map(|o| match o.job.as_str() {
-                NOOP_JOB => Some(NOOP_JOB),
-                PROBE_JOB => Some(PROBE_JOB),
-                _ => None,
-            })
-            .collect();
-
-        let (probe_tx, probes) = mpsc::unbounded_channel();
-        let mut cluster = Self {
-            driver: driver.clone(),
-            admin,
-            settings: settings.clone(),
-            scheduler: None,
-            workers: Vec::new(),
-            probes,
-            early_probes: HashMap::new(),
-            created_app,
-            created_jobs,
-        };
-        if let Err(e) = cluster.launch(opts, probe_tx, say).await {
-            cluster.stop().await;
-            return Err(e);
-        }
-        Ok(cluster)
+        vec![noop, probe]
     }
 
     async fn launch(
@@ -327,6 +350,15 @@ impl Cluster {
         probe_tx: mpsc::UnboundedSender<(InstanceId, Instant)>,
         say: &Say,
     ) -> anyhow::Result<()> {
+        for outcome in self.admin.apply_jobs(self.specs()).await? {
+            if outcome.action == ApplyAction::Created {
+                match outcome.job.as_str() {
+                    NOOP_JOB => self.created_jobs.push(NOOP_JOB),
+                    PROBE_JOB => self.created_jobs.push(PROBE_JOB),
+                    _ => {}
+                }
+            }
+        }
         let topo = self.driver.topo.clone();
         let suffix = format!("{:06x}", rand::random::<u32>() % 0x100_0000);
 
@@ -343,8 +375,10 @@ impl Cluster {
             let _ = stop_rx.await;
         }));
         self.scheduler = Some((stop_tx, task));
+        say.line("waiting for the bench scheduler to lead...");
+        self.wait_leading(&scheduler_id).await?;
 
-        // The workers.
+        // The workers, once nothing else can hand them work.
         for i in 0..self.settings.workers {
             let worker = Worker::builder()
                 .app(APP)
@@ -364,10 +398,6 @@ impl Cluster {
             self.workers.push((handle, task));
         }
         drop(probe_tx);
-
-        // Leading?
-        say.line("waiting for the bench scheduler to lead...");
-        self.wait_leading(&scheduler_id).await?;
 
         // Everything runs: a few probes, unmeasured.
         let mut events = Events::subscribe(&self.driver, PROBE_JOB).await?;
@@ -416,7 +446,9 @@ impl Cluster {
                          run the bench in a namespace of its own (--namespace bench)",
                         self.driver.topo.namespace()
                     ),
-                    None => anyhow::anyhow!("the bench scheduler did not take the lease within 15 s"),
+                    None => {
+                        anyhow::anyhow!("the bench scheduler did not take the lease within 15 s")
+                    }
                 });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -453,7 +485,9 @@ impl Cluster {
         let t0 = Instant::now();
         let (id, acked) = self.trigger(PROBE_JOB).await?;
         let executed = self.probe_started(&id, timeout).await?;
-        let started = events.wait(EventKind::InstanceStarted, &id, timeout).await?;
+        let started = events
+            .wait(EventKind::InstanceStarted, &id, timeout)
+            .await?;
         events
             .wait(EventKind::InstanceFinished, &id, timeout)
             .await?;
@@ -461,7 +495,11 @@ impl Cluster {
     }
 
     /// Waits until the probe of instance `id` started executing.
-    async fn probe_started(&mut self, id: &InstanceId, timeout: Duration) -> anyhow::Result<Instant> {
+    async fn probe_started(
+        &mut self,
+        id: &InstanceId,
+        timeout: Duration,
+    ) -> anyhow::Result<Instant> {
         if let Some(at) = self.early_probes.remove(id) {
             return Ok(at);
         }
@@ -488,8 +526,14 @@ impl Cluster {
     pub(super) async fn end_to_end(&mut self) -> anyhow::Result<EndToEnd> {
         let n = self.settings.shards;
         let mut events = Events::subscribe(&self.driver, NOOP_JOB).await?;
-        let shards = self.driver.stream(&self.driver.topo.shards_stream()).await?;
-        let results = self.driver.stream(&self.driver.topo.results_stream()).await?;
+        let shards = self
+            .driver
+            .stream(&self.driver.topo.shards_stream())
+            .await?;
+        let results = self
+            .driver
+            .stream(&self.driver.topo.results_stream())
+            .await?;
         // Generous: 60 s, or 2 ms a shard.
         let timeout = Duration::from_secs(60).max(Duration::from_millis(2 * u64::from(n)));
 
@@ -515,7 +559,9 @@ impl Cluster {
         let t0 = Instant::now();
         let run = async {
             let (id, _) = self.trigger(NOOP_JOB).await?;
-            let started = events.wait(EventKind::InstanceStarted, &id, timeout).await?;
+            let started = events
+                .wait(EventKind::InstanceStarted, &id, timeout)
+                .await?;
             let finished = events
                 .wait(EventKind::InstanceFinished, &id, timeout)
                 .await?;
@@ -527,7 +573,8 @@ impl Cluster {
         let (id, started, finished) = outcome?;
         let seconds = (finished - t0).as_secs_f64();
 
-        let ms = |at: Instant| super::round(at.saturating_duration_since(t0).as_secs_f64() * 1000.0, 1);
+        let ms =
+            |at: Instant| super::round(at.saturating_duration_since(t0).as_secs_f64() * 1000.0, 1);
         let shards_acked = samples
             .iter()
             .find(|(at, s, _)| *at >= started && *s == 0)
@@ -563,7 +610,10 @@ impl Cluster {
                         "; e.g. shard {} is {:?}{}",
                         s.item,
                         s.status,
-                        s.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                        s.error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
                     )
                 })
                 .unwrap_or_default();

@@ -78,7 +78,11 @@ pub(super) fn shard_sized_payload(total: u32) -> anyhow::Result<Bytes> {
 
 /// Runs it; the stream is deleted whatever happens.
 pub(super) async fn run(s: &Settings) -> anyhow::Result<RawResult> {
-    let publisher = Nats::connect(&super::named(&s.connect, "antares-bench-raw-pub"), s.topo.clone()).await?;
+    let publisher = Nats::connect(
+        &super::named(&s.connect, "antares-bench-raw-pub"),
+        s.topo.clone(),
+    )
+    .await?;
     let name = format!("{}_BENCH_RAW", s.topo.namespace().to_ascii_uppercase());
     // A stream left by a run that was killed.
     let _ = publisher.js.delete_stream(&name).await;
@@ -171,7 +175,11 @@ async fn measure(s: &Settings, publisher: &Nats, name: &str) -> anyhow::Result<R
         t.await.context("raw consumer task")??;
     }
     // Every ack is sent; the stream is empty once the server has processed them all.
-    let stream = publisher.js.get_stream(name).await.context("bench stream")?;
+    let stream = publisher
+        .js
+        .get_stream(name)
+        .await
+        .context("bench stream")?;
     loop {
         let info = stream.get_info().await.context("bench stream info")?;
         if info.state.messages == 0 {

@@ -48,7 +48,11 @@ impl Env {
 
     /// A fresh connection (each scheduler and worker gets its own, like real processes).
     pub async fn connect(&self) -> anyhow::Result<Nats> {
-        Ok(Nats::connect(&ConnectOptions::url(self.server.url()), Topology::new("ats")?).await?)
+        Ok(Nats::connect(
+            &ConnectOptions::url(self.server.url()),
+            Topology::new("ats")?,
+        )
+        .await?)
     }
 
     /// Creates an app and applies jobs written as TOML.
@@ -136,17 +140,21 @@ impl Env {
     ) -> anyhow::Result<Vec<InstanceSummary>> {
         let admin = &self.admin;
         let pred = &pred;
-        wait_for(&format!("{n} matching instances of {app}/{job}"), WAIT, || async move {
-            let q = ListQuery {
-                app: Some(app.to_string()),
-                job: Some(job.to_string()),
-                limit: 1000,
-                ..ListQuery::default()
-            };
-            let list = admin.list_instances(&q).await.ok()?;
-            let hits: Vec<_> = list.into_iter().filter(|s| pred(s)).collect();
-            (hits.len() >= n).then_some(hits)
-        })
+        wait_for(
+            &format!("{n} matching instances of {app}/{job}"),
+            WAIT,
+            || async move {
+                let q = ListQuery {
+                    app: Some(app.to_string()),
+                    job: Some(job.to_string()),
+                    limit: 1000,
+                    ..ListQuery::default()
+                };
+                let list = admin.list_instances(&q).await.ok()?;
+                let hits: Vec<_> = list.into_iter().filter(|s| pred(s)).collect();
+                (hits.len() >= n).then_some(hits)
+            },
+        )
         .await
         .map_err(anyhow::Error::msg)
     }
@@ -180,7 +188,10 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(name: &str, rule: impl Fn(&JobContext) -> JobResult + Send + Sync + 'static) -> Self {
+    pub fn new(
+        name: &str,
+        rule: impl Fn(&JobContext) -> JobResult + Send + Sync + 'static,
+    ) -> Self {
         Self {
             name: name.to_string(),
             seen: Arc::new(Mutex::new(Vec::new())),
@@ -197,7 +208,10 @@ impl Recorder {
     }
 
     pub fn seen_for(&self, id: &InstanceId) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| &s.instance == id).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| &s.instance == id)
+            .collect()
     }
 }
 

@@ -70,7 +70,9 @@
 //!    The attempt is the delivery count in the message's reply subject
 //!    (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`).
 //! 4. Publish a `ShardReport` with `kind = "started"` on the result subject. A plain
-//!    publish is enough (the results stream stores it); losing one is harmless.
+//!    publish is enough (the results stream stores it); losing one is harmless, and it
+//!    may be skipped for an attempt that ends quickly (the stock worker sends it only
+//!    after 50 ms of running): the `finished` report carries `started_at`.
 //! 5. Run it. Every second, send an in-progress ack (`+WPI`) so the item stays yours.
 //!    Publish log lines as `LogLine`s on the log subject (plain publishes, in order).
 //! 6. Publish a `ShardReport` with `kind = {"finished": ...}` on the result subject as a

@@ -1,7 +1,9 @@
 //! Running one shard item: from a pulled message to its settled ack.
 //!
 //! 1. decode the [`ShardTask`] (a message that is not one is terminated: it can never run);
-//! 2. report `Started` (core publish: best effort, the results stream captures it);
+//! 2. report `Started` (core publish: best effort, the results stream captures it) once
+//!    the job has run for `report_start_after`; a shard that ends sooner is reported by
+//!    its `Finished` report alone, which carries its start time;
 //! 3. run the job in its own task, sending an in-progress ack every `progress_every` so
 //!    the work queue does not hand the item to another worker while it runs;
 //! 4. report `Finished` with the outcome, awaiting JetStream's ack (de-duplicated by
@@ -42,6 +44,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) allow_scripts: bool,
     pub(crate) later_delay: Duration,
+    pub(crate) report_start_after: Duration,
     pub(crate) progress_every: Duration,
     pub(crate) logs: LogSink,
     /// Shards running now.
@@ -91,21 +94,38 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
         at: now(),
         kind,
     };
-    match codec::encode("shard report", &report(ReportKind::Started)) {
-        Ok(bytes) => {
-            if let Err(e) = shared
-                .nats
-                .client
-                .publish(result_subject.clone(), bytes)
-                .await
-            {
-                tracing::warn!("cannot report the start of {result_subject}: {e}");
-            }
+    let delay = shared.report_start_after;
+    let report_start = async {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
-        Err(e) => tracing::warn!("{e}"),
-    }
-
-    let outcome = match run(&shared, &msg, task.clone(), attempt).await {
+        match codec::encode("shard report", &report(ReportKind::Started)) {
+            Ok(bytes) => {
+                if let Err(e) = shared
+                    .nats
+                    .client
+                    .publish(result_subject.clone(), bytes)
+                    .await
+                {
+                    tracing::warn!("cannot report the start of {result_subject}: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    };
+    let running = run(&shared, &msg, task.clone(), attempt);
+    let outcome = if delay.is_zero() {
+        report_start.await;
+        running.await
+    } else {
+        tokio::pin!(running);
+        tokio::select! {
+            biased;
+            outcome = &mut running => outcome,
+            () = report_start => running.await,
+        }
+    };
+    let outcome = match outcome {
         Some(outcome) => outcome,
         None => {
             // Forced shutdown: hand the item back.

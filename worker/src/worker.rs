@@ -33,6 +33,9 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(5);
 /// Default delay before a shard item that returned `Later` is delivered again.
 pub const DEFAULT_LATER_DELAY: Duration = Duration::from_secs(5);
+/// Default delay before a running shard's start is reported (see
+/// [`WorkerBuilder::report_start_after`]).
+pub const DEFAULT_REPORT_START_AFTER: Duration = Duration::from_millis(50);
 /// Default time running shards get to finish at shutdown.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Largest concurrency a worker takes.
@@ -53,6 +56,7 @@ pub struct WorkerBuilder {
     heartbeat: Duration,
     ack_wait: Duration,
     later_delay: Duration,
+    report_start_after: Duration,
     grace: Duration,
     registry: Registry,
     duplicates: Vec<String>,
@@ -84,6 +88,7 @@ impl Default for WorkerBuilder {
             heartbeat: DEFAULT_HEARTBEAT,
             ack_wait: DEFAULT_ACK_WAIT,
             later_delay: DEFAULT_LATER_DELAY,
+            report_start_after: DEFAULT_REPORT_START_AFTER,
             grace: DEFAULT_GRACE,
             registry: Registry::default(),
             duplicates: Vec::new(),
@@ -161,6 +166,17 @@ impl WorkerBuilder {
     /// delivered again (default 5 s).
     pub fn later_delay(mut self, delay: Duration) -> Self {
         self.later_delay = delay;
+        self
+    }
+
+    /// How long a shard must have been running before its start is reported on its own
+    /// (default 50 ms; zero reports every start at once). A shard that ends sooner is
+    /// reported once, by its `Finished` report, which carries its start time: for short
+    /// shards that halves the reports the scheduler has to fold, and a start still shows
+    /// as `running` (and as a `shard_started` event) whenever it lasts long enough for
+    /// anyone to see it.
+    pub fn report_start_after(mut self, delay: Duration) -> Self {
+        self.report_start_after = delay;
         self
     }
 
@@ -275,6 +291,7 @@ impl WorkerBuilder {
             registry: self.registry,
             allow_scripts: self.allow_scripts,
             later_delay: self.later_delay,
+            report_start_after: self.report_start_after,
             progress_every: (self.ack_wait / 2).min(Duration::from_secs(1)),
             logs,
             running: AtomicU32::new(0),

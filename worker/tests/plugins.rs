@@ -386,3 +386,35 @@ async fn a_job_past_its_timeout_is_cancelled_then_aborted() -> anyhow::Result<()
     );
     worker.stop().await
 }
+
+#[tokio::test]
+async fn a_short_shard_reports_its_start_only_with_its_end() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .with_builtins()
+            .report_start_after(Duration::from_millis(100)),
+    )
+    .await?;
+    // `noop` ends at once: one report, Finished, carrying its start time.
+    let quick = task("billing", "quick", plugin("noop"));
+    bench.publish(&quick).await?;
+    let seen = bench.until_finished(quick.instance, quick.item).await?;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(matches!(
+        seen[0].kind,
+        ReportKind::Finished {
+            outcome: ShardOutcome::Success,
+            ..
+        }
+    ));
+    // `sleep 400ms` outlasts the delay: Started is reported while it runs.
+    let mut slow = task("billing", "slow", plugin("sleep"));
+    slow.params = "400ms".into();
+    bench.publish(&slow).await?;
+    let seen = bench.until_finished(slow.instance, slow.item).await?;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].kind, ReportKind::Started);
+    worker.stop().await
+}

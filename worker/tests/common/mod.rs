@@ -60,6 +60,8 @@ impl Bench {
             .id(id)
             .nats_url(self.server.url())
             .namespace("ats")
+            // Report every start at once, so tests see Started then Finished.
+            .report_start_after(std::time::Duration::ZERO)
     }
 
     /// Queues a shard item as the scheduler would.
