@@ -252,7 +252,7 @@ pub async fn scan(
     headers_only: bool,
 ) -> Result<Vec<Scanned>> {
     let op = || format!("scan {}/{filter}", store.name);
-    let prefix = format!("$KV.{}.", store.name);
+    let prefix = nats.topo.kv_subject(&store.name, "");
     let consumer = store
         .stream
         .create_consumer(push::OrderedConfig {

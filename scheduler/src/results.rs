@@ -46,12 +46,11 @@ pub(crate) struct LostLeadership;
 impl Leading {
     /// Processes a batch of results-stream messages.
     pub(crate) async fn on_results(&mut self, msgs: Vec<Message>) -> Result<(), LostLeadership> {
-        let control_prefix = format!("{}.control.", self.nats.topo.namespace());
         // Decode; group by instance, keeping order.
         let mut groups: Vec<(InstanceId, Vec<(Message, Item)>)> = Vec::new();
         let mut index: HashMap<InstanceId, usize> = HashMap::new();
         for msg in msgs {
-            let item = if msg.subject.starts_with(control_prefix.as_str()) {
+            let item = if self.nats.topo.is_control_subject(&msg.subject) {
                 codec::decode::<Control>("control", &msg.payload).map(Item::Control)
             } else {
                 codec::decode::<ShardReport>("shard report", &msg.payload).map(Item::Report)

@@ -182,6 +182,19 @@ impl Topology {
     pub fn control_subject(&self, app: &str, job: &str, instance: &InstanceId) -> String {
         format!("{}.control.{app}.{job}.{instance}", self.ns)
     }
+    /// Whether a subject of the results stream is a control command (not a report).
+    pub fn is_control_subject(&self, subject: &str) -> bool {
+        subject
+            .strip_prefix(self.ns.as_str())
+            .is_some_and(|rest| rest.starts_with(".control."))
+    }
+    /// The app and job named by a result, control, shard or log subject
+    /// (`<ns>.<kind>.<app>.<job>...`), unchecked.
+    pub fn app_job_of<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = subject.strip_prefix(self.ns.as_str())?.strip_prefix('.')?;
+        let mut tokens = rest.split('.').skip(1);
+        Some((tokens.next()?, tokens.next()?))
+    }
     /// Durable consumer of the results stream used by schedulers.
     pub fn results_consumer(&self) -> String {
         "scheduler".to_string()
@@ -283,6 +296,14 @@ impl Topology {
     pub fn lease_key(&self, partition: u32) -> String {
         format!("partition.{partition}")
     }
+    /// The stream `antares bench` measures raw JetStream with (deleted afterwards).
+    pub fn bench_raw_stream(&self) -> String {
+        self.stream("BENCH_RAW")
+    }
+    /// The subject prefix of [`Self::bench_raw_stream`].
+    pub fn bench_raw_prefix(&self) -> String {
+        format!("{}.bench.raw", self.ns)
+    }
     /// Subject of a KV key, for writes with headers (TTL, expected revision).
     pub fn kv_subject(&self, bucket: &str, key: &str) -> String {
         format!("$KV.{bucket}.{key}")
@@ -325,6 +346,16 @@ mod tests {
         assert_eq!(t.parse_trigger_subject("ats.trigger.billing"), None);
         assert_eq!(t.parse_trigger_subject("ats.trigger.a.b.c"), None);
         assert_eq!(t.parse_trigger_subject("other.trigger.a.b"), None);
+        let id = InstanceId::for_fire("a", "j", Timestamp(1));
+        let control = t.control_subject("shop", "sweep", &id);
+        assert!(t.is_control_subject(&control));
+        assert!(!t.is_control_subject(&t.result_subject("shop", "sweep", &id, 0)));
+        assert_eq!(t.app_job_of(&control), Some(("shop", "sweep")));
+        assert_eq!(
+            t.app_job_of(&t.result_subject("shop", "sweep", &id, 0)),
+            Some(("shop", "sweep"))
+        );
+        assert_eq!(t.app_job_of("other.result.a.b"), None);
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub(super) async fn run(s: &Settings) -> anyhow::Result<RawResult> {
         s.topo.clone(),
     )
     .await?;
-    let name = format!("{}_BENCH_RAW", s.topo.namespace().to_ascii_uppercase());
+    let name = s.topo.bench_raw_stream();
     // A stream left by a run that was killed.
     let _ = publisher.js.delete_stream(&name).await;
     let result = tokio::time::timeout(STUCK, measure(s, &publisher, &name)).await;
@@ -94,7 +94,7 @@ pub(super) async fn run(s: &Settings) -> anyhow::Result<RawResult> {
 }
 
 async fn measure(s: &Settings, publisher: &Nats, name: &str) -> anyhow::Result<RawResult> {
-    let prefix = format!("{}.bench.raw", s.topo.namespace());
+    let prefix = s.topo.bench_raw_prefix();
     let stream = publisher
         .js
         .create_stream(stream::Config {
