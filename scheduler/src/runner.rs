@@ -242,6 +242,8 @@ impl Leading {
         // KV writes covers many of them.
         let mut pending: Vec<async_nats::jetstream::Message> = Vec::new();
         let mut flush_at: Option<tokio::time::Instant> = None;
+        let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
+        upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_fire = self.timers.earliest();
             let wait = next_fire.map_or(Duration::from_secs(3600), |t| {
@@ -285,6 +287,7 @@ impl Leading {
                         return Ok(Exit::Lost);
                     }
                 }
+                _ = upkeep.tick() => self.upkeep().await,
                 Some(msg) = triggers.next() => {
                     match msg {
                         Ok(m) => self.on_trigger(m).await,
@@ -295,6 +298,21 @@ impl Leading {
             if self.lost {
                 return Ok(Exit::Lost);
             }
+        }
+    }
+
+    /// Retries what an earlier step could not finish: ended instances whose move to
+    /// history failed.
+    async fn upkeep(&mut self) {
+        let ended: Vec<InstanceId> = self
+            .live
+            .iter()
+            .filter(|(_, s)| s.instance.summary.status.is_final())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            self.run_effects(id, vec![antares_schemas::machine::Effect::Finished])
+                .await;
         }
     }
 
@@ -421,6 +439,9 @@ impl Leading {
         }
     }
 }
+
+/// How often [`Leading::upkeep`] runs.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// How long the first report of a batch may wait for others before they are folded.
 const RESULTS_LINGER: Duration = Duration::from_millis(3);
