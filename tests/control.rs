@@ -142,22 +142,7 @@ async fn a_paused_job_does_not_fire_but_explicit_triggers_run() -> anyhow::Resul
         InstanceStatus::Success
     );
 
-    // For the next 2.5 s no scheduled slot may start (a slot already due when the pause
-    // was written may still have been in flight).
-    let quiet = tokio::time::timeout(Duration::from_millis(2500), async {
-        while let Some(msg) = events.next().await {
-            if let Ok(e) = serde_json::from_slice::<Event>(&msg.payload)
-                && e.kind == EventKind::InstanceStarted
-                && e.trigger == Some(TriggerKind::Every)
-                && e.instance.is_some_and(|i| i.time() > paused_at)
-            {
-                return e;
-            }
-        }
-        futures::future::pending().await
-    })
-    .await;
-    assert!(quiet.is_err(), "a paused job fired: {quiet:?}");
+    assert_no_scheduled_start(&mut events, paused_at).await;
 
     // Resumed: it fires again.
     let resumed_at = antares_nats::now();
@@ -168,4 +153,58 @@ async fn a_paused_job_does_not_fire_but_explicit_triggers_run() -> anyhow::Resul
     .await?;
     env.stop().await;
     Ok(())
+}
+
+#[tokio::test]
+async fn a_paused_app_does_not_fire() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
+    )
+    .await?;
+    env.run_worker(env.worker("shop")).await?;
+    env.scheduler("s1").await?;
+    env.instances_where("shop", "tick", 1, |s| s.trigger == TriggerKind::Every)
+        .await?;
+
+    let mut events = env
+        .nats
+        .client
+        .subscribe(env.nats.topo.event_subject("shop", "tick"))
+        .await?;
+    env.admin.set_app_enabled("shop", false).await?;
+    let paused_at = antares_nats::now();
+    assert_no_scheduled_start(&mut events, paused_at).await;
+
+    let resumed_at = antares_nats::now();
+    env.admin.set_app_enabled("shop", true).await?;
+    env.instances_where("shop", "tick", 1, |s| {
+        s.trigger == TriggerKind::Every && s.scheduled_at > resumed_at
+    })
+    .await?;
+    env.stop().await;
+    Ok(())
+}
+
+/// For the next 2.5 s no scheduled slot after `since` may start (a slot already due when
+/// the pause was written may still have been in flight).
+async fn assert_no_scheduled_start(
+    events: &mut async_nats::Subscriber,
+    since: antares_schemas::Timestamp,
+) {
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), async {
+        while let Some(msg) = events.next().await {
+            if let Ok(e) = serde_json::from_slice::<Event>(&msg.payload)
+                && e.kind == EventKind::InstanceStarted
+                && e.trigger == Some(TriggerKind::Every)
+                && e.instance.is_some_and(|i| i.time() > since)
+            {
+                return e;
+            }
+        }
+        futures::future::pending().await
+    })
+    .await;
+    assert!(quiet.is_err(), "a paused job fired: {quiet:?}");
 }
