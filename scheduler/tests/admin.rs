@@ -478,7 +478,7 @@ async fn cluster_and_cron_preview() -> anyhow::Result<()> {
     assert!(view.schedulers.is_empty() && view.workers.is_empty());
 
     let after: Timestamp = "2026-01-01T00:00:00Z".parse()?;
-    let next = Admin::cron_next("0 0 12 ? * MON#2", "UTC", 3, Some(after))?;
+    let next = antares_scheduler::admin::cron_next("0 0 12 ? * MON#2", "UTC", 3, Some(after))?;
     let text: Vec<String> = next.iter().map(|t| t.to_rfc3339()).collect();
     assert_eq!(
         text,
@@ -488,9 +488,11 @@ async fn cluster_and_cron_preview() -> anyhow::Result<()> {
             "2026-03-09T12:00:00.000Z"
         ]
     );
-    let err = Admin::cron_next("0 0 25 * * ?", "UTC", 3, None).expect_err("bad hour");
+    let err =
+        antares_scheduler::admin::cron_next("0 0 25 * * ?", "UTC", 3, None).expect_err("bad hour");
     assert!(matches!(err, SchedulerError::Invalid(_)));
-    let err = Admin::cron_next("0 0 12 * * ?", "Mars/Base", 3, None).expect_err("bad tz");
+    let err = antares_scheduler::admin::cron_next("0 0 12 * * ?", "Mars/Base", 3, None)
+        .expect_err("bad tz");
     assert!(err.to_string().contains("Mars/Base"), "{err}");
     Ok(())
 }

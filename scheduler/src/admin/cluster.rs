@@ -47,16 +47,6 @@ impl Admin {
             workers,
         })
     }
-
-    /// The next `n` fire times of a cron expression in a time zone (see [`cron_next`]).
-    pub fn cron_next(
-        expr: &str,
-        tz: &str,
-        n: usize,
-        after: Option<Timestamp>,
-    ) -> Result<Vec<Timestamp>, SchedulerError> {
-        cron_next(expr, tz, n, after)
-    }
 }
 
 /// The next `n` (at most [`MAX_PREVIEW`]) fire times of a cron expression evaluated in
