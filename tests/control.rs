@@ -114,22 +114,7 @@ async fn a_cancelled_instance_never_starts_its_pending_shards() -> anyhow::Resul
 
 #[tokio::test]
 async fn a_paused_job_does_not_fire_but_explicit_triggers_run() -> anyhow::Result<()> {
-    let mut env = Env::start().await?;
-    env.apply(
-        "shop",
-        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
-    )
-    .await?;
-    env.run_worker(env.worker("shop")).await?;
-    env.scheduler("s1").await?;
-    env.instances_where("shop", "tick", 1, |s| s.trigger == TriggerKind::Every)
-        .await?;
-
-    let mut events = env
-        .nats
-        .client
-        .subscribe(env.nats.topo.event_subject("shop", "tick"))
-        .await?;
+    let (mut env, mut events) = ticking().await?;
     env.admin.set_job_enabled("shop", "tick", false).await?;
     let paused_at = antares_nats::now();
     // A manual trigger on the paused job still runs.
@@ -147,42 +132,21 @@ async fn a_paused_job_does_not_fire_but_explicit_triggers_run() -> anyhow::Resul
     // Resumed: it fires again.
     let resumed_at = antares_nats::now();
     env.admin.set_job_enabled("shop", "tick", true).await?;
-    env.instances_where("shop", "tick", 1, |s| {
-        s.trigger == TriggerKind::Every && s.scheduled_at > resumed_at
-    })
-    .await?;
+    fires_after(&env, resumed_at).await?;
     env.stop().await;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_paused_app_does_not_fire() -> anyhow::Result<()> {
-    let mut env = Env::start().await?;
-    env.apply(
-        "shop",
-        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
-    )
-    .await?;
-    env.run_worker(env.worker("shop")).await?;
-    env.scheduler("s1").await?;
-    env.instances_where("shop", "tick", 1, |s| s.trigger == TriggerKind::Every)
-        .await?;
-
-    let mut events = env
-        .nats
-        .client
-        .subscribe(env.nats.topo.event_subject("shop", "tick"))
-        .await?;
+    let (mut env, mut events) = ticking().await?;
     env.admin.set_app_enabled("shop", false).await?;
     let paused_at = antares_nats::now();
     assert_no_scheduled_start(&mut events, paused_at).await;
 
     let resumed_at = antares_nats::now();
     env.admin.set_app_enabled("shop", true).await?;
-    env.instances_where("shop", "tick", 1, |s| {
-        s.trigger == TriggerKind::Every && s.scheduled_at > resumed_at
-    })
-    .await?;
+    fires_after(&env, resumed_at).await?;
     env.stop().await;
     Ok(())
 }
@@ -207,4 +171,33 @@ async fn assert_no_scheduled_start(
     })
     .await;
     assert!(quiet.is_err(), "a paused job fired: {quiet:?}");
+}
+
+/// A job `shop/tick` firing every second, seen firing once, and its events.
+async fn ticking() -> anyhow::Result<(Env, async_nats::Subscriber)> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
+    )
+    .await?;
+    env.run_worker(env.worker("shop")).await?;
+    env.scheduler("s1").await?;
+    env.instances_where("shop", "tick", 1, |s| s.trigger == TriggerKind::Every)
+        .await?;
+    let events = env
+        .nats
+        .client
+        .subscribe(env.nats.topo.event_subject("shop", "tick"))
+        .await?;
+    Ok((env, events))
+}
+
+/// Waits for a scheduled fire of `shop/tick` after `since`.
+async fn fires_after(env: &Env, since: antares_schemas::Timestamp) -> anyhow::Result<()> {
+    env.instances_where("shop", "tick", 1, |s| {
+        s.trigger == TriggerKind::Every && s.scheduled_at > since
+    })
+    .await?;
+    Ok(())
 }
