@@ -133,9 +133,13 @@ pub async fn run(
         match state.lead(&mut shutdown).await {
             Ok(Exit::Shutdown) => break Ok(()),
             Ok(Exit::Lost) => {
-                tracing::warn!(%id, "stopped leading; standing by");
-                // Wait for the lease task to notice too before trying again.
-                let _ = lead_rx.wait_for(|l| !l.is_leading()).await;
+                // Either the lease is gone (we wait for it again), or another scheduler
+                // wrote while we held it: start over from what is stored.
+                tracing::warn!(%id, "stopped leading; starting over from the stored state");
+                tokio::select! {
+                    _ = &mut shutdown => break Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
             }
             Err(e) => {
                 tracing::error!(%id, error = %e, "leading failed; standing by and retrying");
@@ -169,6 +173,8 @@ pub(crate) struct Leading {
     pub(crate) timers: Timers,
     pub(crate) live: HashMap<InstanceId, Stored>,
     pub(crate) leadership: watch::Receiver<Leadership>,
+    /// Set when this round of leading must end: another scheduler wrote, or work failed
+    /// that a fresh start from the stored state will redo.
     pub(crate) lost: bool,
     pub(crate) results_batch: usize,
 }
@@ -200,6 +206,9 @@ impl Leading {
         // Finish what a previous leader left, then plan every schedule.
         self.recover().await?;
         self.plan_all().await;
+        if self.lost {
+            return Ok(Exit::Lost);
+        }
 
         let triggers = queue::durable(
             &self.nats,
@@ -421,7 +430,10 @@ impl Leading {
             Ok(Some(id)) => tracing::debug!(app, job, %id, %slot, "fired"),
             Ok(None) => tracing::debug!(app, job, %slot, "already fired"),
             Err(e) => {
-                tracing::error!(app, job, %slot, error = %e, "fire failed");
+                // Start leading over: the cursor still points before this slot, so the
+                // fresh plan fires it again (its id is the same, so never twice).
+                tracing::error!(app, job, %slot, error = %e, "fire failed; will retry");
+                self.lost = true;
                 return;
             }
         }
