@@ -216,7 +216,7 @@ impl Leading {
                 stream: topo.triggers_stream(),
                 durable: topo.triggers_consumer(),
                 filter: None,
-                ack_wait: Duration::from_secs(30),
+                ack_wait: Duration::from_secs(5),
                 max_ack_pending: 1000,
             },
         )
@@ -227,7 +227,7 @@ impl Leading {
                 stream: topo.results_stream(),
                 durable: topo.results_consumer(),
                 filter: None,
-                ack_wait: Duration::from_secs(30),
+                ack_wait: Duration::from_secs(5),
                 max_ack_pending: 50_000,
             },
         )
@@ -253,17 +253,17 @@ impl Leading {
         let mut flush_at: Option<tokio::time::Instant> = None;
         let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let exit = loop {
             let next_fire = self.timers.earliest();
             let wait = next_fire.map_or(Duration::from_secs(3600), |t| {
                 Duration::from_millis(u64::try_from(t.since(now())).unwrap_or(0))
             });
             tokio::select! {
                 biased;
-                _ = &mut *shutdown => return Ok(Exit::Shutdown),
+                _ = &mut *shutdown => break Exit::Shutdown,
                 r = self.leadership.changed() => {
                     if r.is_err() || !self.leading() {
-                        return Ok(Exit::Lost);
+                        break Exit::Lost;
                     }
                 }
                 Some(change) = changes.recv() => {
@@ -284,7 +284,7 @@ impl Leading {
                     if pending.len() >= self.results_batch {
                         flush_at = None;
                         if self.on_results(std::mem::take(&mut pending)).await.is_err() {
-                            return Ok(Exit::Lost);
+                            break Exit::Lost;
                         }
                     } else if !pending.is_empty() && flush_at.is_none() {
                         flush_at = Some(tokio::time::Instant::now() + RESULTS_LINGER);
@@ -293,7 +293,7 @@ impl Leading {
                 _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
                     flush_at = None;
                     if self.on_results(std::mem::take(&mut pending)).await.is_err() {
-                        return Ok(Exit::Lost);
+                        break Exit::Lost;
                     }
                 }
                 _ = upkeep.tick() => self.upkeep().await,
@@ -305,9 +305,14 @@ impl Leading {
                 }
             }
             if self.lost {
-                return Ok(Exit::Lost);
+                break Exit::Lost;
             }
+        };
+        // Reports held for the next batch go back at once, for whoever leads next.
+        for msg in pending {
+            let _ = queue::settle(&msg, queue::Settle::Nak(None)).await;
         }
+        Ok(exit)
     }
 
     /// Retries what an earlier step could not finish: ended instances whose move to
