@@ -6,7 +6,6 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use antares_nats::wait::wait_for;
 use antares_schemas::messages::{Execution, LogStream, ReportKind, ShardOutcome};
 use antares_worker::{Job, JobContext, JobResult};
 use anyhow::anyhow;
@@ -247,19 +246,7 @@ async fn items_the_worker_cannot_run_fail_saying_why() -> anyhow::Result<()> {
     );
 
     // Neither is left in the queue to loop.
-    let shards = bench.nats.topo.shards_stream();
-    let nats = bench.nats.clone();
-    wait_for("the shard queue to empty", WAIT, || {
-        let nats = nats.clone();
-        let shards = shards.clone();
-        async move {
-            let mut s = nats.stream(&shards).await.ok()?;
-            let info = s.info().await.ok()?;
-            (info.state.messages == 0).then_some(())
-        }
-    })
-    .await
-    .map_err(anyhow::Error::msg)?;
+    bench.until_queue_empty("the shard queue to empty").await?;
     worker.stop().await
 }
 
@@ -280,19 +267,9 @@ async fn undecodable_items_are_terminated() -> anyhow::Result<()> {
         .await?;
     bench.publish(&t).await?;
     assert_eq!(bench.outcome(t.instance, 0).await?.0, ShardOutcome::Success);
-    let shards = bench.nats.topo.shards_stream();
-    let nats = bench.nats.clone();
-    wait_for("the garbage to leave the queue", WAIT, || {
-        let nats = nats.clone();
-        let shards = shards.clone();
-        async move {
-            let mut s = nats.stream(&shards).await.ok()?;
-            let info = s.info().await.ok()?;
-            (info.state.messages == 0).then_some(())
-        }
-    })
-    .await
-    .map_err(anyhow::Error::msg)?;
+    bench
+        .until_queue_empty("the garbage to leave the queue")
+        .await?;
     worker.stop().await
 }
 

@@ -64,6 +64,20 @@ impl Bench {
             .report_start_after(std::time::Duration::ZERO)
     }
 
+    /// Waits until the shard work queue holds nothing (every item acked or terminated).
+    pub async fn until_queue_empty(&self, what: &str) -> anyhow::Result<()> {
+        let name = self.nats.topo.shards_stream();
+        let nats = &self.nats;
+        let name = &name;
+        antares_nats::wait::wait_for(what, WAIT, || async move {
+            let mut s = nats.stream(name).await.ok()?;
+            let info = s.info().await.ok()?;
+            (info.state.messages == 0).then_some(())
+        })
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
     /// Queues a shard item as the scheduler would.
     pub async fn publish(&self, task: &ShardTask) -> anyhow::Result<()> {
         let subject = self
