@@ -163,10 +163,11 @@ pub async fn snapshot(
 /// Streams changes after the snapshot marks into `tx` until the receiver is gone.
 /// A watch that ends (a cluster failover) is recreated.
 pub async fn watch(apps: Store, jobs: Store, marks: [u64; 2], tx: mpsc::Sender<Change>) {
-    let a = tokio::spawn(watch_one(apps, true, marks[0], tx.clone()));
-    let j = tokio::spawn(watch_one(jobs, false, marks[1], tx));
-    let _ = a.await;
-    let _ = j.await;
+    // Joined, not spawned: when the caller drops or aborts this future, both go.
+    tokio::join!(
+        watch_one(apps, true, marks[0], tx.clone()),
+        watch_one(jobs, false, marks[1], tx)
+    );
 }
 
 async fn watch_one(store: Store, is_app: bool, mark: u64, tx: mpsc::Sender<Change>) {

@@ -434,8 +434,9 @@ impl InstanceStore {
             .nats
             .topo
             .instance_summaries_filter(q.app.as_deref(), q.job.as_deref());
-        let mut keys: Vec<(InstanceId, Place, String)> = Vec::new();
-        let mut seen: HashMap<InstanceId, Place> = HashMap::new();
+        // Live first, then history: an instance caught mid-move is in both, and the
+        // history entry replaces the live one.
+        let mut found: HashMap<InstanceId, (Place, String)> = HashMap::new();
         for place in [Place::Live, Place::History] {
             for hit in kv::scan(&self.nats, self.bucket(place), &filter, true).await? {
                 let Some(id) = hit
@@ -446,17 +447,15 @@ impl InstanceStore {
                 else {
                     continue;
                 };
-                if q.before.is_some_and(|b| id >= b) {
-                    continue;
-                }
-                // An instance caught mid-move is in both buckets: history wins.
-                if seen.insert(id, place).is_none() {
-                    keys.push((id, place, hit.key));
-                } else if let Some(k) = keys.iter_mut().find(|k| k.0 == id) {
-                    k.1 = place;
+                if q.before.is_none_or(|b| id < b) {
+                    found.insert(id, (place, hit.key));
                 }
             }
         }
+        let mut keys: Vec<(InstanceId, Place, String)> = found
+            .into_iter()
+            .map(|(id, (place, key))| (id, place, key))
+            .collect();
         keys.sort_by_key(|k| std::cmp::Reverse(k.0));
         let mut out = Vec::new();
         for window in keys.chunks(64) {
