@@ -22,6 +22,18 @@ use async_nats::jetstream::Message;
 use crate::events;
 use crate::runner::Leading;
 
+/// What a trigger message led to.
+enum Handled {
+    /// Its instance was created (`None`: it already existed).
+    Started(Option<InstanceId>),
+    /// It cannot run, for this reason.
+    Rejected {
+        app: String,
+        job: String,
+        reason: String,
+    },
+}
+
 /// The instance id a manual trigger asked for, if it carries a valid one.
 fn promised_id(msg: &Message) -> Option<InstanceId> {
     let headers = msg.headers.as_ref()?;
@@ -36,12 +48,12 @@ impl Leading {
     pub(crate) async fn on_trigger(&mut self, msg: Message) {
         let outcome = self.trigger_instance(&msg).await;
         let how = match outcome {
-            Ok(Ok(Some(id))) => {
+            Ok(Handled::Started(Some(id))) => {
                 tracing::debug!(%id, subject = %msg.subject, "trigger started an instance");
                 Settle::Ack
             }
-            Ok(Ok(None)) => Settle::Ack,
-            Ok(Err((app, job, reason))) => {
+            Ok(Handled::Started(None)) => Settle::Ack,
+            Ok(Handled::Rejected { app, job, reason }) => {
                 tracing::warn!(subject = %msg.subject, %reason, "trigger rejected");
                 let mut event = Event::rejected(&app, &job, now(), reason);
                 // A manual trigger promised its caller an id: name it, so a waiting
@@ -60,13 +72,9 @@ impl Leading {
         }
     }
 
-    /// `Ok(Ok(id))` started (or already there), `Ok(Err(..))` rejected with a reason,
+    /// What the trigger led to; `Err` is a NATS failure worth retrying.
     /// `Err` a NATS failure worth retrying.
-    #[allow(clippy::type_complexity)]
-    async fn trigger_instance(
-        &mut self,
-        msg: &Message,
-    ) -> Result<Result<Option<InstanceId>, (String, String, String)>, NatsError> {
+    async fn trigger_instance(&mut self, msg: &Message) -> Result<Handled, NatsError> {
         let Some((app, job)) = self.nats.topo.parse_trigger_subject(&msg.subject) else {
             // Not app.job: report it under the raw tokens we have.
             let tail = msg
@@ -76,18 +84,24 @@ impl Leading {
                 .next()
                 .unwrap_or("")
                 .to_string();
-            return Ok(Err((
-                "_".to_string(),
-                tail,
-                format!(
+            return Ok(Handled::Rejected {
+                app: "_".to_string(),
+                job: tail,
+                reason: format!(
                     "subject `{}` is not {}",
                     msg.subject,
                     self.nats.topo.trigger_subject("<app>", "<job>")
                 ),
-            )));
+            });
         };
         let (app, job) = (app.to_string(), job.to_string());
-        let reject = |reason: String| Ok(Err((app.clone(), job.clone(), reason)));
+        let reject = |reason: String| {
+            Ok(Handled::Rejected {
+                app: app.clone(),
+                job: job.clone(),
+                reason,
+            })
+        };
         if self.catalog.app(&app).is_none() {
             return reject(format!("unknown app `{app}`"));
         }
@@ -140,6 +154,6 @@ impl Leading {
             timeout_ms: entry.spec.timeout_ms(),
             shard_params: items,
         };
-        Ok(Ok(self.launch(new).await?))
+        Ok(Handled::Started(self.launch(new).await?))
     }
 }
