@@ -75,6 +75,8 @@ impl Leading {
                     exec: s.exec.clone(),
                     timeout_ms: s.timeout_ms,
                     scheduled_at: s.scheduled_at,
+                    run: shard.run,
+                    attempt_base: shard.attempts,
                 };
                 let publish = PublishMessage::build()
                     .payload(codec::encode("shard task", &task)?)

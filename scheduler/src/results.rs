@@ -109,7 +109,7 @@ impl Leading {
             for item in items {
                 let input = match item {
                     Item::Report(r) => Input::Report(r.clone()),
-                    Item::Control(Control::Cancel { .. }) => Input::Cancel,
+                    Item::Control(Control::Cancel { .. }) => Input::Cancel { reason: None },
                 };
                 let step = machine::step(&mut stored.instance, &input, at);
                 if let Some(why) = step.ignored {
@@ -217,6 +217,12 @@ impl Leading {
                     if let Err(e) = self.shards_stream.purge().filter(filter).await {
                         tracing::warn!(%id, error = %e, "queued shard items of a cancelled instance not purged");
                     }
+                }
+                Effect::Purge { .. }
+                | Effect::Publish { .. }
+                | Effect::RetryAt { .. }
+                | Effect::Stop { .. } => {
+                    tracing::warn!(%id, "effect not carried out yet: {effect:?}");
                 }
                 Effect::Finished => {
                     if let Some(stored) = self.live.remove(&id)

@@ -430,6 +430,10 @@ impl Leading {
             exec: entry.spec.execution(),
             timeout_ms: entry.spec.timeout_ms(),
             shard_params: items,
+            retry: entry.spec.retry_policy(),
+            parent: None,
+            depth: 0,
+            key: None,
         };
         match self.launch(new).await {
             Ok(Some(id)) => tracing::debug!(app, job, %id, %slot, "fired"),

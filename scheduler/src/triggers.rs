@@ -153,6 +153,10 @@ impl Leading {
             exec: entry.spec.execution(),
             timeout_ms: entry.spec.timeout_ms(),
             shard_params: items,
+            retry: entry.spec.retry_policy(),
+            parent: None,
+            depth: 0,
+            key: None,
         };
         Ok(Handled::Started(self.launch(new).await?))
     }

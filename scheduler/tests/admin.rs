@@ -291,6 +291,10 @@ fn new_instance(app: &str, job: &str, shards: usize) -> Instance {
         },
         timeout_ms: 0,
         shard_params: vec![String::new(); shards],
+        retry: Default::default(),
+        parent: None,
+        depth: 0,
+        key: None,
     })
 }
 

@@ -33,6 +33,10 @@ fn fire(job: &str, at: i64, shards: usize) -> Instance {
         },
         timeout_ms: 0,
         shard_params: (0..shards).map(|i| format!("p{i}")).collect(),
+        retry: Default::default(),
+        parent: None,
+        depth: 0,
+        key: None,
     })
 }
 
@@ -69,6 +73,7 @@ async fn a_large_instance_is_chunked_saved_and_moved_to_history() -> anyhow::Res
             item,
             worker: "w".into(),
             attempt: 1,
+            run: 1,
             at: Timestamp(1_800_000_000_500),
             kind: ReportKind::Finished {
                 started_at: Timestamp(1_800_000_000_100),
@@ -138,7 +143,11 @@ async fn listings_merge_running_and_ended_newest_first_with_paging() -> anyhow::
         ids.push(s.instance.summary.id);
         if i % 2 == 0 {
             let mut s = s;
-            let step = machine::step(&mut s.instance, &Input::Cancel, Timestamp(1));
+            let step = machine::step(
+                &mut s.instance,
+                &Input::Cancel { reason: None },
+                Timestamp(1),
+            );
             let mut dirty = Dirty {
                 summary: true,
                 ..Dirty::default()

@@ -181,6 +181,33 @@ pub struct ShardRecord {
     pub finished_at: Option<Timestamp>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Which publication of the item is current (reports of older ones are stale).
+    #[serde(default = "first_run", skip_serializing_if = "is_first_run")]
+    pub run: u32,
+    /// Retries used after failed or timed-out attempts (`retry.max` bounds them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// Reruns after its worker was lost (bounded apart from `retry.max`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reruns: u32,
+    /// `Later` answers so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub laters: u32,
+    /// When it runs again after a failed attempt (it is `pending` until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+}
+
+fn first_run() -> u32 {
+    1
+}
+
+fn is_first_run(n: &u32) -> bool {
+    *n == 1
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ShardRecord {
@@ -195,6 +222,45 @@ impl ShardRecord {
             started_at: None,
             finished_at: None,
             error: None,
+            run: 1,
+            retries: 0,
+            reruns: 0,
+            laters: 0,
+            retry_at: None,
+        }
+    }
+}
+
+/// How failed shards are retried: a snapshot of the job's `retry` in each instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0 = none).
+    pub max: u32,
+    /// Wait before the first retry, in milliseconds.
+    pub backoff_ms: u64,
+    /// Each further wait is the previous one times this.
+    pub multiplier: f64,
+    /// Longest wait, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl Eq for RetryPolicy {}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1 = the first retry), in milliseconds:
+    /// `backoff * multiplier^(retry-1)`, at most `max_backoff`.
+    pub fn delay_ms(&self, retry: u32) -> u64 {
+        let exp = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
+        let factor = self.multiplier.max(1.0).powi(exp);
+        let cap = self.max_backoff_ms.max(self.backoff_ms);
+        #[allow(clippy::cast_precision_loss)]
+        let ms = self.backoff_ms as f64 * factor;
+        if ms.is_finite() && ms < cap as f64 {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let ms = ms as u64;
+            ms
+        } else {
+            cap
         }
     }
 }
@@ -292,13 +358,31 @@ pub struct InstanceSummary {
     pub shard_counts: ShardCounts,
     /// What each shard runs (a snapshot of the job at creation).
     pub exec: Execution,
-    /// Timeout per instance in milliseconds, 0 for none.
+    /// Timeout of each shard attempt in milliseconds, 0 for none.
     #[serde(default)]
     pub timeout_ms: u64,
     /// The shard params, kept in the summary only while it is `pending`, so a scheduler
     /// that takes over can finish creating it (write its shard records, queue its items).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_params: Vec<String>,
+    /// How failed shards are retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// `pending` and waiting for its turn (overlap policy), not queued yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
+    /// Why it waits, was skipped, or ended as it did, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The instance whose success fired this one (`trigger = "child"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<InstanceId>,
+    /// How many parents it has up its chain (0 for an instance that is no child).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+    /// The trigger `key` it was made with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// An instance with its shards: `instance get` and `GET /api/instances/{id}`.
@@ -332,6 +416,14 @@ pub struct NewInstance {
     pub timeout_ms: u64,
     /// One param per shard item.
     pub shard_params: Vec<String>,
+    /// How failed shards are retried.
+    pub retry: RetryPolicy,
+    /// The parent instance of a child.
+    pub parent: Option<InstanceId>,
+    /// Parents up the chain.
+    pub depth: u32,
+    /// The trigger key.
+    pub key: Option<String>,
 }
 
 impl Instance {
@@ -361,6 +453,12 @@ impl Instance {
                 exec: new.exec,
                 timeout_ms: new.timeout_ms,
                 pending_params,
+                retry: new.retry,
+                waiting: false,
+                reason: None,
+                parent: new.parent,
+                depth: new.depth,
+                key: new.key,
             },
             shards,
         }

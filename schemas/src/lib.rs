@@ -7,13 +7,15 @@
 //! - [`spec`], [`schedule`], [`cron`]: job specs as users write them, validated;
 //! - [`instance`], [`app`], [`cluster`]: stored records and their JSON views;
 //! - [`messages`]: what schedulers, workers and integrations send each other;
-//! - [`machine`]: the instance/shard state machine as a pure function.
+//! - [`machine`]: the instance/shard state machine as a pure function;
+//! - [`limits`]: the bounds on sizes, retries and waits.
 
 pub mod app;
 pub mod cluster;
 pub mod cron;
 pub mod ids;
 pub mod instance;
+pub mod limits;
 pub mod machine;
 pub mod messages;
 pub mod names;

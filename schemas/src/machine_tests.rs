@@ -1,6 +1,6 @@
 use super::*;
 use crate::ids::InstanceId;
-use crate::instance::{Instance, NewInstance, ShardCounts, TriggerKind};
+use crate::instance::{Instance, NewInstance, RetryPolicy, ShardCounts, TriggerKind};
 use crate::messages::Execution;
 
 const T0: Timestamp = Timestamp(1_000_000);
@@ -18,6 +18,10 @@ fn instance(n: usize) -> Instance {
         },
         timeout_ms: 0,
         shard_params: (0..n).map(|i| i.to_string()).collect(),
+        retry: Default::default(),
+        parent: None,
+        depth: 0,
+        key: None,
     })
 }
 
@@ -27,6 +31,7 @@ fn report(item: u32, attempt: u32, kind: ReportKind) -> Input {
         item,
         worker: "w1".into(),
         attempt,
+        run: 1,
         at: Timestamp(T0.0 + i64::from(attempt)),
         kind,
     })
@@ -182,7 +187,7 @@ fn cancel_stops_pending_shards_and_freezes_the_instance() {
     step(&mut inst, &Input::Queued, T0);
     step(&mut inst, &finished(0, 1, ShardOutcome::Success), T0);
     step(&mut inst, &started(1, 1), T0);
-    let s = step(&mut inst, &Input::Cancel, T0);
+    let s = step(&mut inst, &Input::Cancel { reason: None }, T0);
     assert_eq!(inst.summary.status, InstanceStatus::Cancelled);
     assert!(s.effects.contains(&Effect::PurgeQueued));
     assert!(s.effects.contains(&Effect::Finished));
@@ -194,7 +199,7 @@ fn cancel_stops_pending_shards_and_freezes_the_instance() {
     for input in [
         finished(1, 1, ShardOutcome::Success),
         started(2, 1),
-        Input::Cancel,
+        Input::Cancel { reason: None },
         Input::Queued,
     ] {
         assert!(step(&mut inst, &input, T0).ignored.is_some());
@@ -226,6 +231,14 @@ fn every_shard_state_against_every_report() {
         ReportKind::Finished {
             started_at: T0,
             outcome: ShardOutcome::Later,
+        },
+        ReportKind::Finished {
+            started_at: T0,
+            outcome: ShardOutcome::TimedOut { error: "t".into() },
+        },
+        ReportKind::Finished {
+            started_at: T0,
+            outcome: ShardOutcome::Cancelled,
         },
     ];
     for status in ShardStatus::ALL {
@@ -266,6 +279,8 @@ fn every_shard_state_against_every_report() {
                             ShardOutcome::Success => ShardStatus::Success,
                             ShardOutcome::Failed { .. } => ShardStatus::Failed,
                             ShardOutcome::Later => ShardStatus::Later,
+                            ShardOutcome::TimedOut { .. } => ShardStatus::TimedOut,
+                            ShardOutcome::Cancelled => ShardStatus::Failed,
                         },
                     };
                     assert_eq!(after.status, expected, "{status:?} + {kind:?}");
@@ -286,22 +301,55 @@ fn random_sequences_keep_invariants() {
         seed ^= seed << 17;
         seed % n
     };
-    for _ in 0..500 {
+    for round in 0..1000 {
         let mut inst = instance(3);
+        inst.summary.retry = RetryPolicy {
+            max: u32::try_from(round % 3).unwrap_or(0),
+            backoff_ms: 10,
+            multiplier: 2.0,
+            max_backoff_ms: 1000,
+        };
         let mut was_final = None;
-        for _ in 0..30 {
+        for _ in 0..40 {
             let item = u32::try_from(next(3)).unwrap_or(0);
-            let attempt = u32::try_from(next(4)).unwrap_or(0) + 1;
-            let input = match next(6) {
+            let attempt = u32::try_from(next(6)).unwrap_or(0) + 1;
+            let run = inst.shards[item as usize].run + u32::from(next(5) == 0);
+            let input = match next(11) {
                 0 => Input::Queued,
-                1 => Input::Cancel,
+                1 if next(4) == 0 => Input::Cancel { reason: None },
                 2 => started(item, attempt),
-                3 => finished(item, attempt, ShardOutcome::Success),
+                3 | 1 => finished(item, attempt, ShardOutcome::Success),
                 4 => finished(item, attempt, ShardOutcome::Failed { error: "x".into() }),
+                5 => finished(item, attempt, ShardOutcome::TimedOut { error: "t".into() }),
+                6 => Input::Lost {
+                    item,
+                    worker: "w1".into(),
+                },
+                7 => Input::Expired { item },
+                8 => Input::RetryDue { item },
                 _ => finished(item, attempt, ShardOutcome::Later),
             };
+            let input = match input {
+                Input::Report(mut r) => {
+                    r.run = run;
+                    Input::Report(r)
+                }
+                other => other,
+            };
+            let runs_before: Vec<u32> = inst.shards.iter().map(|s| s.run).collect();
             let s = step(&mut inst, &input, T0);
             check_counts(&inst);
+            for (sh, before) in inst.shards.iter().zip(&runs_before) {
+                assert!(sh.run >= *before, "runs never go back");
+                assert!(sh.retries <= inst.summary.retry.max);
+                assert!(sh.reruns <= crate::limits::MAX_RERUNS + 1);
+                assert!(sh.laters <= crate::limits::MAX_LATER);
+                assert_eq!(
+                    sh.retry_at.is_some() && !sh.status.is_final(),
+                    sh.retry_at.is_some(),
+                    "a final shard waits for no retry"
+                );
+            }
             if let Some(frozen) = &was_final {
                 assert_eq!(&inst, frozen);
                 assert!(s.ignored.is_some());
@@ -317,4 +365,285 @@ fn random_sequences_keep_invariants() {
             }
         }
     }
+}
+
+fn report_run(item: u32, attempt: u32, run: u32, kind: ReportKind) -> Input {
+    match report(item, attempt, kind) {
+        Input::Report(mut r) => {
+            r.run = run;
+            Input::Report(r)
+        }
+        other => other,
+    }
+}
+
+fn with_retry(n: usize, max: u32) -> Instance {
+    let mut inst = instance(n);
+    inst.summary.retry = RetryPolicy {
+        max,
+        backoff_ms: 1000,
+        multiplier: 2.0,
+        max_backoff_ms: 3000,
+    };
+    inst
+}
+
+fn fail(item: u32, attempt: u32, run: u32) -> Input {
+    report_run(
+        item,
+        attempt,
+        run,
+        ReportKind::Finished {
+            started_at: T0,
+            outcome: ShardOutcome::Failed {
+                error: "boom".into(),
+            },
+        },
+    )
+}
+
+#[test]
+fn failed_shards_retry_with_backoff_then_fail() {
+    let mut inst = with_retry(2, 3);
+    step(&mut inst, &Input::Queued, T0);
+    step(&mut inst, &finished(1, 1, ShardOutcome::Success), T0);
+    let mut attempt = 1;
+    for (retry, wait) in [(1u32, 1000i64), (2, 2000), (3, 3000)] {
+        let s = step(&mut inst, &fail(0, attempt, retry), T0);
+        check_counts(&inst);
+        let sh = &inst.shards[0];
+        assert_eq!(sh.status, ShardStatus::Pending, "retry {retry}");
+        assert_eq!(sh.retries, retry);
+        assert_eq!(sh.run, retry + 1);
+        assert_eq!(sh.retry_at, Some(Timestamp(T0.0 + wait)));
+        assert!(s.effects.contains(&Effect::RetryAt {
+            item: 0,
+            at: Timestamp(T0.0 + wait)
+        }));
+        assert_eq!(inst.summary.status, InstanceStatus::Running);
+        // A late report of the old run changes nothing.
+        let stale = step(&mut inst, &fail(0, attempt, retry), T0);
+        assert!(stale.ignored.is_some());
+        let due = step(&mut inst, &Input::RetryDue { item: 0 }, T0);
+        assert_eq!(due.effects, vec![Effect::Publish { items: vec![0] }]);
+        assert!(
+            step(&mut inst, &Input::RetryDue { item: 0 }, T0)
+                .ignored
+                .is_some()
+        );
+        attempt += 1;
+    }
+    step(&mut inst, &fail(0, attempt, 4), T0);
+    assert_eq!(inst.shards[0].status, ShardStatus::Failed);
+    assert_eq!(inst.shards[0].attempts, 4);
+    assert_eq!(inst.summary.status, InstanceStatus::Failed);
+}
+
+#[test]
+fn a_timed_out_shard_times_out_its_instance_unless_another_failed() {
+    let mut inst = instance(2);
+    step(&mut inst, &Input::Queued, T0);
+    step(&mut inst, &finished(0, 1, ShardOutcome::Success), T0);
+    step(
+        &mut inst,
+        &finished(
+            1,
+            1,
+            ShardOutcome::TimedOut {
+                error: "timed out after 1s".into(),
+            },
+        ),
+        T0,
+    );
+    assert_eq!(inst.shards[1].status, ShardStatus::TimedOut);
+    assert_eq!(inst.summary.status, InstanceStatus::TimedOut);
+
+    let mut inst = instance(2);
+    step(&mut inst, &Input::Queued, T0);
+    step(
+        &mut inst,
+        &finished(0, 1, ShardOutcome::Failed { error: "x".into() }),
+        T0,
+    );
+    step(
+        &mut inst,
+        &finished(1, 1, ShardOutcome::TimedOut { error: "t".into() }),
+        T0,
+    );
+    assert_eq!(inst.summary.status, InstanceStatus::Failed);
+}
+
+#[test]
+fn the_scheduler_ends_a_shard_past_its_timeout_and_stops_it() {
+    let mut inst = with_retry(1, 1);
+    inst.summary.timeout_ms = 1000;
+    step(&mut inst, &Input::Queued, T0);
+    step(&mut inst, &started(0, 1), T0);
+    let s = step(
+        &mut inst,
+        &Input::Expired { item: 0 },
+        Timestamp(T0.0 + 20_000),
+    );
+    assert!(s.effects.iter().any(|e| matches!(
+        e,
+        Effect::Stop {
+            item: Some(0),
+            run: Some(1),
+            outcome: StopOutcome::TimedOut,
+            ..
+        }
+    )));
+    assert!(s.effects.contains(&Effect::Purge { item: 0 }));
+    assert_eq!(inst.shards[0].status, ShardStatus::Pending, "retried");
+    assert_eq!(inst.shards[0].run, 2);
+    step(&mut inst, &Input::RetryDue { item: 0 }, T0);
+    step(&mut inst, &report_run(0, 2, 2, ReportKind::Started), T0);
+    step(
+        &mut inst,
+        &Input::Expired { item: 0 },
+        Timestamp(T0.0 + 40_000),
+    );
+    assert_eq!(inst.shards[0].status, ShardStatus::TimedOut);
+    assert_eq!(inst.summary.status, InstanceStatus::TimedOut);
+}
+
+#[test]
+fn a_lost_worker_reruns_its_shard_without_using_retries_and_is_bounded() {
+    let mut inst = with_retry(1, 0);
+    step(&mut inst, &Input::Queued, T0);
+    let mut attempt = 1;
+    for rerun in 1..=crate::limits::MAX_RERUNS {
+        step(
+            &mut inst,
+            &report_run(0, attempt, rerun, ReportKind::Started),
+            T0,
+        );
+        // Another worker than the one running it is lost: nothing happens.
+        let other = Input::Lost {
+            item: 0,
+            worker: "w9".into(),
+        };
+        assert!(step(&mut inst, &other, T0).ignored.is_some());
+        let s = step(
+            &mut inst,
+            &Input::Lost {
+                item: 0,
+                worker: "w1".into(),
+            },
+            T0,
+        );
+        assert_eq!(
+            s.effects,
+            vec![
+                Effect::Purge { item: 0 },
+                Effect::Publish { items: vec![0] }
+            ]
+        );
+        assert_eq!(inst.shards[0].status, ShardStatus::Pending);
+        assert_eq!(inst.shards[0].retries, 0);
+        assert_eq!(inst.shards[0].reruns, rerun);
+        // The frozen worker wakes up and reports: stale.
+        let late = report_run(
+            0,
+            attempt,
+            rerun,
+            ReportKind::Finished {
+                started_at: T0,
+                outcome: ShardOutcome::Success,
+            },
+        );
+        assert!(step(&mut inst, &late, T0).ignored.is_some());
+        attempt += 1;
+    }
+    let last = crate::limits::MAX_RERUNS + 1;
+    step(
+        &mut inst,
+        &report_run(0, attempt, last, ReportKind::Started),
+        T0,
+    );
+    step(
+        &mut inst,
+        &Input::Lost {
+            item: 0,
+            worker: "w1".into(),
+        },
+        T0,
+    );
+    assert_eq!(inst.shards[0].status, ShardStatus::Failed);
+    assert!(
+        inst.shards[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("lost")
+    );
+    assert_eq!(inst.summary.status, InstanceStatus::Failed);
+}
+
+#[test]
+fn later_is_bounded() {
+    let mut inst = instance(1);
+    step(&mut inst, &Input::Queued, T0);
+    for attempt in 1..crate::limits::MAX_LATER {
+        step(&mut inst, &finished(0, attempt, ShardOutcome::Later), T0);
+        assert_eq!(inst.shards[0].status, ShardStatus::Later);
+    }
+    let s = step(
+        &mut inst,
+        &finished(0, crate::limits::MAX_LATER, ShardOutcome::Later),
+        T0,
+    );
+    assert_eq!(inst.shards[0].status, ShardStatus::Failed);
+    assert!(s.effects.contains(&Effect::Purge { item: 0 }));
+    assert!(
+        inst.shards[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Later")
+    );
+}
+
+#[test]
+fn cancel_tells_running_shards_to_stop_and_fail_ends_everything() {
+    let mut inst = instance(2);
+    step(&mut inst, &Input::Queued, T0);
+    step(&mut inst, &started(0, 1), T0);
+    let s = step(&mut inst, &Input::Cancel { reason: None }, T0);
+    assert!(s.effects.contains(&Effect::PurgeQueued));
+    assert!(s.effects.iter().any(|e| matches!(
+        e,
+        Effect::Stop {
+            item: None,
+            outcome: StopOutcome::Cancelled,
+            ..
+        }
+    )));
+    assert_eq!(inst.summary.status, InstanceStatus::Cancelled);
+
+    let mut inst = instance(2);
+    let s = step(
+        &mut inst,
+        &Input::Fail {
+            reason: "cannot queue".into(),
+        },
+        T0,
+    );
+    assert!(s.effects.contains(&Effect::Finished));
+    assert_eq!(inst.summary.status, InstanceStatus::Failed);
+    assert_eq!(inst.summary.reason.as_deref(), Some("cannot queue"));
+    assert!(inst.shards.iter().all(|s| s.status == ShardStatus::Failed));
+}
+
+#[test]
+fn errors_are_capped() {
+    let mut inst = instance(1);
+    step(&mut inst, &Input::Queued, T0);
+    let huge = "x".repeat(100_000);
+    step(
+        &mut inst,
+        &finished(0, 1, ShardOutcome::Failed { error: huge }),
+        T0,
+    );
+    assert!(inst.shards[0].error.as_deref().unwrap_or("").len() <= crate::limits::MAX_ERROR_BYTES);
 }

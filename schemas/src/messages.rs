@@ -86,6 +86,19 @@ pub struct ShardTask {
     pub timeout_ms: u64,
     /// When the instance was due.
     pub scheduled_at: Timestamp,
+    /// Which publication of this shard item this is (1 the first time; the scheduler
+    /// publishes an item again for a retry or after its worker was lost). Reports name
+    /// it, so a report from an older publication is recognised as stale.
+    #[serde(default = "first_run")]
+    pub run: u32,
+    /// Attempts before this publication: a worker's attempt number is this plus the
+    /// message's delivery count.
+    #[serde(default)]
+    pub attempt_base: u32,
+}
+
+fn first_run() -> u32 {
+    1
 }
 
 /// How an attempt at a shard ended.
@@ -101,6 +114,13 @@ pub enum ShardOutcome {
     },
     /// Put back: run it again later.
     Later,
+    /// Stopped by its timeout (counts as a failure for `retry`).
+    TimedOut {
+        /// What happened.
+        error: String,
+    },
+    /// Stopped because its instance was cancelled.
+    Cancelled,
 }
 
 /// What a report says.
@@ -127,8 +147,11 @@ pub struct ShardReport {
     pub item: u32,
     /// The reporting worker.
     pub worker: String,
-    /// Which attempt (1 on the first delivery; JetStream's delivery count).
+    /// Which attempt (the task's `attempt_base` plus JetStream's delivery count).
     pub attempt: u32,
+    /// The task's `run` (which publication of the item the worker got).
+    #[serde(default = "first_run")]
+    pub run: u32,
     /// When it was sent.
     pub at: Timestamp,
     /// What happened.
@@ -146,6 +169,34 @@ pub enum Control {
         /// When it was asked for.
         at: Timestamp,
     },
+}
+
+/// Tells workers to stop running shards, on `<ns>.stop.<app>.<job>.<instance>` (core
+/// NATS: workers subscribe to their app's stop subjects and hear it at once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopShards {
+    /// The instance.
+    pub instance: InstanceId,
+    /// Only this shard item (`None`: every shard of the instance).
+    #[serde(default)]
+    pub item: Option<u32>,
+    /// Only this publication of the item (`None`: any).
+    #[serde(default)]
+    pub run: Option<u32>,
+    /// Why (`cancelled`, `timed out after 10s`), for the shard's log.
+    pub reason: String,
+    /// What the stopped attempt ends as.
+    pub outcome: StopOutcome,
+}
+
+/// What a stopped attempt reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopOutcome {
+    /// Its instance was cancelled.
+    Cancelled,
+    /// The scheduler found it past its timeout.
+    TimedOut,
 }
 
 /// Which output a log line came from.
@@ -389,6 +440,8 @@ mod tests {
             },
             timeout_ms: 0,
             scheduled_at: Timestamp(5),
+            run: 2,
+            attempt_base: 3,
         };
         let bytes = rmp_serde::to_vec_named(&task).expect("encode");
         assert_eq!(
@@ -400,6 +453,7 @@ mod tests {
             item: 1,
             worker: "w".into(),
             attempt: 2,
+            run: 1,
             at: Timestamp(9),
             kind: ReportKind::Finished {
                 started_at: Timestamp(7),

@@ -211,7 +211,7 @@ pub struct JobSpec {
     /// Instances side by side for `overlap = "parallel"`.
     #[serde(default = "one")]
     pub max_parallel: u32,
-    /// Instance timeout; 0 = none.
+    /// Timeout of each shard attempt; 0 = none.
     #[serde(default)]
     pub timeout: Dur,
     /// Retries of failed shard items.
@@ -277,9 +277,19 @@ impl JobSpec {
         self.handler.as_deref().unwrap_or(&self.name)
     }
 
-    /// Timeout in milliseconds, 0 for none.
+    /// Timeout of each shard attempt in milliseconds, 0 for none.
     pub fn timeout_ms(&self) -> u64 {
         self.timeout.millis()
+    }
+
+    /// The retry policy an instance of this job keeps.
+    pub fn retry_policy(&self) -> crate::instance::RetryPolicy {
+        crate::instance::RetryPolicy {
+            max: self.retry.max,
+            backoff_ms: self.retry.backoff.millis(),
+            multiplier: self.retry.multiplier,
+            max_backoff_ms: self.retry.max_backoff.millis(),
+        }
     }
 
     /// What each shard runs. Meant for a validated spec (an invalid one gives an empty

@@ -11,8 +11,9 @@
 //! | results | `ats.result.<app>.<job>.<instance>.<item>` | stream `ATS_RESULTS` (work queue) |
 //! | control | `ats.control.<app>.<job>.<instance>` | same stream as results, so a cancel is ordered with them |
 //! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
+//! | stop | `ats.stop.<app>.<job>.<instance>` | core NATS: workers stop running shards (cancel, timeout) |
 //! | events | `ats.event.<app>.<job>` | contract; core NATS, JSON |
-//! | buckets | `ats-apps`, `ats-jobs`, `ats-instances`, `ats-history`, `ats-leases`, `ats-workers`, `ats-schedulers`, `ats-cursors` | |
+//! | buckets | `ats-apps`, `ats-jobs`, `ats-instances`, `ats-history`, `ats-leases`, `ats-workers`, `ats-schedulers`, `ats-cursors`, `ats-claims` | |
 //!
 //! Every subject names the app right after its kind, so NATS permissions can scope an
 //! app's credentials to `ats.*.<app>.>` and the `$KV.ats-*.<app>.>` keys.
@@ -29,8 +30,11 @@ pub const DEFAULT_NAMESPACE: &str = "ats";
 
 /// Header carrying the instance id a manual trigger asks for.
 pub const HEADER_INSTANCE: &str = "Antares-Instance";
-/// Header telling how a trigger was made (`manual`); absent for raw NATS publishes.
+/// Header telling how a trigger was made (`manual` or `backfill`); absent for raw NATS
+/// publishes.
 pub const HEADER_TRIGGER: &str = "Antares-Trigger";
+/// Header of a backfill trigger: the slot (milliseconds since the epoch) it fills.
+pub const HEADER_SLOT: &str = "Antares-Slot";
 /// JetStream's de-duplication header.
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 
@@ -200,6 +204,17 @@ impl Topology {
         "scheduler".to_string()
     }
 
+    // ---- stopping running shards ----
+
+    /// Where the scheduler tells workers to stop shards of one instance.
+    pub fn stop_subject(&self, app: &str, job: &str, instance: &InstanceId) -> String {
+        format!("{}.stop.{app}.{job}.{instance}", self.ns)
+    }
+    /// What a worker of an app listens to for stops.
+    pub fn app_stop_filter(&self, app: &str) -> String {
+        format!("{}.stop.{app}.>", self.ns)
+    }
+
     // ---- logs ----
 
     /// Stream of log lines, kept for the log retention.
@@ -266,6 +281,22 @@ impl Topology {
     /// The last fire each job's schedule made, key `<app>.<job>`.
     pub fn cursors_bucket(&self) -> String {
         self.bucket("cursors")
+    }
+
+    /// Claims: one key per instance id ever made (kept as long as history), and one per
+    /// trigger `key` (kept for the key window). A claim is created "must not exist", so
+    /// an id or a key is used once however often it is tried.
+    pub fn claims_bucket(&self) -> String {
+        self.bucket("claims")
+    }
+    /// Claim key of an instance id.
+    pub fn instance_claim_key(&self, app: &str, job: &str, id: &InstanceId) -> String {
+        format!("{app}.{job}.i.{id}")
+    }
+    /// Claim key of a trigger `key` (hashed: a key is free text).
+    pub fn trigger_key_claim(&self, app: &str, job: &str, key: &str) -> String {
+        let h = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
+        format!("{app}.{job}.k.{h:032x}")
     }
 
     /// Key of a job spec.

@@ -72,6 +72,8 @@ pub(super) fn shard_sized_payload(total: u32) -> anyhow::Result<Bytes> {
         },
         timeout_ms: 0,
         scheduled_at: antares_nats::now(),
+        run: 1,
+        attempt_base: 0,
     };
     Ok(codec::encode("shard task", &task)?)
 }

@@ -91,6 +91,8 @@ mod tests {
             },
             timeout_ms: 0,
             scheduled_at: Timestamp(1),
+            run: 1,
+            attempt_base: 0,
         };
         JobContext::detached(task, 1)
     }

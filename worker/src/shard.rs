@@ -82,7 +82,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
     };
     shared.running.fetch_add(1, Ordering::Relaxed);
     let _running = RunningGuard(&shared.running);
-    let attempt = queue::attempt(&msg);
+    let attempt = task.attempt_base.saturating_add(queue::attempt(&msg));
     let topo = &shared.nats.topo;
     let result_subject = topo.result_subject(&task.app, &task.job, &task.instance, task.item);
     let started_at = now();
@@ -91,6 +91,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
         item: task.item,
         worker: shared.id.to_string(),
         attempt,
+        run: task.run,
         at: now(),
         kind,
     };
@@ -134,7 +135,10 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
         }
     };
     let settle_with = match outcome {
-        ShardOutcome::Success | ShardOutcome::Failed { .. } => Settle::Ack,
+        ShardOutcome::Success
+        | ShardOutcome::Failed { .. }
+        | ShardOutcome::TimedOut { .. }
+        | ShardOutcome::Cancelled => Settle::Ack,
         ShardOutcome::Later => Settle::Nak(Some(shared.later_delay)),
     };
     let finished = report(ReportKind::Finished {

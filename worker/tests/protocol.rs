@@ -30,6 +30,8 @@ fn shard_tasks_reports_and_log_lines_are_named_maps() -> anyhow::Result<()> {
         },
         timeout_ms: 0,
         scheduled_at: Timestamp(1_800_000_000_000),
+        run: 1,
+        attempt_base: 0,
     };
     assert_eq!(
         as_json(&task)?,
@@ -37,7 +39,7 @@ fn shard_tasks_reports_and_log_lines_are_named_maps() -> anyhow::Result<()> {
             "instance": id.to_string(), "app": "billing", "job": "report", "item": 1,
             "total": 2, "param": "b", "params": "p",
             "exec": {"script": {"lang": "python", "source": "print(1)"}},
-            "timeout_ms": 0, "scheduled_at": 1_800_000_000_000_i64,
+            "timeout_ms": 0, "scheduled_at": 1_800_000_000_000_i64, "run": 1, "attempt_base": 0,
         })
     );
     let plugin = Execution::Plugin {
@@ -50,12 +52,13 @@ fn shard_tasks_reports_and_log_lines_are_named_maps() -> anyhow::Result<()> {
         item: 1,
         worker: "w1".into(),
         attempt: 2,
+        run: 1,
         at: Timestamp(5),
         kind: ReportKind::Started,
     };
     assert_eq!(
         as_json(&report)?,
-        json!({"instance": id.to_string(), "item": 1, "worker": "w1", "attempt": 2, "at": 5, "kind": "started"})
+        json!({"instance": id.to_string(), "item": 1, "worker": "w1", "attempt": 2, "run": 1, "at": 5, "kind": "started"})
     );
     report.kind = ReportKind::Finished {
         started_at: Timestamp(4),

@@ -179,6 +179,8 @@ pub fn task(app: &str, job: &str, exec: Execution) -> ShardTask {
         exec,
         timeout_ms: 0,
         scheduled_at: Timestamp(1_800_000_000_000),
+        run: 1,
+        attempt_base: 0,
     }
 }
 
