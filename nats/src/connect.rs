@@ -112,6 +112,8 @@ pub struct Buckets {
     pub schedulers: Store,
     /// Last fire per job.
     pub cursors: Store,
+    /// Instance ids and trigger keys ever used.
+    pub claims: Store,
 }
 
 impl Nats {
@@ -150,6 +152,7 @@ impl Nats {
             workers: self.bucket(&t.workers_bucket()).await?,
             schedulers: self.bucket(&t.schedulers_bucket()).await?,
             cursors: self.bucket(&t.cursors_bucket()).await?,
+            claims: self.bucket(&t.claims_bucket()).await?,
         })
     }
 

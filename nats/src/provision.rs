@@ -129,6 +129,9 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         bucket(t.workers_bucket(), 1, forever, true),
         bucket(t.schedulers_bucket(), 1, forever, true),
         bucket(t.cursors_bucket(), 1, forever, false),
+        // Instance ids stay claimed as long as history keeps instances (trigger keys
+        // carry their own shorter TTL), so no id is ever made twice.
+        bucket(t.claims_bucket(), 1, opts.history_retention, true),
     ];
     for cfg in buckets {
         let name = cfg.bucket.clone();
