@@ -222,6 +222,17 @@ pub async fn get<T: DeserializeOwned>(
     }
 }
 
+/// Reads a key's raw value; `None` when absent or deleted.
+pub async fn get_raw(store: &Store, key: &str) -> Result<Option<Bytes>> {
+    let entry = store
+        .entry(key)
+        .await
+        .map_err(|e| NatsError::op(format!("read {}/{key}", store.name), e))?;
+    Ok(entry
+        .filter(|e| e.operation == Operation::Put)
+        .map(|e| e.value))
+}
+
 /// The last revision of a key, whatever it is (a value, a delete or an expiry marker);
 /// 0 when the key never existed. What a create-or-take write must expect.
 pub async fn last_revision(store: &Store, key: &str) -> Result<(u64, Option<Operation>)> {

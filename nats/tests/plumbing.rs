@@ -24,7 +24,7 @@ async fn provisioning_is_idempotent() -> anyhow::Result<()> {
     let (_server, nats) = setup().await?;
     let again = provision(&nats, &ProvisionOptions::default()).await?;
     assert_eq!(again.streams.len(), 4);
-    assert_eq!(again.buckets.len(), 8);
+    assert_eq!(again.buckets.len(), 9);
     nats.buckets().await?;
     let bad = provision(
         &nats,

@@ -26,18 +26,44 @@ pub const MISFIRE_THRESHOLD: std::time::Duration = std::time::Duration::from_mil
 /// Most missed slots `catch_up` fires.
 pub const CATCH_UP_LIMIT: usize = 100;
 
+/// Most missed slots counted for the `misfired` event; beyond it the event says "at least".
+pub const MISSED_COUNT_LIMIT: usize = 10_000;
+/// A cursor before this (2000-01-01) is garbage, not a real last fire.
+const SANE_CURSOR_MS: i64 = 946_684_800_000;
+/// A cursor further ahead of the clock than this is garbage too.
+const CURSOR_AHEAD_MS: i64 = 60_000;
+
+/// Slots that were missed and not fired, summarised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missed {
+    /// How many (a lower bound when `at_least`).
+    pub count: usize,
+    /// Whether there may be more than `count`.
+    pub at_least: bool,
+    /// The first missed slot.
+    pub first: Timestamp,
+    /// The last missed slot.
+    pub last: Timestamp,
+}
+
 /// What to do for one job now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Slots to fire now, oldest first, with how to label them.
     pub fire: Vec<(Timestamp, TriggerKind)>,
     /// Slots missed and not fired.
-    pub missed: Vec<Timestamp>,
+    pub missed: Option<Missed>,
     /// The next slot to wait for.
     pub next: Option<Timestamp>,
+    /// Why the stored cursor was not used, when it made no sense.
+    pub bad_cursor: Option<String>,
 }
 
 /// Plans a job's fires from its cursor (the last slot fired, if any) at `now`.
+///
+/// Looks at the latest slots only, however long ago the cursor is: `fire_once` fires
+/// the latest late slot, `catch_up` the latest [`CATCH_UP_LIMIT`]; slots late by less
+/// than [`MISFIRE_THRESHOLD_MS`] fire as usual; the rest are summarised in `missed`.
 pub fn plan(
     schedule: &Schedule,
     misfire: Misfire,
@@ -45,31 +71,22 @@ pub fn plan(
     now: Timestamp,
 ) -> Plan {
     let kind = schedule.trigger_kind();
+    let fresh = |bad_cursor| Plan {
+        next: schedule.next_after(Timestamp(now.0 - 1)),
+        bad_cursor,
+        ..Plan::default()
+    };
     let Some(cursor) = cursor else {
-        return Plan {
-            next: schedule.next_after(Timestamp(now.0 - 1)),
-            ..Plan::default()
-        };
+        return fresh(None);
     };
-    let mut due = Vec::new();
-    let mut t = cursor;
-    let mut truncated = false;
-    while let Some(n) = schedule.next_after(t) {
-        if n > now {
-            break;
-        }
-        if due.len() >= 10_000 {
-            truncated = true;
-            break;
-        }
-        due.push(n);
-        t = n;
+    if cursor.0 < SANE_CURSOR_MS || cursor.0 > now.0.saturating_add(CURSOR_AHEAD_MS) {
+        return fresh(Some(format!(
+            "the stored last fire {cursor} makes no sense (now is {now}); planning from now"
+        )));
     }
-    let next = if truncated {
-        schedule.next_after(now)
-    } else {
-        schedule.next_after(t)
-    };
+    let keep = CATCH_UP_LIMIT + 64;
+    let (due, complete) = latest_slots(schedule, cursor, now, keep);
+    let next = schedule.next_after(now);
     let (late, on_time): (Vec<_>, Vec<_>) = due
         .into_iter()
         .partition(|s| now.since(*s) > MISFIRE_THRESHOLD_MS);
@@ -77,23 +94,101 @@ pub fn plan(
         next,
         ..Plan::default()
     };
-    match misfire {
-        Misfire::Skip => plan.missed = late,
-        Misfire::FireOnce => {
-            if let Some((last, rest)) = late.split_last() {
-                plan.missed = rest.to_vec();
-                plan.fire.push((*last, TriggerKind::Misfire));
-            }
+    let fire_late = match misfire {
+        Misfire::Skip => 0,
+        Misfire::FireOnce => 1,
+        Misfire::CatchUp => CATCH_UP_LIMIT,
+    }
+    .min(late.len());
+    let (not_fired, fired) = late.split_at(late.len() - fire_late);
+    plan.fire
+        .extend(fired.iter().map(|s| (*s, TriggerKind::Misfire)));
+    plan.fire.extend(on_time.into_iter().map(|s| (s, kind)));
+    let older_missed = !complete;
+    if let Some(last) = not_fired.last().copied().or(if older_missed {
+        fired.first().copied()
+    } else {
+        None
+    }) {
+        // Count from the cursor to the first slot we kept, bounded.
+        let first = schedule.next_after(cursor).unwrap_or(last);
+        let mut count = not_fired.len();
+        let mut at_least = false;
+        if older_missed {
+            let kept_first = not_fired.first().or(fired.first()).copied().unwrap_or(last);
+            let (n, capped) = count_between(schedule, cursor, kept_first, MISSED_COUNT_LIMIT);
+            count += n;
+            at_least = capped;
         }
-        Misfire::CatchUp => {
-            let skip = late.len().saturating_sub(CATCH_UP_LIMIT);
-            plan.missed = late[..skip].to_vec();
-            plan.fire
-                .extend(late[skip..].iter().map(|s| (*s, TriggerKind::Misfire)));
+        if count > 0 {
+            plan.missed = Some(Missed {
+                count,
+                at_least,
+                first,
+                last: not_fired.last().copied().unwrap_or(last),
+            });
         }
     }
-    plan.fire.extend(on_time.into_iter().map(|s| (s, kind)));
     plan
+}
+
+/// The latest slots in `(after, upto]`, oldest first, at most `n`; `true` when they are
+/// all the slots there are in that range.
+fn latest_slots(
+    schedule: &Schedule,
+    after: Timestamp,
+    upto: Timestamp,
+    n: usize,
+) -> (Vec<Timestamp>, bool) {
+    let mut span: i64 = 60_000;
+    loop {
+        let reaches_cursor = upto.0.saturating_sub(span) <= after.0;
+        let start = if reaches_cursor {
+            after
+        } else {
+            Timestamp(upto.0 - span)
+        };
+        let mut found = std::collections::VecDeque::with_capacity(n + 1);
+        let mut dropped = false;
+        let mut t = start;
+        while let Some(s) = schedule.next_after(t) {
+            if s > upto {
+                break;
+            }
+            found.push_back(s);
+            if found.len() > n {
+                found.pop_front();
+                dropped = true;
+            }
+            t = s;
+        }
+        if found.len() >= n || reaches_cursor {
+            return (found.into(), reaches_cursor && !dropped);
+        }
+        span = span.saturating_mul(8);
+    }
+}
+
+/// Slots in `(after, before)`, counted up to `cap`; `true` when the count was capped.
+fn count_between(
+    schedule: &Schedule,
+    after: Timestamp,
+    before: Timestamp,
+    cap: usize,
+) -> (usize, bool) {
+    let mut n = 0;
+    let mut t = after;
+    while let Some(s) = schedule.next_after(t) {
+        if s >= before {
+            return (n, false);
+        }
+        n += 1;
+        if n >= cap {
+            return (n, true);
+        }
+        t = s;
+    }
+    (n, false)
 }
 
 /// Next fire time of every scheduled job.
@@ -169,56 +264,107 @@ mod tests {
         assert_eq!(p.next, Some(Timestamp(15 * S)));
     }
 
+    const DAY: i64 = 86_400 * S;
+    /// 2026-12-01T00:00:00Z.
+    const T: i64 = 1_796_083_200 * S;
+
     #[test]
     fn slots_late_by_less_than_the_threshold_fire_normally() {
         let p = plan(
             &every(5),
             Misfire::Skip,
-            Some(Timestamp(100 * S)),
-            Timestamp(108 * S),
+            Some(Timestamp(T + 100 * S)),
+            Timestamp(T + 108 * S),
         );
-        assert_eq!(p.fire, vec![(Timestamp(105 * S), TriggerKind::Every)]);
-        assert!(p.missed.is_empty());
-        assert_eq!(p.next, Some(Timestamp(110 * S)));
+        assert_eq!(p.fire, vec![(Timestamp(T + 105 * S), TriggerKind::Every)]);
+        assert!(p.missed.is_none());
+        assert_eq!(p.next, Some(Timestamp(T + 110 * S)));
     }
 
     #[test]
     fn misfire_policies() {
-        let cursor = Some(Timestamp(100 * S));
-        let now = Timestamp(140 * S);
+        let cursor = Some(Timestamp(T + 100 * S));
+        let now = Timestamp(T + 140 * S);
         // Missed (late > 10 s): 105..=125; on time: 130, 135, 140.
         let skip = plan(&every(5), Misfire::Skip, cursor, now);
-        assert_eq!(skip.missed.len(), 5);
+        let missed = skip.missed.clone().expect("missed");
+        assert_eq!((missed.count, missed.at_least), (5, false));
+        assert_eq!(missed.first, Timestamp(T + 105 * S));
+        assert_eq!(missed.last, Timestamp(T + 125 * S));
         assert_eq!(
             skip.fire.iter().map(|f| f.0).collect::<Vec<_>>(),
-            vec![Timestamp(130 * S), Timestamp(135 * S), Timestamp(140 * S)]
+            vec![
+                Timestamp(T + 130 * S),
+                Timestamp(T + 135 * S),
+                Timestamp(T + 140 * S)
+            ]
         );
         let once = plan(&every(5), Misfire::FireOnce, cursor, now);
-        assert_eq!(once.fire[0], (Timestamp(125 * S), TriggerKind::Misfire));
-        assert_eq!(once.missed.len(), 4);
+        assert_eq!(once.fire[0], (Timestamp(T + 125 * S), TriggerKind::Misfire));
+        assert_eq!(once.missed.map(|m| m.count), Some(4));
         assert_eq!(once.fire.len(), 4);
         let all = plan(&every(5), Misfire::CatchUp, cursor, now);
         assert_eq!(all.fire.len(), 8);
-        assert!(all.missed.is_empty());
-        assert_eq!(all.next, Some(Timestamp(145 * S)));
+        assert!(all.missed.is_none());
+        assert_eq!(all.next, Some(Timestamp(T + 145 * S)));
     }
 
     #[test]
-    fn catch_up_is_bounded() {
-        let p = plan(
-            &every(1),
-            Misfire::CatchUp,
-            Some(Timestamp(0)),
-            Timestamp(1000 * S),
-        );
+    fn after_a_long_outage_the_latest_slots_fire() {
+        let cursor = Some(Timestamp(T));
+        let now = Timestamp(T + DAY + 500);
+        let once = plan(&every(1), Misfire::FireOnce, cursor, now);
+        let late: Vec<_> = once
+            .fire
+            .iter()
+            .filter(|f| f.1 == TriggerKind::Misfire)
+            .collect();
+        assert_eq!(late.len(), 1);
         assert_eq!(
-            p.fire
-                .iter()
-                .filter(|f| f.1 == TriggerKind::Misfire)
-                .count(),
-            CATCH_UP_LIMIT
+            late[0].0,
+            Timestamp(T + DAY - 10 * S),
+            "the latest late slot"
         );
-        assert!(!p.missed.is_empty());
+        let missed = once.missed.expect("missed");
+        assert!(missed.count >= MISSED_COUNT_LIMIT && missed.at_least);
+        assert_eq!(missed.first, Timestamp(T + S));
+
+        let all = plan(&every(1), Misfire::CatchUp, cursor, now);
+        let late: Vec<_> = all
+            .fire
+            .iter()
+            .filter(|f| f.1 == TriggerKind::Misfire)
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(late.len(), CATCH_UP_LIMIT);
+        assert_eq!(late.last(), Some(&Timestamp(T + DAY - 10 * S)));
+        assert!(late.windows(2).all(|w| w[0] < w[1]));
+
+        // A daily cron after a day and a half: one late slot, nothing else missed.
+        let daily = Schedule::from_spec(&antares_schemas::spec::ScheduleSpec {
+            cron: Some("0 0 * * *".into()),
+            ..Default::default()
+        })
+        .expect("cron");
+        let p = plan(
+            &daily,
+            Misfire::FireOnce,
+            Some(Timestamp(T)),
+            Timestamp(T + DAY + DAY / 2),
+        );
+        assert_eq!(p.fire, vec![(Timestamp(T + DAY), TriggerKind::Misfire)]);
+        assert!(p.missed.is_none());
+    }
+
+    #[test]
+    fn a_cursor_that_makes_no_sense_is_refused() {
+        let now = Timestamp(T);
+        for bad in [Timestamp(0), Timestamp(T + DAY)] {
+            let p = plan(&every(5), Misfire::CatchUp, Some(bad), now);
+            assert!(p.fire.is_empty());
+            assert!(p.bad_cursor.is_some());
+            assert_eq!(p.next, Some(Timestamp(T)));
+        }
     }
 
     #[test]

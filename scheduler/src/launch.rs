@@ -1,119 +1,366 @@
-//! Turning a fire or a trigger into a running instance.
+//! Turning a fire or a trigger into an instance, and publishing shard items.
 //!
-//! Claim the instance (create its summary, failing if the id exists), write its shard
-//! records, publish one work-queue message per shard item (pipelined; each with a
-//! `Nats-Msg-Id`, so a scheduler that republishes after a takeover cannot queue an item
-//! twice), then mark it `running`. A crash anywhere in between leaves a `pending`
-//! instance that the next leader completes ([`Leading::recover`]).
+//! Creating is claim-first ([`crate::store::InstanceStore::create`]): an id or a trigger
+//! key is used once for as long as history keeps instances. The job's overlap policy
+//! ([`crate::overlap`]) then says whether the instance starts now, waits its turn, is
+//! skipped, or covers the running ones.
+//!
+//! Publishing runs in the background ([`Leading::publishes`]): windows of messages, each
+//! with a `Nats-Msg-Id` naming the instance, item and run, bounded in count and bytes so
+//! acks in flight never stall; then the acks. A publication that fails for a passing
+//! reason (NATS unreachable, too many requests) is tried again after a backoff, first
+//! checking which items are already in the work queue (or already reported on), so an
+//! item is queued once even after the de-duplication window; one that can never work
+//! (a message larger than NATS allows, a permission refused) fails the instance with
+//! the reason. Either way the instance never stays `pending` or `running` for nothing.
+
+use std::collections::HashSet;
+use std::time::Duration;
 
 use antares_nats::{NatsError, codec};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, ShardStatus};
-use antares_schemas::machine::{self, Input};
+use antares_schemas::machine::Input;
 use antares_schemas::messages::ShardTask;
+use async_nats::jetstream::Context;
 use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::time::Instant;
 
-use crate::runner::Leading;
-use crate::store::{CreateError, Dirty, Stored};
+use crate::leading::Leading;
+use crate::overlap::Admission;
+use crate::store::CreateError;
+
+/// Most messages of one publication window.
+const WINDOW_MESSAGES: usize = 1024;
+/// Most bytes of one publication window.
+const WINDOW_BYTES: usize = 8 * 1024 * 1024;
+/// Tries of a publication before the instance fails (backoff 0.5 s doubling to 30 s:
+/// about ten minutes in all).
+const PUBLISH_TRIES: u32 = 24;
+
+/// What creating an instance led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Created {
+    /// A new instance.
+    New(InstanceId),
+    /// It existed already (the same fire or trigger, handled before).
+    Exists,
+    /// Its trigger key already made this instance.
+    KeyUsed(Option<InstanceId>),
+}
+
+/// A publication that ended.
+#[derive(Debug)]
+pub(crate) struct Published {
+    id: InstanceId,
+    app: String,
+    job: String,
+    items: Vec<u32>,
+    tries: u32,
+    result: Result<(), PublishError>,
+}
+
+/// A publication waiting for its next try.
+#[derive(Debug)]
+pub(crate) struct Republish {
+    due: Instant,
+    id: InstanceId,
+    items: Vec<u32>,
+    tries: u32,
+}
+
+#[derive(Debug)]
+enum PublishError {
+    /// Worth trying again.
+    Passing(String),
+    /// Will never work.
+    Lasting(String),
+}
+
+impl PublishError {
+    fn of(e: &dyn std::fmt::Display) -> Self {
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("payload") || lower.contains("exceeds") || lower.contains("permission") {
+            Self::Lasting(text)
+        } else {
+            Self::Passing(text)
+        }
+    }
+}
 
 impl Leading {
-    /// Creates and queues an instance. `Ok(None)` when it already existed.
-    pub(crate) async fn launch(
-        &mut self,
-        new: NewInstance,
-    ) -> Result<Option<InstanceId>, NatsError> {
-        let id = new.id;
-        let stored = match self.store.create(Instance::create(new)).await {
+    /// Creates an instance and admits it by its job's overlap policy.
+    pub(crate) async fn create_instance(&mut self, new: NewInstance) -> Result<Created, NatsError> {
+        let (app, job) = (new.app.clone(), new.job.clone());
+        let (overlap, max_parallel) = self
+            .catalog
+            .job(&app, &job)
+            .map_or((Default::default(), 1), |e| {
+                (e.spec.overlap, e.spec.max_parallel)
+            });
+        let admission = self.runs.decide(&app, &job, overlap, max_parallel);
+        let mut instance = Instance::create(new);
+        if let Admission::Wait(reason) = &admission {
+            instance.summary.waiting = true;
+            instance.summary.reason = Some(reason.clone());
+        }
+        let stored = match self.store.create(instance).await {
             Ok(s) => s,
-            Err(CreateError::Exists) => return Ok(None),
+            Err(CreateError::Exists) => return Ok(Created::Exists),
+            Err(CreateError::KeyUsed(first)) => return Ok(Created::KeyUsed(first)),
             Err(CreateError::Nats(e)) => return Err(e),
         };
-        self.queue(stored).await?;
-        Ok(Some(id))
-    }
-
-    /// Publishes the pending shard items of a `pending` instance and marks it running.
-    pub(crate) async fn queue(&mut self, mut stored: Stored) -> Result<(), NatsError> {
-        self.publish_items(&stored).await?;
-        let now = antares_nats::now();
-        let step = machine::step(&mut stored.instance, &Input::Queued, now);
-        let mut dirty = Dirty {
-            summary: step.summary_changed,
-            ..Dirty::default()
-        };
-        dirty.items(&step.changed_items);
-        self.store.save(&mut stored, dirty).await?;
         let id = stored.instance.summary.id;
+        let items: Vec<u32> = stored.instance.shards.iter().map(|s| s.item).collect();
         self.live.insert(id, stored);
-        self.run_effects(id, step.effects).await;
-        Ok(())
+        match admission {
+            Admission::Start => {
+                self.runs.start(&app, &job, id);
+                self.publish(id, items, 0);
+            }
+            Admission::Wait(_) => self.runs.wait(&app, &job, id),
+            Admission::Skip(reason) => self.apply(id, Input::Skip { reason }).await,
+            Admission::Cover(old) => {
+                // Take the room first, so ending the old ones admits nothing else.
+                self.runs.start(&app, &job, id);
+                for o in old {
+                    let reason = format!("covered by instance {id} (overlap = \"cover\")");
+                    self.apply(
+                        o,
+                        Input::Cancel {
+                            reason: Some(reason),
+                        },
+                    )
+                    .await;
+                }
+                self.publish(id, items, 0);
+            }
+        }
+        Ok(Created::New(id))
     }
 
-    /// Publishes in windows: each window is sent pipelined, then its acks awaited, so
-    /// the client's limit of acks in flight is never the thing we wait on.
-    async fn publish_items(&self, stored: &Stored) -> Result<(), NatsError> {
-        const WINDOW: usize = 1024;
+    /// Publishes shard items of a live instance in the background (their current run).
+    pub(crate) fn publish(&mut self, id: InstanceId, items: Vec<u32>, tries: u32) {
+        let Some(stored) = self.live.get(&id) else {
+            return;
+        };
         let s = &stored.instance.summary;
         let topo = &self.nats.topo;
-        let pending: Vec<_> = stored
-            .instance
-            .shards
-            .iter()
-            .filter(|sh| sh.status == ShardStatus::Pending)
-            .collect();
-        for window in pending.chunks(WINDOW) {
-            let mut acks = Vec::with_capacity(window.len());
-            for shard in window {
-                let task = ShardTask {
-                    instance: s.id,
-                    app: s.app.clone(),
-                    job: s.job.clone(),
-                    item: shard.item,
-                    total: s.shard_total,
-                    param: shard.param.clone(),
-                    params: s.params.clone(),
-                    exec: s.exec.clone(),
-                    timeout_ms: s.timeout_ms,
-                    scheduled_at: s.scheduled_at,
-                    run: shard.run,
-                    attempt_base: shard.attempts,
-                };
-                let publish = PublishMessage::build()
-                    .payload(codec::encode("shard task", &task)?)
-                    .message_id(topo.shard_msg_id(&s.id, shard.item, 1));
-                let subject = topo.shard_subject(&s.app, &s.job, &s.id, shard.item);
-                let ack = self
-                    .nats
-                    .js
-                    .send_publish(subject, publish)
-                    .await
-                    .map_err(|e| NatsError::op("queue shard item", e))?;
-                acks.push(ack);
-            }
-            for ack in acks {
-                ack.await
-                    .map_err(|e| NatsError::op("queue shard item", e))?;
-            }
+        let mut msgs = Vec::with_capacity(items.len());
+        for &item in &items {
+            let Some(shard) = usize::try_from(item)
+                .ok()
+                .and_then(|i| stored.instance.shards.get(i))
+            else {
+                continue;
+            };
+            let task = ShardTask {
+                instance: s.id,
+                app: s.app.clone(),
+                job: s.job.clone(),
+                item,
+                total: s.shard_total,
+                param: shard.param.clone(),
+                params: s.params.clone(),
+                exec: s.exec.clone(),
+                timeout_ms: s.timeout_ms,
+                scheduled_at: s.scheduled_at,
+                run: shard.run,
+                attempt_base: shard.attempts,
+            };
+            let payload = match codec::encode("shard task", &task) {
+                Ok(p) => p,
+                Err(e) => {
+                    let err = PublishError::Lasting(e.to_string());
+                    let (app, job) = (s.app.clone(), s.job.clone());
+                    self.publishes.spawn(async move {
+                        Published {
+                            id,
+                            app,
+                            job,
+                            items,
+                            tries,
+                            result: Err(err),
+                        }
+                    });
+                    return;
+                }
+            };
+            msgs.push((
+                topo.shard_subject(&s.app, &s.job, &s.id, item),
+                topo.shard_msg_id(&s.id, item, shard.run),
+                payload,
+            ));
         }
-        Ok(())
+        let js = self.nats.js.clone();
+        let (app, job) = (s.app.clone(), s.job.clone());
+        self.publishes.spawn(async move {
+            let result = send(&js, msgs).await;
+            Published {
+                id,
+                app,
+                job,
+                items,
+                tries,
+                result,
+            }
+        });
     }
 
-    /// Completes what a previous leader left: pending instances get queued, ended ones
-    /// moved to history, running ones cached.
-    pub(crate) async fn recover(&mut self) -> Result<(), NatsError> {
-        for mut stored in self.store.running().await? {
-            let status = stored.instance.summary.status;
-            let id = stored.instance.summary.id;
-            if status == InstanceStatus::Pending {
-                tracing::info!(%id, "completing an instance a previous leader left pending");
-                self.store.write_missing_chunks(&mut stored).await?;
-                self.queue(stored).await?;
-            } else if status.is_final() {
-                self.store.archive(&stored).await?;
-            } else {
-                self.live.insert(id, stored);
+    /// A publication ended: mark the instance running, or try again later, or fail it.
+    pub(crate) async fn on_published(&mut self, p: Published) {
+        let Some(stored) = self.live.get(&p.id) else {
+            // It ended (cancelled) while its items were being published.
+            self.purge_instance(&p.app, &p.job, &p.id).await;
+            return;
+        };
+        let status = stored.instance.summary.status;
+        if status.is_final() {
+            self.purge_instance(&p.app, &p.job, &p.id).await;
+            return;
+        }
+        match p.result {
+            Ok(()) => {
+                if status == InstanceStatus::Pending {
+                    self.apply(p.id, Input::Queued).await;
+                }
+            }
+            Err(PublishError::Passing(e)) if p.tries + 1 < PUBLISH_TRIES => {
+                let wait = Duration::from_millis(500)
+                    .saturating_mul(1 << p.tries.min(6))
+                    .min(Duration::from_secs(30));
+                tracing::warn!(id = %p.id, error = %e, "shard items not queued yet; trying again in {wait:?}");
+                self.republish.push(Republish {
+                    due: Instant::now() + wait,
+                    id: p.id,
+                    items: p.items,
+                    tries: p.tries + 1,
+                });
+            }
+            Err(PublishError::Passing(e) | PublishError::Lasting(e)) => {
+                let reason = format!("its shard items could not be queued: {e}");
+                tracing::error!(id = %p.id, %reason, "instance fails");
+                self.apply(p.id, Input::Fail { reason }).await;
             }
         }
-        Ok(())
     }
+
+    /// Tries again the publications whose backoff is over, with only the items that are
+    /// neither queued nor reported on.
+    pub(crate) async fn republish_due(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.republish)
+            .into_iter()
+            .partition(|r| r.due <= now);
+        self.republish = later;
+        for r in due {
+            let Some(stored) = self.live.get(&r.id) else {
+                continue;
+            };
+            let wanted: Vec<u32> = r
+                .items
+                .iter()
+                .copied()
+                .filter(|i| {
+                    usize::try_from(*i)
+                        .ok()
+                        .and_then(|i| stored.instance.shards.get(i))
+                        .is_some_and(|s| s.status == ShardStatus::Pending && s.retry_at.is_none())
+                })
+                .collect();
+            let (app, job) = (
+                stored.instance.summary.app.clone(),
+                stored.instance.summary.job.clone(),
+            );
+            match self.missing_items(&app, &job, &r.id, &wanted).await {
+                Ok(missing) => self.publish(r.id, missing, r.tries),
+                Err(e) => {
+                    tracing::warn!(id = %r.id, error = %e, "cannot check queued items; trying again");
+                    self.republish.push(Republish {
+                        due: now + Duration::from_secs(1),
+                        ..r
+                    });
+                }
+            }
+        }
+    }
+
+    /// Of these items of an instance, the ones with no message in the work queue and no
+    /// report waiting in the results stream: the ones that were never published (or
+    /// whose publication was lost).
+    pub(crate) async fn missing_items(
+        &self,
+        app: &str,
+        job: &str,
+        id: &InstanceId,
+        items: &[u32],
+    ) -> Result<Vec<u32>, NatsError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let topo = &self.nats.topo;
+        let mut present = HashSet::new();
+        for (stream, filter) in [
+            (
+                &self.shards_stream,
+                topo.instance_shards_filter(app, job, id),
+            ),
+            (
+                &self.results_stream,
+                topo.instance_results_filter(app, job, id),
+            ),
+        ] {
+            let mut subjects = stream
+                .info_with_subjects(filter)
+                .await
+                .map_err(|e| NatsError::op("read queued items", e))?;
+            while let Some(entry) = subjects.next().await {
+                let (subject, _) = entry.map_err(|e| NatsError::op("read queued items", e))?;
+                if let Some(item) = topo.item_of(&subject) {
+                    present.insert(item);
+                }
+            }
+        }
+        Ok(items
+            .iter()
+            .copied()
+            .filter(|i| !present.contains(i))
+            .collect())
+    }
+
+    /// Drops every queued shard item of an instance.
+    pub(crate) async fn purge_instance(&self, app: &str, job: &str, id: &InstanceId) {
+        let filter = self.nats.topo.instance_shards_filter(app, job, id);
+        if let Err(e) = self.shards_stream.purge().filter(filter).await {
+            tracing::warn!(%id, error = %e, "queued shard items of an ended instance not purged");
+        }
+    }
+}
+
+/// Publishes in windows bounded in messages and bytes: each window pipelined, then its
+/// acks awaited.
+async fn send(js: &Context, msgs: Vec<(String, String, Bytes)>) -> Result<(), PublishError> {
+    let mut it = msgs.into_iter().peekable();
+    while it.peek().is_some() {
+        let mut acks = Vec::new();
+        let mut bytes = 0;
+        while let Some((subject, msg_id, payload)) = it.next_if(|m| {
+            acks.is_empty() || (acks.len() < WINDOW_MESSAGES && bytes + m.2.len() <= WINDOW_BYTES)
+        }) {
+            bytes += payload.len();
+            let publish = PublishMessage::build().payload(payload).message_id(msg_id);
+            let ack = js
+                .send_publish(subject, publish)
+                .await
+                .map_err(|e| PublishError::of(&e))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| PublishError::of(&e))?;
+        }
+    }
+    Ok(())
 }

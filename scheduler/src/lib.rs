@@ -13,16 +13,23 @@
 //! cluster); it needs no running scheduler, only NATS.
 
 pub mod admin;
+mod effects;
 pub mod error;
 pub mod events;
+mod finish;
 pub mod firing;
 pub mod jobs;
-pub mod launch;
+mod launch;
 pub mod leader;
-pub mod results;
+mod leading;
+pub mod overlap;
+mod recover;
+mod rescue;
+mod results;
 pub mod runner;
+mod schedules;
 pub mod store;
-pub mod triggers;
+mod triggers;
 
 pub use error::SchedulerError;
 pub use runner::{SchedulerOptions, run};

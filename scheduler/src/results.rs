@@ -9,7 +9,8 @@
 //!
 //! If a write is refused for a wrong revision, another scheduler has written: this one
 //! naks the batch's reports for that instance (the new leader gets them) and stops
-//! leading. A report about an instance that is already history is acked and dropped.
+//! leading. If a write fails otherwise, the instance is dropped from memory and its
+//! reports are nak'd: they apply again to the stored instance. A report about an instance that is already history is acked and dropped.
 
 use std::collections::HashMap;
 
@@ -20,8 +21,7 @@ use antares_schemas::machine::{self, Effect, Input};
 use antares_schemas::messages::{Control, ShardReport};
 use async_nats::jetstream::Message;
 
-use crate::events;
-use crate::runner::Leading;
+use crate::leading::{Leading, Stop};
 use crate::store::{Dirty, Place};
 
 /// A decoded message of the results stream.
@@ -39,13 +39,9 @@ impl Item {
     }
 }
 
-/// The batch ended leadership: stop leading.
-#[derive(Debug)]
-pub(crate) struct LostLeadership;
-
 impl Leading {
     /// Processes a batch of results-stream messages.
-    pub(crate) async fn on_results(&mut self, msgs: Vec<Message>) -> Result<(), LostLeadership> {
+    pub(crate) async fn on_results(&mut self, msgs: Vec<Message>) {
         // Decode; group by instance, keeping order.
         let mut groups: Vec<(InstanceId, Vec<(Message, Item)>)> = Vec::new();
         let mut index: HashMap<InstanceId, usize> = HashMap::new();
@@ -127,7 +123,7 @@ impl Leading {
                 settled.extend(msgs.into_iter().map(|m| (m, Settle::Nak(None))));
             }
             settle_all(settled).await;
-            return Err(LostLeadership);
+            return;
         }
         let ids: Vec<InstanceId> = work.iter().map(|w| w.0).collect();
         let outcomes = {
@@ -152,9 +148,11 @@ impl Leading {
                     }
                     Err(NatsError::WrongRevision { .. }) => {
                         tracing::warn!(%id, "instance written by another scheduler");
-                        self.lost = true;
+                        self.stop(Stop::Conflict);
                     }
                     Err(e) => {
+                        // Dropped from memory: the redelivered reports apply to the
+                        // stored instance, read again.
                         tracing::warn!(%id, error = %e, "instance not saved; results retried")
                     }
                 }
@@ -170,10 +168,6 @@ impl Leading {
             }
         }
         settle_all(settled).await;
-        if self.lost {
-            return Err(LostLeadership);
-        }
-        Ok(())
     }
 
     /// Loads a running instance into the cache; `false` if it is not running.
@@ -182,58 +176,21 @@ impl Leading {
         id: &InstanceId,
         msg: Option<&Message>,
     ) -> Result<bool, NatsError> {
-        // The subject names app and job: `<ns>.<kind>.<app>.<job>.<id>...`.
-        let tokens: Vec<&str> = msg
-            .map(|m| m.subject.as_str().split('.').collect())
-            .unwrap_or_default();
-        let stored = match (tokens.get(2), tokens.get(3)) {
-            (Some(app), Some(job)) => self.store.load(Place::Live, app, job, id).await?,
-            _ => self
+        let named = msg.and_then(|m| self.nats.topo.app_job_of(&m.subject));
+        let stored = match named {
+            Some((app, job)) => self.store.load(Place::Live, app, job, id).await?,
+            None => self
                 .store
                 .find(id)
                 .await?
                 .and_then(|(p, s)| (p == Place::Live).then_some(s)),
         };
         match stored {
-            Some(s) => {
+            Some(s) if !s.instance.summary.status.is_final() => {
                 self.live.insert(*id, s);
                 Ok(true)
             }
-            None => Ok(false),
-        }
-    }
-
-    /// Carries out a step's effects, after its state was persisted.
-    pub(crate) async fn run_effects(&mut self, id: InstanceId, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Emit(event) => events::emit(&self.nats, &event).await,
-                Effect::PurgeQueued => {
-                    let Some(s) = self.live.get(&id) else {
-                        continue;
-                    };
-                    let s = &s.instance.summary;
-                    let filter = self.nats.topo.instance_shards_filter(&s.app, &s.job, &s.id);
-                    if let Err(e) = self.shards_stream.purge().filter(filter).await {
-                        tracing::warn!(%id, error = %e, "queued shard items of a cancelled instance not purged");
-                    }
-                }
-                Effect::Purge { .. }
-                | Effect::Publish { .. }
-                | Effect::RetryAt { .. }
-                | Effect::Stop { .. } => {
-                    tracing::warn!(%id, "effect not carried out yet: {effect:?}");
-                }
-                Effect::Finished => {
-                    if let Some(stored) = self.live.remove(&id)
-                        && let Err(e) = self.store.archive(&stored).await
-                    {
-                        // The next leader's recovery finishes the move.
-                        tracing::warn!(%id, error = %e, "ended instance not moved to history yet");
-                        self.live.insert(id, stored);
-                    }
-                }
-            }
+            _ => Ok(false),
         }
     }
 }

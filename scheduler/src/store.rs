@@ -18,6 +18,7 @@ use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{Nats, NatsError, codec};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, InstanceSummary, ShardRecord};
+use antares_schemas::limits::KEY_WINDOW;
 use antares_schemas::topology::{SHARD_CHUNK, chunk_count, chunk_of};
 use async_nats::jetstream::kv::Store;
 use futures::future::join_all;
@@ -69,6 +70,7 @@ pub struct InstanceStore {
     nats: Nats,
     live: Store,
     history: Store,
+    claims: Store,
 }
 
 /// Creating an instance found it already there.
@@ -77,6 +79,9 @@ pub enum CreateError {
     /// Someone created it first (the same fire or trigger, handled before).
     #[error("instance already exists")]
     Exists,
+    /// The trigger's `key` already made another instance within the key window.
+    #[error("the trigger key was already used")]
+    KeyUsed(Option<InstanceId>),
     /// NATS failed.
     #[error(transparent)]
     Nats(#[from] NatsError),
@@ -95,6 +100,7 @@ impl InstanceStore {
             nats: nats.clone(),
             live: nats.bucket(&nats.topo.instances_bucket()).await?,
             history: nats.bucket(&nats.topo.history_bucket()).await?,
+            claims: nats.bucket(&nats.topo.claims_bucket()).await?,
         })
     }
 
@@ -106,30 +112,110 @@ impl InstanceStore {
         self.nats.topo.shard_chunk_key(&s.app, &s.job, &s.id, chunk)
     }
 
-    /// Claims and writes a new `pending` instance: the summary ("must not exist") and the
-    /// shard chunks go out in one pipelined round, and the claim decides.
+    /// Claims and writes a new `pending` instance in one pipelined round: the id's claim
+    /// and the trigger key's claim (both "must not exist", kept as long as history and
+    /// for the key window), the summary ("must not exist") and the shard chunks.
+    ///
+    /// The summary decides between racing schedulers; the claim makes an id unique for
+    /// as long as history keeps instances, so a slot that ended long ago is not made
+    /// again. A claim without an instance in either bucket is an earlier attempt of ours
+    /// that failed half-way: it is taken over.
     pub async fn create(&self, instance: Instance) -> Result<Stored, CreateError> {
-        let bucket = self.live.name.clone();
-        let summary = codec::encode("instance", &instance.summary)?;
-        let key = self.summary_key(&instance.summary);
+        let topo = &self.nats.topo;
+        let s = &instance.summary;
+        let id_text = bytes::Bytes::from(s.id.to_string());
+        let claim_key = topo.instance_claim_key(&s.app, &s.job, &s.id);
+        let key_claim = s
+            .key
+            .as_ref()
+            .map(|k| topo.trigger_key_claim(&s.app, &s.job, k));
+        let summary = codec::encode("instance", s)?;
+        let key = self.summary_key(s);
         let mut stored = Stored {
             chunk_revs: vec![0; chunk_count(instance.summary.shard_total) as usize],
             instance,
             summary_rev: 0,
         };
         let (which, chunks) = self.missing_chunk_writes(&stored)?;
-        let mut writes = vec![Write::put(&bucket, key, summary, Expect::Revision(0))];
+        let claims = &self.claims.name;
+        let mut writes = vec![Write::put(
+            claims,
+            claim_key,
+            id_text.clone(),
+            Expect::Revision(0),
+        )];
+        if let Some(k) = &key_claim {
+            writes.push(
+                Write::put(claims, k.clone(), id_text, Expect::Revision(0)).with_ttl(KEY_WINDOW),
+            );
+        }
+        writes.push(Write::put(
+            &self.live.name,
+            key,
+            summary,
+            Expect::Revision(0),
+        ));
         writes.extend(chunks);
         let mut results = kv::write_all(&self.nats, writes).await.into_iter();
-        stored.summary_rev = match results.next() {
-            Some(Ok(rev)) => rev,
+        let claim = results.next();
+        let key_claimed = if key_claim.is_some() {
+            results.next()
+        } else {
+            None
+        };
+        let written = results.next();
+        let chunk_results: Vec<_> = results.collect();
+        match written {
+            Some(Ok(rev)) => stored.summary_rev = rev,
             Some(Err(NatsError::WrongRevision { .. })) => return Err(CreateError::Exists),
             Some(Err(e)) => return Err(e.into()),
-            None => return Err(NatsError::Config("instance claim not written".into()).into()),
-        };
-        self.record_chunk_writes(&mut stored, which, results)
+            None => return Err(NatsError::Config("instance not written".into()).into()),
+        }
+        match claim {
+            Some(Ok(_)) => {}
+            Some(Err(NatsError::WrongRevision { .. })) => {
+                let id = stored.instance.summary.id;
+                let (app, job) = (&stored.instance.summary.app, &stored.instance.summary.job);
+                if self.load(Place::History, app, job, &id).await?.is_some() {
+                    // Made and ended long ago: take back what we just wrote.
+                    self.remove_live(&stored).await?;
+                    return Err(CreateError::Exists);
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(NatsError::Config("instance not claimed".into()).into()),
+        }
+        if let (Some(k), Some(Err(NatsError::WrongRevision { .. }))) = (&key_claim, &key_claimed) {
+            let holder = kv::get_raw(&self.claims, k).await?;
+            let holder = holder.and_then(|b| String::from_utf8(b.to_vec()).ok());
+            let ours = stored.instance.summary.id.to_string();
+            if holder.as_deref() != Some(ours.as_str()) {
+                self.remove_live(&stored).await?;
+                let first = holder.and_then(|h| h.parse().ok());
+                return Err(CreateError::KeyUsed(first));
+            }
+        } else if let Some(Err(e)) = key_claimed {
+            return Err(e.into());
+        }
+        self.record_chunk_writes(&mut stored, which, chunk_results.into_iter())
             .await?;
         Ok(stored)
+    }
+
+    /// Removes an instance's keys from the instances bucket (after a create that must not
+    /// stand).
+    async fn remove_live(&self, stored: &Stored) -> Result<(), NatsError> {
+        let s = &stored.instance.summary;
+        let live = &self.live.name;
+        let ttl = std::time::Duration::from_secs(60);
+        let mut purges: Vec<Write> = (0..chunk_count(s.shard_total))
+            .map(|c| Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl))
+            .collect();
+        purges.push(Write::purge(live, self.summary_key(s)).with_ttl(ttl));
+        for r in kv::write_all(&self.nats, purges).await {
+            r?;
+        }
+        Ok(())
     }
 
     /// Writes the chunks of a `pending` instance that are not there yet (after a

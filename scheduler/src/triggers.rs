@@ -4,7 +4,10 @@
 //! so it survives a scheduler being down. Its instance id comes from the message: a
 //! manual trigger (`antares job trigger`, the console) carries the id it promised its
 //! caller in a header; any other message gets an id derived from its stream sequence.
-//! Either way a redelivered trigger finds its instance already there and starts nothing.
+//! A backfill trigger (`antares job backfill`) names a slot and gets the id the schedule
+//! would have given it. Either way a redelivered trigger finds its instance already there
+//! and starts nothing; a trigger whose `key` was used within 24 h starts nothing either
+//! and is reported as rejected, naming the instance the key made.
 //!
 //! A trigger that cannot run (unknown app or job, a body that is not a valid trigger,
 //! overrides the job refuses) is acked so it never loops, logged, and reported as a
@@ -16,11 +19,12 @@ use antares_schemas::InstanceId;
 use antares_schemas::Timestamp;
 use antares_schemas::instance::{NewInstance, TriggerKind};
 use antares_schemas::messages::{Event, TriggerRequest};
-use antares_schemas::topology::{HEADER_INSTANCE, HEADER_TRIGGER};
+use antares_schemas::topology::{HEADER_INSTANCE, HEADER_SLOT, HEADER_TRIGGER};
 use async_nats::jetstream::Message;
 
 use crate::events;
-use crate::runner::Leading;
+use crate::launch::Created;
+use crate::leading::Leading;
 
 /// What a trigger message led to.
 enum Handled {
@@ -73,7 +77,6 @@ impl Leading {
     }
 
     /// What the trigger led to; `Err` is a NATS failure worth retrying.
-    /// `Err` a NATS failure worth retrying.
     async fn trigger_instance(&mut self, msg: &Message) -> Result<Handled, NatsError> {
         let Some((app, job)) = self.nats.topo.parse_trigger_subject(&msg.subject) else {
             // Not app.job: report it under the raw tokens we have.
@@ -117,35 +120,53 @@ impl Leading {
             Err(e) => return reject(e.to_string()),
         };
         let headers = msg.headers.as_ref();
-        let manual = headers
+        let how = headers
             .and_then(|h| h.get(HEADER_TRIGGER))
-            .is_some_and(|v| v.as_str() == "manual");
+            .map(|v| v.as_str().to_string());
         let info = msg
             .info()
             .map_err(|e| NatsError::op("read trigger metadata", e))?;
         let stored_at = Timestamp(info.published.timestamp_millis());
-        let id = if manual {
-            match headers
-                .and_then(|h| h.get(HEADER_INSTANCE))
-                .map(|v| v.as_str().parse::<InstanceId>())
-            {
-                Some(Ok(id)) => id,
-                Some(Err(e)) => return reject(e.to_string()),
-                None => InstanceId::for_trigger(&app, &job, info.stream_sequence, stored_at),
+        let (id, trigger, scheduled_at) = match how.as_deref() {
+            Some("manual") => {
+                let id = match headers
+                    .and_then(|h| h.get(HEADER_INSTANCE))
+                    .map(|v| v.as_str().parse::<InstanceId>())
+                {
+                    Some(Ok(id)) => id,
+                    Some(Err(e)) => return reject(e.to_string()),
+                    None => InstanceId::for_trigger(&app, &job, info.stream_sequence, stored_at),
+                };
+                (id, TriggerKind::Manual, id.time())
             }
-        } else {
-            InstanceId::for_trigger(&app, &job, info.stream_sequence, stored_at)
+            Some("backfill") => {
+                let slot = headers
+                    .and_then(|h| h.get(HEADER_SLOT))
+                    .and_then(|v| v.as_str().parse::<i64>().ok())
+                    .map(Timestamp);
+                let Some(slot) = slot.filter(|s| s.0 > 0) else {
+                    return reject(format!(
+                        "a backfill trigger needs the header {HEADER_SLOT} with the slot in milliseconds since the epoch"
+                    ));
+                };
+                // The id the schedule itself would give that slot: never run twice.
+                (
+                    InstanceId::for_fire(&app, &job, slot),
+                    TriggerKind::Backfill,
+                    slot,
+                )
+            }
+            _ => {
+                let id = InstanceId::for_trigger(&app, &job, info.stream_sequence, stored_at);
+                (id, TriggerKind::Event, id.time())
+            }
         };
         let new = NewInstance {
             id,
             app: app.clone(),
             job: job.clone(),
-            trigger: if manual {
-                TriggerKind::Manual
-            } else {
-                TriggerKind::Event
-            },
-            scheduled_at: id.time(),
+            trigger,
+            scheduled_at,
             params: req
                 .params
                 .clone()
@@ -156,8 +177,22 @@ impl Leading {
             retry: entry.spec.retry_policy(),
             parent: None,
             depth: 0,
-            key: None,
+            key: req.key.clone(),
         };
-        Ok(Handled::Started(self.launch(new).await?))
+        Ok(match self.create_instance(new).await? {
+            Created::New(id) => Handled::Started(Some(id)),
+            Created::Exists => Handled::Started(None),
+            Created::KeyUsed(first) => Handled::Rejected {
+                app,
+                job,
+                reason: match first {
+                    Some(first) => format!(
+                        "key `{}` was used by instance {first} within 24 h; nothing new was started",
+                        req.key.unwrap_or_default()
+                    ),
+                    None => "its key was used within 24 h; nothing new was started".to_string(),
+                },
+            },
+        })
     }
 }

@@ -57,6 +57,11 @@ pub enum Input {
         /// Why.
         reason: String,
     },
+    /// The instance is not run (its overlap policy said so): it ends `skipped`.
+    Skip {
+        /// Why.
+        reason: String,
+    },
     /// The worker running this shard item stopped beating.
     Lost {
         /// The shard item.
@@ -147,6 +152,7 @@ pub fn step(inst: &mut Instance, input: &Input, now: Timestamp) -> Step {
         Input::Report(r) => report(inst, r, now),
         Input::Cancel { reason } => end_all(inst, now, Ending::Cancel(reason.clone())),
         Input::Fail { reason } => end_all(inst, now, Ending::Fail(reason.clone())),
+        Input::Skip { reason } => end_all(inst, now, Ending::Skip(reason.clone())),
         Input::Lost { item, worker } => lost(inst, *item, worker, now),
         Input::Expired { item } => expired(inst, *item, now),
         Input::RetryDue { item } => retry_due(inst, *item),
@@ -482,6 +488,7 @@ fn settle_instance(inst: &mut Instance, now: Timestamp, step: &mut Step) {
 enum Ending {
     Cancel(Option<String>),
     Fail(String),
+    Skip(String),
 }
 
 fn end_all(inst: &mut Instance, now: Timestamp, ending: Ending) -> Step {
@@ -496,6 +503,12 @@ fn end_all(inst: &mut Instance, now: Timestamp, ending: Ending) -> Step {
         Ending::Fail(reason) => (
             ShardStatus::Failed,
             InstanceStatus::Failed,
+            StopOutcome::Cancelled,
+            Some(reason),
+        ),
+        Ending::Skip(reason) => (
+            ShardStatus::Cancelled,
+            InstanceStatus::Skipped,
             StopOutcome::Cancelled,
             Some(reason),
         ),

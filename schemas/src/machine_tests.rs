@@ -636,6 +636,22 @@ fn cancel_tells_running_shards_to_stop_and_fail_ends_everything() {
 }
 
 #[test]
+fn a_skipped_instance_ends_at_once_with_its_reason() {
+    let mut inst = instance(2);
+    let s = step(
+        &mut inst,
+        &Input::Skip {
+            reason: "still running".into(),
+        },
+        T0,
+    );
+    assert!(s.effects.contains(&Effect::Finished));
+    assert_eq!(inst.summary.status, InstanceStatus::Skipped);
+    assert_eq!(inst.summary.reason.as_deref(), Some("still running"));
+    check_counts(&inst);
+}
+
+#[test]
 fn errors_are_capped() {
     let mut inst = instance(1);
     step(&mut inst, &Input::Queued, T0);

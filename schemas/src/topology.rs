@@ -182,6 +182,14 @@ impl Topology {
     pub fn result_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
         format!("{}.result.{app}.{job}.{instance}.{item}", self.ns)
     }
+    /// Every report on one instance's shard items.
+    pub fn instance_results_filter(&self, app: &str, job: &str, instance: &InstanceId) -> String {
+        format!("{}.result.{app}.{job}.{instance}.>", self.ns)
+    }
+    /// The shard item named by the last token of a shard or result subject.
+    pub fn item_of(&self, subject: &str) -> Option<u32> {
+        subject.rsplit('.').next()?.parse().ok()
+    }
     /// Where commands about one instance (cancel) go.
     pub fn control_subject(&self, app: &str, job: &str, instance: &InstanceId) -> String {
         format!("{}.control.{app}.{job}.{instance}", self.ns)

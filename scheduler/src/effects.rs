@@ -1,0 +1,113 @@
+//! Applying one input to one instance outside a batch of results, and carrying out what
+//! the state machine asks for once its changes are stored.
+
+use antares_nats::{NatsError, codec, now};
+use antares_schemas::InstanceId;
+use antares_schemas::machine::{self, Effect, Input};
+use antares_schemas::messages::StopShards;
+use futures::future::BoxFuture;
+
+use crate::events;
+use crate::leading::{Leading, Stop};
+use crate::store::Dirty;
+
+impl Leading {
+    /// Steps one instance, stores the change and carries out its effects. A write that
+    /// fails ends this round of leading (the in-memory instance is ahead of the stored
+    /// one; the next round starts from the stored state).
+    /// (Boxed: finishing an instance can create children, whose overlap policy can apply
+    /// inputs to other instances.)
+    pub(crate) fn apply(&mut self, id: InstanceId, input: Input) -> BoxFuture<'_, ()> {
+        Box::pin(self.apply_now(id, input))
+    }
+
+    async fn apply_now(&mut self, id: InstanceId, input: Input) {
+        if !self.leading() {
+            return;
+        }
+        let Some(stored) = self.live.get_mut(&id) else {
+            return;
+        };
+        let step = machine::step(&mut stored.instance, &input, now());
+        if let Some(why) = step.ignored {
+            tracing::trace!(%id, why, "input ignored");
+            return;
+        }
+        let mut dirty = Dirty {
+            summary: step.summary_changed,
+            ..Dirty::default()
+        };
+        dirty.items(&step.changed_items);
+        match self.store.save(stored, dirty).await {
+            Ok(()) => self.run_effects(id, step.effects).await,
+            Err(NatsError::WrongRevision { .. }) => {
+                tracing::warn!(%id, "instance written by another scheduler");
+                self.stop(Stop::Conflict);
+            }
+            Err(e) => {
+                self.live.remove(&id);
+                self.stop(Stop::Broken(format!("instance {id} not saved: {e}")));
+            }
+        }
+    }
+
+    /// Carries out a step's effects, in order, after its state was stored.
+    pub(crate) async fn run_effects(&mut self, id: InstanceId, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Emit(event) => events::emit(&self.nats, &event).await,
+                Effect::PurgeQueued => {
+                    if let Some(s) = self.live.get(&id) {
+                        let s = &s.instance.summary;
+                        self.purge_instance(&s.app, &s.job, &s.id).await;
+                    }
+                }
+                Effect::Purge { item } => self.purge_item(id, item).await,
+                Effect::Publish { items } => self.publish(id, items, 0),
+                Effect::RetryAt { item, at } => {
+                    self.retries.insert((at, id, item));
+                }
+                Effect::Stop {
+                    item,
+                    run,
+                    outcome,
+                    reason,
+                } => {
+                    let Some(s) = self.live.get(&id) else {
+                        continue;
+                    };
+                    let s = &s.instance.summary;
+                    let stop = StopShards {
+                        instance: id,
+                        item,
+                        run,
+                        reason,
+                        outcome,
+                    };
+                    let subject = self.nats.topo.stop_subject(&s.app, &s.job, &id);
+                    match codec::encode("stop", &stop) {
+                        Ok(body) => {
+                            if let Err(e) = self.nats.client.publish(subject, body).await {
+                                tracing::warn!(%id, error = %e, "stop not published");
+                            }
+                        }
+                        Err(e) => tracing::warn!(%id, error = %e, "stop not encoded"),
+                    }
+                }
+                Effect::Finished => self.finish(id).await,
+            }
+        }
+    }
+
+    /// Drops the queued message of one shard item (its publication is void).
+    async fn purge_item(&self, id: InstanceId, item: u32) {
+        let Some(s) = self.live.get(&id) else {
+            return;
+        };
+        let s = &s.instance.summary;
+        let subject = self.nats.topo.shard_subject(&s.app, &s.job, &id, item);
+        if let Err(e) = self.shards_stream.purge().filter(subject).await {
+            tracing::warn!(%id, item, error = %e, "queued shard item not purged");
+        }
+    }
+}

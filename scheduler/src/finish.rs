@@ -1,0 +1,141 @@
+//! An instance that ended: its children fire (when it succeeded), it moves to history,
+//! and the next instance of its job that waits its turn starts.
+//!
+//! Children are made before the move, with ids derived from the parent, so a leader that
+//! stops half-way and a new one that finishes the job make each child once. A child
+//! chain longer than [`MAX_CHILD_DEPTH`] is refused (a guard against cycles that slipped
+//! past `job apply`), as is a child job that does not exist: both with a
+//! `trigger_rejected` event saying so. If a step fails (NATS unreachable) the instance
+//! stays where it is and the maintenance tick tries again.
+
+use antares_nats::NatsError;
+use antares_schemas::instance::{InstanceStatus, InstanceSummary, NewInstance, TriggerKind};
+use antares_schemas::limits::MAX_CHILD_DEPTH;
+use antares_schemas::messages::Event;
+use antares_schemas::names::split_job_ref;
+use antares_schemas::{InstanceId, Timestamp};
+
+use crate::events;
+use crate::launch::Created;
+use crate::leading::Leading;
+
+impl Leading {
+    /// Finishes an ended instance: children, history, the next waiting instance.
+    pub(crate) async fn finish(&mut self, id: InstanceId) {
+        let Some(stored) = self.live.get(&id) else {
+            return;
+        };
+        let summary = stored.instance.summary.clone();
+        if !summary.status.is_final() {
+            return;
+        }
+        let (app, job) = (summary.app.clone(), summary.job.clone());
+        // The room it held is free whatever happens next.
+        self.runs.end(&app, &job, &id);
+        self.admit_waiting(&app, &job);
+        if summary.status == InstanceStatus::Success
+            && let Err(e) = self.fire_children(&summary).await
+        {
+            tracing::warn!(%id, error = %e, "children not fired yet; trying again");
+            return;
+        }
+        let Some(stored) = self.live.get(&id) else {
+            return;
+        };
+        match self.store.archive(stored).await {
+            Ok(()) => {
+                self.live.remove(&id);
+            }
+            Err(e) => tracing::warn!(%id, error = %e, "ended instance not moved to history yet"),
+        }
+    }
+
+    /// Starts the waiting instances of a job that now have room.
+    pub(crate) fn admit_waiting(&mut self, app: &str, job: &str) {
+        let (overlap, max_parallel) = self
+            .catalog
+            .job(app, job)
+            .map_or((Default::default(), 1), |e| {
+                (e.spec.overlap, e.spec.max_parallel)
+            });
+        for next in self.runs.admit(app, job, overlap, max_parallel) {
+            let items = self
+                .live
+                .get(&next)
+                .map(|s| s.instance.shards.iter().map(|sh| sh.item).collect())
+                .unwrap_or_default();
+            tracing::debug!(%next, "its turn: queueing its shard items");
+            self.publish(next, items, 0);
+        }
+    }
+
+    async fn fire_children(&mut self, parent: &InstanceSummary) -> Result<(), NatsError> {
+        let Some(entry) = self.catalog.job(&parent.app, &parent.job) else {
+            return Ok(());
+        };
+        let children = entry.spec.children.clone();
+        let at = parent.finished_at.unwrap_or_else(antares_nats::now);
+        for child in children {
+            let reject = |app: &str, job: &str, reason: String| {
+                let mut e = Event::rejected(app, job, at, reason);
+                e.instance = None;
+                e
+            };
+            let (app, job) = match split_job_ref(&child) {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = reject(&parent.app, &parent.job, format!("child `{child}`: {e}"));
+                    events::emit(&self.nats, &e).await;
+                    continue;
+                }
+            };
+            if parent.depth + 1 > MAX_CHILD_DEPTH {
+                let reason = format!(
+                    "child of instance {}: {MAX_CHILD_DEPTH} parents up the chain already (a cycle of children?); not fired",
+                    parent.id
+                );
+                events::emit(&self.nats, &reject(&app, &job, reason)).await;
+                continue;
+            }
+            let Some(spec) = self.catalog.job(&app, &job).map(|e| e.spec.clone()) else {
+                let reason = format!(
+                    "child of instance {} ({}/{}): job `{app}/{job}` does not exist",
+                    parent.id, parent.app, parent.job
+                );
+                events::emit(&self.nats, &reject(&app, &job, reason)).await;
+                continue;
+            };
+            let items = match spec.shard_items(&Default::default()) {
+                Ok(items) => items,
+                Err(e) => {
+                    events::emit(&self.nats, &reject(&app, &job, e.to_string())).await;
+                    continue;
+                }
+            };
+            let new = NewInstance {
+                id: child_id(parent, &app, &job, at),
+                app: app.clone(),
+                job: job.clone(),
+                trigger: TriggerKind::Child,
+                scheduled_at: at,
+                params: spec.params.clone(),
+                exec: spec.execution(),
+                timeout_ms: spec.timeout_ms(),
+                shard_params: items,
+                retry: spec.retry_policy(),
+                parent: Some(parent.id),
+                depth: parent.depth + 1,
+                key: None,
+            };
+            if let Created::New(id) = self.create_instance(new).await? {
+                tracing::debug!(parent = %parent.id, %id, "child fired");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A child's id: one per parent instance and child job.
+fn child_id(parent: &InstanceSummary, app: &str, job: &str, at: Timestamp) -> InstanceId {
+    InstanceId::derive(at, &format!("child/{}/{app}/{job}", parent.id))
+}

@@ -1,0 +1,278 @@
+//! The leader's work loop: one task that owns all leader state, so nothing needs a lock.
+//!
+//! It waits on whichever comes first: a shutdown, a leadership change, an edit of an app
+//! or job, the next fire time, a batch of results, a trigger, a publication finishing in
+//! the background, or the maintenance tick. Work that takes long (publishing the shard
+//! items of a large instance) runs as futures the loop holds ([`Leading::publishes`]), so
+//! the loop stays responsive while it is in flight.
+//!
+//! The maintenance steps, each in its own file: [`crate::recover`] (taking over what a
+//! previous leader left), [`crate::rescue`] (retries due, attempts past their timeout,
+//! shards of lost workers, publications to retry), [`crate::finish`] (children, moving
+//! ended instances to history, admitting the next waiting instance).
+//!
+//! Leading ends with a [`Stop`]: the one way to say why.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use antares_nats::connect::Buckets;
+use antares_nats::queue::{self, ConsumerSpec};
+use antares_nats::{Nats, NatsError, now};
+use antares_schemas::{InstanceId, Timestamp};
+use async_nats::jetstream::stream::Stream as JsStream;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::firing::Timers;
+use crate::jobs::{self, Catalog, Change};
+use crate::launch::{Published, Republish};
+use crate::leader::Leadership;
+use crate::overlap::Runs;
+use crate::store::{InstanceStore, Stored};
+
+/// Why a round of leading ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The process is shutting down.
+    Shutdown,
+    /// The lease is gone (or its task ended).
+    LeaseLost,
+    /// Another scheduler wrote an instance we hold: start over from the stored state.
+    Conflict,
+    /// Something this round relies on broke (a consumer ended, a write failed): start
+    /// over from the stored state.
+    Broken(String),
+}
+
+/// How often the maintenance tick runs.
+const TICK: Duration = Duration::from_millis(250);
+/// How long the first report of a batch may wait for others before they are folded.
+const RESULTS_LINGER: Duration = Duration::from_millis(3);
+
+/// Everything the leader owns.
+pub(crate) struct Leading {
+    pub(crate) nats: Nats,
+    pub(crate) buckets: Buckets,
+    pub(crate) store: InstanceStore,
+    pub(crate) shards_stream: JsStream,
+    pub(crate) results_stream: JsStream,
+    pub(crate) catalog: Catalog,
+    /// Next fire of every scheduled job.
+    pub(crate) timers: Timers,
+    /// The last slot fired per job, as stored in the cursors bucket.
+    pub(crate) cursors: HashMap<(String, String), Timestamp>,
+    /// Cursors whose write failed, written again by the tick.
+    pub(crate) cursors_unsaved: HashMap<(String, String), Timestamp>,
+    /// Jobs whose fire failed: re-planned from their cursor when their timer comes.
+    pub(crate) replan: HashMap<(String, String), u32>,
+    /// Every instance that has not moved to history.
+    pub(crate) live: HashMap<InstanceId, Stored>,
+    /// Which instances of each job run and which wait (overlap).
+    pub(crate) runs: Runs,
+    /// Shard retries by due time.
+    pub(crate) retries: BTreeSet<(Timestamp, InstanceId, u32)>,
+    /// Shard item publications in flight.
+    pub(crate) publishes: JoinSet<Published>,
+    /// Publications that failed and wait for their backoff.
+    pub(crate) republish: Vec<Republish>,
+    pub(crate) leadership: watch::Receiver<Leadership>,
+    /// Set when this round must end.
+    pub(crate) stop: Option<Stop>,
+    pub(crate) results_batch: usize,
+    pub(crate) ticks: u64,
+}
+
+impl Leading {
+    /// A leader with nothing loaded yet.
+    pub(crate) async fn new(
+        nats: &Nats,
+        leadership: watch::Receiver<Leadership>,
+        results_batch: usize,
+    ) -> Result<Self, NatsError> {
+        Ok(Self {
+            nats: nats.clone(),
+            buckets: nats.buckets().await?,
+            store: InstanceStore::open(nats).await?,
+            shards_stream: nats.stream(&nats.topo.shards_stream()).await?,
+            results_stream: nats.stream(&nats.topo.results_stream()).await?,
+            catalog: Catalog::default(),
+            timers: Timers::default(),
+            cursors: HashMap::new(),
+            cursors_unsaved: HashMap::new(),
+            replan: HashMap::new(),
+            live: HashMap::new(),
+            runs: Runs::default(),
+            retries: BTreeSet::new(),
+            publishes: JoinSet::new(),
+            republish: Vec::new(),
+            leadership,
+            stop: None,
+            results_batch: results_batch.max(1),
+            ticks: 0,
+        })
+    }
+
+    /// Whether we may still act as leader.
+    pub(crate) fn leading(&self) -> bool {
+        self.stop.is_none() && self.leadership.borrow().is_leading()
+    }
+
+    /// Ends this round of leading (the first reason given wins).
+    pub(crate) fn stop(&mut self, why: Stop) {
+        if self.stop.is_none() {
+            self.stop = Some(why);
+        }
+    }
+
+    /// Leads until shutdown or until leading must stop.
+    pub(crate) async fn lead<S: Future<Output = ()> + Unpin>(&mut self, shutdown: &mut S) -> Stop {
+        match self.run(shutdown).await {
+            Ok(stop) => stop,
+            Err(e) => Stop::Broken(e.to_string()),
+        }
+    }
+
+    async fn run<S: Future<Output = ()> + Unpin>(
+        &mut self,
+        shutdown: &mut S,
+    ) -> Result<Stop, NatsError> {
+        let topo = self.nats.topo.clone();
+        // What the jobs are, then follow every change.
+        let (catalog, marks) =
+            jobs::snapshot(&self.nats, &self.buckets.apps, &self.buckets.jobs).await?;
+        self.catalog = catalog;
+        let (change_tx, mut changes) = mpsc::channel::<Change>(1024);
+        let mut watchers = JoinSet::new();
+        watchers.spawn(jobs::watch(
+            self.buckets.apps.clone(),
+            self.buckets.jobs.clone(),
+            marks,
+            change_tx,
+        ));
+
+        // Finish what a previous leader left, then plan every schedule.
+        self.recover().await?;
+        self.plan_all().await;
+        if let Some(stop) = self.stop.take() {
+            return Ok(stop);
+        }
+
+        let consumer = |stream: String, durable: String, max_ack_pending| ConsumerSpec {
+            stream,
+            durable,
+            filter: None,
+            ack_wait: Duration::from_secs(5),
+            max_ack_pending,
+        };
+        let triggers = queue::durable(
+            &self.nats,
+            &consumer(topo.triggers_stream(), topo.triggers_consumer(), 1000),
+        )
+        .await?;
+        let results = queue::durable(
+            &self.nats,
+            &consumer(topo.results_stream(), topo.results_consumer(), 50_000),
+        )
+        .await?;
+        let mut triggers = triggers
+            .stream()
+            .max_messages_per_batch(100)
+            .messages()
+            .await
+            .map_err(|e| NatsError::op("pull triggers", e))?;
+        let mut results = results
+            .stream()
+            .max_messages_per_batch(self.results_batch)
+            .messages()
+            .await
+            .map_err(|e| NatsError::op("pull results", e))?
+            .ready_chunks(self.results_batch);
+        tracing::info!("leading: schedules planned, consuming triggers and results");
+
+        // Reports wait up to RESULTS_LINGER (or until a full batch) so that one round of
+        // KV writes covers many of them.
+        let mut pending: Vec<async_nats::jetstream::Message> = Vec::new();
+        let mut flush_at: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = loop {
+            let next_fire = self.timers.earliest();
+            let wait = next_fire.map_or(Duration::from_secs(3600), |t| {
+                Duration::from_millis(u64::try_from(t.since(now())).unwrap_or(0))
+            });
+            tokio::select! {
+                biased;
+                _ = &mut *shutdown => break Stop::Shutdown,
+                r = self.leadership.changed() => {
+                    if r.is_err() || !self.leadership.borrow().is_leading() {
+                        break Stop::LeaseLost;
+                    }
+                }
+                change = changes.recv() => match change {
+                    Some(change) => {
+                        for (app, job) in self.catalog.apply(change) {
+                            self.replan_after_edit(&app, &job);
+                        }
+                    }
+                    None => break Stop::Broken("the job catalog watch ended".into()),
+                },
+                _ = tokio::time::sleep(wait), if next_fire.is_some() => {
+                    self.fire_due().await;
+                }
+                Some(done) = self.publishes.join_next(), if !self.publishes.is_empty() => {
+                    match done {
+                        Ok(p) => self.on_published(p).await,
+                        Err(e) => break Stop::Broken(format!("a publication task failed: {e}")),
+                    }
+                }
+                batch = results.next() => {
+                    let Some(batch) = batch else {
+                        break Stop::Broken("the results consumer ended".into());
+                    };
+                    for m in batch {
+                        match m {
+                            Ok(m) => pending.push(m),
+                            Err(e) => tracing::debug!(error = %e, "results pull hiccup"),
+                        }
+                    }
+                    if pending.len() >= self.results_batch {
+                        flush_at = None;
+                        self.on_results(std::mem::take(&mut pending)).await;
+                    } else if !pending.is_empty() && flush_at.is_none() {
+                        flush_at = Some(tokio::time::Instant::now() + RESULTS_LINGER);
+                    }
+                }
+                _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
+                    flush_at = None;
+                    self.on_results(std::mem::take(&mut pending)).await;
+                }
+                _ = tick.tick() => self.maintain().await,
+                msg = triggers.next() => match msg {
+                    Some(Ok(m)) => self.on_trigger(m).await,
+                    Some(Err(e)) => tracing::debug!(error = %e, "triggers pull hiccup"),
+                    None => break Stop::Broken("the triggers consumer ended".into()),
+                },
+            }
+            if let Some(stop) = self.stop.take() {
+                break stop;
+            }
+        };
+        // Reports held for the next batch go back at once, for whoever leads next.
+        for msg in pending {
+            let _ = queue::settle(&msg, queue::Settle::Nak(None)).await;
+        }
+        watchers.abort_all();
+        self.publishes.abort_all();
+        Ok(stop)
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
