@@ -1,6 +1,8 @@
 //! Taking over: finishing what a previous leader left.
 //!
-//! Every instance still in the instances bucket is loaded. Ended ones are finished
+//! Every instance still in the instances bucket is loaded, its counts and finality
+//! checked against its shard records (a summary written apart from its chunks may lag
+//! behind them), and missing chunks of a pending one written. Ended ones are finished
 //! (children, history). Waiting ones queue up again by job, oldest first. Running ones
 //! (and pending ones that were being queued) get their retry timers back, and their
 //! pending items that are neither in the work queue nor reported on are published: a
@@ -9,10 +11,13 @@
 
 use std::collections::BTreeSet;
 
-use antares_nats::NatsError;
+use antares_nats::{NatsError, now};
 use antares_schemas::instance::{InstanceStatus, ShardStatus};
+use antares_schemas::machine::{self, Effect, Input};
 
+use crate::events;
 use crate::leading::Leading;
+use crate::store::Dirty;
 
 impl Leading {
     /// Loads and completes what a previous leader left.
@@ -22,19 +27,46 @@ impl Leading {
         self.retries.clear();
         let mut ended = Vec::new();
         let mut jobs = BTreeSet::new();
-        for stored in self.store.running().await? {
+        let mut loaded = Vec::new();
+        for mut stored in self.store.running().await? {
             let s = &stored.instance.summary;
-            let (id, app, job) = (s.id, s.app.clone(), s.job.clone());
+            if s.status == InstanceStatus::Pending {
+                // Its creator may have stopped before writing every chunk.
+                self.store.write_missing_chunks(&mut stored).await?;
+            }
+            // The shard records are the truth: counts and finality follow from them.
+            let step = machine::step(&mut stored.instance, &Input::Recount, now());
+            if step.ignored.is_none() {
+                tracing::warn!(id = %stored.instance.summary.id, "instance summary lagged behind its shard records; corrected");
+                let dirty = Dirty {
+                    summary: true,
+                    ..Dirty::default()
+                };
+                self.store.save(&mut stored, dirty).await?;
+                for effect in step.effects {
+                    if let Effect::Emit(e) = effect {
+                        events::emit(&self.nats, &e).await;
+                    }
+                }
+            }
+            let id = stored.instance.summary.id;
+            loaded.push(id);
+            self.live.insert(id, stored);
+        }
+        for id in loaded {
+            let Some(stored) = self.live.get(&id) else {
+                continue;
+            };
+            let s = &stored.instance.summary;
+            let (app, job) = (s.app.clone(), s.job.clone());
             let status = s.status;
             jobs.insert((app.clone(), job.clone()));
             if status.is_final() {
                 ended.push(id);
-                self.live.insert(id, stored);
                 continue;
             }
             if status == InstanceStatus::Pending && s.waiting {
                 self.runs.wait(&app, &job, id);
-                self.live.insert(id, stored);
                 continue;
             }
             self.runs.start(&app, &job, id);
@@ -49,7 +81,6 @@ impl Leading {
                 }
             }
             let pending = status == InstanceStatus::Pending;
-            self.live.insert(id, stored);
             let missing = self.missing_items(&app, &job, &id, &unqueued).await?;
             if !missing.is_empty() || pending {
                 tracing::info!(%id, items = missing.len(), "completing the queueing of an instance");

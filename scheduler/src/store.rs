@@ -433,7 +433,15 @@ impl InstanceStore {
         let mut shards = Vec::with_capacity(summary.shard_total as usize);
         let mut chunk_revs = Vec::with_capacity(n as usize);
         let mut missing = false;
+        let mut corrupt = None;
         for (c, res) in join_all(reads).await.into_iter().enumerate() {
+            let res = match res {
+                Err(e @ NatsError::Decode { .. }) => {
+                    corrupt = Some(e.to_string());
+                    Ok(None)
+                }
+                other => other,
+            };
             match res? {
                 Some(v) => {
                     shards.extend(v.value);
@@ -459,6 +467,27 @@ impl InstanceStore {
                     chunk_revs.push(0);
                 }
             }
+        }
+        if let Some(why) = corrupt
+            && place == Place::Live
+            && !summary.status.is_final()
+        {
+            // A stored record is corrupt: the instance cannot go on; it fails saying so
+            // rather than stopping whoever loads it.
+            tracing::error!(id = %summary.id, error = %why, "shard records of a running instance are corrupt");
+            let mut instance = Instance { summary, shards };
+            let _ = antares_schemas::machine::step(
+                &mut instance,
+                &antares_schemas::machine::Input::Fail {
+                    reason: format!("its stored shard records are corrupt ({why})"),
+                },
+                antares_nats::now(),
+            );
+            return Ok(Some(Stored {
+                instance,
+                summary_rev,
+                chunk_revs,
+            }));
         }
         if missing && summary.status != InstanceStatus::Pending {
             // Caught in the middle of its move to history.

@@ -74,6 +74,9 @@ pub enum Input {
         /// The shard item.
         item: u32,
     },
+    /// Counts and finality follow from the shard records (a takeover checks them: a
+    /// summary written apart from its chunks may lag behind them).
+    Recount,
     /// The retry time of this shard item has come.
     RetryDue {
         /// The shard item.
@@ -156,6 +159,7 @@ pub fn step(inst: &mut Instance, input: &Input, now: Timestamp) -> Step {
         Input::Lost { item, worker } => lost(inst, *item, worker, now),
         Input::Expired { item } => expired(inst, *item, now),
         Input::RetryDue { item } => retry_due(inst, *item),
+        Input::Recount => recount(inst, now),
     }
 }
 
@@ -465,6 +469,22 @@ fn retry_due(inst: &mut Instance, item: u32) -> Step {
         effects: vec![Effect::Publish { items: vec![item] }],
         ..Step::default()
     }
+}
+
+fn recount(inst: &mut Instance, now: Timestamp) -> Step {
+    let mut step = Step::default();
+    let counts = crate::instance::ShardCounts::of(&inst.shards);
+    if counts != inst.summary.shard_counts {
+        inst.summary.shard_counts = counts;
+        step.summary_changed = true;
+    }
+    if inst.summary.status == InstanceStatus::Running {
+        settle_instance(inst, now, &mut step);
+    }
+    if !step.summary_changed {
+        return Step::ignored("counts agree with the shard records");
+    }
+    step
 }
 
 /// Ends the instance once every shard is final.

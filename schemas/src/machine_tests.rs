@@ -327,6 +327,7 @@ fn random_sequences_keep_invariants() {
                 },
                 7 => Input::Expired { item },
                 8 => Input::RetryDue { item },
+                9 if next(3) == 0 => Input::Recount,
                 _ => finished(item, attempt, ShardOutcome::Later),
             };
             let input = match input {
@@ -649,6 +650,20 @@ fn a_skipped_instance_ends_at_once_with_its_reason() {
     assert_eq!(inst.summary.status, InstanceStatus::Skipped);
     assert_eq!(inst.summary.reason.as_deref(), Some("still running"));
     check_counts(&inst);
+}
+
+#[test]
+fn counts_and_finality_follow_the_shard_records() {
+    let mut inst = instance(2);
+    step(&mut inst, &Input::Queued, T0);
+    assert!(step(&mut inst, &Input::Recount, T0).ignored.is_some());
+    // The chunks were written, the summary was not.
+    inst.shards[0].status = ShardStatus::Success;
+    inst.shards[1].status = ShardStatus::Success;
+    let s = step(&mut inst, &Input::Recount, T0);
+    check_counts(&inst);
+    assert_eq!(inst.summary.status, InstanceStatus::Success);
+    assert!(s.effects.contains(&Effect::Finished));
 }
 
 #[test]
