@@ -159,6 +159,56 @@ impl Env {
         .map_err(anyhow::Error::msg)
     }
 
+    /// Runs a job once now and returns the id its instance will have.
+    pub async fn trigger(
+        &self,
+        app: &str,
+        job: &str,
+        req: &antares_schemas::messages::TriggerRequest,
+    ) -> anyhow::Result<InstanceId> {
+        Ok(self.admin.trigger(app, job, req).await?)
+    }
+
+    /// Subscribes to a job's lifecycle events.
+    pub async fn events(&self, app: &str, job: &str) -> anyhow::Result<async_nats::Subscriber> {
+        Ok(self
+            .nats
+            .client
+            .subscribe(self.nats.topo.event_subject(app, job))
+            .await?)
+    }
+
+    /// Waits for an event of a job matching `pred`.
+    pub async fn event_where(
+        events: &mut async_nats::Subscriber,
+        what: &str,
+        pred: impl Fn(&antares_schemas::messages::Event) -> bool,
+    ) -> anyhow::Result<antares_schemas::messages::Event> {
+        use futures::StreamExt;
+        let found = tokio::time::timeout(WAIT, async {
+            while let Some(msg) = events.next().await {
+                if let Ok(e) =
+                    serde_json::from_slice::<antares_schemas::messages::Event>(&msg.payload)
+                    && pred(&e)
+                {
+                    return Some(e);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(e)) => Ok(e),
+            _ => Err(anyhow::anyhow!("no event: {what}")),
+        }
+    }
+
+    /// Messages left in the shard work queue.
+    pub async fn queued_shards(&self) -> anyhow::Result<u64> {
+        let mut s = self.nats.stream(&self.nats.topo.shards_stream()).await?;
+        Ok(s.info().await?.state.messages)
+    }
+
     /// Stops every in-process scheduler and worker.
     pub async fn stop(&mut self) {
         for (tx, task) in self.tasks.drain(..) {
@@ -177,6 +227,8 @@ pub struct Seen {
     pub params: String,
     pub attempt: u32,
     pub worker: String,
+    /// When it started.
+    pub at: std::time::Instant,
 }
 
 /// A plugin that records every execution and answers with a rule.
@@ -229,6 +281,7 @@ impl Job for Recorder {
                 params: ctx.params().to_string(),
                 attempt: ctx.attempt(),
                 worker: ctx.worker_id().to_string(),
+                at: std::time::Instant::now(),
             });
         }
         let result = (self.rule)(&ctx);
