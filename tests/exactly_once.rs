@@ -14,7 +14,10 @@ use support::{Env, Recorder};
 async fn publish_trigger(env: &Env, app: &str, job: &str, body: &str) -> anyhow::Result<()> {
     env.nats
         .js
-        .publish(env.nats.topo.trigger_subject(app, job), body.to_string().into())
+        .publish(
+            env.nats.topo.trigger_subject(app, job),
+            body.to_string().into(),
+        )
         .await?
         .await?;
     Ok(())
@@ -24,7 +27,10 @@ async fn backfill(env: &Env, app: &str, job: &str, slot: Timestamp) -> anyhow::R
     let mut h = async_nats::HeaderMap::new();
     h.insert(HEADER_TRIGGER, "backfill");
     h.insert(HEADER_SLOT, slot.millis().to_string().as_str());
-    h.insert(HEADER_MSG_ID, format!("backfill.{}", now().millis()).as_str());
+    h.insert(
+        HEADER_MSG_ID,
+        format!("backfill.{}", now().millis()).as_str(),
+    );
     env.nats
         .js
         .publish_with_headers(env.nats.topo.trigger_subject(app, job), h, "".into())
@@ -36,17 +42,33 @@ async fn backfill(env: &Env, app: &str, job: &str, slot: Timestamp) -> anyhow::R
 #[tokio::test]
 async fn a_trigger_key_starts_one_instance() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
-    env.apply("shop", "app = \"shop\"\nname = \"pay\"\nhandler = \"pay\"\n")
-        .await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"pay\"\nhandler = \"pay\"\n",
+    )
+    .await?;
     let rec = Recorder::succeeding("pay");
-    env.run_worker(env.worker("shop").register(rec.clone())).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()))
+        .await?;
     env.scheduler("s1").await?;
     let mut events = env.events("shop", "pay").await?;
-    publish_trigger(&env, "shop", "pay", r#"{"key": "order-42", "params": "first"}"#).await?;
+    publish_trigger(
+        &env,
+        "shop",
+        "pay",
+        r#"{"key": "order-42", "params": "first"}"#,
+    )
+    .await?;
     let first = env
         .instances_where("shop", "pay", 1, |s| s.status == InstanceStatus::Success)
         .await?;
-    publish_trigger(&env, "shop", "pay", r#"{"key": "order-42", "params": "second"}"#).await?;
+    publish_trigger(
+        &env,
+        "shop",
+        "pay",
+        r#"{"key": "order-42", "params": "second"}"#,
+    )
+    .await?;
     let rejected = Env::event_where(&mut events, "the repeat's rejection", |e| {
         e.kind == EventKind::TriggerRejected
     })
@@ -59,8 +81,16 @@ async fn a_trigger_key_starts_one_instance() -> anyhow::Result<()> {
         .instances_where("shop", "pay", 2, |s| s.status == InstanceStatus::Success)
         .await?;
     assert_eq!(all.len(), 2, "{all:?}");
-    assert_eq!(rec.seen().iter().filter(|s| s.params == "second").count(), 0);
-    assert_eq!(all.iter().filter(|s| s.key.as_deref() == Some("order-42")).count(), 1);
+    assert_eq!(
+        rec.seen().iter().filter(|s| s.params == "second").count(),
+        0
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|s| s.key.as_deref() == Some("order-42"))
+            .count(),
+        1
+    );
     env.stop().await;
     Ok(())
 }
@@ -75,7 +105,8 @@ async fn backfill_makes_the_slots_instances_once_even_after_they_left_the_live_b
     )
     .await?;
     let rec = Recorder::succeeding("daily");
-    env.run_worker(env.worker("shop").register(rec.clone())).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()))
+        .await?;
     env.scheduler("s1").await?;
     let day = 86_400_000;
     let base = (now().millis() / day - 3) * day + 2 * 3_600_000;
@@ -93,10 +124,17 @@ async fn backfill_makes_the_slots_instances_once_even_after_they_left_the_live_b
     }
     // Forget the first slot's live keys entirely, as an expired purge marker would.
     let first = InstanceId::for_fire("shop", "daily", slots[0]);
-    let live = env.nats.stream(&format!("KV_{}", env.nats.topo.instances_bucket())).await?;
+    let live = env
+        .nats
+        .stream(&format!("KV_{}", env.nats.topo.instances_bucket()))
+        .await?;
     let key = env.nats.topo.instance_key("shop", "daily", &first);
     live.purge()
-        .filter(env.nats.topo.kv_subject(&env.nats.topo.instances_bucket(), &key))
+        .filter(
+            env.nats
+                .topo
+                .kv_subject(&env.nats.topo.instances_bucket(), &key),
+        )
         .await?;
     // Backfilling the same slots again runs none of them; a new slot still runs.
     for s in &slots {
@@ -158,15 +196,26 @@ async fn after_a_day_long_outage_fire_once_runs_the_latest_slot_and_reports_the_
         .await?;
     assert_eq!(once.len(), 1, "fire_once runs one missed slot");
     let late_by = started.millis() - once[0].scheduled_at.millis();
-    assert!((10_000..13_000).contains(&late_by), "the latest late slot, not an old one: {late_by} ms");
+    assert!(
+        (10_000..13_000).contains(&late_by),
+        "the latest late slot, not an old one: {late_by} ms"
+    );
 
     let all = env
         .instances_where("shop", "all", 100, |s| {
             s.trigger == TriggerKind::Misfire && s.status.is_final()
         })
         .await?;
-    assert_eq!(all.len(), antares_scheduler::firing::CATCH_UP_LIMIT, "catch_up runs its bound of missed slots");
-    let oldest = all.iter().map(|s| s.scheduled_at.millis()).min().unwrap_or(0);
+    assert_eq!(
+        all.len(),
+        antares_scheduler::firing::CATCH_UP_LIMIT,
+        "catch_up runs its bound of missed slots"
+    );
+    let oldest = all
+        .iter()
+        .map(|s| s.scheduled_at.millis())
+        .min()
+        .unwrap_or(0);
     assert!(
         started.millis() - oldest < 120_000,
         "catch_up takes the latest missed slots: the oldest is {} s old",
@@ -205,10 +254,14 @@ async fn a_garbage_cursor_fires_nothing_from_1970() -> anyhow::Result<()> {
 #[tokio::test]
 async fn trigger_overrides_reach_the_shards() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
-    env.apply("shop", "app = \"shop\"\nname = \"fan\"\nhandler = \"fan\"\nparams = \"job\"\n")
-        .await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"fan\"\nhandler = \"fan\"\nparams = \"job\"\n",
+    )
+    .await?;
     let rec = Recorder::succeeding("fan");
-    env.run_worker(env.worker("shop").register(rec.clone())).await?;
+    env.run_worker(env.worker("shop").register(rec.clone()))
+        .await?;
     env.scheduler("s1").await?;
     let req = TriggerRequest {
         params: Some("over".into()),
@@ -221,7 +274,9 @@ async fn trigger_overrides_reach_the_shards() -> anyhow::Result<()> {
     let mut seen = rec.seen_for(&id);
     seen.sort_by_key(|s| s.item);
     assert_eq!(
-        seen.iter().map(|s| (s.param.as_str(), s.params.as_str())).collect::<Vec<_>>(),
+        seen.iter()
+            .map(|s| (s.param.as_str(), s.params.as_str()))
+            .collect::<Vec<_>>(),
         vec![("a", "over"), ("b", "over"), ("c", "over")]
     );
     let req = TriggerRequest {
