@@ -19,12 +19,14 @@ use crate::messages::{Execution, ScriptLang, ShardParams, TriggerRequest};
 use crate::schedule::Schedule;
 use crate::time::Timestamp;
 
+mod children;
 mod file;
 mod kinds;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use children::child_cycle;
 pub use file::{SpecFormat, export_toml, parse_jobs};
 pub use kinds::{AlarmOn, Dur, JobKind, Misfire, Overlap, Routing};
 
