@@ -277,6 +277,134 @@ async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result
     Ok(())
 }
 
+fn job_with_children(name: &str, children: &[&str]) -> JobSpec {
+    JobSpec {
+        app: "chain".into(),
+        name: name.into(),
+        children: children.iter().map(|c| (*c).to_string()).collect(),
+        ..JobSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn a_cycle_of_children_is_refused() -> anyhow::Result<()> {
+    let (_server, _nats, admin) = setup().await?;
+    admin.create_app("chain", "").await?;
+    admin
+        .apply_jobs(vec![
+            job_with_children("x", &["chain/y"]),
+            job_with_children("w", &["chain/x"]),
+        ])
+        .await?;
+
+    // y -> z -> x closes a cycle through the stored x.
+    let err = admin
+        .apply_jobs(vec![
+            job_with_children("y", &["chain/z"]),
+            job_with_children("z", &["chain/x"]),
+        ])
+        .await
+        .expect_err("cycle");
+    assert!(matches!(err, SchedulerError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("chain/y -> chain/z -> chain/x -> chain/y"),
+        "{err}"
+    );
+    // Nothing was written.
+    assert!(matches!(
+        admin.get_job("chain", "y").await,
+        Err(SchedulerError::NotFound(_))
+    ));
+
+    // Within the applied set alone, too.
+    let err = admin
+        .apply_jobs(vec![
+            job_with_children("p", &["chain/q"]),
+            job_with_children("q", &["chain/p"]),
+        ])
+        .await
+        .expect_err("cycle");
+    assert!(
+        err.to_string().contains("chain/p -> chain/q -> chain/p"),
+        "{err}"
+    );
+
+    // The applied x replaces the stored one: without its child the chain is no cycle.
+    let out = admin
+        .apply_jobs(vec![
+            job_with_children("x", &[]),
+            job_with_children("y", &["chain/z"]),
+            job_with_children("z", &["chain/x"]),
+        ])
+        .await?;
+    assert_eq!(out[0].action, ApplyAction::Updated);
+    assert_eq!(out[1].action, ApplyAction::Created);
+    // ... and putting the child back now would close it.
+    let err = admin
+        .apply_jobs(vec![job_with_children("x", &["chain/y"])])
+        .await
+        .expect_err("cycle");
+    assert!(
+        err.to_string()
+            .contains("chain/x -> chain/y -> chain/z -> chain/x"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_one_shot_time_in_the_past_is_refused_at_apply() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    let at = |t: Timestamp| JobSpec {
+        app: "billing".into(),
+        name: "once".into(),
+        schedule: Some(antares_schemas::spec::ScheduleSpec {
+            at: Some(t),
+            ..Default::default()
+        }),
+        ..JobSpec::default()
+    };
+    let past = at(Timestamp(now().millis() - 60_000));
+    let err = admin
+        .apply_jobs(vec![past.clone()])
+        .await
+        .expect_err("past");
+    assert!(matches!(err, SchedulerError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("field `schedule.at`: `schedule.at` is in the past"),
+        "{err}"
+    );
+    let ahead = at(Timestamp(now().millis() + 3_600_000));
+    assert_eq!(
+        admin.apply_jobs(vec![ahead]).await?[0].action,
+        ApplyAction::Created
+    );
+    // A stored job whose time has come (here written as it would be stored) can be
+    // applied again unchanged, as `job export` gives it back; a new past time cannot.
+    let jobs = nats.buckets().await?.jobs;
+    jobs.put(
+        nats.topo.job_key("billing", "once"),
+        codec::encode("job", &past)?,
+    )
+    .await?;
+    assert_eq!(
+        admin.apply_jobs(vec![past.clone()]).await?[0].action,
+        ApplyAction::Unchanged
+    );
+    let mut edited = past.clone();
+    edited.description = "same time, other words".into();
+    assert_eq!(
+        admin.apply_jobs(vec![edited]).await?[0].action,
+        ApplyAction::Updated
+    );
+    let earlier = at(Timestamp(now().millis() - 120_000));
+    assert!(admin.apply_jobs(vec![earlier]).await.is_err());
+    Ok(())
+}
+
 fn new_instance(app: &str, job: &str, shards: usize) -> Instance {
     let id = InstanceId::for_manual(now(), rand::random::<u128>());
     Instance::create(NewInstance {
