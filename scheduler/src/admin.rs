@@ -26,6 +26,7 @@ mod triggers;
 
 pub use cluster::cron_next;
 pub use logs::LogLines;
+pub use triggers::Triggered;
 
 /// How many times a read-modify-write is retried when someone else wrote in between.
 const RMW_ATTEMPTS: usize = 5;

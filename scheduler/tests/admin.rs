@@ -7,7 +7,7 @@ use antares_nats::provision::{ProvisionOptions, provision};
 use antares_nats::server::LocalServer;
 use antares_nats::{ConnectOptions, Nats, codec, now};
 use antares_scheduler::SchedulerError;
-use antares_scheduler::admin::{Admin, ApplyAction};
+use antares_scheduler::admin::{Admin, ApplyAction, Triggered};
 use antares_scheduler::store::{InstanceStore, Stored};
 use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, TriggerKind};
 use antares_schemas::messages::{
@@ -233,7 +233,9 @@ async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result
         shard_params: Some(ShardParams::Text("p;q".into())),
         ..TriggerRequest::default()
     };
-    let id = admin.trigger("billing", "report", &req).await?;
+    let Triggered::Queued(id) = admin.trigger("billing", "report", &req).await? else {
+        anyhow::bail!("no key: a new trigger");
+    };
     assert!(now().since(id.time()).abs() < 60_000);
 
     let stream = nats.stream(&nats.topo.triggers_stream()).await?;
@@ -252,7 +254,8 @@ async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result
     let other = admin
         .trigger("billing", "report", &TriggerRequest::default())
         .await?;
-    assert_ne!(other, id);
+    assert!(other.is_new());
+    assert_ne!(other.id(), id);
 
     let unknown = admin
         .trigger("billing", "nope", &TriggerRequest::default())
@@ -274,6 +277,83 @@ async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result
     assert!(err.to_string().contains("shard_params"), "{err}");
     let info = stream.get_info().await?;
     assert_eq!(info.state.messages, 2);
+    Ok(())
+}
+
+/// How many messages the trigger stream holds.
+async fn triggers_stored(nats: &Nats) -> anyhow::Result<u64> {
+    let mut stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    Ok(stream.info().await?.state.messages)
+}
+
+/// Claims a key as the scheduler does when it makes an instance.
+async fn claim(nats: &Nats, key: &str, id: InstanceId) -> anyhow::Result<()> {
+    let claims = nats.buckets().await?.claims;
+    claims.create(key, id.to_string().into()).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_used_trigger_key_starts_nothing_and_names_the_instance() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    admin.apply_jobs(jobs()?).await?;
+    let keyed = |key: &str| TriggerRequest {
+        key: Some(key.into()),
+        ..TriggerRequest::default()
+    };
+
+    // The key was used within 24 h: its claim names the instance.
+    let first = InstanceId::for_manual(now(), 42);
+    claim(
+        &nats,
+        &nats.topo.trigger_key_claim("billing", "report", "order-42"),
+        first,
+    )
+    .await?;
+    let again = admin
+        .trigger("billing", "report", &keyed("order-42"))
+        .await?;
+    assert_eq!(again, Triggered::KeyUsed(first));
+    assert_eq!(triggers_stored(&nats).await?, 0, "nothing published");
+
+    // The same key of another job, and another key, are free.
+    let other_job = admin.trigger("billing", "tick", &keyed("order-42")).await?;
+    assert!(other_job.is_new(), "{other_job:?}");
+    let fresh = admin
+        .trigger("billing", "report", &keyed("order-43"))
+        .await?;
+    assert!(fresh.is_new(), "{fresh:?}");
+    assert_eq!(triggers_stored(&nats).await?, 2);
+    let stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    let msg = stream
+        .get_last_raw_message_by_subject(&nats.topo.trigger_subject("billing", "report"))
+        .await?;
+    let body = TriggerRequest::parse(&msg.payload).map_err(anyhow::Error::msg)?;
+    assert_eq!(body.key.as_deref(), Some("order-43"));
+
+    // Bad keys and oversized overrides are refused before anything is published.
+    let empty = admin
+        .trigger("billing", "report", &keyed(""))
+        .await
+        .expect_err("empty key");
+    assert!(matches!(empty, SchedulerError::Invalid(_)), "{empty:?}");
+    assert!(empty.to_string().contains("field `key`"), "{empty}");
+    let long = admin
+        .trigger("billing", "report", &keyed(&"k".repeat(257)))
+        .await
+        .expect_err("long key");
+    assert!(long.to_string().contains("field `key`"), "{long}");
+    let big = TriggerRequest {
+        params: Some("p".repeat(antares_schemas::limits::MAX_PARAMS_BYTES + 1)),
+        ..TriggerRequest::default()
+    };
+    let big = admin
+        .trigger("billing", "report", &big)
+        .await
+        .expect_err("big params");
+    assert!(big.to_string().contains("field `params`"), "{big}");
+    assert_eq!(triggers_stored(&nats).await?, 2);
     Ok(())
 }
 

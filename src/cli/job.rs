@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use antares_scheduler::admin::Triggered;
 use antares_schemas::instance::{InstanceStatus, InstanceSummary};
 use antares_schemas::messages::{ShardParams, TriggerRequest};
 use antares_schemas::names::split_job_ref;
@@ -78,6 +79,10 @@ pub enum JobCommand {
         job: JobRef,
     },
     /// Run a job once now (also a paused one) and print the instance id
+    #[command(
+        after_help = "With --key, a key this job's triggers used within the last 24 h starts nothing new:\n\
+        the id of the instance that used it is printed (and --wait waits for that one)."
+    )]
     Trigger {
         /// The job, as APP/JOB
         job: JobRef,
@@ -90,8 +95,9 @@ pub enum JobCommand {
         /// Number of shards for this run
         #[arg(long, value_name = "N")]
         shards: Option<u32>,
-        /// Idempotency key: another trigger with the same key within 24 h starts nothing
-        #[arg(long)]
+        /// Idempotency key (1-256 bytes): another trigger of this job with the same key
+        /// within 24 h starts nothing and gives the first one's instance id
+        #[arg(long, value_name = "KEY")]
         key: Option<String>,
         /// Wait for the instance to end, print its status, and exit 0 only on success
         #[arg(long)]
@@ -99,7 +105,8 @@ pub enum JobCommand {
         /// With --wait: give up after this long (e.g. 30s, 10m); no limit by default
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
         timeout: Option<Duration>,
-        /// Print JSON: {"instance": ID}, or with --wait the ended instance (without shards)
+        /// Print JSON: {"instance": ID, "existing": false}, or with --wait the ended
+        /// instance (without shards)
         #[arg(long)]
         json: bool,
     },
@@ -195,10 +202,19 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 shards,
                 key,
             };
-            let id = admin.trigger(&job.app, &job.job, &req).await?;
+            let triggered = admin.trigger(&job.app, &job.job, &req).await?;
+            let id = triggered.id();
+            if let (Triggered::KeyUsed(_), Some(key)) = (triggered, &req.key) {
+                eprintln!(
+                    "key `{key}` was already used within 24 h by instance {id}: nothing new was started"
+                );
+            }
             if !wait {
                 if json {
-                    output::json(&serde_json::json!({ "instance": id }))?;
+                    output::json(&serde_json::json!({
+                        "instance": id,
+                        "existing": !triggered.is_new(),
+                    }))?;
                 } else {
                     outln!("{id}");
                 }
