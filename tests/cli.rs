@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use antares_nats::server::LocalServer;
 use antares_nats::{ConnectOptions, Nats};
-use antares_schemas::Topology;
+use antares_schemas::{Timestamp, Topology};
 use async_nats::HeaderMap;
 use serde_json::Value;
 
@@ -429,6 +429,101 @@ fn trigger_overrides_and_keys() -> anyhow::Result<()> {
         .json()?;
     assert_eq!(json["existing"], false);
     assert_ne!(json["instance"], first);
+    Ok(())
+}
+
+#[test]
+fn backfill_from_the_command_line() -> anyhow::Result<()> {
+    let s = Setup::with_jobs()?;
+    // Backfill: `tick` fires every 10 s; four slots from an aligned time an hour ago.
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    let from = Timestamp((now_ms - 3_600_000) / 10_000 * 10_000);
+    let to = Timestamp(from.millis() + 30_000);
+    let (from_text, to_text) = (from.to_rfc3339(), to.to_rfc3339());
+    let slots = s
+        .antares(&[
+            "job",
+            "backfill",
+            "billing/tick",
+            "--from",
+            &from_text,
+            "--to",
+            &to_text,
+            "--json",
+        ])
+        .expect_ok("backfill")
+        .json()?;
+    let items = slots.as_array().map(Vec::as_slice).unwrap_or_default();
+    assert_eq!(items.len(), 4, "{slots}");
+    assert_eq!(items[0]["slot"], from_text.as_str());
+    assert!(items.iter().all(|i| i["action"] == "queued"), "{slots}");
+    let (headers, body) = last_trigger(&s.url(), "billing", "tick")?;
+    assert_eq!(body, Value::Null);
+    assert_eq!(
+        headers.get("Antares-Trigger").map(|v| v.as_str()),
+        Some("backfill")
+    );
+    let human = s
+        .antares(&[
+            "job",
+            "backfill",
+            "billing/tick",
+            "--from",
+            &from_text,
+            "--to",
+            &to_text,
+        ])
+        .expect_ok("backfill as a table")
+        .stdout();
+    assert!(human.starts_with("SLOT"), "{human}");
+    assert!(
+        human.contains("4 slot(s): 4 queued, 0 already had an instance"),
+        "{human}"
+    );
+
+    let err = s
+        .antares(&[
+            "job",
+            "backfill",
+            "billing/tick",
+            "--from",
+            &to_text,
+            "--to",
+            &from_text,
+        ])
+        .expect_err("reversed");
+    assert!(err.contains("is after --to"), "{err}");
+    let err = s
+        .antares(&[
+            "job",
+            "backfill",
+            "billing/tick",
+            "--from",
+            "yesterday",
+            "--to",
+            &to_text,
+        ])
+        .expect_err("not a time");
+    assert!(
+        err.contains("yesterday") && err.contains("RFC 3339"),
+        "{err}"
+    );
+    let err = s
+        .antares(&["job", "backfill", "billing/tick", "--from", &from_text])
+        .expect_err("no --to");
+    assert!(err.contains("--to"), "{err}");
+    let help = s
+        .antares(&["job", "backfill", "--help"])
+        .expect_ok("help")
+        .stdout();
+    assert!(
+        help.contains("already has an instance") && help.contains("not run again"),
+        "{help}"
+    );
     Ok(())
 }
 

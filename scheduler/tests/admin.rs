@@ -7,14 +7,14 @@ use antares_nats::provision::{ProvisionOptions, provision};
 use antares_nats::server::LocalServer;
 use antares_nats::{ConnectOptions, Nats, codec, now};
 use antares_scheduler::SchedulerError;
-use antares_scheduler::admin::{Admin, ApplyAction, Triggered};
+use antares_scheduler::admin::{Admin, ApplyAction, BackfillAction, Triggered};
 use antares_scheduler::store::{InstanceStore, Stored};
 use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, TriggerKind};
 use antares_schemas::messages::{
     Event, EventKind, Execution, LogLine, LogStream, ShardParams, TriggerRequest,
 };
 use antares_schemas::spec::{JobSpec, SpecFormat, parse_jobs};
-use antares_schemas::topology::{HEADER_INSTANCE, HEADER_MSG_ID, HEADER_TRIGGER};
+use antares_schemas::topology::{HEADER_INSTANCE, HEADER_MSG_ID, HEADER_SLOT, HEADER_TRIGGER};
 use antares_schemas::{InstanceId, Timestamp, Topology};
 use futures::StreamExt;
 
@@ -354,6 +354,125 @@ async fn a_used_trigger_key_starts_nothing_and_names_the_instance() -> anyhow::R
         .expect_err("big params");
     assert!(big.to_string().contains("field `params`"), "{big}");
     assert_eq!(triggers_stored(&nats).await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn backfill_queues_the_slots_without_an_instance() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    admin.apply_jobs(jobs()?).await?;
+    // `tick` fires every 10 s: six slots from an aligned time an hour ago.
+    let from = Timestamp((now().millis() - 3_600_000) / 10_000 * 10_000);
+    let to = Timestamp(from.millis() + 50_000);
+    let slots: Vec<Timestamp> = (0..6)
+        .map(|i| Timestamp(from.millis() + i * 10_000))
+        .collect();
+    let id_of = |slot: Timestamp| InstanceId::for_fire("billing", "tick", slot);
+    // Slots 1 and 3 ran already.
+    for i in [1, 3] {
+        let id = id_of(slots[i]);
+        claim(
+            &nats,
+            &nats.topo.instance_claim_key("billing", "tick", &id),
+            id,
+        )
+        .await?;
+    }
+
+    let out = admin.backfill("billing", "tick", from, to).await?;
+    let got: Vec<(Timestamp, InstanceId, BackfillAction)> =
+        out.iter().map(|s| (s.slot, s.instance, s.action)).collect();
+    let want: Vec<(Timestamp, InstanceId, BackfillAction)> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            let action = if i == 1 || i == 3 {
+                BackfillAction::Exists
+            } else {
+                BackfillAction::Queued
+            };
+            (*slot, id_of(*slot), action)
+        })
+        .collect();
+    assert_eq!(got, want);
+    let json = serde_json::to_value(&out[1])?;
+    assert_eq!(json["action"], "exists");
+    assert_eq!(json["slot"], slots[1].to_rfc3339());
+
+    // One trigger per queued slot, in slot order, with the slot and the id to make.
+    assert_eq!(triggers_stored(&nats).await?, 4);
+    let stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    for (seq, i) in [1u64, 2, 3, 4].into_iter().zip([0usize, 2, 4, 5]) {
+        let msg = stream.get_raw_message(seq).await?;
+        let header = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_string());
+        assert_eq!(
+            msg.subject.as_str(),
+            nats.topo.trigger_subject("billing", "tick")
+        );
+        assert_eq!(header(HEADER_TRIGGER).as_deref(), Some("backfill"));
+        assert_eq!(header(HEADER_SLOT), Some(slots[i].millis().to_string()));
+        assert_eq!(
+            header(HEADER_MSG_ID),
+            Some(format!("backfill.{}", id_of(slots[i])))
+        );
+        assert!(msg.payload.is_empty());
+    }
+
+    // Backfilling the same range again stores no second trigger for a slot.
+    admin.backfill("billing", "tick", from, to).await?;
+    assert_eq!(triggers_stored(&nats).await?, 4);
+
+    // A range without slots is fine.
+    let none = admin
+        .backfill(
+            "billing",
+            "tick",
+            Timestamp(from.millis() + 1),
+            Timestamp(from.millis() + 9_999),
+        )
+        .await?;
+    assert!(none.is_empty());
+
+    // Refusals: no schedule, reversed range, the future, too many slots.
+    let manual = parse_jobs("app = \"billing\"\nname = \"manual\"\n", SpecFormat::Toml)?;
+    admin.apply_jobs(manual).await?;
+    let err = admin
+        .backfill("billing", "manual", from, to)
+        .await
+        .expect_err("no schedule");
+    assert!(err.to_string().contains("has no schedule"), "{err}");
+    let err = admin
+        .backfill("billing", "tick", to, from)
+        .await
+        .expect_err("reversed");
+    assert!(err.to_string().contains("is after --to"), "{err}");
+    let err = admin
+        .backfill("billing", "tick", from, Timestamp(now().millis() + 60_000))
+        .await
+        .expect_err("future");
+    assert!(err.to_string().contains("in the future"), "{err}");
+    let err = admin
+        .backfill(
+            "billing",
+            "tick",
+            Timestamp(from.millis() - 10_000 * 1_000),
+            from,
+        )
+        .await
+        .expect_err("too many");
+    assert!(matches!(err, SchedulerError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("more than 1000 slots")
+            && err.to_string().contains("narrow the range"),
+        "{err}"
+    );
+    let err = admin
+        .backfill("billing", "nope", from, to)
+        .await
+        .expect_err("unknown job");
+    assert!(matches!(err, SchedulerError::NotFound(_)), "{err:?}");
+    assert_eq!(triggers_stored(&nats).await?, 4);
     Ok(())
 }
 
