@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use antares_nats::server::LocalServer;
+use antares_nats::{ConnectOptions, Nats};
+use antares_schemas::{Timestamp, Topology};
+use async_nats::HeaderMap;
 use serde_json::Value;
 
 /// Every environment variable the binary reads, cleared so the caller's shell cannot
@@ -299,6 +302,228 @@ fn apps_and_jobs_as_files_round_trip() -> anyhow::Result<()> {
         .antares(&["instance", "cancel", "01JD0Z8N6Y3K4B7R2T9QWXYZAB"])
         .expect_err("cancel unknown");
     assert!(cancel.contains("does not exist"), "{cancel}");
+    Ok(())
+}
+
+/// Runs async NATS work from these synchronous tests.
+fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
+}
+
+/// The last trigger stored for `app/job`: its headers and body.
+fn last_trigger(url: &str, app: &str, job: &str) -> anyhow::Result<(HeaderMap, Value)> {
+    block_on(async {
+        let nats = Nats::connect(&ConnectOptions::url(url), Topology::new("ats")?).await?;
+        let stream = nats.stream(&nats.topo.triggers_stream()).await?;
+        let msg = stream
+            .get_last_raw_message_by_subject(&nats.topo.trigger_subject(app, job))
+            .await?;
+        let body = if msg.payload.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&msg.payload)?
+        };
+        Ok((msg.headers, body))
+    })
+}
+
+impl Setup {
+    /// Provisions, creates app `billing` and applies [`JOBS`].
+    fn with_jobs() -> anyhow::Result<Self> {
+        let s = Self::new()?;
+        s.antares(&["provision"]).expect_ok("provision");
+        s.antares(&["app", "create", "billing"])
+            .expect_ok("app create");
+        let file = s.write("jobs.toml", JOBS)?;
+        s.antares(&["job", "apply", "-f", &file]).expect_ok("apply");
+        Ok(s)
+    }
+}
+
+#[test]
+fn trigger_overrides_and_keys() -> anyhow::Result<()> {
+    let s = Setup::with_jobs()?;
+
+    // Every override reaches the trigger's body.
+    s.antares(&[
+        "job",
+        "trigger",
+        "billing/report",
+        "--params",
+        "p",
+        "--shard-params",
+        "[\"x\",\"y\"]",
+        "--shards",
+        "2",
+        "--key",
+        "order-1",
+    ])
+    .expect_ok("trigger with overrides");
+    let (headers, body) = last_trigger(&s.url(), "billing", "report")?;
+    assert_eq!(
+        body,
+        serde_json::json!({"params": "p", "shard_params": ["x", "y"], "shards": 2, "key": "order-1"})
+    );
+    assert_eq!(
+        headers.get("Antares-Trigger").map(|v| v.as_str()),
+        Some("manual")
+    );
+    let err = s
+        .antares(&["job", "trigger", "billing/report", "--key", ""])
+        .expect_err("empty key");
+    assert!(err.contains("field `key`"), "{err}");
+    let err = s
+        .antares(&["job", "trigger", "billing/report", "--shards", "two"])
+        .expect_err("shards not a number");
+    assert!(err.contains("--shards"), "{err}");
+
+    // A key used within 24 h (as the scheduler records it) starts nothing: the first
+    // instance's id is printed, and stderr says why.
+    let first = "01JD0Z8N6Y3K4B7R2T9QWXYZAB";
+    block_on(async {
+        let nats = Nats::connect(&ConnectOptions::url(s.url()), Topology::new("ats")?).await?;
+        let claims = nats.buckets().await?.claims;
+        let key = nats.topo.trigger_key_claim("billing", "report", "order-1");
+        claims.create(key, first.into()).await?;
+        Ok(())
+    })?;
+    let run = s
+        .antares(&["job", "trigger", "billing/report", "--key", "order-1"])
+        .expect_ok("trigger with a used key");
+    assert_eq!(run.stdout().trim(), first);
+    assert!(
+        run.stderr()
+            .contains("key `order-1` was already used within 24 h")
+            && run.stderr().contains("nothing new was started"),
+        "{}",
+        run.stderr()
+    );
+    let json = s
+        .antares(&[
+            "job",
+            "trigger",
+            "billing/report",
+            "--key",
+            "order-1",
+            "--json",
+        ])
+        .expect_ok("trigger with a used key, JSON")
+        .json()?;
+    assert_eq!(
+        json,
+        serde_json::json!({"instance": first, "existing": true})
+    );
+    let json = s
+        .antares(&[
+            "job",
+            "trigger",
+            "billing/report",
+            "--key",
+            "order-2",
+            "--json",
+        ])
+        .expect_ok("trigger with a new key, JSON")
+        .json()?;
+    assert_eq!(json["existing"], false);
+    assert_ne!(json["instance"], first);
+    Ok(())
+}
+
+#[test]
+fn backfill_from_the_command_line() -> anyhow::Result<()> {
+    let s = Setup::with_jobs()?;
+    // Backfill: `tick` fires every 10 s; four slots from an aligned time an hour ago.
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    let from = Timestamp((now_ms - 3_600_000) / 10_000 * 10_000);
+    let to = Timestamp(from.millis() + 30_000);
+    let (from_text, to_text) = (from.to_rfc3339(), to.to_rfc3339());
+    let slots = s
+        .antares(&[
+            "job",
+            "backfill",
+            "billing/tick",
+            "--from",
+            &from_text,
+            "--to",
+            &to_text,
+            "--json",
+        ])
+        .expect_ok("backfill")
+        .json()?;
+    let items = slots.as_array().map(Vec::as_slice).unwrap_or_default();
+    assert_eq!(items.len(), 4, "{slots}");
+    assert_eq!(items[0]["slot"], from_text.as_str());
+    assert!(items.iter().all(|i| i["action"] == "queued"), "{slots}");
+    let (headers, body) = last_trigger(&s.url(), "billing", "tick")?;
+    assert_eq!(body, Value::Null);
+    assert_eq!(
+        headers.get("Antares-Trigger").map(|v| v.as_str()),
+        Some("backfill")
+    );
+    let human = s
+        .antares(&[
+            "job",
+            "backfill",
+            "billing/tick",
+            "--from",
+            &from_text,
+            "--to",
+            &to_text,
+        ])
+        .expect_ok("backfill as a table")
+        .stdout();
+    assert!(human.starts_with("SLOT"), "{human}");
+    assert!(
+        human.contains("4 slot(s): 4 queued, 0 already had an instance"),
+        "{human}"
+    );
+
+    let err = s
+        .antares(&[
+            "job",
+            "backfill",
+            "billing/tick",
+            "--from",
+            &to_text,
+            "--to",
+            &from_text,
+        ])
+        .expect_err("reversed");
+    assert!(err.contains("is after --to"), "{err}");
+    let err = s
+        .antares(&[
+            "job",
+            "backfill",
+            "billing/tick",
+            "--from",
+            "yesterday",
+            "--to",
+            &to_text,
+        ])
+        .expect_err("not a time");
+    assert!(
+        err.contains("yesterday") && err.contains("RFC 3339"),
+        "{err}"
+    );
+    let err = s
+        .antares(&["job", "backfill", "billing/tick", "--from", &from_text])
+        .expect_err("no --to");
+    assert!(err.contains("--to"), "{err}");
+    let help = s
+        .antares(&["job", "backfill", "--help"])
+        .expect_ok("help")
+        .stdout();
+    assert!(
+        help.contains("already has an instance") && help.contains("not run again"),
+        "{help}"
+    );
     Ok(())
 }
 

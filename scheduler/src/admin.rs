@@ -1,4 +1,5 @@
-//! What operators do: apps, jobs, triggers, cancels, queries, logs and the cluster view.
+//! What operators do: apps, jobs, triggers and backfills, cancels, queries, logs and the
+//! cluster view.
 //!
 //! [`Admin`] is what the CLI and the console's HTTP API call. It needs NATS and the
 //! provisioned buckets, never a running scheduler: a trigger or a cancel is a durable
@@ -18,14 +19,17 @@ use crate::error::SchedulerError;
 use crate::store::InstanceStore;
 
 mod apps;
+mod backfill;
 mod cluster;
 mod instances;
 mod jobs;
 mod logs;
 mod triggers;
 
+pub use backfill::{BackfillAction, BackfillSlot, MAX_BACKFILL_SLOTS};
 pub use cluster::cron_next;
 pub use logs::LogLines;
+pub use triggers::Triggered;
 
 /// How many times a read-modify-write is retried when someone else wrote in between.
 const RMW_ATTEMPTS: usize = 5;

@@ -7,14 +7,14 @@ use antares_nats::provision::{ProvisionOptions, provision};
 use antares_nats::server::LocalServer;
 use antares_nats::{ConnectOptions, Nats, codec, now};
 use antares_scheduler::SchedulerError;
-use antares_scheduler::admin::{Admin, ApplyAction};
+use antares_scheduler::admin::{Admin, ApplyAction, BackfillAction, Triggered};
 use antares_scheduler::store::{InstanceStore, Stored};
 use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, TriggerKind};
 use antares_schemas::messages::{
     Event, EventKind, Execution, LogLine, LogStream, ShardParams, TriggerRequest,
 };
 use antares_schemas::spec::{JobSpec, SpecFormat, parse_jobs};
-use antares_schemas::topology::{HEADER_INSTANCE, HEADER_MSG_ID, HEADER_TRIGGER};
+use antares_schemas::topology::{HEADER_INSTANCE, HEADER_MSG_ID, HEADER_SLOT, HEADER_TRIGGER};
 use antares_schemas::{InstanceId, Timestamp, Topology};
 use futures::StreamExt;
 
@@ -233,7 +233,9 @@ async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result
         shard_params: Some(ShardParams::Text("p;q".into())),
         ..TriggerRequest::default()
     };
-    let id = admin.trigger("billing", "report", &req).await?;
+    let Triggered::Queued(id) = admin.trigger("billing", "report", &req).await? else {
+        anyhow::bail!("no key: a new trigger");
+    };
     assert!(now().since(id.time()).abs() < 60_000);
 
     let stream = nats.stream(&nats.topo.triggers_stream()).await?;
@@ -252,7 +254,8 @@ async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result
     let other = admin
         .trigger("billing", "report", &TriggerRequest::default())
         .await?;
-    assert_ne!(other, id);
+    assert!(other.is_new());
+    assert_ne!(other.id(), id);
 
     let unknown = admin
         .trigger("billing", "nope", &TriggerRequest::default())
@@ -274,6 +277,330 @@ async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result
     assert!(err.to_string().contains("shard_params"), "{err}");
     let info = stream.get_info().await?;
     assert_eq!(info.state.messages, 2);
+    Ok(())
+}
+
+/// How many messages the trigger stream holds.
+async fn triggers_stored(nats: &Nats) -> anyhow::Result<u64> {
+    let mut stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    Ok(stream.info().await?.state.messages)
+}
+
+/// Claims a key as the scheduler does when it makes an instance.
+async fn claim(nats: &Nats, key: &str, id: InstanceId) -> anyhow::Result<()> {
+    let claims = nats.buckets().await?.claims;
+    claims.create(key, id.to_string().into()).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_used_trigger_key_starts_nothing_and_names_the_instance() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    admin.apply_jobs(jobs()?).await?;
+    let keyed = |key: &str| TriggerRequest {
+        key: Some(key.into()),
+        ..TriggerRequest::default()
+    };
+
+    // The key was used within 24 h: its claim names the instance.
+    let first = InstanceId::for_manual(now(), 42);
+    claim(
+        &nats,
+        &nats.topo.trigger_key_claim("billing", "report", "order-42"),
+        first,
+    )
+    .await?;
+    let again = admin
+        .trigger("billing", "report", &keyed("order-42"))
+        .await?;
+    assert_eq!(again, Triggered::KeyUsed(first));
+    assert_eq!(triggers_stored(&nats).await?, 0, "nothing published");
+
+    // The same key of another job, and another key, are free.
+    let other_job = admin.trigger("billing", "tick", &keyed("order-42")).await?;
+    assert!(other_job.is_new(), "{other_job:?}");
+    let fresh = admin
+        .trigger("billing", "report", &keyed("order-43"))
+        .await?;
+    assert!(fresh.is_new(), "{fresh:?}");
+    assert_eq!(triggers_stored(&nats).await?, 2);
+    let stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    let msg = stream
+        .get_last_raw_message_by_subject(&nats.topo.trigger_subject("billing", "report"))
+        .await?;
+    let body = TriggerRequest::parse(&msg.payload).map_err(anyhow::Error::msg)?;
+    assert_eq!(body.key.as_deref(), Some("order-43"));
+
+    // Bad keys and oversized overrides are refused before anything is published.
+    let empty = admin
+        .trigger("billing", "report", &keyed(""))
+        .await
+        .expect_err("empty key");
+    assert!(matches!(empty, SchedulerError::Invalid(_)), "{empty:?}");
+    assert!(empty.to_string().contains("field `key`"), "{empty}");
+    let long = admin
+        .trigger("billing", "report", &keyed(&"k".repeat(257)))
+        .await
+        .expect_err("long key");
+    assert!(long.to_string().contains("field `key`"), "{long}");
+    let big = TriggerRequest {
+        params: Some("p".repeat(antares_schemas::limits::MAX_PARAMS_BYTES + 1)),
+        ..TriggerRequest::default()
+    };
+    let big = admin
+        .trigger("billing", "report", &big)
+        .await
+        .expect_err("big params");
+    assert!(big.to_string().contains("field `params`"), "{big}");
+    assert_eq!(triggers_stored(&nats).await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn backfill_queues_the_slots_without_an_instance() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    admin.apply_jobs(jobs()?).await?;
+    // `tick` fires every 10 s: six slots from an aligned time an hour ago.
+    let from = Timestamp((now().millis() - 3_600_000) / 10_000 * 10_000);
+    let to = Timestamp(from.millis() + 50_000);
+    let slots: Vec<Timestamp> = (0..6)
+        .map(|i| Timestamp(from.millis() + i * 10_000))
+        .collect();
+    let id_of = |slot: Timestamp| InstanceId::for_fire("billing", "tick", slot);
+    // Slots 1 and 3 ran already.
+    for i in [1, 3] {
+        let id = id_of(slots[i]);
+        claim(
+            &nats,
+            &nats.topo.instance_claim_key("billing", "tick", &id),
+            id,
+        )
+        .await?;
+    }
+
+    let out = admin.backfill("billing", "tick", from, to).await?;
+    let got: Vec<(Timestamp, InstanceId, BackfillAction)> =
+        out.iter().map(|s| (s.slot, s.instance, s.action)).collect();
+    let want: Vec<(Timestamp, InstanceId, BackfillAction)> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            let action = if i == 1 || i == 3 {
+                BackfillAction::Exists
+            } else {
+                BackfillAction::Queued
+            };
+            (*slot, id_of(*slot), action)
+        })
+        .collect();
+    assert_eq!(got, want);
+    let json = serde_json::to_value(&out[1])?;
+    assert_eq!(json["action"], "exists");
+    assert_eq!(json["slot"], slots[1].to_rfc3339());
+
+    // One trigger per queued slot, in slot order, with the slot and the id to make.
+    assert_eq!(triggers_stored(&nats).await?, 4);
+    let stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    for (seq, i) in [1u64, 2, 3, 4].into_iter().zip([0usize, 2, 4, 5]) {
+        let msg = stream.get_raw_message(seq).await?;
+        let header = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_string());
+        assert_eq!(
+            msg.subject.as_str(),
+            nats.topo.trigger_subject("billing", "tick")
+        );
+        assert_eq!(header(HEADER_TRIGGER).as_deref(), Some("backfill"));
+        assert_eq!(header(HEADER_SLOT), Some(slots[i].millis().to_string()));
+        assert_eq!(
+            header(HEADER_MSG_ID),
+            Some(format!("backfill.{}", id_of(slots[i])))
+        );
+        assert!(msg.payload.is_empty());
+    }
+
+    // Backfilling the same range again stores no second trigger for a slot.
+    admin.backfill("billing", "tick", from, to).await?;
+    assert_eq!(triggers_stored(&nats).await?, 4);
+
+    // A range without slots is fine.
+    let none = admin
+        .backfill(
+            "billing",
+            "tick",
+            Timestamp(from.millis() + 1),
+            Timestamp(from.millis() + 9_999),
+        )
+        .await?;
+    assert!(none.is_empty());
+
+    // Refusals: no schedule, reversed range, the future, too many slots.
+    let manual = parse_jobs("app = \"billing\"\nname = \"manual\"\n", SpecFormat::Toml)?;
+    admin.apply_jobs(manual).await?;
+    let err = admin
+        .backfill("billing", "manual", from, to)
+        .await
+        .expect_err("no schedule");
+    assert!(err.to_string().contains("has no schedule"), "{err}");
+    let err = admin
+        .backfill("billing", "tick", to, from)
+        .await
+        .expect_err("reversed");
+    assert!(err.to_string().contains("is after --to"), "{err}");
+    let err = admin
+        .backfill("billing", "tick", from, Timestamp(now().millis() + 60_000))
+        .await
+        .expect_err("future");
+    assert!(err.to_string().contains("in the future"), "{err}");
+    let err = admin
+        .backfill(
+            "billing",
+            "tick",
+            Timestamp(from.millis() - 10_000 * 1_000),
+            from,
+        )
+        .await
+        .expect_err("too many");
+    assert!(matches!(err, SchedulerError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("more than 1000 slots")
+            && err.to_string().contains("narrow the range"),
+        "{err}"
+    );
+    let err = admin
+        .backfill("billing", "nope", from, to)
+        .await
+        .expect_err("unknown job");
+    assert!(matches!(err, SchedulerError::NotFound(_)), "{err:?}");
+    assert_eq!(triggers_stored(&nats).await?, 4);
+    Ok(())
+}
+
+fn job_with_children(name: &str, children: &[&str]) -> JobSpec {
+    JobSpec {
+        app: "chain".into(),
+        name: name.into(),
+        children: children.iter().map(|c| (*c).to_string()).collect(),
+        ..JobSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn a_cycle_of_children_is_refused() -> anyhow::Result<()> {
+    let (_server, _nats, admin) = setup().await?;
+    admin.create_app("chain", "").await?;
+    admin
+        .apply_jobs(vec![
+            job_with_children("x", &["chain/y"]),
+            job_with_children("w", &["chain/x"]),
+        ])
+        .await?;
+
+    // y -> z -> x closes a cycle through the stored x.
+    let err = admin
+        .apply_jobs(vec![
+            job_with_children("y", &["chain/z"]),
+            job_with_children("z", &["chain/x"]),
+        ])
+        .await
+        .expect_err("cycle");
+    assert!(matches!(err, SchedulerError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("chain/y -> chain/z -> chain/x -> chain/y"),
+        "{err}"
+    );
+    // Nothing was written.
+    assert!(matches!(
+        admin.get_job("chain", "y").await,
+        Err(SchedulerError::NotFound(_))
+    ));
+
+    // Within the applied set alone, too.
+    let err = admin
+        .apply_jobs(vec![
+            job_with_children("p", &["chain/q"]),
+            job_with_children("q", &["chain/p"]),
+        ])
+        .await
+        .expect_err("cycle");
+    assert!(
+        err.to_string().contains("chain/p -> chain/q -> chain/p"),
+        "{err}"
+    );
+
+    // The applied x replaces the stored one: without its child the chain is no cycle.
+    let out = admin
+        .apply_jobs(vec![
+            job_with_children("x", &[]),
+            job_with_children("y", &["chain/z"]),
+            job_with_children("z", &["chain/x"]),
+        ])
+        .await?;
+    assert_eq!(out[0].action, ApplyAction::Updated);
+    assert_eq!(out[1].action, ApplyAction::Created);
+    // ... and putting the child back now would close it.
+    let err = admin
+        .apply_jobs(vec![job_with_children("x", &["chain/y"])])
+        .await
+        .expect_err("cycle");
+    assert!(
+        err.to_string()
+            .contains("chain/x -> chain/y -> chain/z -> chain/x"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_one_shot_time_in_the_past_is_refused_at_apply() -> anyhow::Result<()> {
+    let (_server, nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    let at = |t: Timestamp| JobSpec {
+        app: "billing".into(),
+        name: "once".into(),
+        schedule: Some(antares_schemas::spec::ScheduleSpec {
+            at: Some(t),
+            ..Default::default()
+        }),
+        ..JobSpec::default()
+    };
+    let past = at(Timestamp(now().millis() - 60_000));
+    let err = admin
+        .apply_jobs(vec![past.clone()])
+        .await
+        .expect_err("past");
+    assert!(matches!(err, SchedulerError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("field `schedule.at`: `schedule.at` is in the past"),
+        "{err}"
+    );
+    let ahead = at(Timestamp(now().millis() + 3_600_000));
+    assert_eq!(
+        admin.apply_jobs(vec![ahead]).await?[0].action,
+        ApplyAction::Created
+    );
+    // A stored job whose time has come (here written as it would be stored) can be
+    // applied again unchanged, as `job export` gives it back; a new past time cannot.
+    let jobs = nats.buckets().await?.jobs;
+    jobs.put(
+        nats.topo.job_key("billing", "once"),
+        codec::encode("job", &past)?,
+    )
+    .await?;
+    assert_eq!(
+        admin.apply_jobs(vec![past.clone()]).await?[0].action,
+        ApplyAction::Unchanged
+    );
+    let mut edited = past.clone();
+    edited.description = "same time, other words".into();
+    assert_eq!(
+        admin.apply_jobs(vec![edited]).await?[0].action,
+        ApplyAction::Updated
+    );
+    let earlier = at(Timestamp(now().millis() - 120_000));
+    assert!(admin.apply_jobs(vec![earlier]).await.is_err());
     Ok(())
 }
 

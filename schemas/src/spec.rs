@@ -14,21 +14,27 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{MAX_KEY_BYTES, MAX_PARAMS_BYTES, MAX_SHARD_PARAMS_BYTES};
 use crate::messages::{Execution, ScriptLang, ShardParams, TriggerRequest};
 use crate::schedule::Schedule;
 use crate::time::Timestamp;
 
+mod children;
 mod file;
 mod kinds;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use children::child_cycle;
 pub use file::{SpecFormat, export_toml, parse_jobs};
 pub use kinds::{AlarmOn, Dur, JobKind, Misfire, Overlap, Routing};
 
 /// Most shard items one instance may have.
 pub const MAX_SHARDS: u32 = 100_000;
+
+/// Most `children` one job may have.
+pub const MAX_CHILDREN: usize = 32;
 
 /// `schedule = { ... }`: exactly one of `cron` (with optional `tz`), `every`, `at`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,7 +351,14 @@ impl JobSpec {
     /// - `shard_params` (non-empty): they replace the job's, and their count is the
     ///   item count; with `shards` too, both must agree;
     /// - `shards` alone: that many items, each with an empty param.
+    ///
+    /// This is where a trigger is checked, by the admin before it publishes one and by
+    /// the scheduler when it takes one: `params` at most [`MAX_PARAMS_BYTES`], all shard
+    /// params together at most [`MAX_SHARD_PARAMS_BYTES`], a `key` of 1 to
+    /// [`MAX_KEY_BYTES`] bytes.
     pub fn shard_items(&self, req: &TriggerRequest) -> Result<Vec<String>, SpecError> {
+        self.check_trigger(req)
+            .map_err(|e| e.in_job(self.full_name()))?;
         let over = req.shard_params.as_ref().filter(|p| !p.is_empty());
         let (count, params) = match (over, req.shards) {
             (Some(p), shards) => {
@@ -394,9 +407,40 @@ impl JobSpec {
             )
             .in_job(self.full_name()));
         }
+        validate::check_size(
+            "shard_params",
+            "the shard params together are",
+            validate::params_bytes(&params),
+            MAX_SHARD_PARAMS_BYTES,
+        )
+        .map_err(|e| e.in_job(self.full_name()))?;
         let mut params = params;
         params.resize(count, String::new());
         Ok(params)
+    }
+
+    /// The checks of a trigger's `params` and `key`.
+    fn check_trigger(&self, req: &TriggerRequest) -> Result<(), SpecError> {
+        if let Some(p) = &req.params {
+            validate::check_size(
+                "params",
+                "the trigger's `params` are",
+                p.len(),
+                MAX_PARAMS_BYTES,
+            )?;
+        }
+        if let Some(key) = &req.key {
+            if key.is_empty() {
+                return Err(SpecError::new(
+                    "key",
+                    format!(
+                        "is empty: give 1 to {MAX_KEY_BYTES} bytes of text, or leave `key` out"
+                    ),
+                ));
+            }
+            validate::check_size("key", "the trigger's `key` is", key.len(), MAX_KEY_BYTES)?;
+        }
+        Ok(())
     }
 }
 

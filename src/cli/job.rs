@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use antares_scheduler::admin::{BackfillAction, BackfillSlot, Triggered};
+use antares_schemas::Timestamp;
 use antares_schemas::instance::{InstanceStatus, InstanceSummary};
 use antares_schemas::messages::{ShardParams, TriggerRequest};
 use antares_schemas::names::split_job_ref;
@@ -78,6 +80,10 @@ pub enum JobCommand {
         job: JobRef,
     },
     /// Run a job once now (also a paused one) and print the instance id
+    #[command(
+        after_help = "With --key, a key this job's triggers used within the last 24 h starts nothing new:\n\
+        the id of the instance that used it is printed (and --wait waits for that one)."
+    )]
     Trigger {
         /// The job, as APP/JOB
         job: JobRef,
@@ -90,8 +96,9 @@ pub enum JobCommand {
         /// Number of shards for this run
         #[arg(long, value_name = "N")]
         shards: Option<u32>,
-        /// Idempotency key: another trigger with the same key within 24 h starts nothing
-        #[arg(long)]
+        /// Idempotency key (1-256 bytes): another trigger of this job with the same key
+        /// within 24 h starts nothing and gives the first one's instance id
+        #[arg(long, value_name = "KEY")]
         key: Option<String>,
         /// Wait for the instance to end, print its status, and exit 0 only on success
         #[arg(long)]
@@ -99,9 +106,24 @@ pub enum JobCommand {
         /// With --wait: give up after this long (e.g. 30s, 10m); no limit by default
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
         timeout: Option<Duration>,
-        /// Print JSON: {"instance": ID}, or with --wait the ended instance (without shards)
+        /// Print JSON: {"instance": ID, "existing": false}, or with --wait the ended
+        /// instance (without shards)
         #[arg(long)]
         json: bool,
+    },
+    /// Make the instances the schedule would have made in a past time range
+    #[command(after_help = BACKFILL_HELP)]
+    Backfill {
+        /// The job, as APP/JOB (it must have a schedule)
+        job: JobRef,
+        /// The first time of the range, included (RFC 3339, e.g. 2026-11-01T00:00:00Z)
+        #[arg(long, value_name = "RFC3339")]
+        from: Timestamp,
+        /// The last time of the range, included (RFC 3339; not in the future)
+        #[arg(long, value_name = "RFC3339")]
+        to: Timestamp,
+        #[command(flatten)]
+        json: JsonFlag,
     },
     /// Pause a job's schedule (explicit triggers still run)
     Pause {
@@ -120,6 +142,15 @@ pub enum JobCommand {
         app: Option<String>,
     },
 }
+
+/// What `job backfill --help` adds.
+const BACKFILL_HELP: &str = "Every slot of the job's schedule from --from to --to (both included) gets the instance\n\
+the schedule would have made, with the same id and trigger `backfill`; a running scheduler\n\
+makes them. A slot that already has an instance (it ran, or an earlier backfill queued it) is\n\
+reported as `exists` and not run again. At most 1000 slots at a time: narrow the range for more.\n\
+Slots are known to have run for as long as history is kept (7 days by default); an older slot\n\
+without a record is queued.\n\n\
+Example: antares job backfill billing/nightly-report --from 2026-11-01T00:00:00Z --to 2026-11-07T23:59:59Z";
 
 /// Runs a job command.
 pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
@@ -195,10 +226,19 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 shards,
                 key,
             };
-            let id = admin.trigger(&job.app, &job.job, &req).await?;
+            let triggered = admin.trigger(&job.app, &job.job, &req).await?;
+            let id = triggered.id();
+            if let (Triggered::KeyUsed(_), Some(key)) = (triggered, &req.key) {
+                eprintln!(
+                    "key `{key}` was already used within 24 h by instance {id}: nothing new was started"
+                );
+            }
             if !wait {
                 if json {
-                    output::json(&serde_json::json!({ "instance": id }))?;
+                    output::json(&serde_json::json!({
+                        "instance": id,
+                        "existing": !triggered.is_new(),
+                    }))?;
                 } else {
                     outln!("{id}");
                 }
@@ -220,6 +260,19 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        JobCommand::Backfill {
+            job,
+            from,
+            to,
+            json,
+        } => {
+            let slots = admin.backfill(&job.app, &job.job, from, to).await?;
+            if json.json {
+                output::json(&slots)?;
+            } else {
+                print_backfill(&job, &slots)?;
+            }
+        }
         JobCommand::Pause { job } => {
             admin.set_job_enabled(&job.app, &job.job, false).await?;
             outln!("paused job {job}: its schedule does not fire until `antares job resume {job}`");
@@ -233,6 +286,33 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The slots of a backfill as a table, and a summary line.
+fn print_backfill(job: &JobRef, slots: &[BackfillSlot]) -> anyhow::Result<()> {
+    if slots.is_empty() {
+        outln!("the schedule of {job} has no slots in that range: nothing to do");
+        return Ok(());
+    }
+    let mut t = Table::new(&["SLOT", "INSTANCE", "ACTION"]);
+    for s in slots {
+        t.row(vec![
+            output::time(s.slot),
+            s.instance.to_string(),
+            s.action.as_str().to_string(),
+        ]);
+    }
+    t.print()?;
+    let queued = slots
+        .iter()
+        .filter(|s| s.action == BackfillAction::Queued)
+        .count();
+    let exists = slots.len() - queued;
+    outln!(
+        "{} slot(s): {queued} queued, {exists} already had an instance (not run again)",
+        slots.len()
+    );
+    Ok(())
 }
 
 /// Reads and checks the jobs of a file (`-` = standard input).

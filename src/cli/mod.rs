@@ -54,7 +54,7 @@ pub enum Command {
     /// Apps: groups of workers and jobs
     #[command(subcommand)]
     App(app::AppCommand),
-    /// Jobs: apply from files, list, trigger, pause, export
+    /// Jobs: apply from files, list, trigger, backfill, pause, export
     #[command(subcommand)]
     Job(job::JobCommand),
     /// Instances (runs of jobs): list, inspect, cancel, read logs

@@ -1,11 +1,13 @@
 //! Jobs: apply (create or update), list, get, delete, pause and resume, export.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use antares_nats::kv::{self, Expect, Write};
-use antares_nats::{NatsError, codec};
+use antares_nats::{NatsError, codec, now};
+use antares_schemas::Timestamp;
 use antares_schemas::names::check_name;
-use antares_schemas::spec::{JobSpec, export_toml};
+use antares_schemas::spec::{JobSpec, SpecError, child_cycle, export_toml};
+use futures::future::join_all;
 
 use super::{Admin, ApplyAction, ApplyOutcome, RMW_ATTEMPTS, current};
 use crate::error::SchedulerError;
@@ -17,9 +19,32 @@ pub(crate) fn no_such_job(app: &str, job: &str) -> SchedulerError {
     ))
 }
 
+/// Refuses a one-shot `at` that has passed: it would never fire. A stored job that
+/// already has that same `at` (it fired, or was missed) may be applied again unchanged.
+fn check_at(spec: &JobSpec, old: Option<&JobSpec>, now: Timestamp) -> Result<(), SchedulerError> {
+    let at_of = |s: &JobSpec| s.schedule.as_ref().and_then(|s| s.at);
+    let Some(at) = at_of(spec) else {
+        return Ok(());
+    };
+    if at > now || old.and_then(at_of) == Some(at) {
+        return Ok(());
+    }
+    let e = SpecError::new(
+        "schedule.at",
+        format!(
+            "`schedule.at` is in the past ({at}; now is {now}), so it would never fire: give a later time, or leave `schedule` out and run it with `antares job trigger {}`",
+            spec.full_name()
+        ),
+    )
+    .in_job(spec.full_name());
+    Err(SchedulerError::Invalid(e.to_string()))
+}
+
 impl Admin {
-    /// Creates or updates jobs. All are validated, and every app must exist, before
-    /// anything is written; a job stored with exactly the same spec is left alone.
+    /// Creates or updates jobs. All are validated, every app must exist, a one-shot
+    /// `at` must lie ahead (unless the stored job has that same `at`), and no cycle of
+    /// `children` may form with the stored jobs, before anything is written; a job
+    /// stored with exactly the same spec is left alone.
     pub async fn apply_jobs(
         &self,
         specs: Vec<JobSpec>,
@@ -39,18 +64,35 @@ impl Admin {
         for app in apps {
             self.get_app(app).await?;
         }
+
+        // What is stored now, read all at once.
         let store = &self.buckets.jobs;
-        let mut out = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let key = self.nats.topo.job_key(&spec.app, &spec.name);
-            let cur = current(store, &key).await?;
-            let action = match &cur.value {
-                None => ApplyAction::Created,
-                Some(entry) => match codec::decode::<JobSpec>("job", &entry.value) {
-                    Ok(old) if old == spec => ApplyAction::Unchanged,
-                    _ => ApplyAction::Updated,
-                },
+        let keys: Vec<String> = specs
+            .iter()
+            .map(|s| self.nats.topo.job_key(&s.app, &s.name))
+            .collect();
+        let stored = join_all(keys.iter().map(|key| current(store, key))).await;
+        let now = now();
+        let mut plan = Vec::with_capacity(specs.len());
+        for ((spec, key), cur) in specs.into_iter().zip(keys).zip(stored) {
+            let cur = cur?;
+            let old = cur
+                .value
+                .as_ref()
+                .and_then(|entry| codec::decode::<JobSpec>("job", &entry.value).ok());
+            check_at(&spec, old.as_ref(), now)?;
+            let action = match (&cur.value, old) {
+                (None, _) => ApplyAction::Created,
+                (Some(_), Some(old)) if old == spec => ApplyAction::Unchanged,
+                (Some(_), _) => ApplyAction::Updated,
             };
+            plan.push((spec, key, cur.revision, action));
+        }
+        let applied: Vec<&JobSpec> = plan.iter().map(|(spec, ..)| spec).collect();
+        self.check_child_cycles(&applied).await?;
+
+        let mut out = Vec::with_capacity(plan.len());
+        for (spec, key, revision, action) in plan {
             if action != ApplyAction::Unchanged {
                 let written = kv::put(
                     &self.nats,
@@ -58,7 +100,7 @@ impl Admin {
                     key,
                     "job",
                     &spec,
-                    Expect::Revision(cur.revision),
+                    Expect::Revision(revision),
                 )
                 .await;
                 match written {
@@ -79,6 +121,35 @@ impl Admin {
             });
         }
         Ok(out)
+    }
+
+    /// Refuses jobs whose `children` would close a cycle through them, over every stored
+    /// job with the applied ones in place of theirs.
+    async fn check_child_cycles(&self, applied: &[&JobSpec]) -> Result<(), SchedulerError> {
+        let parents: Vec<String> = applied
+            .iter()
+            .filter(|s| !s.children.is_empty())
+            .map(|s| s.full_name())
+            .collect();
+        if parents.is_empty() {
+            return Ok(());
+        }
+        let mut graph: BTreeMap<String, Vec<String>> = self
+            .list_jobs(None)
+            .await?
+            .into_iter()
+            .map(|j| (j.full_name(), j.children))
+            .collect();
+        for spec in applied {
+            graph.insert(spec.full_name(), spec.children.clone());
+        }
+        match child_cycle(&graph, parents.iter().map(String::as_str)) {
+            None => Ok(()),
+            Some(cycle) => Err(SchedulerError::Invalid(format!(
+                "these jobs would make a cycle of children: {}; each would start the next one after it succeeds, forever. Remove one of these `children`",
+                cycle.join(" -> ")
+            ))),
+        }
     }
 
     /// `(app, job)` of every job (of one app).

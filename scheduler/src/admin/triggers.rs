@@ -1,5 +1,7 @@
 //! Manual triggers ("run now") and waiting for the instance they make.
 
+use std::fmt;
+use std::ops::Deref;
 use std::time::Duration;
 
 use antares_nats::{NatsError, codec, now};
@@ -17,20 +19,72 @@ use crate::error::SchedulerError;
 /// are core NATS: a reconnect can lose one).
 const RECHECK: Duration = Duration::from_secs(2);
 
+/// What [`Admin::trigger`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Triggered {
+    /// A new trigger is stored; its instance will have this id.
+    Queued(InstanceId),
+    /// The trigger's `key` was used within the last 24 h by this instance: nothing new
+    /// was started.
+    KeyUsed(InstanceId),
+}
+
+impl Triggered {
+    /// The instance: the one the new trigger makes, or the one that used the key.
+    pub fn id(&self) -> InstanceId {
+        match self {
+            Self::Queued(id) | Self::KeyUsed(id) => *id,
+        }
+    }
+
+    /// Whether a new trigger was stored.
+    pub fn is_new(&self) -> bool {
+        matches!(self, Self::Queued(_))
+    }
+}
+
+/// The instance id, whichever happened (for callers that only wait for the instance).
+impl Deref for Triggered {
+    type Target = InstanceId;
+    fn deref(&self) -> &InstanceId {
+        match self {
+            Self::Queued(id) | Self::KeyUsed(id) => id,
+        }
+    }
+}
+
+impl fmt::Display for Triggered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.id().fmt(f)
+    }
+}
+
 impl Admin {
-    /// Asks for one run of a job now (also of a paused job) and returns the id its
-    /// instance will have. The job must exist and the overrides must suit it; the
-    /// trigger is durable once this returns (the trigger stream acknowledged it), so
-    /// the instance is made even if no scheduler runs at this moment.
+    /// Asks for one run of a job now (also of a paused job). The job must exist and the
+    /// overrides must suit it.
+    ///
+    /// With a `key` that a trigger of this job used within the last 24 h (its claim is
+    /// still there), nothing is published and the instance that used it is returned as
+    /// [`Triggered::KeyUsed`]. Otherwise the trigger is published and the id its
+    /// instance will have is returned as [`Triggered::Queued`]; the trigger is durable
+    /// once this returns (the trigger stream acknowledged it), so the instance is made
+    /// even if no scheduler runs at this moment. (Two triggers with the same key that
+    /// race past this check are both stored; the scheduler makes one instance.)
     pub async fn trigger(
         &self,
         app: &str,
         job: &str,
         req: &TriggerRequest,
-    ) -> Result<InstanceId, SchedulerError> {
+    ) -> Result<Triggered, SchedulerError> {
         let spec = self.get_job(app, job).await?;
         spec.shard_items(req)
             .map_err(|e| SchedulerError::Invalid(e.to_string()))?;
+        if let Some(key) = &req.key {
+            let claim = self.nats.topo.trigger_key_claim(app, job, key);
+            if let Some(used) = self.claimed(&claim).await? {
+                return Ok(Triggered::KeyUsed(used));
+            }
+        }
         let id = InstanceId::for_manual(now(), rand::random::<u128>());
         let body = codec::encode_json("trigger", req)?;
         let mut headers = HeaderMap::new();
@@ -46,7 +100,23 @@ impl Admin {
             .map_err(|e| NatsError::op(op(), e))?
             .await
             .map_err(|e| NatsError::op(op(), e))?;
-        Ok(id)
+        Ok(Triggered::Queued(id))
+    }
+
+    /// The instance a claim names, `None` when the key is not claimed.
+    pub(crate) async fn claimed(&self, key: &str) -> Result<Option<InstanceId>, SchedulerError> {
+        let store = &self.buckets.claims;
+        let value = store
+            .get(key)
+            .await
+            .map_err(|e| NatsError::op(format!("read {}/{key}", store.name), e))?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&value);
+        text.trim().parse().map(Some).map_err(|e| {
+            SchedulerError::Invalid(format!("the claim {}/{key} is corrupt: {e}", store.name))
+        })
     }
 
     /// Waits until an instance of `app/job` has ended and returns it; with a timeout,

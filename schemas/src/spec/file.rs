@@ -174,6 +174,9 @@ fn decode(value: &Value) -> Result<JobSpec, SpecError> {
         let Err(e) = probe(key, v.clone()) else {
             continue;
         };
+        if !FIELDS.contains(&key.as_str()) {
+            return Err(SpecError::new(key.clone(), unknown_field(key)));
+        }
         if let Value::Object(inner) = v {
             for (sub, sv) in inner {
                 let one = Value::Object(Map::from_iter([(sub.clone(), sv.clone())]));
@@ -193,6 +196,68 @@ fn decode(value: &Value) -> Result<JobSpec, SpecError> {
         .unwrap_or("")
         .to_string();
     Err(SpecError::new(field, message))
+}
+
+/// The top-level fields of a job (contract §2).
+pub(super) const FIELDS: [&str; 22] = [
+    "app",
+    "name",
+    "description",
+    "schedule",
+    "kind",
+    "handler",
+    "command",
+    "script",
+    "http",
+    "params",
+    "shards",
+    "shard_params",
+    "routing",
+    "workers",
+    "overlap",
+    "max_parallel",
+    "timeout",
+    "retry",
+    "misfire",
+    "children",
+    "alarm",
+    "enabled",
+];
+
+/// `unknown field `scheduel`: did you mean `schedule`?`, or the list of fields.
+fn unknown_field(key: &str) -> String {
+    let closest = FIELDS
+        .iter()
+        .map(|f| (edit_distance(key, f), *f))
+        .min()
+        .filter(|(d, f)| *d <= 2.max(f.len() / 4) && *d < f.len());
+    match closest {
+        Some((_, f)) => format!("unknown field `{key}`: did you mean `{f}`?"),
+        None => format!(
+            "unknown field `{key}`: a job has the fields {}",
+            FIELDS.join(", ")
+        ),
+    }
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Decodes a minimal job with only `key` set to `v`.

@@ -207,3 +207,17 @@ pub enum AlarmOn {
     /// A fire was skipped (overlap `discard`).
     Skip,
 }
+
+impl AlarmOn {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "fail",
+            Self::Timeout => "timeout",
+            Self::Misfire => "misfire",
+            Self::Success => "success",
+            Self::Cancel => "cancel",
+            Self::Skip => "skip",
+        }
+    }
+}
