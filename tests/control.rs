@@ -58,7 +58,6 @@ async fn a_cancelled_instance_never_starts_its_pending_shards() -> anyhow::Resul
     env.scheduler("s1").await?;
 
     let id = env
-        .admin
         .trigger("shop", "slow", &TriggerRequest::default())
         .await?;
     tokio::time::timeout(WAIT, gate.started.notified()).await?;
@@ -119,7 +118,6 @@ async fn a_paused_job_does_not_fire_but_explicit_triggers_run() -> anyhow::Resul
     let paused_at = antares_nats::now();
     // A manual trigger on the paused job still runs.
     let id = env
-        .admin
         .trigger("shop", "tick", &TriggerRequest::default())
         .await?;
     assert_eq!(

@@ -83,7 +83,6 @@ async fn later_puts_the_shard_back_and_it_then_succeeds() -> anyhow::Result<()> 
     env.scheduler("s1").await?;
 
     let id = env
-        .admin
         .trigger("shop", "retry", &TriggerRequest::default())
         .await?;
     let inst = env.finished(&id).await?;
@@ -108,7 +107,6 @@ async fn fail_marks_the_shard_and_the_instance_failed_with_the_error() -> anyhow
     env.scheduler("s1").await?;
 
     let id = env
-        .admin
         .trigger("shop", "broken", &TriggerRequest::default())
         .await?;
     let inst = env.finished(&id).await?;
@@ -137,10 +135,7 @@ echo done"#;
         .await?;
     env.scheduler("s1").await?;
 
-    let id = env
-        .admin
-        .trigger("ops", "sh", &TriggerRequest::default())
-        .await?;
+    let id = env.trigger("ops", "sh", &TriggerRequest::default()).await?;
     let inst = env.finished(&id).await?;
     assert_eq!(inst.summary.status, InstanceStatus::Failed);
     let [ok, later, bad] = &inst.shards[..] else {
@@ -269,7 +264,6 @@ async fn garbage_triggers_are_rejected_and_the_scheduler_keeps_working() -> anyh
 
     // Still working.
     let id = env
-        .admin
         .trigger("shop", "echo", &TriggerRequest::default())
         .await?;
     assert_eq!(

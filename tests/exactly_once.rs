@@ -129,6 +129,20 @@ async fn backfill_makes_the_slots_instances_once_even_after_they_left_the_live_b
         .stream(&format!("KV_{}", env.nats.topo.instances_bucket()))
         .await?;
     let key = env.nats.topo.instance_key("shop", "daily", &first);
+    let buckets = env.nats.buckets().await?;
+    let (store, k) = (&buckets.instances, &key);
+    antares_nats::wait::wait_for(
+        "the first slot to move to history",
+        support::WAIT,
+        || async move {
+            kv::get::<antares_schemas::instance::InstanceSummary>(store, k, "instance")
+                .await
+                .ok()
+                .and_then(|v| v.is_none().then_some(()))
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     live.purge()
         .filter(
             env.nats

@@ -94,6 +94,9 @@ impl PublishError {
 impl Leading {
     /// Creates an instance and admits it by its job's overlap policy.
     pub(crate) async fn create_instance(&mut self, new: NewInstance) -> Result<Created, NatsError> {
+        if self.live.contains_key(&new.id) {
+            return Ok(Created::Exists);
+        }
         let (app, job) = (new.app.clone(), new.job.clone());
         let (overlap, max_parallel) = self
             .catalog

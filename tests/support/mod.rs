@@ -166,7 +166,7 @@ impl Env {
         job: &str,
         req: &antares_schemas::messages::TriggerRequest,
     ) -> anyhow::Result<InstanceId> {
-        Ok(self.admin.trigger(app, job, req).await?)
+        Ok(self.admin.trigger(app, job, req).await?.id())
     }
 
     /// Subscribes to a job's lifecycle events.

@@ -1,7 +1,6 @@
 //! Manual triggers ("run now") and waiting for the instance they make.
 
 use std::fmt;
-use std::ops::Deref;
 use std::time::Duration;
 
 use antares_nats::{NatsError, codec, now};
@@ -40,16 +39,6 @@ impl Triggered {
     /// Whether a new trigger was stored.
     pub fn is_new(&self) -> bool {
         matches!(self, Self::Queued(_))
-    }
-}
-
-/// The instance id, whichever happened (for callers that only wait for the instance).
-impl Deref for Triggered {
-    type Target = InstanceId;
-    fn deref(&self) -> &InstanceId {
-        match self {
-            Self::Queued(id) | Self::KeyUsed(id) => id,
-        }
     }
 }
 
