@@ -147,6 +147,9 @@ pub struct AlarmSpec {
     /// What raises an alarm.
     #[serde(default = "default_alarm_on")]
     pub on: Vec<AlarmOn>,
+    /// Alarm when an instance still runs this long after it started (0 = never).
+    #[serde(default, skip_serializing_if = "Dur::is_zero_ref")]
+    pub stuck_after: Dur,
 }
 
 impl Default for AlarmSpec {
@@ -155,6 +158,7 @@ impl Default for AlarmSpec {
             emails: Vec::new(),
             webhooks: Vec::new(),
             on: default_alarm_on(),
+            stuck_after: Dur::default(),
         }
     }
 }

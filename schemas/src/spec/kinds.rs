@@ -26,6 +26,11 @@ impl Dur {
     pub fn is_zero(self) -> bool {
         self.0.is_zero()
     }
+
+    /// [`is_zero`](Self::is_zero) by reference, for serde's `skip_serializing_if`.
+    pub fn is_zero_ref(d: &Self) -> bool {
+        d.is_zero()
+    }
 }
 
 impl fmt::Display for Dur {

@@ -69,6 +69,7 @@ fn unsupported() -> JobSpec {
             emails: vec!["ops@example.com".into()],
             webhooks: vec!["https://hooks.example.com/x?y=1".into()],
             on: vec![AlarmOn::Fail, AlarmOn::Success],
+            stuck_after: Dur::from_secs(600),
         },
         ..base()
     }
@@ -743,6 +744,10 @@ fn fields_not_run_yet_are_refused() {
     // The default, in any order, is what runs: accepted.
     job.alarm.on = vec![AlarmOn::Misfire, AlarmOn::Fail, AlarmOn::Timeout];
     assert!(job.validate().is_ok());
+    job.alarm.stuck_after = Dur::from_secs(60);
+    refused(&job, "alarm.stuck_after", &[NOT_YET]);
+    let parsed = toml_one("app = \"billing\"\nname = \"x\"\nalarm = { stuck_after = \"0s\" }\n");
+    assert!(parsed.is_ok(), "the contract's field is known: {parsed:?}");
     // From a file too, with the job and the field named.
     let e = toml_one("app = \"billing\"\nname = \"x\"\nrouting = \"broadcast\"\n")
         .expect_err("routing");

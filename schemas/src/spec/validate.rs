@@ -86,6 +86,12 @@ fn not_yet(spec: &JobSpec) -> Result<(), SpecError> {
             ),
         ));
     }
+    if !spec.alarm.stuck_after.is_zero() {
+        return Err(err(
+            "alarm.stuck_after",
+            format!("alarms for stuck instances {NOT_YET}: remove `stuck_after`"),
+        ));
+    }
     if !is_default_alarm_on(&spec.alarm.on) {
         let names: Vec<String> = spec
             .alarm
