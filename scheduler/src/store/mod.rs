@@ -1,0 +1,270 @@
+//! Where instances live: the instances bucket while they run, the history bucket once
+//! they have ended.
+//!
+//! An instance is a summary at `<app>.<job>.<id>` plus its shard records in chunks at
+//! `<app>.<job>.<id>.<n>` (see [`antares_schemas::topology::SHARD_CHUNK`]), so a 20,000
+//! shard instance is 40 modest values rather than one oversized one, and a batch of
+//! results rewrites only the chunks it touched. Every write of a running instance is
+//! revision-checked: [`Stored`] remembers the revision of each key it read or wrote.
+//!
+//! Creating is claim-first ([`write`]): the id is claimed for as long as history keeps
+//! instances and the summary is created with "must not exist", so a fire or a
+//! redelivered trigger can never make two instances; the summary carries the shard
+//! params while `pending`, so a scheduler that takes over can finish creating it from
+//! the summary alone. [`query`] holds what operators ask (listings).
+
+use std::collections::BTreeSet;
+
+use antares_nats::kv;
+use antares_nats::{Nats, NatsError, codec};
+use antares_schemas::InstanceId;
+use antares_schemas::instance::{Instance, InstanceStatus, InstanceSummary, ShardRecord};
+use antares_schemas::topology::{SHARD_CHUNK, chunk_count, chunk_of};
+
+mod query;
+mod write;
+
+use async_nats::jetstream::kv::Store;
+use futures::future::join_all;
+pub use query::ListQuery;
+
+/// A running instance with the revisions of its keys.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The instance.
+    pub instance: Instance,
+    /// Revision of the summary key.
+    pub summary_rev: u64,
+    /// Revision of each chunk key (0 = not written yet).
+    pub chunk_revs: Vec<u64>,
+}
+
+/// What changed in a [`Stored`] since it was last written.
+#[derive(Clone, Debug, Default)]
+pub struct Dirty {
+    /// The summary.
+    pub summary: bool,
+    /// These chunks.
+    pub chunks: BTreeSet<u32>,
+}
+
+impl Dirty {
+    /// Notes the shard items a step changed.
+    pub fn items(&mut self, items: &[u32]) {
+        self.chunks.extend(items.iter().map(|i| chunk_of(*i)));
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.summary && self.chunks.is_empty()
+    }
+}
+
+/// Where an instance was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Still running (instances bucket).
+    Live,
+    /// Ended (history bucket).
+    History,
+}
+
+/// Access to instances in both buckets.
+#[derive(Clone, Debug)]
+pub struct InstanceStore {
+    nats: Nats,
+    live: Store,
+    history: Store,
+    claims: Store,
+}
+
+/// Creating an instance found it already there.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// Someone created it first (the same fire or trigger, handled before).
+    #[error("instance already exists")]
+    Exists,
+    /// The trigger's `key` already made another instance within the key window.
+    #[error("the trigger key was already used")]
+    KeyUsed(Option<InstanceId>),
+    /// NATS failed.
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+}
+
+fn chunk_slice(shards: &[ShardRecord], chunk: u32) -> &[ShardRecord] {
+    let start = (chunk * SHARD_CHUNK) as usize;
+    let end = (start + SHARD_CHUNK as usize).min(shards.len());
+    shards.get(start..end).unwrap_or(&[])
+}
+
+impl InstanceStore {
+    /// Opens both buckets.
+    pub async fn open(nats: &Nats) -> Result<Self, NatsError> {
+        Ok(Self {
+            nats: nats.clone(),
+            live: nats.bucket(&nats.topo.instances_bucket()).await?,
+            history: nats.bucket(&nats.topo.history_bucket()).await?,
+            claims: nats.bucket(&nats.topo.claims_bucket()).await?,
+        })
+    }
+
+    fn summary_key(&self, s: &InstanceSummary) -> String {
+        self.nats.topo.instance_key(&s.app, &s.job, &s.id)
+    }
+
+    fn chunk_key(&self, s: &InstanceSummary, chunk: u32) -> String {
+        self.nats.topo.shard_chunk_key(&s.app, &s.job, &s.id, chunk)
+    }
+
+    fn bucket(&self, place: Place) -> &Store {
+        match place {
+            Place::Live => &self.live,
+            Place::History => &self.history,
+        }
+    }
+
+    /// Loads an instance whole (summary and shards) from one bucket.
+    pub async fn load(
+        &self,
+        place: Place,
+        app: &str,
+        job: &str,
+        id: &InstanceId,
+    ) -> Result<Option<Stored>, NatsError> {
+        let store = self.bucket(place);
+        let key = self.nats.topo.instance_key(app, job, id);
+        let Some(summary) = kv::get::<InstanceSummary>(store, &key, "instance").await? else {
+            return Ok(None);
+        };
+        self.load_shards(place, summary.value, summary.revision)
+            .await
+    }
+
+    /// Reads an instance's shard chunks; `None` if an instance that is not `pending`
+    /// lacks some (it is being moved to history).
+    async fn load_shards(
+        &self,
+        place: Place,
+        summary: InstanceSummary,
+        summary_rev: u64,
+    ) -> Result<Option<Stored>, NatsError> {
+        let store = self.bucket(place);
+        let n = chunk_count(summary.shard_total);
+        let reads = (0..n).map(|c| {
+            let key = self.chunk_key(&summary, c);
+            async move { kv::get::<Vec<ShardRecord>>(store, &key, "shards").await }
+        });
+        let mut shards = Vec::with_capacity(summary.shard_total as usize);
+        let mut chunk_revs = Vec::with_capacity(n as usize);
+        let mut missing = false;
+        let mut corrupt = None;
+        for (c, res) in join_all(reads).await.into_iter().enumerate() {
+            let res = match res {
+                Err(e @ NatsError::Decode { .. }) => {
+                    corrupt = Some(e.to_string());
+                    Ok(None)
+                }
+                other => other,
+            };
+            match res? {
+                Some(v) => {
+                    shards.extend(v.value);
+                    chunk_revs.push(v.revision);
+                }
+                None => {
+                    // Not written yet (a pending instance whose creator stopped): rebuild
+                    // from the params the summary keeps while pending.
+                    missing = true;
+                    let start = c * SHARD_CHUNK as usize;
+                    let end = (start + SHARD_CHUNK as usize).min(summary.shard_total as usize);
+                    for item in start..end {
+                        let param = summary
+                            .pending_params
+                            .get(item)
+                            .cloned()
+                            .unwrap_or_default();
+                        shards.push(ShardRecord::pending(
+                            u32::try_from(item).unwrap_or(u32::MAX),
+                            param,
+                        ));
+                    }
+                    chunk_revs.push(0);
+                }
+            }
+        }
+        if let Some(why) = corrupt
+            && place == Place::Live
+            && !summary.status.is_final()
+        {
+            // A stored record is corrupt: the instance cannot go on; it fails saying so
+            // rather than stopping whoever loads it.
+            tracing::error!(id = %summary.id, error = %why, "shard records of a running instance are corrupt");
+            let mut instance = Instance { summary, shards };
+            let _ = antares_schemas::machine::step(
+                &mut instance,
+                &antares_schemas::machine::Input::Fail {
+                    reason: format!("its stored shard records are corrupt ({why})"),
+                },
+                antares_nats::now(),
+            );
+            return Ok(Some(Stored {
+                instance,
+                summary_rev,
+                chunk_revs,
+            }));
+        }
+        if missing && summary.status != InstanceStatus::Pending {
+            // Caught in the middle of its move to history.
+            return Ok(None);
+        }
+        Ok(Some(Stored {
+            instance: Instance { summary, shards },
+            summary_rev,
+            chunk_revs,
+        }))
+    }
+
+    /// Finds an instance by id alone, running or ended.
+    pub async fn find(&self, id: &InstanceId) -> Result<Option<(Place, Stored)>, NatsError> {
+        let filter = self.nats.topo.instance_by_id_filter(id);
+        for place in [Place::Live, Place::History] {
+            let found = kv::scan(&self.nats, self.bucket(place), &filter, false).await?;
+            if let Some(hit) = found.into_iter().next() {
+                let summary: InstanceSummary = codec::decode("instance", &hit.value)?;
+                if let Some(stored) = self.load_shards(place, summary, hit.revision).await? {
+                    return Ok(Some((place, stored)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every running instance (for a scheduler that just took over).
+    pub async fn running(&self) -> Result<Vec<Stored>, NatsError> {
+        let filter = self.nats.topo.instance_summaries_filter(None, None);
+        let mut out = Vec::new();
+        for hit in kv::scan(&self.nats, &self.live, &filter, false).await? {
+            match codec::decode::<InstanceSummary>("instance", &hit.value) {
+                Ok(summary) => {
+                    let id = summary.id;
+                    match self
+                        .load_shards(Place::Live, summary.clone(), hit.revision)
+                        .await?
+                    {
+                        Some(stored) => out.push(stored),
+                        // Ended, and its move to history was cut short: finish it.
+                        None => match self.load_shards(Place::History, summary, 0).await? {
+                            Some(done) => out.push(done),
+                            None => tracing::error!(%id, "instance lost shard records"),
+                        },
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(key = %hit.key, error = %e, "unreadable instance summary skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+}

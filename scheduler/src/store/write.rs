@@ -1,0 +1,292 @@
+//! The leader's writes: claiming and creating instances, saving what changed, moving
+//! ended ones to history.
+
+use antares_nats::kv::{self, Expect, Write};
+use antares_nats::{NatsError, codec};
+use antares_schemas::instance::Instance;
+use antares_schemas::limits::KEY_WINDOW;
+use antares_schemas::topology::chunk_count;
+
+use super::{CreateError, Dirty, InstanceStore, Place, Stored, chunk_slice};
+
+impl InstanceStore {
+    /// Claims and writes a new `pending` instance in one pipelined round: the id's claim
+    /// and the trigger key's claim (both "must not exist", kept as long as history and
+    /// for the key window), the summary ("must not exist") and the shard chunks.
+    ///
+    /// The summary decides between racing schedulers; the claim makes an id unique for
+    /// as long as history keeps instances, so a slot that ended long ago is not made
+    /// again. A claim without an instance in either bucket is an earlier attempt of ours
+    /// that failed half-way: it is taken over.
+    pub async fn create(&self, instance: Instance) -> Result<Stored, CreateError> {
+        let topo = &self.nats.topo;
+        let s = &instance.summary;
+        let id_text = bytes::Bytes::from(s.id.to_string());
+        let claim_key = topo.instance_claim_key(&s.app, &s.job, &s.id);
+        let key_claim = s
+            .key
+            .as_ref()
+            .map(|k| topo.trigger_key_claim(&s.app, &s.job, k));
+        let summary = codec::encode("instance", s)?;
+        let key = self.summary_key(s);
+        let mut stored = Stored {
+            chunk_revs: vec![0; chunk_count(instance.summary.shard_total) as usize],
+            instance,
+            summary_rev: 0,
+        };
+        let (which, chunks) = self.missing_chunk_writes(&stored)?;
+        let claims = &self.claims.name;
+        let mut writes = vec![Write::put(
+            claims,
+            claim_key,
+            id_text.clone(),
+            Expect::Revision(0),
+        )];
+        if let Some(k) = &key_claim {
+            writes.push(
+                Write::put(claims, k.clone(), id_text, Expect::Revision(0)).with_ttl(KEY_WINDOW),
+            );
+        }
+        writes.push(Write::put(
+            &self.live.name,
+            key,
+            summary,
+            Expect::Revision(0),
+        ));
+        writes.extend(chunks);
+        let mut results = kv::write_all(&self.nats, writes).await.into_iter();
+        let claim = results.next();
+        let key_claimed = if key_claim.is_some() {
+            results.next()
+        } else {
+            None
+        };
+        let written = results.next();
+        let chunk_results: Vec<_> = results.collect();
+        match written {
+            Some(Ok(rev)) => stored.summary_rev = rev,
+            Some(Err(NatsError::WrongRevision { .. })) => return Err(CreateError::Exists),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(NatsError::Config("instance not written".into()).into()),
+        }
+        match claim {
+            Some(Ok(_)) => {}
+            Some(Err(NatsError::WrongRevision { .. })) => {
+                let id = stored.instance.summary.id;
+                let (app, job) = (&stored.instance.summary.app, &stored.instance.summary.job);
+                if self.load(Place::History, app, job, &id).await?.is_some() {
+                    // Made and ended long ago: take back what we just wrote.
+                    self.remove_live(&stored).await?;
+                    return Err(CreateError::Exists);
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(NatsError::Config("instance not claimed".into()).into()),
+        }
+        if let (Some(k), Some(Err(NatsError::WrongRevision { .. }))) = (&key_claim, &key_claimed) {
+            let holder = kv::get_raw(&self.claims, k).await?;
+            let holder = holder.and_then(|b| String::from_utf8(b.to_vec()).ok());
+            let ours = stored.instance.summary.id.to_string();
+            if holder.as_deref() != Some(ours.as_str()) {
+                self.remove_live(&stored).await?;
+                let first = holder.and_then(|h| h.parse().ok());
+                return Err(CreateError::KeyUsed(first));
+            }
+        } else if let Some(Err(e)) = key_claimed {
+            return Err(e.into());
+        }
+        self.record_chunk_writes(&mut stored, which, chunk_results.into_iter())
+            .await?;
+        Ok(stored)
+    }
+
+    /// Removes an instance's keys from the instances bucket (after a create that must not
+    /// stand).
+    async fn remove_live(&self, stored: &Stored) -> Result<(), NatsError> {
+        let s = &stored.instance.summary;
+        let live = &self.live.name;
+        let ttl = std::time::Duration::from_secs(60);
+        let mut purges: Vec<Write> = (0..chunk_count(s.shard_total))
+            .map(|c| Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl))
+            .collect();
+        purges.push(Write::purge(live, self.summary_key(s)).with_ttl(ttl));
+        for r in kv::write_all(&self.nats, purges).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Writes the chunks of a `pending` instance that are not there yet (after a
+    /// takeover, some may be).
+    pub async fn write_missing_chunks(&self, stored: &mut Stored) -> Result<(), NatsError> {
+        let (which, writes) = self.missing_chunk_writes(stored)?;
+        let results = kv::write_all(&self.nats, writes).await;
+        self.record_chunk_writes(stored, which, results.into_iter())
+            .await
+    }
+
+    fn missing_chunk_writes(&self, stored: &Stored) -> Result<(Vec<u32>, Vec<Write>), NatsError> {
+        let bucket = &self.live.name;
+        let s = &stored.instance.summary;
+        let mut writes = Vec::new();
+        let mut which = Vec::new();
+        for c in 0..chunk_count(s.shard_total) {
+            if stored.chunk_revs.get(c as usize).copied().unwrap_or(0) == 0 {
+                let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
+                writes.push(Write::put(
+                    bucket,
+                    self.chunk_key(s, c),
+                    value,
+                    Expect::Revision(0),
+                ));
+                which.push(c);
+            }
+        }
+        Ok((which, writes))
+    }
+
+    async fn record_chunk_writes(
+        &self,
+        stored: &mut Stored,
+        which: Vec<u32>,
+        results: impl Iterator<Item = Result<u64, NatsError>>,
+    ) -> Result<(), NatsError> {
+        for (c, res) in which.into_iter().zip(results) {
+            let rev = match res {
+                Ok(rev) => rev,
+                // Written by an earlier attempt: read its revision.
+                Err(NatsError::WrongRevision { .. }) => {
+                    kv::last_revision(&self.live, &self.chunk_key(&stored.instance.summary, c))
+                        .await?
+                        .0
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(slot) = stored.chunk_revs.get_mut(c as usize) {
+                *slot = rev;
+            }
+        }
+        Ok(())
+    }
+
+    /// The writes that persist what changed, revision-checked.
+    pub fn writes(
+        &self,
+        stored: &Stored,
+        dirty: &Dirty,
+    ) -> Result<Vec<(Option<u32>, Write)>, NatsError> {
+        let bucket = &self.live.name;
+        let s = &stored.instance.summary;
+        let mut out = Vec::new();
+        for &c in &dirty.chunks {
+            let rev = stored.chunk_revs.get(c as usize).copied().unwrap_or(0);
+            let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
+            out.push((
+                Some(c),
+                Write::put(bucket, self.chunk_key(s, c), value, Expect::Revision(rev)),
+            ));
+        }
+        if dirty.summary {
+            let value = codec::encode("instance", s)?;
+            out.push((
+                None,
+                Write::put(
+                    bucket,
+                    self.summary_key(s),
+                    value,
+                    Expect::Revision(stored.summary_rev),
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Persists many instances' changes in one pipelined round; returns, per instance,
+    /// `Ok` or the first error (a [`NatsError::WrongRevision`] means another scheduler
+    /// wrote: stop leading and reload).
+    pub async fn save_many(
+        &self,
+        batch: &mut [(&mut Stored, Dirty)],
+    ) -> Vec<Result<(), NatsError>> {
+        let mut all = Vec::new();
+        let mut owners = Vec::new();
+        let mut results: Vec<Result<(), NatsError>> = Vec::with_capacity(batch.len());
+        for (i, (stored, dirty)) in batch.iter().enumerate() {
+            match self.writes(stored, dirty) {
+                Ok(ws) => {
+                    for (slot, w) in ws {
+                        owners.push((i, slot));
+                        all.push(w);
+                    }
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let outcomes = kv::write_all(&self.nats, all).await;
+        for ((i, slot), res) in owners.into_iter().zip(outcomes) {
+            let Some((stored, _)) = batch.get_mut(i) else {
+                continue;
+            };
+            match res {
+                Ok(rev) => match slot {
+                    Some(c) => {
+                        if let Some(r) = stored.chunk_revs.get_mut(c as usize) {
+                            *r = rev;
+                        }
+                    }
+                    None => stored.summary_rev = rev,
+                },
+                Err(e) => {
+                    if let Some(r) = results.get_mut(i)
+                        && r.is_ok()
+                    {
+                        *r = Err(e);
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// Persists one instance's changes.
+    pub async fn save(&self, stored: &mut Stored, dirty: Dirty) -> Result<(), NatsError> {
+        let mut batch = [(stored, dirty)];
+        self.save_many(&mut batch).await.pop().unwrap_or(Ok(()))
+    }
+
+    /// Moves an ended instance to history: written there first, then purged here, so a
+    /// crash in between leaves it in both places (and the next leader finishes the move)
+    /// rather than in neither.
+    pub async fn archive(&self, stored: &Stored) -> Result<(), NatsError> {
+        let s = &stored.instance.summary;
+        let hist = &self.history.name;
+        let mut writes = Vec::new();
+        for c in 0..chunk_count(s.shard_total) {
+            let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
+            writes.push(Write::put(hist, self.chunk_key(s, c), value, Expect::Any));
+        }
+        writes.push(Write::put(
+            hist,
+            self.summary_key(s),
+            codec::encode("instance", s)?,
+            Expect::Any,
+        ));
+        for r in kv::write_all(&self.nats, writes).await {
+            r?;
+        }
+        let live = &self.live.name;
+        let ttl = std::time::Duration::from_secs(60);
+        // Chunks first, summary last: a reader that still finds the summary but not all
+        // chunks knows to look in history.
+        let mut purges = Vec::new();
+        for c in 0..chunk_count(s.shard_total) {
+            purges.push(Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl));
+        }
+        purges.push(Write::purge(live, self.summary_key(s)).with_ttl(ttl));
+        for r in kv::write_all(&self.nats, purges).await {
+            r?;
+        }
+        Ok(())
+    }
+}
