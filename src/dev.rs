@@ -22,8 +22,8 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::cli::Ctx;
-use crate::cli::run::stop_signal;
 use crate::config::DEFAULT_NATS_URL;
+use antares_nats::process::stop_signal;
 
 /// The port `antares dev` runs nats-server on.
 pub const DEV_PORT: u16 = 4222;

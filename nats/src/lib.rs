@@ -8,13 +8,15 @@
 //!   per-message TTLs, and scans of keys by subject filter;
 //! - [`lease`]: the lease a scheduler holds to lead a partition;
 //! - [`queue`]: pulling from work queues and settling messages (ack, nak, progress, term);
-//! - [`server`]: a local nats-server process for `antares dev`, benchmarks and tests.
+//! - [`server`]: a local nats-server process for `antares dev`, benchmarks and tests;
+//! - [`process`]: host, default id and stop signals of an Antares process.
 
 pub mod codec;
 pub mod connect;
 pub mod error;
 pub mod kv;
 pub mod lease;
+pub mod process;
 pub mod provision;
 pub mod queue;
 pub mod server;

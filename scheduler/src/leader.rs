@@ -64,7 +64,7 @@ pub async fn keep_lease(
         settings.ttl,
     );
     let started_at = now();
-    let host = hostname();
+    let host = antares_nats::process::hostname();
     let mut renew = tokio::time::interval(settings.renew);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beat = tokio::time::interval(settings.heartbeat);
@@ -110,18 +110,4 @@ pub async fn keep_lease(
     }
     let w = Write::delete(&buckets.schedulers.name, settings.id.clone(), Expect::Any);
     let _ = kv::write(&nats, w).await;
-}
-
-/// This machine's name, for heartbeats.
-pub fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }

@@ -50,13 +50,6 @@ impl Default for SchedulerOptions {
     }
 }
 
-/// A unique id for this process.
-pub fn default_id() -> String {
-    let host = antares_schemas::names::sanitize_token(&leader::hostname());
-    let suffix: u32 = rand::random::<u32>() % 0x100_0000;
-    format!("{host}-{}-{suffix:06x}", std::process::id())
-}
-
 /// Runs a scheduler until `shutdown` resolves. Fails when it cannot start, or when its
 /// lease task dies (a supervisor should restart the process).
 pub async fn run(
@@ -75,7 +68,10 @@ pub async fn run(
             opts.lease_renew, opts.lease_ttl
         )));
     }
-    let id = opts.id.clone().unwrap_or_else(default_id);
+    let id = opts
+        .id
+        .clone()
+        .unwrap_or_else(antares_nats::process::default_id);
     antares_schemas::names::check_worker_id(&id)?;
     // Fail early, with the provisioning hint, when the buckets are missing.
     nats.buckets().await?;

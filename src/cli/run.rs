@@ -41,29 +41,6 @@ pub struct WorkerArgs {
     allow_scripts: bool,
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Runs one scheduler until Ctrl-C or SIGTERM.
 pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCode> {
     let file = &ctx.settings.file;
@@ -85,7 +62,7 @@ pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCod
         ..defaults
     };
     let nats = ctx.connect().await?;
-    antares_scheduler::run(nats, opts, stop_signal()).await?;
+    antares_scheduler::run(nats, opts, antares_nats::process::stop_signal()).await?;
     tracing::info!("scheduler stopped");
     Ok(ExitCode::SUCCESS)
 }
