@@ -1,16 +1,22 @@
 //! The Antares scheduler, and the control operations the CLI and console use.
 //!
-//! A scheduler process holds the lease of a partition of the jobs (standby until it can
-//! take one), and for the jobs of the partitions it leads it:
-//! - fires their schedules (cron, `every`, `at`) into instances ([`firing`]),
-//! - turns durable triggers from `<ns>.trigger.<app>.<job>` into instances ([`triggers`]),
-//! - publishes one work-queue message per shard item ([`launch`]),
-//! - folds worker reports into instance state through the pure state machine and moves
-//!   ended instances into history ([`results`]),
+//! A scheduler process ([`runner`]) holds the lease of a partition of the jobs (standby
+//! until it can take one, [`leader`]), and while it leads, one loop owns all leader state
+//! (`leading`). For the jobs of the partitions it leads it:
+//! - plans and fires their schedules with their misfire policy ([`firing`], `schedules`);
+//! - turns durable triggers from `<ns>.trigger.<app>.<job>` into instances (`triggers`);
+//! - claims each instance and admits it by its overlap policy ([`overlap`]), then
+//!   publishes one work-queue message per shard item in the background (`launch`);
+//! - folds worker reports and cancels into instance state through the pure state
+//!   machine, in batches (`results`), and carries out what it asks (`effects`);
+//! - keeps every shard going: retries due, attempts past their timeout, shards of lost
+//!   workers (`rescue`); finishes ended instances: children, history, the next waiting
+//!   instance (`finish`); completes what a previous leader left (`recover`);
 //! - emits lifecycle events ([`events`]).
 //!
-//! [`admin`] holds what operators do (apps, jobs, triggers, cancels, queries, logs,
-//! cluster); it needs no running scheduler, only NATS.
+//! [`store`] is where instances live; [`admin`] holds what operators do (apps, jobs,
+//! triggers, backfill, cancels, queries, logs, cluster); it needs no running scheduler,
+//! only NATS.
 
 pub mod admin;
 mod effects;
