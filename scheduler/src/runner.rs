@@ -5,7 +5,7 @@
 //!  standby ──────────────▶ leading (work loop) ─────────────────────▶ standby / exit
 //! ```
 //!
-//! A round of leading is [`crate::leading`]; when it stops (the lease is lost, another
+//! A round of leading is the leader loop (`leading`); when it stops (the lease is lost, another
 //! scheduler wrote, something it relies on broke) the scheduler stands by and starts
 //! over from the stored state. The lease task is supervised: if it dies, `run` fails.
 

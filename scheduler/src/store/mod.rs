@@ -11,7 +11,7 @@
 //! instances and the summary is created with "must not exist", so a fire or a
 //! redelivered trigger can never make two instances; the summary carries the shard
 //! params while `pending`, so a scheduler that takes over can finish creating it from
-//! the summary alone. [`query`] holds what operators ask (listings).
+//! the summary alone. `query` holds what operators ask (listings).
 
 use std::collections::BTreeSet;
 
