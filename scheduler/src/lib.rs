@@ -19,23 +19,15 @@
 //! only NATS.
 
 pub mod admin;
-mod effects;
 pub mod error;
 pub mod events;
-mod finish;
 pub mod firing;
 pub mod jobs;
-mod launch;
 pub mod leader;
 mod leading;
 pub mod overlap;
-mod recover;
-mod rescue;
-mod results;
 pub mod runner;
-mod schedules;
 pub mod store;
-mod triggers;
 
 pub use error::SchedulerError;
 pub use runner::{SchedulerOptions, run};

@@ -6,10 +6,13 @@
 //! items of a large instance) runs as futures the loop holds ([`Leading::publishes`]), so
 //! the loop stays responsive while it is in flight.
 //!
-//! The maintenance steps, each in its own file: [`crate::recover`] (taking over what a
-//! previous leader left), [`crate::rescue`] (retries due, attempts past their timeout,
-//! shards of lost workers, publications to retry), [`crate::finish`] (children, moving
-//! ended instances to history, admitting the next waiting instance).
+//! The leader's state is private to this module; each step of its work is a file of it:
+//! `schedules` (planning and firing), `triggers`, `launch` (creating instances and
+//! publishing shard items), `results` (folding reports), `effects` (carrying out what
+//! the state machine asks), and the maintenance steps `recover` (taking over what a
+//! previous leader left), `rescue` (retries due, attempts past their timeout, shards of
+//! lost workers, publications to retry) and `finish` (children, moving ended instances
+//! to history, admitting the next waiting instance).
 //!
 //! Leading ends with a [`Stop`]: the one way to say why.
 
@@ -28,10 +31,19 @@ use tokio::task::JoinSet;
 
 use crate::firing::Timers;
 use crate::jobs::{self, Catalog, Change};
-use crate::launch::{Published, Republish};
 use crate::leader::Leadership;
 use crate::overlap::Runs;
 use crate::store::{InstanceStore, Stored};
+use launch::{Published, Republish};
+
+mod effects;
+mod finish;
+mod launch;
+mod recover;
+mod rescue;
+mod results;
+mod schedules;
+mod triggers;
 
 /// Why a round of leading ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,35 +66,35 @@ const RESULTS_LINGER: Duration = Duration::from_millis(3);
 
 /// Everything the leader owns.
 pub(crate) struct Leading {
-    pub(crate) nats: Nats,
-    pub(crate) buckets: Buckets,
-    pub(crate) store: InstanceStore,
-    pub(crate) shards_stream: JsStream,
-    pub(crate) results_stream: JsStream,
-    pub(crate) catalog: Catalog,
+    nats: Nats,
+    buckets: Buckets,
+    store: InstanceStore,
+    shards_stream: JsStream,
+    results_stream: JsStream,
+    catalog: Catalog,
     /// Next fire of every scheduled job.
-    pub(crate) timers: Timers,
+    timers: Timers,
     /// The last slot fired per job, as stored in the cursors bucket.
-    pub(crate) cursors: HashMap<(String, String), Timestamp>,
+    cursors: HashMap<(String, String), Timestamp>,
     /// Cursors whose write failed, written again by the tick.
-    pub(crate) cursors_unsaved: HashMap<(String, String), Timestamp>,
+    cursors_unsaved: HashMap<(String, String), Timestamp>,
     /// Jobs whose fire failed: re-planned from their cursor when their timer comes.
-    pub(crate) replan: HashMap<(String, String), u32>,
+    replan: HashMap<(String, String), u32>,
     /// Every instance that has not moved to history.
-    pub(crate) live: HashMap<InstanceId, Stored>,
+    live: HashMap<InstanceId, Stored>,
     /// Which instances of each job run and which wait (overlap).
-    pub(crate) runs: Runs,
+    runs: Runs,
     /// Shard retries by due time.
-    pub(crate) retries: BTreeSet<(Timestamp, InstanceId, u32)>,
+    retries: BTreeSet<(Timestamp, InstanceId, u32)>,
     /// Shard item publications in flight.
-    pub(crate) publishes: JoinSet<Published>,
+    publishes: JoinSet<Published>,
     /// Publications that failed and wait for their backoff.
-    pub(crate) republish: Vec<Republish>,
-    pub(crate) leadership: watch::Receiver<Leadership>,
+    republish: Vec<Republish>,
+    leadership: watch::Receiver<Leadership>,
     /// Set when this round must end.
-    pub(crate) stop: Option<Stop>,
-    pub(crate) results_batch: usize,
-    pub(crate) ticks: u64,
+    stop: Option<Stop>,
+    results_batch: usize,
+    ticks: u64,
 }
 
 impl Leading {
@@ -116,12 +128,12 @@ impl Leading {
     }
 
     /// Whether we may still act as leader.
-    pub(crate) fn leading(&self) -> bool {
+    fn leading(&self) -> bool {
         self.stop.is_none() && self.leadership.borrow().is_leading()
     }
 
     /// Ends this round of leading (the first reason given wins).
-    pub(crate) fn stop(&mut self, why: Stop) {
+    fn stop(&mut self, why: Stop) {
         if self.stop.is_none() {
             self.stop = Some(why);
         }

@@ -13,10 +13,10 @@ use antares_schemas::instance::{NewInstance, TriggerKind};
 use antares_schemas::messages::{Event, EventKind};
 use antares_schemas::{InstanceId, Timestamp};
 
+use super::Leading;
+use super::launch::Created;
 use crate::events;
 use crate::firing::{self, Missed};
-use crate::launch::Created;
-use crate::leading::Leading;
 
 /// Longest wait before a job whose fire failed is planned again.
 const MAX_FIRE_BACKOFF: Duration = Duration::from_secs(5);
@@ -49,7 +49,7 @@ impl Leading {
     }
 
     /// Plans every job after a takeover.
-    pub(crate) async fn plan_all(&mut self) {
+    pub(super) async fn plan_all(&mut self) {
         self.timers.clear();
         for (app, job) in self.catalog.job_names() {
             self.plan_job(&app, &job).await;
@@ -57,7 +57,7 @@ impl Leading {
     }
 
     /// Plans one job from its cursor and misfire policy, firing what is due now.
-    pub(crate) async fn plan_job(&mut self, app: &str, job: &str) {
+    pub(super) async fn plan_job(&mut self, app: &str, job: &str) {
         let key = (app.to_string(), job.to_string());
         if !self.catalog.schedule_active(app, job) {
             self.timers.set(app, job, None);
@@ -95,7 +95,7 @@ impl Leading {
     }
 
     /// A job's spec or its app changed: its next slot from now on, no catching up.
-    pub(crate) fn replan_after_edit(&mut self, app: &str, job: &str) {
+    pub(super) fn replan_after_edit(&mut self, app: &str, job: &str) {
         let next = if self.catalog.schedule_active(app, job) {
             self.catalog
                 .job(app, job)
@@ -108,7 +108,7 @@ impl Leading {
     }
 
     /// Fires every slot that is due.
-    pub(crate) async fn fire_due(&mut self) {
+    pub(super) async fn fire_due(&mut self) {
         for (slot, app, job) in self.timers.take_due(now()) {
             if !self.leading() {
                 return;
@@ -150,7 +150,7 @@ impl Leading {
 
     /// Creates the instance of one scheduled slot (once, whoever tries) and moves the
     /// cursor.
-    pub(crate) async fn fire(
+    pub(super) async fn fire(
         &mut self,
         app: &str,
         job: &str,
@@ -219,7 +219,7 @@ impl Leading {
     }
 
     /// Writes the cursors whose write failed.
-    pub(crate) async fn save_unsaved_cursors(&mut self) {
+    pub(super) async fn save_unsaved_cursors(&mut self) {
         for ((app, job), slot) in std::mem::take(&mut self.cursors_unsaved) {
             if self.write_cursor(&app, &job, slot).await.is_err() {
                 self.cursors_unsaved.insert((app, job), slot);

@@ -15,13 +15,13 @@ use antares_nats::{NatsError, now};
 use antares_schemas::instance::{InstanceStatus, ShardStatus};
 use antares_schemas::machine::{self, Effect, Input};
 
+use super::Leading;
 use crate::events;
-use crate::leading::Leading;
 use crate::store::Dirty;
 
 impl Leading {
     /// Loads and completes what a previous leader left.
-    pub(crate) async fn recover(&mut self) -> Result<(), NatsError> {
+    pub(super) async fn recover(&mut self) -> Result<(), NatsError> {
         self.live.clear();
         self.runs.clear();
         self.retries.clear();

@@ -21,8 +21,12 @@ use antares_schemas::machine::{self, Effect, Input};
 use antares_schemas::messages::{Control, ShardReport};
 use async_nats::jetstream::Message;
 
-use crate::leading::{Leading, Stop};
+use super::{Leading, Stop};
 use crate::store::{Dirty, Place};
+
+/// How a report that could not be applied now goes back: redelivered after a pause, so a
+/// NATS hiccup does not turn into a hot loop.
+const RETRY_LATER: Settle = Settle::Nak(Some(std::time::Duration::from_millis(500)));
 
 /// A decoded message of the results stream.
 enum Item {
@@ -41,7 +45,7 @@ impl Item {
 
 impl Leading {
     /// Processes a batch of results-stream messages.
-    pub(crate) async fn on_results(&mut self, msgs: Vec<Message>) {
+    pub(super) async fn on_results(&mut self, msgs: Vec<Message>) {
         // Decode; group by instance, keeping order.
         let mut groups: Vec<(InstanceId, Vec<(Message, Item)>)> = Vec::new();
         let mut index: HashMap<InstanceId, usize> = HashMap::new();
@@ -84,7 +88,7 @@ impl Leading {
                     }
                     Err(e) => {
                         tracing::warn!(%id, error = %e, "cannot load instance; results retried");
-                        settled.extend(msgs.into_iter().map(|m| (m, Settle::Nak(None))));
+                        settled.extend(msgs.into_iter().map(|m| (m, RETRY_LATER)));
                         continue;
                     }
                 }
@@ -161,7 +165,7 @@ impl Leading {
         };
         for (id, msgs, _) in work {
             let ok = outcomes.get(&id).copied().unwrap_or(false);
-            let how = if ok { Settle::Ack } else { Settle::Nak(None) };
+            let how = if ok { Settle::Ack } else { RETRY_LATER };
             settled.extend(msgs.into_iter().map(|m| (m, how)));
             if ok && let Some(effects) = effects.remove(&id) {
                 self.run_effects(id, effects).await;
@@ -185,13 +189,25 @@ impl Leading {
                 .await?
                 .and_then(|(p, s)| (p == Place::Live).then_some(s)),
         };
-        match stored {
-            Some(s) if !s.instance.summary.status.is_final() => {
-                self.live.insert(*id, s);
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Some(mut s) = stored.filter(|s| !s.instance.summary.status.is_final()) else {
+            return Ok(false);
+        };
+        // The shard records are the truth: a summary whose write failed after its
+        // chunks' catches up here (the reports that made it are already in the chunks).
+        let step = machine::step(&mut s.instance, &Input::Recount, now());
+        if step.ignored.is_some() {
+            self.live.insert(*id, s);
+            return Ok(true);
         }
+        let dirty = Dirty {
+            summary: true,
+            ..Dirty::default()
+        };
+        self.store.save(&mut s, dirty).await?;
+        let ended = s.instance.summary.status.is_final();
+        self.live.insert(*id, s);
+        self.run_effects(*id, step.effects).await;
+        Ok(!ended)
     }
 }
 

@@ -15,13 +15,13 @@ use antares_schemas::messages::Event;
 use antares_schemas::names::split_job_ref;
 use antares_schemas::{InstanceId, Timestamp};
 
+use super::Leading;
+use super::launch::Created;
 use crate::events;
-use crate::launch::Created;
-use crate::leading::Leading;
 
 impl Leading {
     /// Finishes an ended instance: children, history, the next waiting instance.
-    pub(crate) async fn finish(&mut self, id: InstanceId) {
+    pub(super) async fn finish(&mut self, id: InstanceId) {
         let Some(stored) = self.live.get(&id) else {
             return;
         };
@@ -51,7 +51,7 @@ impl Leading {
     }
 
     /// Starts the waiting instances of a job that now have room.
-    pub(crate) fn admit_waiting(&mut self, app: &str, job: &str) {
+    pub(super) fn admit_waiting(&mut self, app: &str, job: &str) {
         let (overlap, max_parallel) = self
             .catalog
             .job(app, job)

@@ -22,9 +22,9 @@ use antares_schemas::messages::{Event, TriggerRequest};
 use antares_schemas::topology::{HEADER_INSTANCE, HEADER_SLOT, HEADER_TRIGGER};
 use async_nats::jetstream::Message;
 
+use super::Leading;
+use super::launch::Created;
 use crate::events;
-use crate::launch::Created;
-use crate::leading::Leading;
 
 /// What a trigger message led to.
 enum Handled {
@@ -49,7 +49,7 @@ fn promised_id(msg: &Message) -> Option<InstanceId> {
 
 impl Leading {
     /// Handles one trigger message and settles it.
-    pub(crate) async fn on_trigger(&mut self, msg: Message) {
+    pub(super) async fn on_trigger(&mut self, msg: Message) {
         let outcome = self.trigger_instance(&msg).await;
         let how = match outcome {
             Ok(Handled::Started(Some(id))) => {

@@ -7,8 +7,8 @@ use antares_schemas::machine::{self, Effect, Input};
 use antares_schemas::messages::StopShards;
 use futures::future::BoxFuture;
 
+use super::{Leading, Stop};
 use crate::events;
-use crate::leading::{Leading, Stop};
 use crate::store::Dirty;
 
 impl Leading {
@@ -17,7 +17,7 @@ impl Leading {
     /// one; the next round starts from the stored state).
     /// (Boxed: finishing an instance can create children, whose overlap policy can apply
     /// inputs to other instances.)
-    pub(crate) fn apply(&mut self, id: InstanceId, input: Input) -> BoxFuture<'_, ()> {
+    pub(super) fn apply(&mut self, id: InstanceId, input: Input) -> BoxFuture<'_, ()> {
         Box::pin(self.apply_now(id, input))
     }
 
@@ -52,7 +52,7 @@ impl Leading {
     }
 
     /// Carries out a step's effects, in order, after its state was stored.
-    pub(crate) async fn run_effects(&mut self, id: InstanceId, effects: Vec<Effect>) {
+    pub(super) async fn run_effects(&mut self, id: InstanceId, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Emit(event) => events::emit(&self.nats, &event).await,

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::leading::Leading;
+use super::Leading;
 use crate::overlap::Admission;
 use crate::store::CreateError;
 
@@ -42,7 +42,7 @@ const PUBLISH_TRIES: u32 = 24;
 
 /// What creating an instance led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Created {
+pub(super) enum Created {
     /// A new instance.
     New(InstanceId),
     /// It existed already (the same fire or trigger, handled before).
@@ -53,7 +53,7 @@ pub(crate) enum Created {
 
 /// A publication that ended.
 #[derive(Debug)]
-pub(crate) struct Published {
+pub(super) struct Published {
     id: InstanceId,
     app: String,
     job: String,
@@ -64,7 +64,7 @@ pub(crate) struct Published {
 
 /// A publication waiting for its next try.
 #[derive(Debug)]
-pub(crate) struct Republish {
+pub(super) struct Republish {
     due: Instant,
     id: InstanceId,
     items: Vec<u32>,
@@ -93,7 +93,7 @@ impl PublishError {
 
 impl Leading {
     /// Creates an instance and admits it by its job's overlap policy.
-    pub(crate) async fn create_instance(&mut self, new: NewInstance) -> Result<Created, NatsError> {
+    pub(super) async fn create_instance(&mut self, new: NewInstance) -> Result<Created, NatsError> {
         if self.live.contains_key(&new.id) {
             return Ok(Created::Exists);
         }
@@ -146,7 +146,7 @@ impl Leading {
     }
 
     /// Publishes shard items of a live instance in the background (their current run).
-    pub(crate) fn publish(&mut self, id: InstanceId, items: Vec<u32>, tries: u32) {
+    pub(super) fn publish(&mut self, id: InstanceId, items: Vec<u32>, tries: u32) {
         let Some(stored) = self.live.get(&id) else {
             return;
         };
@@ -214,7 +214,7 @@ impl Leading {
     }
 
     /// A publication ended: mark the instance running, or try again later, or fail it.
-    pub(crate) async fn on_published(&mut self, p: Published) {
+    pub(super) async fn on_published(&mut self, p: Published) {
         let Some(stored) = self.live.get(&p.id) else {
             // It ended (cancelled) while its items were being published.
             self.purge_instance(&p.app, &p.job, &p.id).await;
@@ -253,7 +253,7 @@ impl Leading {
 
     /// Tries again the publications whose backoff is over, with only the items that are
     /// neither queued nor reported on.
-    pub(crate) async fn republish_due(&mut self) {
+    pub(super) async fn republish_due(&mut self) {
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.republish)
             .into_iter()
@@ -294,7 +294,7 @@ impl Leading {
     /// Of these items of an instance, the ones with no message in the work queue and no
     /// report waiting in the results stream: the ones that were never published (or
     /// whose publication was lost).
-    pub(crate) async fn missing_items(
+    pub(super) async fn missing_items(
         &self,
         app: &str,
         job: &str,
@@ -335,7 +335,7 @@ impl Leading {
     }
 
     /// Drops every queued shard item of an instance.
-    pub(crate) async fn purge_instance(&self, app: &str, job: &str, id: &InstanceId) {
+    pub(super) async fn purge_instance(&self, app: &str, job: &str, id: &InstanceId) {
         let filter = self.nats.topo.instance_shards_filter(app, job, id);
         if let Err(e) = self.shards_stream.purge().filter(filter).await {
             tracing::warn!(%id, error = %e, "queued shard items of an ended instance not purged");

@@ -19,7 +19,7 @@ use antares_schemas::instance::ShardStatus;
 use antares_schemas::machine::Input;
 use antares_schemas::{InstanceId, Timestamp};
 
-use crate::leading::Leading;
+use super::Leading;
 
 /// How long past its timeout an attempt may go unreported before the scheduler ends it
 /// (the worker's own timeout, its stop grace and the report should come first).
@@ -29,7 +29,7 @@ const LOST_CHECK_TICKS: u64 = 4;
 
 impl Leading {
     /// One maintenance tick.
-    pub(crate) async fn maintain(&mut self) {
+    pub(super) async fn maintain(&mut self) {
         self.ticks += 1;
         self.retries_due().await;
         self.expire_attempts().await;
