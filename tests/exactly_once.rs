@@ -29,7 +29,7 @@ async fn backfill(env: &Env, app: &str, job: &str, slot: Timestamp) -> anyhow::R
     h.insert(HEADER_SLOT, slot.millis().to_string().as_str());
     h.insert(
         HEADER_MSG_ID,
-        format!("backfill.{}", now().millis()).as_str(),
+        format!("backfill.{}.{}", slot.millis(), rand::random::<u64>()).as_str(),
     );
     env.nats
         .js
@@ -211,7 +211,7 @@ async fn after_a_day_long_outage_fire_once_runs_the_latest_slot_and_reports_the_
     assert_eq!(once.len(), 1, "fire_once runs one missed slot");
     let late_by = started.millis() - once[0].scheduled_at.millis();
     assert!(
-        (10_000..13_000).contains(&late_by),
+        (9_000..13_000).contains(&late_by),
         "the latest late slot, not an old one: {late_by} ms"
     );
 

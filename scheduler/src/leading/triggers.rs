@@ -56,7 +56,10 @@ impl Leading {
                 tracing::debug!(%id, subject = %msg.subject, "trigger started an instance");
                 Settle::Ack
             }
-            Ok(Handled::Started(None)) => Settle::Ack,
+            Ok(Handled::Started(None)) => {
+                tracing::debug!(subject = %msg.subject, "trigger already handled: its instance exists");
+                Settle::Ack
+            }
             Ok(Handled::Rejected { app, job, reason }) => {
                 tracing::warn!(subject = %msg.subject, %reason, "trigger rejected");
                 let mut event = Event::rejected(&app, &job, now(), reason);
