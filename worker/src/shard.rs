@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use antares_nats::codec;
 use antares_nats::queue::{self, Settle};
-use antares_nats::{Nats, async_nats};
+use antares_nats::{Nats, async_nats, now};
 use antares_schemas::messages::{Execution, ReportKind, ShardOutcome, ShardReport, ShardTask};
 use antares_schemas::topology::HEADER_MSG_ID;
 use async_nats::jetstream::Message;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::context::{Cancel, JobContext, now};
+use crate::context::JobContext;
 use crate::job::{JobFuture, JobResult, Registry, panic_message};
 use crate::logs::LogSink;
 use crate::script;
@@ -50,7 +51,7 @@ pub(crate) struct Shared {
     /// Shards running now.
     pub(crate) running: AtomicU32,
     /// Fired when running shards must stop (forced shutdown).
-    pub(crate) abort: Cancel,
+    pub(crate) abort: CancellationToken,
 }
 
 struct RunningGuard<'a>(&'a AtomicU32);
@@ -225,7 +226,7 @@ async fn run(
         shared.id.clone(),
         log_subject,
         shared.logs.clone(),
-        Cancel::default(),
+        CancellationToken::new(),
     );
     let future = match plan(shared, &ctx) {
         Ok(f) => f,

@@ -7,15 +7,15 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use antares_nats::queue::{self, ConsumerSpec};
-use antares_nats::{ConnectOptions, Nats, async_nats};
+use antares_nats::{ConnectOptions, Nats, async_nats, now};
 use antares_schemas::Topology;
 use antares_schemas::names::{check_name, check_worker_id, sanitize_token};
 use antares_schemas::topology::DEFAULT_NAMESPACE;
 use async_nats::jetstream::consumer::PullConsumer;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::builtins;
-use crate::context::{Cancel, now};
 use crate::error::{Result, WorkerError};
 use crate::heartbeat::{self, Identity};
 use crate::job::{Job, Registry};
@@ -295,7 +295,7 @@ impl WorkerBuilder {
             progress_every: (self.ack_wait / 2).min(Duration::from_secs(1)),
             logs,
             running: AtomicU32::new(0),
-            abort: Cancel::default(),
+            abort: CancellationToken::new(),
         });
         let (phase, _) = watch::channel(Phase::Running);
         Ok(Worker {
