@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use antares_nats::now;
 use antares_schemas::messages::{LogLine, LogStream, ShardTask};
@@ -26,6 +27,7 @@ struct Inner {
     log_subject: String,
     logs: LogSink,
     cancel: CancellationToken,
+    stop_grace: Duration,
     dropped_lines: AtomicBool,
 }
 
@@ -50,6 +52,7 @@ impl JobContext {
         log_subject: String,
         logs: LogSink,
         cancel: CancellationToken,
+        stop_grace: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -59,6 +62,7 @@ impl JobContext {
                 log_subject,
                 logs,
                 cancel,
+                stop_grace,
                 dropped_lines: AtomicBool::new(false),
             }),
         }
@@ -74,6 +78,7 @@ impl JobContext {
             String::new(),
             LogSink::discard(),
             CancellationToken::new(),
+            crate::worker::DEFAULT_STOP_GRACE,
         )
     }
 
@@ -167,10 +172,13 @@ impl JobContext {
         }
     }
 
-    /// Resolves when the job must stop: the worker is shutting down and its grace period
-    /// is over, or the shard ran past its timeout. A job that waits or loops for long
-    /// should `select!` on this and return soon after; it is aborted shortly after
-    /// anyway, and its result is then ignored.
+    /// Resolves when the job must stop: the shard ran past its timeout, the scheduler
+    /// stopped it (its instance was cancelled, or it timed out there), or the worker is
+    /// shutting down and its grace period is over. A job that waits or loops for long
+    /// should `select!` on this and return soon after: it is aborted once the worker's
+    /// [`stop_grace`](crate::WorkerBuilder::stop_grace) (default 3 s) is over, and what
+    /// it returns after being cancelled is ignored (the attempt reports `timed_out` or
+    /// `cancelled`, or goes back to the queue at shutdown).
     pub async fn cancelled(&self) {
         self.inner.cancel.cancelled().await;
     }
@@ -178,6 +186,11 @@ impl JobContext {
     /// Whether [`cancelled`](Self::cancelled) has resolved.
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancel.is_cancelled()
+    }
+
+    /// How long the job gets to return once cancelled.
+    pub(crate) fn stop_grace(&self) -> Duration {
+        self.inner.stop_grace
     }
 
     pub(crate) fn cancel(&self) {

@@ -84,8 +84,8 @@ pub use job::{Job, JobResult};
 pub use script::EXIT_LATER;
 pub use worker::{
     DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_LATER_DELAY,
-    DEFAULT_NATS_URL, DEFAULT_REPORT_START_AFTER, MAX_CONCURRENCY, Worker, WorkerBuilder,
-    WorkerHandle,
+    DEFAULT_NATS_URL, DEFAULT_REPORT_START_AFTER, DEFAULT_STOP_GRACE, MAX_CONCURRENCY, Worker,
+    WorkerBuilder, WorkerHandle,
 };
 
 /// The environment of a script job: these variables, besides the worker's own.

@@ -7,13 +7,17 @@
 //! 3. run the job in its own task, sending an in-progress ack every `progress_every` so
 //!    the work queue does not hand the item to another worker while it runs;
 //! 4. report `Finished` with the outcome, awaiting JetStream's ack (de-duplicated by
-//!    `Nats-Msg-Id`), and only then ack the message (`Success`, `Fail`) or nak it with the
-//!    `later_delay` (`Later`). If the report cannot be stored the message is nak'd at once
-//!    so the item is run again rather than lost.
+//!    `Nats-Msg-Id`), and only then ack the message (`Success`, `Failed`, `TimedOut`,
+//!    `Cancelled`) or nak it with the `later_delay` (`Later`). If the report cannot be
+//!    stored the message is nak'd at once so the item is run again rather than lost.
 //!
-//! A forced shutdown cancels the job (kills scripts), waits [`ABORT_AFTER`] for it, aborts
-//! it, and naks the message at once so another worker takes it. A shard past its
-//! `timeout_ms` is cancelled the same way and reported failed.
+//! Stopping a job: a line saying why goes to the shard's log, its context is cancelled
+//! (a script's process group gets `SIGTERM`), it gets the worker's `stop_grace` to return
+//! (in-progress acks go on meanwhile), then it is aborted (a script's group gets
+//! `SIGKILL`); whatever it returns is ignored. A shard past its `timeout_ms` is stopped
+//! and reports `TimedOut`, and is acked, never run again from this message. A forced
+//! shutdown stops the job the same way and naks the message at once so another worker
+//! takes it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,16 +29,13 @@ use antares_nats::{Nats, async_nats, now};
 use antares_schemas::messages::{Execution, ReportKind, ShardOutcome, ShardReport, ShardTask};
 use antares_schemas::topology::HEADER_MSG_ID;
 use async_nats::jetstream::Message;
-use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::JobContext;
 use crate::job::{JobFuture, JobResult, Registry, panic_message};
 use crate::logs::LogSink;
 use crate::script;
-
-/// How long a cancelled job gets to return before it is aborted.
-pub(crate) const ABORT_AFTER: Duration = Duration::from_secs(1);
 
 /// What every shard of a worker shares.
 #[derive(Debug)]
@@ -47,6 +48,9 @@ pub(crate) struct Shared {
     pub(crate) later_delay: Duration,
     pub(crate) report_start_after: Duration,
     pub(crate) progress_every: Duration,
+    /// How long a stopped job gets to return before it is aborted (a script's process
+    /// group gets `SIGTERM`, then `SIGKILL` when this is over).
+    pub(crate) stop_grace: Duration,
     pub(crate) logs: LogSink,
     /// Shards running now.
     pub(crate) running: AtomicU32,
@@ -210,6 +214,13 @@ fn registered(registry: &Registry) -> String {
     }
 }
 
+/// A job being stopped: what it will report (`None`: hand the item back) and when it is
+/// aborted if it has not returned by then.
+struct Stopping {
+    outcome: Option<ShardOutcome>,
+    abort_at: Instant,
+}
+
 /// Runs the job; `None` when it was stopped by a forced shutdown.
 async fn run(
     shared: &Shared,
@@ -227,6 +238,7 @@ async fn run(
         log_subject,
         shared.logs.clone(),
         CancellationToken::new(),
+        shared.stop_grace,
     );
     let future = match plan(shared, &ctx) {
         Ok(f) => f,
@@ -234,7 +246,7 @@ async fn run(
     };
     let mut handle = tokio::spawn(future);
     let every = shared.progress_every;
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut progress = tokio::time::interval_at(Instant::now() + every, every);
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = async {
         if timeout.is_zero() {
@@ -243,24 +255,59 @@ async fn run(
         tokio::time::sleep(timeout).await;
     };
     tokio::pin!(deadline);
-    let result = loop {
+    let begin_stop = |why: &str, outcome: Option<ShardOutcome>| {
+        ctx.log(why);
+        ctx.cancel();
+        Stopping {
+            outcome,
+            abort_at: Instant::now() + shared.stop_grace,
+        }
+    };
+    // Every branch is disabled once handled: a branch that stays ready would spin.
+    let mut stopping: Option<Stopping> = None;
+    let mut shutting_down = false;
+    loop {
+        let abort_at = stopping.as_ref().map(|s| s.abort_at);
         tokio::select! {
-            joined = &mut handle => break joined_result(joined),
-            _ = progress.tick() => settle(msg, Settle::Progress).await,
-            () = shared.abort.cancelled() => {
-                stop(&ctx, handle).await;
-                return None;
+            joined = &mut handle => {
+                return match stopping {
+                    Some(s) => s.outcome,
+                    None => Some(joined_result(joined).into_outcome()),
+                };
             }
-            () = &mut deadline => {
-                stop(&ctx, handle).await;
-                break JobResult::Fail(format!(
-                    "timed out after {}",
-                    humantime::format_duration(timeout)
+            _ = progress.tick() => settle(msg, Settle::Progress).await,
+            () = sleep_until(abort_at) => {
+                handle.abort();
+                let _ = (&mut handle).await;
+                return stopping.and_then(|s| s.outcome);
+            }
+            () = shared.abort.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                match &mut stopping {
+                    // Already stopping for a reason of its own: cut the grace short.
+                    Some(s) => s.abort_at = s.abort_at.min(Instant::now()),
+                    None => {
+                        stopping = Some(begin_stop("the worker is shutting down: stopping this attempt and handing the shard back", None));
+                    }
+                }
+            }
+            () = &mut deadline, if stopping.is_none() => {
+                let error = format!("timed out after {}", humantime::format_duration(timeout));
+                stopping = Some(begin_stop(
+                    &format!("{error}: stopping"),
+                    Some(ShardOutcome::TimedOut { error }),
                 ));
             }
         }
-    };
-    Some(result.into_outcome())
+    }
+}
+
+/// Sleeps until `at`, or forever when there is none.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn joined_result(joined: Result<JobResult, tokio::task::JoinError>) -> JobResult {
@@ -270,17 +317,5 @@ fn joined_result(joined: Result<JobResult, tokio::task::JoinError>) -> JobResult
             JobResult::Fail(format!("job panicked: {}", panic_message(&*e.into_panic())))
         }
         Err(e) => JobResult::Fail(format!("job task ended abnormally: {e}")),
-    }
-}
-
-/// Cancels a job, gives it [`ABORT_AFTER`] to return, then aborts it.
-async fn stop(ctx: &JobContext, mut handle: JoinHandle<JobResult>) {
-    ctx.cancel();
-    if tokio::time::timeout(ABORT_AFTER, &mut handle)
-        .await
-        .is_err()
-    {
-        handle.abort();
-        let _ = handle.await;
     }
 }

@@ -38,6 +38,9 @@ pub const DEFAULT_LATER_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_REPORT_START_AFTER: Duration = Duration::from_millis(50);
 /// Default time running shards get to finish at shutdown.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Default time a stopped shard gets to end before it is killed (see
+/// [`WorkerBuilder::stop_grace`]).
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
 /// Largest concurrency a worker takes.
 pub const MAX_CONCURRENCY: usize = 100_000;
 /// Unacknowledged shard items the app's consumer allows across all its workers.
@@ -58,6 +61,7 @@ pub struct WorkerBuilder {
     later_delay: Duration,
     report_start_after: Duration,
     grace: Duration,
+    stop_grace: Duration,
     registry: Registry,
     duplicates: Vec<String>,
 }
@@ -90,6 +94,7 @@ impl Default for WorkerBuilder {
             later_delay: DEFAULT_LATER_DELAY,
             report_start_after: DEFAULT_REPORT_START_AFTER,
             grace: DEFAULT_GRACE,
+            stop_grace: DEFAULT_STOP_GRACE,
             registry: Registry::default(),
             duplicates: Vec::new(),
         }
@@ -184,6 +189,20 @@ impl WorkerBuilder {
     /// and handed back to the queue (default 30 s).
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// How long a shard that must stop gets to end before it is killed (default 3 s).
+    ///
+    /// A shard stops when it runs past its job's `timeout`, when the scheduler stops it
+    /// (its instance was cancelled, or it timed out there), or when the worker shuts
+    /// down (after [`grace`](Self::grace)). A Rust job then sees
+    /// [`JobContext::cancelled`](crate::JobContext::cancelled) resolve and is aborted
+    /// when this is over; a script's whole process group gets `SIGTERM`, then `SIGKILL`
+    /// when this is over (at once, should the group be gone sooner), so nothing the
+    /// script started survives it. Zero kills at once.
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
         self
     }
 
@@ -293,6 +312,7 @@ impl WorkerBuilder {
             later_delay: self.later_delay,
             report_start_after: self.report_start_after,
             progress_every: (self.ack_wait / 2).min(Duration::from_secs(1)),
+            stop_grace: self.stop_grace,
             logs,
             running: AtomicU32::new(0),
             abort: CancellationToken::new(),

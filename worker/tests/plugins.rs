@@ -1,12 +1,14 @@
 //! Plugin jobs against a real nats-server: outcomes, reports, listeners, panics,
-//! refusals and concurrency.
+//! refusals, concurrency and timeouts.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use antares_schemas::messages::{Execution, LogStream, ReportKind, ShardOutcome};
+use antares_nats::wait::wait_for;
+use antares_schemas::messages::{Execution, LogStream, ReportKind, ShardOutcome, ShardReport};
 use antares_worker::{Job, JobContext, JobResult};
 use anyhow::anyhow;
 use common::{Bench, WAIT, plugin, spawn, task};
@@ -318,49 +320,121 @@ async fn concurrency_two_runs_two_shards_at_once() -> anyhow::Result<()> {
     worker.stop().await
 }
 
-/// Ignores cancellation.
-struct Stubborn;
+/// Waits for cancellation, says it saw it, and returns `Success` (which must be ignored).
+#[derive(Clone, Default)]
+struct Polite {
+    saw_cancel: Arc<AtomicBool>,
+}
+
+impl Job for Polite {
+    fn name(&self) -> &str {
+        "polite"
+    }
+    async fn execute(&self, ctx: JobContext) -> JobResult {
+        ctx.log("waiting");
+        ctx.cancelled().await;
+        self.saw_cancel.store(true, Ordering::SeqCst);
+        JobResult::Success
+    }
+}
+
+/// Ignores cancellation; `dropped` is set when its future is dropped (it was aborted).
+#[derive(Clone, Default)]
+struct Stubborn {
+    dropped: Arc<AtomicBool>,
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
 
 impl Job for Stubborn {
     fn name(&self) -> &str {
         "stubborn"
     }
     async fn execute(&self, _ctx: JobContext) -> JobResult {
+        let _guard = SetOnDrop(self.dropped.clone());
         tokio::time::sleep(Duration::from_secs(60)).await;
         JobResult::Success
+    }
+}
+
+fn millis_between(report: &ShardReport) -> anyhow::Result<i64> {
+    match &report.kind {
+        ReportKind::Finished { started_at, .. } => Ok(report.at.0 - started_at.0),
+        ReportKind::Started => Err(anyhow!("not finished")),
     }
 }
 
 #[tokio::test]
 async fn a_job_past_its_timeout_is_cancelled_then_aborted() -> anyhow::Result<()> {
     let mut bench = Bench::start().await?;
+    let polite = Polite::default();
+    let stubborn = Stubborn::default();
     let worker = spawn(
         bench
             .worker("billing", "w1")
             .concurrency(1)
+            .stop_grace(Duration::from_secs(1))
             .with_builtins()
-            .register(Stubborn),
+            .register(polite.clone())
+            .register(stubborn.clone()),
     )
     .await?;
-    let mut t = task("billing", "slow", plugin("stubborn"));
+    // A job that heeds `cancelled()` ends at once, timed out whatever it returns.
+    let mut t = task("billing", "polite", plugin("polite"));
     t.timeout_ms = 100;
     bench.publish(&t).await?;
+    let (outcome, report) = bench.outcome(t.instance, 0).await?;
     assert_eq!(
-        bench.outcome(t.instance, 0).await?.0,
-        ShardOutcome::Failed {
+        outcome,
+        ShardOutcome::TimedOut {
             error: "timed out after 100ms".into()
         }
     );
+    assert!(polite.saw_cancel.load(Ordering::SeqCst));
+    assert!(millis_between(&report)? < 1000, "{report:?}");
+    bench
+        .log_containing(t.instance, "timed out after 100ms: stopping")
+        .await?;
+
+    // One that ignores it is aborted once the stop grace is over, and timed out too.
+    let mut t = task("billing", "slow", plugin("stubborn"));
+    t.timeout_ms = 100;
+    bench.publish(&t).await?;
+    let (outcome, report) = bench.outcome(t.instance, 0).await?;
+    assert_eq!(
+        outcome,
+        ShardOutcome::TimedOut {
+            error: "timed out after 100ms".into()
+        }
+    );
+    assert!(millis_between(&report)? >= 100 + 1000, "{report:?}");
+    let dropped = stubborn.dropped.clone();
+    wait_for("the stubborn job to be aborted", WAIT, || {
+        let dropped = dropped.clone();
+        async move { dropped.load(Ordering::SeqCst).then_some(()) }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+
     let mut t = task("billing", "nap", plugin("sleep"));
     t.params = "1m".into();
     t.timeout_ms = 100;
     bench.publish(&t).await?;
     assert_eq!(
         bench.outcome(t.instance, 0).await?.0,
-        ShardOutcome::Failed {
+        ShardOutcome::TimedOut {
             error: "timed out after 100ms".into()
         }
     );
+    bench
+        .until_queue_empty("timed-out items to be acked")
+        .await?;
     worker.stop().await
 }
 

@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use antares_nats::wait::wait_for;
-use antares_schemas::messages::{Execution, LogStream, ReportKind, ScriptLang, ShardOutcome};
+use antares_schemas::messages::{
+    Execution, LogStream, ReportKind, ScriptLang, ShardOutcome, ShardTask,
+};
 use anyhow::anyhow;
 use common::{Bench, WAIT, command, spawn, task};
 
@@ -172,25 +174,86 @@ fn gone(pid: u32) -> bool {
     }
 }
 
+/// The live (not zombie) processes of a process group.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command name: state, parent, process group, ...
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?;
+        let group: u32 = fields.nth(1)?.parse().ok()?;
+        (group == pgid && state != "Z").then_some(pid)
+    })
+    .collect()
+}
+
+/// The pids a script printed, one per line, in the order printed.
+async fn printed_pids(bench: &Bench, t: &ShardTask, count: usize) -> anyhow::Result<Vec<u32>> {
+    let lines = bench
+        .logs_until(t.instance, |l| {
+            l.iter().filter(|l| l.stream == LogStream::Stdout).count() >= count
+        })
+        .await?;
+    lines
+        .iter()
+        .filter(|l| l.stream == LogStream::Stdout)
+        .take(count)
+        .map(|l| Ok(l.line.trim().parse()?))
+        .collect()
+}
+
 #[tokio::test]
-async fn a_timed_out_script_is_killed_with_its_children() -> anyhow::Result<()> {
+async fn a_timed_out_script_gets_sigterm_then_its_whole_group_is_killed() -> anyhow::Result<()> {
     let mut bench = Bench::start().await?;
-    let worker = spawn(bench.worker("billing", "w1").allow_scripts(true)).await?;
-    let mut t = task("billing", "stuck", command("sleep 30 & echo $!; wait"));
-    t.timeout_ms = 300;
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .allow_scripts(true)
+            .stop_grace(Duration::from_millis(500)),
+    )
+    .await?;
+    // The script (its process group's leader) says it got SIGTERM; the child it starts
+    // ignores SIGTERM, so only SIGKILL ends it.
+    let mut t = task(
+        "billing",
+        "stuck",
+        command(
+            "trap 'echo got TERM >&2; exit 1' TERM; echo $$; \
+             sh -c 'trap \"\" TERM; sleep 1000' & echo $!; sleep 1000",
+        ),
+    );
+    t.timeout_ms = 1000;
     bench.publish(&t).await?;
-    let lines = bench.logs_until(t.instance, |l| !l.is_empty()).await?;
-    let child: u32 = lines[0].line.trim().parse()?;
+    let pids = printed_pids(&bench, &t, 2).await?;
+    let (group, stubborn) = (pids[0], pids[1]);
+    assert!(!group_members(group).is_empty(), "the script runs");
     assert_eq!(
         bench.outcome(t.instance, 0).await?.0,
-        ShardOutcome::Failed {
-            error: "timed out after 300ms".into()
+        ShardOutcome::TimedOut {
+            error: "timed out after 1s".into()
         }
     );
-    wait_for("the script's child to die", WAIT, || async move {
-        gone(child).then_some(())
-    })
+    let lines = bench.log_containing(t.instance, "got TERM").await?;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == LogStream::Log && l.line == "timed out after 1s: stopping"),
+        "{lines:?}"
+    );
+    wait_for(
+        "every process of the script's group to die",
+        WAIT,
+        || async move { (gone(stubborn) && group_members(group).is_empty()).then_some(()) },
+    )
     .await
     .map_err(anyhow::Error::msg)?;
+    bench
+        .until_queue_empty("the timed-out item to be acked")
+        .await?;
     worker.stop().await
 }

@@ -92,6 +92,18 @@ impl Bench {
         Ok(())
     }
 
+    /// Waits for a log line of the instance that contains `text`.
+    pub async fn log_containing(
+        &self,
+        instance: InstanceId,
+        text: &str,
+    ) -> anyhow::Result<Vec<LogLine>> {
+        self.logs_until(instance, |lines| {
+            lines.iter().any(|l| l.line.contains(text))
+        })
+        .await
+    }
+
     /// The next report, whatever it is.
     pub async fn next_report(&mut self) -> anyhow::Result<ShardReport> {
         let msg = tokio::time::timeout(WAIT, self.reports.next())
