@@ -75,6 +75,7 @@ pub mod protocol;
 mod pull;
 mod script;
 mod shard;
+mod stop;
 mod worker;
 
 pub use context::JobContext;

@@ -1,6 +1,8 @@
 //! Running one shard item: from a pulled message to its settled ack.
 //!
-//! 1. decode the [`ShardTask`] (a message that is not one is terminated: it can never run);
+//! 1. decode the [`ShardTask`] (a message that is not one is terminated: it can never run)
+//!    and register the shard in the worker's [`Stoppers`], so a stop message from the
+//!    scheduler reaches it;
 //! 2. report `Started` (core publish: best effort, the results stream captures it) once
 //!    the job has run for `report_start_after`; a shard that ends sooner is reported by
 //!    its `Finished` report alone, which carries its start time;
@@ -15,9 +17,10 @@
 //! (a script's process group gets `SIGTERM`), it gets the worker's `stop_grace` to return
 //! (in-progress acks go on meanwhile), then it is aborted (a script's group gets
 //! `SIGKILL`); whatever it returns is ignored. A shard past its `timeout_ms` is stopped
-//! and reports `TimedOut`, and is acked, never run again from this message. A forced
-//! shutdown stops the job the same way and naks the message at once so another worker
-//! takes it.
+//! and reports `TimedOut`; one the scheduler stops reports what the stop message says
+//! (`Cancelled` or `TimedOut`); both are acked, never run again from this message. A
+//! forced shutdown stops the job the same way and naks the message at once so another
+//! worker takes it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,6 +32,7 @@ use antares_nats::{Nats, async_nats, now};
 use antares_schemas::messages::{Execution, ReportKind, ShardOutcome, ShardReport, ShardTask};
 use antares_schemas::topology::HEADER_MSG_ID;
 use async_nats::jetstream::Message;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +40,7 @@ use crate::context::JobContext;
 use crate::job::{JobFuture, JobResult, Registry, panic_message};
 use crate::logs::LogSink;
 use crate::script;
+use crate::stop::{Stop, Stoppers};
 
 /// What every shard of a worker shares.
 #[derive(Debug)]
@@ -56,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) running: AtomicU32,
     /// Fired when running shards must stop (forced shutdown).
     pub(crate) abort: CancellationToken,
+    /// The running shards, for stop messages.
+    pub(crate) stoppers: Stoppers,
 }
 
 struct RunningGuard<'a>(&'a AtomicU32);
@@ -87,6 +94,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
     };
     shared.running.fetch_add(1, Ordering::Relaxed);
     let _running = RunningGuard(&shared.running);
+    let (_registration, stop) = shared.stoppers.register(task.instance, task.item, task.run);
     let attempt = task.attempt_base.saturating_add(queue::attempt(&msg));
     let topo = &shared.nats.topo;
     let result_subject = topo.result_subject(&task.app, &task.job, &task.instance, task.item);
@@ -119,7 +127,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
             Err(e) => tracing::warn!("{e}"),
         }
     };
-    let running = run(&shared, &msg, task.clone(), attempt);
+    let running = run(&shared, &msg, task.clone(), attempt, stop);
     let outcome = if delay.is_zero() {
         report_start.await;
         running.await
@@ -227,6 +235,7 @@ async fn run(
     msg: &Message,
     task: ShardTask,
     attempt: u32,
+    mut stop: oneshot::Receiver<Stop>,
 ) -> Option<ShardOutcome> {
     let topo = &shared.nats.topo;
     let log_subject = topo.log_subject(&task.app, &task.job, &task.instance, task.item);
@@ -266,6 +275,7 @@ async fn run(
     // Every branch is disabled once handled: a branch that stays ready would spin.
     let mut stopping: Option<Stopping> = None;
     let mut shutting_down = false;
+    let mut listening = true;
     loop {
         let abort_at = stopping.as_ref().map(|s| s.abort_at);
         tokio::select! {
@@ -297,6 +307,12 @@ async fn run(
                     &format!("{error}: stopping"),
                     Some(ShardOutcome::TimedOut { error }),
                 ));
+            }
+            told = &mut stop, if listening && stopping.is_none() => {
+                listening = false;
+                if let Ok(stop) = told {
+                    stopping = Some(begin_stop(&stop.why, Some(stop.outcome)));
+                }
             }
         }
     }

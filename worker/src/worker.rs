@@ -22,6 +22,7 @@ use crate::job::{Job, Registry};
 use crate::logs::LogSink;
 use crate::pull::{Phase, Puller};
 use crate::shard::Shared;
+use crate::stop::{self, Stoppers};
 
 /// Default NATS URL.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -316,6 +317,7 @@ impl WorkerBuilder {
             logs,
             running: AtomicU32::new(0),
             abort: CancellationToken::new(),
+            stoppers: Stoppers::default(),
         });
         let (phase, _) = watch::channel(Phase::Running);
         Ok(Worker {
@@ -468,6 +470,8 @@ impl Worker {
             grace,
             phase,
         } = self;
+        // Listen for stops before pulling anything, so no running shard misses one.
+        let stops = stop::subscribe(&shared.nats, &shared.app).await?;
         heartbeat::beat(&shared, &identity, heartbeat).await?;
         tracing::info!(
             "worker {} of app {} running {} slot(s), plugins: {:?}",
@@ -485,12 +489,14 @@ impl Worker {
         };
         let pulling = puller.run(phase.subscribe());
         let beats = heartbeat::run(&shared, &identity, heartbeat);
-        tokio::pin!(pulling, beats, shutdown);
+        let stops = stop::listen(&shared, stops);
+        tokio::pin!(pulling, beats, stops, shutdown);
         let mut asked = false;
         let result = loop {
             tokio::select! {
                 result = &mut pulling => break result,
                 () = &mut beats => {}
+                () = &mut stops => {}
                 () = &mut shutdown, if !asked => {
                     asked = true;
                     advance(&phase, Phase::Draining);

@@ -1,5 +1,5 @@
 //! Plugin jobs against a real nats-server: outcomes, reports, listeners, panics,
-//! refusals, concurrency and timeouts.
+//! refusals, concurrency, timeouts and stops from the scheduler.
 
 mod common;
 
@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use antares_nats::wait::wait_for;
-use antares_schemas::messages::{Execution, LogStream, ReportKind, ShardOutcome, ShardReport};
+use antares_schemas::messages::{
+    Execution, LogStream, ReportKind, ShardOutcome, ShardReport, StopOutcome,
+};
 use antares_worker::{Job, JobContext, JobResult};
 use anyhow::anyhow;
-use common::{Bench, WAIT, plugin, spawn, task};
+use common::{Bench, WAIT, plugin, spawn, stop_all, task};
 
 /// Logs what it was given, succeeds, and records its listener calls.
 #[derive(Clone, Default)]
@@ -434,6 +436,71 @@ async fn a_job_past_its_timeout_is_cancelled_then_aborted() -> anyhow::Result<()
     );
     bench
         .until_queue_empty("timed-out items to be acked")
+        .await?;
+    worker.stop().await
+}
+
+#[tokio::test]
+async fn a_stop_from_the_scheduler_cancels_a_running_job() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let polite = Polite::default();
+    let stubborn = Stubborn::default();
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .concurrency(2)
+            .stop_grace(Duration::from_millis(300))
+            .register(polite.clone())
+            .register(stubborn.clone()),
+    )
+    .await?;
+    let mut a = task("billing", "pair", plugin("polite"));
+    a.total = 2;
+    let mut b = a.clone();
+    b.item = 1;
+    b.exec = plugin("stubborn");
+    bench.publish(&a).await?;
+    bench.publish(&b).await?;
+    bench.log_containing(a.instance, "waiting").await?;
+    // Both run (a Started report for each, in any order).
+    let mut started = Vec::new();
+    while started.len() < 2 {
+        let r = bench.next_report().await?;
+        if r.kind == ReportKind::Started {
+            started.push(r.item);
+        }
+    }
+    bench
+        .stop(
+            &a,
+            &stop_all(&a, StopOutcome::Cancelled, "cancelled by alice"),
+        )
+        .await?;
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 2 {
+        let r = bench.next_report().await?;
+        if let ReportKind::Finished { outcome, .. } = r.kind {
+            outcomes.push((r.item, outcome));
+        }
+    }
+    outcomes.sort_by_key(|(item, _)| *item);
+    assert_eq!(
+        outcomes,
+        [(0, ShardOutcome::Cancelled), (1, ShardOutcome::Cancelled)]
+    );
+    assert!(polite.saw_cancel.load(Ordering::SeqCst));
+    assert!(stubborn.dropped.load(Ordering::SeqCst), "aborted");
+    let lines = bench
+        .logs_until(a.instance, |l| {
+            l.iter()
+                .filter(|l| l.line == "stopped by the scheduler: cancelled by alice")
+                .count()
+                == 2
+        })
+        .await?;
+    assert!(lines.iter().any(|l| l.item == 1), "{lines:?}");
+    bench
+        .until_queue_empty("cancelled items to be acked")
         .await?;
     worker.stop().await
 }

@@ -1,5 +1,5 @@
 //! Script and command jobs against a real nats-server: environment, output as log
-//! lines, exit statuses, refusal, timeouts.
+//! lines, exit statuses, refusal, timeouts, stops from the scheduler.
 
 mod common;
 
@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use antares_nats::wait::wait_for;
 use antares_schemas::messages::{
-    Execution, LogStream, ReportKind, ScriptLang, ShardOutcome, ShardTask,
+    Execution, LogStream, ReportKind, ScriptLang, ShardOutcome, ShardTask, StopOutcome,
 };
 use anyhow::anyhow;
-use common::{Bench, WAIT, command, spawn, task};
+use common::{Bench, WAIT, command, spawn, stop_all, task};
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn scripts_see_their_shard_and_their_output_is_logged() -> anyhow::Result<()> {
@@ -255,5 +256,74 @@ async fn a_timed_out_script_gets_sigterm_then_its_whole_group_is_killed() -> any
     bench
         .until_queue_empty("the timed-out item to be acked")
         .await?;
+    worker.stop().await
+}
+
+#[tokio::test]
+async fn a_stop_from_the_scheduler_kills_a_running_script() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    // The default stop grace (3 s): a script that ends on SIGTERM must not wait it out.
+    let worker = spawn(bench.worker("billing", "w1").allow_scripts(true)).await?;
+    let mut t = task("billing", "long", command("echo $$; sleep 1000"));
+    t.run = 3;
+    bench.publish(&t).await?;
+    let group = printed_pids(&bench, &t, 1).await?[0];
+
+    // None of these concern this shard, or can be read; the worker carries on.
+    bench.stop_raw(&t, b"not a stop".to_vec()).await?;
+    let mut other_run = stop_all(&t, StopOutcome::TimedOut, "another run");
+    other_run.run = Some(2);
+    bench.stop(&t, &other_run).await?;
+    let mut other_item = stop_all(&t, StopOutcome::TimedOut, "another item");
+    other_item.item = Some(1);
+    bench.stop(&t, &other_item).await?;
+    let other_instance = task("billing", "long", command("true"));
+    bench
+        .stop(
+            &other_instance,
+            &stop_all(&other_instance, StopOutcome::TimedOut, "another instance"),
+        )
+        .await?;
+
+    let mut this = stop_all(&t, StopOutcome::Cancelled, "cancelled by alice");
+    this.item = Some(0);
+    this.run = Some(3);
+    let asked = Instant::now();
+    bench.stop(&t, &this).await?;
+    let (outcome, report) = bench.outcome(t.instance, 0).await?;
+    let took = asked.elapsed();
+    // Stops that did not match would have ended it as timed out.
+    assert_eq!(outcome, ShardOutcome::Cancelled);
+    assert_eq!((report.run, report.attempt), (3, 1));
+    assert!(took < Duration::from_secs(1), "stopping took {took:?}");
+    assert!(
+        group_members(group).is_empty(),
+        "the script's group is gone"
+    );
+    bench
+        .log_containing(t.instance, "stopped by the scheduler: cancelled by alice")
+        .await?;
+    // Acked, not handed back: nothing is left to run again.
+    bench
+        .until_queue_empty("the cancelled item to be acked")
+        .await?;
+
+    // The worker still runs shards, and still hears stops.
+    let mut t = task("billing", "again", command("echo $$; sleep 1000"));
+    t.timeout_ms = 60_000;
+    bench.publish(&t).await?;
+    printed_pids(&bench, &t, 1).await?;
+    bench
+        .stop(
+            &t,
+            &stop_all(&t, StopOutcome::TimedOut, "timed out after 10s"),
+        )
+        .await?;
+    assert_eq!(
+        bench.outcome(t.instance, 0).await?.0,
+        ShardOutcome::TimedOut {
+            error: "timed out after 10s".into()
+        }
+    );
     worker.stop().await
 }
