@@ -3,7 +3,8 @@
 //! log, its exit status mapped to a [`JobResult`].
 //!
 //! Exit 0 is `Success`, 75 (`EX_TEMPFAIL`) is `Later`, anything else (or a signal) is
-//! `Fail` with the last lines of standard error.
+//! `Fail` with the last lines of standard error (at most
+//! [`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)).
 //!
 //! When the shard must stop (timeout, a stop from the scheduler, forced shutdown) the
 //! whole process group gets `SIGTERM`; once the group is gone, or the worker's
@@ -17,6 +18,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use antares_schemas::limits::MAX_ERROR_BYTES;
 use antares_schemas::messages::{Execution, LogStream, ScriptLang};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -31,8 +33,11 @@ use crate::job::JobResult;
 pub const EXIT_LATER: i32 = 75;
 /// Lines of standard error kept for the error message.
 const TAIL_LINES: usize = 10;
-/// Bytes of standard error kept for the error message.
-const TAIL_BYTES: usize = 2048;
+/// Bytes of standard error kept for the error message (with the mark of a cut, it fits
+/// the error cap).
+const TAIL_BYTES: usize = MAX_ERROR_BYTES - CUT.len();
+/// Marks the start of a cut standard error tail.
+const CUT: &str = "…";
 /// Longest log line; longer output is split.
 const MAX_LINE: u64 = 64 * 1024;
 /// How long output may keep flowing after the script's main process exited (from
@@ -160,7 +165,7 @@ impl Tail {
         while !trimmed.is_char_boundary(start) {
             start += 1;
         }
-        format!("...{}", &trimmed[start..])
+        format!("{CUT}{}", &trimmed[start..])
     }
 }
 
@@ -357,6 +362,10 @@ mod tests {
         let mut t = Tail::default();
         t.push(&"é".repeat(3000));
         let text = t.text();
-        assert!(text.starts_with("...") && text.len() <= TAIL_BYTES + 4);
+        assert!(
+            text.starts_with(CUT) && text.len() <= MAX_ERROR_BYTES,
+            "{}",
+            text.len()
+        );
     }
 }

@@ -8,10 +8,12 @@
 //!    its `Finished` report alone, which carries its start time;
 //! 3. run the job in its own task, sending an in-progress ack every `progress_every` so
 //!    the work queue does not hand the item to another worker while it runs;
-//! 4. report `Finished` with the outcome, awaiting JetStream's ack (de-duplicated by
-//!    `Nats-Msg-Id`), and only then ack the message (`Success`, `Failed`, `TimedOut`,
-//!    `Cancelled`) or nak it with the `later_delay` (`Later`). If the report cannot be
-//!    stored the message is nak'd at once so the item is run again rather than lost.
+//! 4. report `Finished` with the outcome (its error capped at
+//!    [`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)), awaiting
+//!    JetStream's ack (de-duplicated by `Nats-Msg-Id`), and only then ack the message
+//!    (`Success`, `Failed`, `TimedOut`, `Cancelled`) or nak it with the `later_delay`
+//!    (`Later`). If the report cannot be stored the message is nak'd at once so the item
+//!    is run again rather than lost.
 //!
 //! Stopping a job: a line saying why goes to the shard's log, its context is cancelled
 //! (a script's process group gets `SIGTERM`), it gets the worker's `stop_grace` to return
@@ -29,6 +31,7 @@ use std::time::Duration;
 use antares_nats::codec;
 use antares_nats::queue::{self, Settle};
 use antares_nats::{Nats, async_nats, now};
+use antares_schemas::limits::cap_error;
 use antares_schemas::messages::{Execution, ReportKind, ShardOutcome, ShardReport, ShardTask};
 use antares_schemas::topology::HEADER_MSG_ID;
 use async_nats::jetstream::Message;
@@ -140,7 +143,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
         }
     };
     let outcome = match outcome {
-        Some(outcome) => outcome,
+        Some(outcome) => capped(outcome),
         None => {
             // Forced shutdown: hand the item back.
             settle(&msg, Settle::Nak(None)).await;
@@ -219,6 +222,19 @@ fn registered(registry: &Registry) -> String {
         "none".into()
     } else {
         names.join(", ")
+    }
+}
+
+/// The outcome with its error cut to the size every report keeps.
+fn capped(outcome: ShardOutcome) -> ShardOutcome {
+    match outcome {
+        ShardOutcome::Failed { error } => ShardOutcome::Failed {
+            error: cap_error(&error),
+        },
+        ShardOutcome::TimedOut { error } => ShardOutcome::TimedOut {
+            error: cap_error(&error),
+        },
+        other => other,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Plugin jobs against a real nats-server: outcomes, reports, listeners, panics,
-//! refusals, concurrency, timeouts and stops from the scheduler.
+//! refusals, concurrency, timeouts, stops from the scheduler and capped errors.
 
 mod common;
 
@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use antares_nats::wait::wait_for;
+use antares_schemas::limits::MAX_ERROR_BYTES;
 use antares_schemas::messages::{
     Execution, LogStream, ReportKind, ShardOutcome, ShardReport, StopOutcome,
 };
@@ -503,6 +504,74 @@ async fn a_stop_from_the_scheduler_cancels_a_running_job() -> anyhow::Result<()>
         .until_queue_empty("cancelled items to be acked")
         .await?;
     worker.stop().await
+}
+
+/// Fails, or panics, with 100 KB of text.
+struct Verbose;
+
+impl Job for Verbose {
+    fn name(&self) -> &str {
+        "verbose"
+    }
+    async fn execute(&self, ctx: JobContext) -> JobResult {
+        let error = "é".repeat(50_000);
+        if ctx.params() == "panic" {
+            panic!("{error}");
+        }
+        JobResult::Fail(error)
+    }
+}
+
+#[tokio::test]
+async fn huge_errors_are_capped_in_reports() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(bench.worker("billing", "w1").register(Verbose)).await?;
+    for params in ["fail", "panic"] {
+        let mut t = task("billing", "loud", plugin("verbose"));
+        t.params = params.into();
+        bench.publish(&t).await?;
+        let ShardOutcome::Failed { error } = bench.outcome(t.instance, 0).await?.0 else {
+            return Err(anyhow!("must fail"));
+        };
+        assert!(
+            error.len() <= MAX_ERROR_BYTES,
+            "{params}: {} bytes",
+            error.len()
+        );
+        assert!(
+            error.len() > MAX_ERROR_BYTES - 8,
+            "{params}: {} bytes",
+            error.len()
+        );
+        assert!(error.ends_with('…'), "{params}");
+    }
+    // A refusal naming a long list of plugins is capped as well.
+    let mut builder = bench.worker("other", "w2");
+    for i in 0..200 {
+        builder = builder.register(Named(format!("a-rather-long-plugin-name-{i:03}")));
+    }
+    let other = spawn(builder).await?;
+    let t = task("other", "mystery", plugin("nope"));
+    bench.publish(&t).await?;
+    let ShardOutcome::Failed { error } = bench.outcome(t.instance, 0).await?.0 else {
+        return Err(anyhow!("must fail"));
+    };
+    assert!(error.starts_with("no plugin `nope`"), "{error}");
+    assert!(error.len() <= MAX_ERROR_BYTES, "{} bytes", error.len());
+    other.stop().await?;
+    worker.stop().await
+}
+
+/// Succeeds; registered under any name.
+struct Named(String);
+
+impl Job for Named {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    async fn execute(&self, _ctx: JobContext) -> JobResult {
+        JobResult::Success
+    }
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! Script and command jobs against a real nats-server: environment, output as log
-//! lines, exit statuses, refusal, timeouts, stops from the scheduler.
+//! lines, exit statuses, refusal, timeouts, stops from the scheduler, capped errors.
 
 mod common;
 
 use std::time::Duration;
 
 use antares_nats::wait::wait_for;
+use antares_schemas::limits::MAX_ERROR_BYTES;
 use antares_schemas::messages::{
     Execution, LogStream, ReportKind, ScriptLang, ShardOutcome, ShardTask, StopOutcome,
 };
@@ -325,5 +326,25 @@ async fn a_stop_from_the_scheduler_kills_a_running_script() -> anyhow::Result<()
             error: "timed out after 10s".into()
         }
     );
+    worker.stop().await
+}
+
+#[tokio::test]
+async fn a_huge_stderr_is_capped_in_the_report() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(bench.worker("billing", "w1").allow_scripts(true)).await?;
+    let t = task(
+        "billing",
+        "loud",
+        command("head -c 100000 /dev/zero | tr '\\0' x >&2; echo >&2; echo the end >&2; exit 1"),
+    );
+    bench.publish(&t).await?;
+    let ShardOutcome::Failed { error } = bench.outcome(t.instance, 0).await?.0 else {
+        return Err(anyhow!("must fail"));
+    };
+    assert!(error.len() <= MAX_ERROR_BYTES, "{} bytes", error.len());
+    // The tail is kept: the last line, and as much before it as fits.
+    assert!(error.ends_with("xxx\nthe end"), "{error}");
+    assert!(error.len() > MAX_ERROR_BYTES / 2, "{} bytes", error.len());
     worker.stop().await
 }
