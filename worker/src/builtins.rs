@@ -21,7 +21,7 @@ impl Job for Noop {
 }
 
 /// `sleep`: waits for the duration in `params` (`500ms`, `2s`, `1m 30s`), then succeeds.
-/// Stops early, failing, when cancelled.
+/// Stops at once when cancelled.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sleep;
 

@@ -3,59 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use antares_nats::now;
 use antares_schemas::messages::{LogLine, LogStream, ShardTask};
 use antares_schemas::{InstanceId, Timestamp};
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::logs::LogSink;
-
-/// The current time as Antares stores it.
-pub(crate) fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp(ms)
-}
-
-/// A one-way switch that tasks can wait on: once fired it stays fired.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Cancel(Arc<CancelInner>);
-
-#[derive(Debug, Default)]
-struct CancelInner {
-    fired: AtomicBool,
-    notify: Notify,
-}
-
-impl Cancel {
-    /// Fires it; every waiter wakes up.
-    pub(crate) fn cancel(&self) {
-        if !self.0.fired.swap(true, Ordering::SeqCst) {
-            self.0.notify.notify_waiters();
-        }
-    }
-
-    /// Whether it has fired.
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.0.fired.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once it has fired (at once if it already has).
-    pub(crate) async fn cancelled(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
 
 /// Everything a job gets to know about the shard item it runs.
 ///
@@ -71,7 +26,8 @@ struct Inner {
     worker: Arc<str>,
     log_subject: String,
     logs: LogSink,
-    cancel: Cancel,
+    cancel: CancellationToken,
+    stop_grace: Duration,
     dropped_lines: AtomicBool,
 }
 
@@ -95,7 +51,8 @@ impl JobContext {
         worker: Arc<str>,
         log_subject: String,
         logs: LogSink,
-        cancel: Cancel,
+        cancel: CancellationToken,
+        stop_grace: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -105,6 +62,7 @@ impl JobContext {
                 log_subject,
                 logs,
                 cancel,
+                stop_grace,
                 dropped_lines: AtomicBool::new(false),
             }),
         }
@@ -119,7 +77,8 @@ impl JobContext {
             Arc::from("detached"),
             String::new(),
             LogSink::discard(),
-            Cancel::default(),
+            CancellationToken::new(),
+            crate::worker::DEFAULT_STOP_GRACE,
         )
     }
 
@@ -213,10 +172,13 @@ impl JobContext {
         }
     }
 
-    /// Resolves when the job must stop: the worker is shutting down and its grace period
-    /// is over, or the shard ran past its timeout. A job that waits or loops for long
-    /// should `select!` on this and return soon after; it is aborted shortly after
-    /// anyway, and its result is then ignored.
+    /// Resolves when the job must stop: the shard ran past its timeout, the scheduler
+    /// stopped it (its instance was cancelled, or it timed out there), or the worker is
+    /// shutting down and its grace period is over. A job that waits or loops for long
+    /// should `select!` on this and return soon after: it is aborted once the worker's
+    /// [`stop_grace`](crate::WorkerBuilder::stop_grace) (default 3 s) is over, and what
+    /// it returns after being cancelled is ignored (the attempt reports `timed_out` or
+    /// `cancelled`, or goes back to the queue at shutdown).
     pub async fn cancelled(&self) {
         self.inner.cancel.cancelled().await;
     }
@@ -226,33 +188,16 @@ impl JobContext {
         self.inner.cancel.is_cancelled()
     }
 
+    /// How long the job gets to return once cancelled.
+    pub(crate) fn stop_grace(&self) -> Duration {
+        self.inner.stop_grace
+    }
+
     pub(crate) fn cancel(&self) {
         self.inner.cancel.cancel();
     }
 
     pub(crate) fn task(&self) -> &ShardTask {
         &self.inner.task
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn cancel_wakes_waiters_and_stays_fired() {
-        let c = Cancel::default();
-        let waiter = tokio::spawn({
-            let c = c.clone();
-            async move { c.cancelled().await }
-        });
-        assert!(!c.is_cancelled());
-        c.cancel();
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
-            .await
-            .expect("woken")
-            .expect("joined");
-        assert!(c.is_cancelled());
-        c.cancelled().await;
     }
 }

@@ -6,11 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use antares_nats::kv::{self, Expect, Write};
-use antares_nats::{Nats, NatsError, codec};
+use antares_nats::{Nats, NatsError, codec, now};
 use antares_schemas::Timestamp;
 use antares_schemas::cluster::WorkerInfo;
 
-use crate::context::now;
 use crate::shard::Shared;
 
 /// How many missed beats make a worker gone.

@@ -57,6 +57,13 @@
 //! - fails (and acks) items it cannot run, saying why: a handler it lacks, a script when
 //!   started without `allow_scripts`, an http job;
 //! - survives panicking jobs (the attempt fails with the panic message);
+//! - stops a shard that runs past its job's `timeout` (it reports `timed_out`), or that
+//!   the scheduler stops (its instance was cancelled, or it timed out there): the job
+//!   sees [`JobContext::cancelled`] resolve and is aborted after the
+//!   [`stop_grace`](WorkerBuilder::stop_grace) (a script's process group gets `SIGTERM`,
+//!   then `SIGKILL`);
+//! - caps every error it reports at 1 KiB
+//!   ([`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES));
 //! - writes a heartbeat every second that expires after three missed ones;
 //! - on SIGTERM, Ctrl-C or [`WorkerHandle::shutdown`] stops pulling, lets running shards
 //!   finish within the grace period, then cancels the rest and hands them back to the
@@ -75,6 +82,7 @@ pub mod protocol;
 mod pull;
 mod script;
 mod shard;
+mod stop;
 mod worker;
 
 pub use context::JobContext;
@@ -84,8 +92,8 @@ pub use job::{Job, JobResult};
 pub use script::EXIT_LATER;
 pub use worker::{
     DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_LATER_DELAY,
-    DEFAULT_NATS_URL, DEFAULT_REPORT_START_AFTER, MAX_CONCURRENCY, Worker, WorkerBuilder,
-    WorkerHandle,
+    DEFAULT_NATS_URL, DEFAULT_REPORT_START_AFTER, DEFAULT_STOP_GRACE, MAX_CONCURRENCY, Worker,
+    WorkerBuilder, WorkerHandle,
 };
 
 /// The environment of a script job: these variables, besides the worker's own.
@@ -105,5 +113,10 @@ pub use worker::{
 /// `node -e SOURCE`, with standard input empty. Every line written to standard output or
 /// error is a log line of the shard. Exit 0 is success, exit [`EXIT_LATER`] (75) is
 /// "later", anything else fails with the last lines of standard error (up to 10 lines
-/// or 2 KB). A cancelled or timed-out script's whole process group is killed.
+/// or 1 KiB, [`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)).
+///
+/// A script that must stop (past its timeout, stopped by the scheduler, or at a forced
+/// shutdown) gets `SIGTERM`, sent to its whole process group; once nothing of the group
+/// is left, or the worker's [`stop_grace`](crate::WorkerBuilder::stop_grace) (default
+/// 3 s) is over, the group gets `SIGKILL`, so nothing the script started outlives it.
 pub mod script_env {}

@@ -13,6 +13,8 @@
 //! | a shard item | `ats.shard.<app>.<job>.<instance>.<item>` | `shard_subject(..)` |
 //! | reports | `ats.result.<app>.<job>.<instance>.<item>` | `result_subject(..)` |
 //! | log lines | `ats.log.<app>.<job>.<instance>.<item>` | `log_subject(..)` |
+//! | stops (core NATS) | `ats.stop.<app>.<job>.<instance>` | `stop_subject(..)` |
+//! | what a worker subscribes to for stops | `ats.stop.<app>.>` | `app_stop_filter(app)` |
 //! | heartbeat bucket | `ats-workers` | `workers_bucket()` |
 //! | heartbeat key | `<app>.<worker>` | `worker_key(app, worker)` |
 //!
@@ -36,8 +38,10 @@
 //! | `param` | string | this item's shard param |
 //! | `params` | string | the instance's params |
 //! | `exec` | enum | `{"plugin": {"handler"}}`, `{"command": {"command"}}`, `{"script": {"lang": "shell" \| "python" \| "node", "source"}}`, `{"http": {"url", "method", "body", "timeout_ms"}}` |
-//! | `timeout_ms` | u64 | 0 = none; past it, stop the work and report failed |
+//! | `timeout_ms` | u64 | per attempt, 0 = none; past it, stop the work and report `timed_out` |
 //! | `scheduled_at` | i64 | when the instance was due |
+//! | `run` | u32 | which publication of the item this is: 1 the first time; the scheduler publishes an item again (2, 3, ...) for a retry or after its worker was lost (absent: 1) |
+//! | `attempt_base` | u32 | attempts before this publication (absent: 0) |
 //!
 //! `ShardReport` (a report on a shard item):
 //!
@@ -46,9 +50,35 @@
 //! | `instance` | string | from the task |
 //! | `item` | u32 | from the task |
 //! | `worker` | string | the worker's id |
-//! | `attempt` | u32 | the message's delivery count (1 the first time) |
+//! | `attempt` | u32 | the task's `attempt_base` plus the message's delivery count (so 1 on the first run) |
+//! | `run` | u32 | the task's `run` (reports of a run older than the shard's current one are ignored) |
 //! | `at` | i64 | when it was sent |
-//! | `kind` | enum | `"started"`, or `{"finished": {"started_at": i64, "outcome": "success" \| {"failed": {"error": string}} \| "later"}}` |
+//! | `kind` | enum | `"started"`, or `{"finished": {"started_at": i64, "outcome": ...}}` |
+//!
+//! The `outcome` of a finished attempt:
+//!
+//! | outcome | when | then the message is |
+//! | --- | --- | --- |
+//! | `"success"` | done | acked |
+//! | `{"failed": {"error": string}}` | it failed (for a script: the last lines of standard error) | acked |
+//! | `"later"` | run it again later | nak'd with a delay |
+//! | `{"timed_out": {"error": string}}` | stopped past its `timeout_ms` (`"timed out after 1s"`), or by a stop message saying `timed_out` (its `reason`) | acked |
+//! | `"cancelled"` | stopped by a stop message saying `cancelled` | acked |
+//!
+//! An `error` is at most 1024 bytes of UTF-8
+//! ([`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)): cut a longer one on a
+//! character boundary ([`cap_error`](antares_schemas::limits::cap_error) keeps its start
+//! and marks the cut with `…`; for a standard error tail keep its end instead).
+//!
+//! `StopShards` (a stop message, on the stop subject):
+//!
+//! | field | type | |
+//! | --- | --- | --- |
+//! | `instance` | string | the instance |
+//! | `item` | u32 or nil | only this shard item (nil: every item of the instance) |
+//! | `run` | u32 or nil | only this run of the item (nil: any) |
+//! | `reason` | string | why (`"cancelled"`, `"timed out after 10s"`), for the shard's log |
+//! | `outcome` | enum | `"cancelled"` or `"timed_out"`: what the stopped attempt reports |
 //!
 //! `LogLine`: `instance`, `item`, `attempt`, `worker`, `at`, `stream` (`"stdout"`,
 //! `"stderr"` or `"log"`), `line` (the text without its line end).
@@ -59,6 +89,8 @@
 //!
 //! # Running shard items
 //!
+//! 0. Subscribe (core NATS) to `ats.stop.<app>.>` before pulling anything (see
+//!    [Stopping](#stopping)).
 //! 1. Create or bind the durable pull consumer `app-<app>` on `ATS_SHARDS` with filter
 //!    `ats.shard.<app>.>`, explicit acks, deliver policy all, `max_deliver` -1, an
 //!    `ack_wait` (5 s by default) and a large `max_ack_pending`. All workers of the app
@@ -67,18 +99,23 @@
 //! 2. Pull (`$JS.API.CONSUMER.MSG.NEXT.ATS_SHARDS.app-<app>`) at most as many messages
 //!    as you have free slots, so no message waits unstarted while its `ack_wait` runs.
 //! 3. For each message: decode the `ShardTask`; if that fails, terminate it (`+TERM`).
-//!    The attempt is the delivery count in the message's reply subject
-//!    (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`).
+//!    The attempt is the task's `attempt_base` plus the delivery count in the message's
+//!    reply subject (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`). Note the
+//!    shard's instance, item and run among the shards running now, for stop messages.
 //! 4. Publish a `ShardReport` with `kind = "started"` on the result subject. A plain
 //!    publish is enough (the results stream stores it); losing one is harmless, and it
 //!    may be skipped for an attempt that ends quickly (the stock worker sends it only
 //!    after 50 ms of running): the `finished` report carries `started_at`.
-//! 5. Run it. Every second, send an in-progress ack (`+WPI`) so the item stays yours.
-//!    Publish log lines as `LogLine`s on the log subject (plain publishes, in order).
+//! 5. Run it. Every second, send an in-progress ack (`+WPI`) so the item stays yours
+//!    (also while stopping it). Publish log lines as `LogLine`s on the log subject (plain
+//!    publishes, in order). When `timeout_ms` is not 0 and the attempt has run that long,
+//!    stop it (see [Stopping](#stopping)) and report `{"timed_out": {"error": "timed out
+//!    after <duration>"}}` — never `failed`: the scheduler counts timeouts apart.
 //! 6. Publish a `ShardReport` with `kind = {"finished": ...}` on the result subject as a
 //!    JetStream publish, await the stream's ack, and give it the header
 //!    `Nats-Msg-Id: <instance>.<item>.<attempt>.done` so a retried publish is stored once.
-//! 7. Only then settle the message: `+ACK` after `success` or `failed`; after `later`,
+//! 7. Only then settle the message: `+ACK` after `success`, `failed`, `timed_out` or
+//!    `cancelled`; after `later`,
 //!    `-NAK {"delay": <nanoseconds>}` (5 s by default) so it comes back as the next
 //!    attempt. If the report could not be stored, `-NAK` (no delay): the item runs again
 //!    rather than being lost.
@@ -87,6 +124,27 @@
 //! does not accept, a kind it does not support) is reported `failed` with the reason and
 //! acked, never nak'd: all workers of an app run the same code, so another would refuse
 //! it too.
+//!
+//! # Stopping
+//!
+//! The scheduler publishes a `StopShards` on `ats.stop.<app>.<job>.<instance>` (a core
+//! NATS publish: it is not stored, so only workers subscribed at that moment hear it)
+//! when an instance is cancelled, or when it finds a shard past its timeout. On one:
+//!
+//! 1. Find the running shards of that `instance`; when `item` is given only that item,
+//!    when `run` is given only that run (a stop for another run leaves the shard alone).
+//!    Act at once: well under a second.
+//! 2. Write a log line on the shard's log saying why (with the `reason`).
+//! 3. Stop the work: a script's whole process group gets `SIGTERM`, and whatever of the
+//!    group is still there when a grace period (3 s by default) is over gets `SIGKILL`,
+//!    so nothing it started survives; in-process work is asked to stop, then abandoned
+//!    after the grace. Keep sending in-progress acks meanwhile.
+//! 4. Report `finished` with outcome `"cancelled"` (stop outcome `cancelled`) or
+//!    `{"timed_out": {"error": <reason>}}` (stop outcome `timed_out`), whatever the work
+//!    itself returned, then `+ACK` the message. Never `-NAK` it: it must not run again.
+//!
+//! A stop message that cannot be decoded is logged and ignored; the worker carries on.
+//! A stop for a shard that is not running here is ignored.
 //!
 //! # Heartbeat
 //!
@@ -99,6 +157,7 @@
 //! # Shutdown
 //!
 //! Stop pulling first. `-NAK` messages received but not started. Let running items
-//! finish for a grace period; then stop them and `-NAK` their messages so another worker
-//! takes them at once. Flush the connection before closing it: acks are plain publishes
+//! finish for a grace period; then stop them (as above: `SIGTERM`, then `SIGKILL` after
+//! the stop grace) and `-NAK` their messages, without a report, so another worker takes
+//! them at once. Flush the connection before closing it: acks are plain publishes
 //! and are lost if the connection drops with them still buffered.

@@ -3,16 +3,24 @@
 //! log, its exit status mapped to a [`JobResult`].
 //!
 //! Exit 0 is `Success`, 75 (`EX_TEMPFAIL`) is `Later`, anything else (or a signal) is
-//! `Fail` with the last lines of standard error. When the shard is cancelled (timeout,
-//! forced shutdown) or its future is dropped, the whole process group gets `SIGKILL`, so
-//! whatever the script started dies with it.
+//! `Fail` with the last lines of standard error (at most
+//! [`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)).
+//!
+//! When the shard must stop (timeout, a stop from the scheduler, forced shutdown) the
+//! whole process group gets `SIGTERM`; once the group is gone, or the worker's
+//! `stop_grace` is over, it gets `SIGKILL`, so whatever the script started dies with it,
+//! even a process that ignores `SIGTERM`. The output keeps being read meanwhile, so a
+//! script cleaning up is never blocked writing and its last lines reach the log. A
+//! dropped script future (the shard aborted) kills the group too.
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use antares_schemas::limits::MAX_ERROR_BYTES;
 use antares_schemas::messages::{Execution, LogStream, ScriptLang};
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
@@ -25,13 +33,19 @@ use crate::job::JobResult;
 pub const EXIT_LATER: i32 = 75;
 /// Lines of standard error kept for the error message.
 const TAIL_LINES: usize = 10;
-/// Bytes of standard error kept for the error message.
-const TAIL_BYTES: usize = 2048;
+/// Bytes of standard error kept for the error message (with the mark of a cut, it fits
+/// the error cap).
+const TAIL_BYTES: usize = MAX_ERROR_BYTES - CUT.len();
+/// Marks the start of a cut standard error tail.
+const CUT: &str = "…";
 /// Longest log line; longer output is split.
 const MAX_LINE: u64 = 64 * 1024;
 /// How long output may keep flowing after the script's main process exited (from
 /// processes it left behind) before the group is killed.
 const LINGER: Duration = Duration::from_secs(1);
+/// First and longest pause between checks whether a stopping script's process group is
+/// gone.
+const GONE_POLL: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(100));
 
 /// The program and arguments that run an execution, or `None` when it is no script.
 pub(crate) fn command_line(exec: &Execution) -> Option<(&'static str, [&str; 2])> {
@@ -52,10 +66,28 @@ struct GroupGuard {
 }
 
 impl GroupGuard {
-    fn kill(&self) {
+    fn signal(&self, signal: Signal) {
         if let Some(pgid) = self.pgid {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            let _ = killpg(Pid::from_raw(pgid), signal);
         }
+    }
+
+    fn kill(&self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    /// Whether any process of the group is left.
+    async fn alive(&self) -> bool {
+        let Some(pgid) = self.pgid else {
+            return false;
+        };
+        if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
+            return false;
+        }
+        // Zombies count for `kill`: look closer where the system lets us.
+        tokio::task::spawn_blocking(move || live_member(pgid).unwrap_or(true))
+            .await
+            .unwrap_or(true)
     }
 
     fn disarm(&mut self) {
@@ -67,6 +99,41 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether a process group has a member that is not a zombie; `None` where that cannot
+/// be told (no `/proc`).
+///
+/// When a script's shell exits, what it started is handed to init, and a process of it
+/// that died stays a zombie until init reaps it, which may take seconds (in a container,
+/// init is often not built for it): counting zombies would keep a stopped script waiting
+/// for nothing.
+fn live_member(pgid: i32) -> Option<bool> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let dir = std::fs::read_dir("/proc").ok()?;
+    let live = dir.filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // `pid (command) state ppid pgrp ...`; the command may hold anything.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+        group == Some(pgid) && state != Some("Z")
+    });
+    Some(live)
 }
 
 /// The last lines of standard error.
@@ -98,7 +165,7 @@ impl Tail {
         while !trimmed.is_char_boundary(start) {
             start += 1;
         }
-        format!("...{}", &trimmed[start..])
+        format!("{CUT}{}", &trimmed[start..])
     }
 }
 
@@ -158,9 +225,36 @@ pub(crate) async fn run(ctx: JobContext) -> JobResult {
             status = child.wait() => break status,
             _ = &mut io, if !io_done => io_done = true,
             () = ctx.cancelled() => {
-                group.kill();
-                let _ = child.wait().await;
-                return JobResult::Fail("cancelled: the script's process group was killed".into());
+                group.signal(Signal::SIGTERM);
+                let deadline = tokio::time::Instant::now() + ctx.stop_grace();
+                let mut exited = false;
+                let mut pause = GONE_POLL.0;
+                // Until the group is gone or the grace is over, reading its output.
+                let gone = loop {
+                    tokio::select! {
+                        _ = child.wait(), if !exited => exited = true,
+                        _ = &mut io, if !io_done => io_done = true,
+                        () = tokio::time::sleep_until(deadline) => break false,
+                        () = tokio::time::sleep(pause), if exited => {
+                            if !group.alive().await {
+                                break true;
+                            }
+                            pause = (pause * 2).min(GONE_POLL.1);
+                        }
+                    }
+                };
+                if !gone {
+                    // Someone is left in the group (so its id is still taken): kill it.
+                    group.kill();
+                }
+                if !exited {
+                    let _ = child.wait().await;
+                }
+                if !io_done {
+                    let _ = tokio::time::timeout(LINGER, &mut io).await;
+                }
+                group.disarm();
+                return JobResult::Fail("stopped: the script's process group was killed".into());
             }
         }
     };
@@ -268,6 +362,10 @@ mod tests {
         let mut t = Tail::default();
         t.push(&"é".repeat(3000));
         let text = t.text();
-        assert!(text.starts_with("...") && text.len() <= TAIL_BYTES + 4);
+        assert!(
+            text.starts_with(CUT) && text.len() <= MAX_ERROR_BYTES,
+            "{}",
+            text.len()
+        );
     }
 }

@@ -1,19 +1,28 @@
 //! Running one shard item: from a pulled message to its settled ack.
 //!
-//! 1. decode the [`ShardTask`] (a message that is not one is terminated: it can never run);
+//! 1. decode the [`ShardTask`] (a message that is not one is terminated: it can never run)
+//!    and register the shard in the worker's [`Stoppers`], so a stop message from the
+//!    scheduler reaches it;
 //! 2. report `Started` (core publish: best effort, the results stream captures it) once
 //!    the job has run for `report_start_after`; a shard that ends sooner is reported by
 //!    its `Finished` report alone, which carries its start time;
 //! 3. run the job in its own task, sending an in-progress ack every `progress_every` so
 //!    the work queue does not hand the item to another worker while it runs;
-//! 4. report `Finished` with the outcome, awaiting JetStream's ack (de-duplicated by
-//!    `Nats-Msg-Id`), and only then ack the message (`Success`, `Fail`) or nak it with the
-//!    `later_delay` (`Later`). If the report cannot be stored the message is nak'd at once
-//!    so the item is run again rather than lost.
+//! 4. report `Finished` with the outcome (its error capped at
+//!    [`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)), awaiting
+//!    JetStream's ack (de-duplicated by `Nats-Msg-Id`), and only then ack the message
+//!    (`Success`, `Failed`, `TimedOut`, `Cancelled`) or nak it with the `later_delay`
+//!    (`Later`). If the report cannot be stored the message is nak'd at once so the item
+//!    is run again rather than lost.
 //!
-//! A forced shutdown cancels the job (kills scripts), waits [`ABORT_AFTER`] for it, aborts
-//! it, and naks the message at once so another worker takes it. A shard past its
-//! `timeout_ms` is cancelled the same way and reported failed.
+//! Stopping a job: a line saying why goes to the shard's log, its context is cancelled
+//! (a script's process group gets `SIGTERM`), it gets the worker's `stop_grace` to return
+//! (in-progress acks go on meanwhile), then it is aborted (a script's group gets
+//! `SIGKILL`); whatever it returns is ignored. A shard past its `timeout_ms` is stopped
+//! and reports `TimedOut`; one the scheduler stops reports what the stop message says
+//! (`Cancelled` or `TimedOut`); both are acked, never run again from this message. A
+//! forced shutdown stops the job the same way and naks the message at once so another
+//! worker takes it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,19 +30,20 @@ use std::time::Duration;
 
 use antares_nats::codec;
 use antares_nats::queue::{self, Settle};
-use antares_nats::{Nats, async_nats};
+use antares_nats::{Nats, async_nats, now};
+use antares_schemas::limits::cap_error;
 use antares_schemas::messages::{Execution, ReportKind, ShardOutcome, ShardReport, ShardTask};
 use antares_schemas::topology::HEADER_MSG_ID;
 use async_nats::jetstream::Message;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::context::{Cancel, JobContext, now};
+use crate::context::JobContext;
 use crate::job::{JobFuture, JobResult, Registry, panic_message};
 use crate::logs::LogSink;
 use crate::script;
-
-/// How long a cancelled job gets to return before it is aborted.
-pub(crate) const ABORT_AFTER: Duration = Duration::from_secs(1);
+use crate::stop::{Stop, Stoppers};
 
 /// What every shard of a worker shares.
 #[derive(Debug)]
@@ -46,11 +56,16 @@ pub(crate) struct Shared {
     pub(crate) later_delay: Duration,
     pub(crate) report_start_after: Duration,
     pub(crate) progress_every: Duration,
+    /// How long a stopped job gets to return before it is aborted (a script's process
+    /// group gets `SIGTERM`, then `SIGKILL` when this is over).
+    pub(crate) stop_grace: Duration,
     pub(crate) logs: LogSink,
     /// Shards running now.
     pub(crate) running: AtomicU32,
     /// Fired when running shards must stop (forced shutdown).
-    pub(crate) abort: Cancel,
+    pub(crate) abort: CancellationToken,
+    /// The running shards, for stop messages.
+    pub(crate) stoppers: Stoppers,
 }
 
 struct RunningGuard<'a>(&'a AtomicU32);
@@ -82,6 +97,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
     };
     shared.running.fetch_add(1, Ordering::Relaxed);
     let _running = RunningGuard(&shared.running);
+    let (_registration, stop) = shared.stoppers.register(task.instance, task.item, task.run);
     let attempt = task.attempt_base.saturating_add(queue::attempt(&msg));
     let topo = &shared.nats.topo;
     let result_subject = topo.result_subject(&task.app, &task.job, &task.instance, task.item);
@@ -114,7 +130,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
             Err(e) => tracing::warn!("{e}"),
         }
     };
-    let running = run(&shared, &msg, task.clone(), attempt);
+    let running = run(&shared, &msg, task.clone(), attempt, stop);
     let outcome = if delay.is_zero() {
         report_start.await;
         running.await
@@ -127,7 +143,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
         }
     };
     let outcome = match outcome {
-        Some(outcome) => outcome,
+        Some(outcome) => capped(outcome),
         None => {
             // Forced shutdown: hand the item back.
             settle(&msg, Settle::Nak(None)).await;
@@ -209,12 +225,33 @@ fn registered(registry: &Registry) -> String {
     }
 }
 
+/// The outcome with its error cut to the size every report keeps.
+fn capped(outcome: ShardOutcome) -> ShardOutcome {
+    match outcome {
+        ShardOutcome::Failed { error } => ShardOutcome::Failed {
+            error: cap_error(&error),
+        },
+        ShardOutcome::TimedOut { error } => ShardOutcome::TimedOut {
+            error: cap_error(&error),
+        },
+        other => other,
+    }
+}
+
+/// A job being stopped: what it will report (`None`: hand the item back) and when it is
+/// aborted if it has not returned by then.
+struct Stopping {
+    outcome: Option<ShardOutcome>,
+    abort_at: Instant,
+}
+
 /// Runs the job; `None` when it was stopped by a forced shutdown.
 async fn run(
     shared: &Shared,
     msg: &Message,
     task: ShardTask,
     attempt: u32,
+    mut stop: oneshot::Receiver<Stop>,
 ) -> Option<ShardOutcome> {
     let topo = &shared.nats.topo;
     let log_subject = topo.log_subject(&task.app, &task.job, &task.instance, task.item);
@@ -225,7 +262,8 @@ async fn run(
         shared.id.clone(),
         log_subject,
         shared.logs.clone(),
-        Cancel::default(),
+        CancellationToken::new(),
+        shared.stop_grace,
     );
     let future = match plan(shared, &ctx) {
         Ok(f) => f,
@@ -233,7 +271,7 @@ async fn run(
     };
     let mut handle = tokio::spawn(future);
     let every = shared.progress_every;
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut progress = tokio::time::interval_at(Instant::now() + every, every);
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = async {
         if timeout.is_zero() {
@@ -242,24 +280,66 @@ async fn run(
         tokio::time::sleep(timeout).await;
     };
     tokio::pin!(deadline);
-    let result = loop {
-        tokio::select! {
-            joined = &mut handle => break joined_result(joined),
-            _ = progress.tick() => settle(msg, Settle::Progress).await,
-            () = shared.abort.cancelled() => {
-                stop(&ctx, handle).await;
-                return None;
-            }
-            () = &mut deadline => {
-                stop(&ctx, handle).await;
-                break JobResult::Fail(format!(
-                    "timed out after {}",
-                    humantime::format_duration(timeout)
-                ));
-            }
+    let begin_stop = |why: &str, outcome: Option<ShardOutcome>| {
+        ctx.log(why);
+        ctx.cancel();
+        Stopping {
+            outcome,
+            abort_at: Instant::now() + shared.stop_grace,
         }
     };
-    Some(result.into_outcome())
+    // Every branch is disabled once handled: a branch that stays ready would spin.
+    let mut stopping: Option<Stopping> = None;
+    let mut shutting_down = false;
+    let mut listening = true;
+    loop {
+        let abort_at = stopping.as_ref().map(|s| s.abort_at);
+        tokio::select! {
+            joined = &mut handle => {
+                return match stopping {
+                    Some(s) => s.outcome,
+                    None => Some(joined_result(joined).into_outcome()),
+                };
+            }
+            _ = progress.tick() => settle(msg, Settle::Progress).await,
+            () = sleep_until(abort_at) => {
+                handle.abort();
+                let _ = (&mut handle).await;
+                return stopping.and_then(|s| s.outcome);
+            }
+            () = shared.abort.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                match &mut stopping {
+                    // Already stopping for a reason of its own: cut the grace short.
+                    Some(s) => s.abort_at = s.abort_at.min(Instant::now()),
+                    None => {
+                        stopping = Some(begin_stop("the worker is shutting down: stopping this attempt and handing the shard back", None));
+                    }
+                }
+            }
+            () = &mut deadline, if stopping.is_none() => {
+                let error = format!("timed out after {}", humantime::format_duration(timeout));
+                stopping = Some(begin_stop(
+                    &format!("{error}: stopping"),
+                    Some(ShardOutcome::TimedOut { error }),
+                ));
+            }
+            told = &mut stop, if listening && stopping.is_none() => {
+                listening = false;
+                if let Ok(stop) = told {
+                    stopping = Some(begin_stop(&stop.why, Some(stop.outcome)));
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is none.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn joined_result(joined: Result<JobResult, tokio::task::JoinError>) -> JobResult {
@@ -269,17 +349,5 @@ fn joined_result(joined: Result<JobResult, tokio::task::JoinError>) -> JobResult
             JobResult::Fail(format!("job panicked: {}", panic_message(&*e.into_panic())))
         }
         Err(e) => JobResult::Fail(format!("job task ended abnormally: {e}")),
-    }
-}
-
-/// Cancels a job, gives it [`ABORT_AFTER`] to return, then aborts it.
-async fn stop(ctx: &JobContext, mut handle: JoinHandle<JobResult>) {
-    ctx.cancel();
-    if tokio::time::timeout(ABORT_AFTER, &mut handle)
-        .await
-        .is_err()
-    {
-        handle.abort();
-        let _ = handle.await;
     }
 }

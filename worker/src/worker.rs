@@ -7,21 +7,22 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use antares_nats::queue::{self, ConsumerSpec};
-use antares_nats::{ConnectOptions, Nats, async_nats};
+use antares_nats::{ConnectOptions, Nats, async_nats, now};
 use antares_schemas::Topology;
 use antares_schemas::names::{check_name, check_worker_id, sanitize_token};
 use antares_schemas::topology::DEFAULT_NAMESPACE;
 use async_nats::jetstream::consumer::PullConsumer;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::builtins;
-use crate::context::{Cancel, now};
 use crate::error::{Result, WorkerError};
 use crate::heartbeat::{self, Identity};
 use crate::job::{Job, Registry};
 use crate::logs::LogSink;
 use crate::pull::{Phase, Puller};
 use crate::shard::Shared;
+use crate::stop::{self, Stoppers};
 
 /// Default NATS URL.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -38,6 +39,9 @@ pub const DEFAULT_LATER_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_REPORT_START_AFTER: Duration = Duration::from_millis(50);
 /// Default time running shards get to finish at shutdown.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Default time a stopped shard gets to end before it is killed (see
+/// [`WorkerBuilder::stop_grace`]).
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
 /// Largest concurrency a worker takes.
 pub const MAX_CONCURRENCY: usize = 100_000;
 /// Unacknowledged shard items the app's consumer allows across all its workers.
@@ -58,6 +62,7 @@ pub struct WorkerBuilder {
     later_delay: Duration,
     report_start_after: Duration,
     grace: Duration,
+    stop_grace: Duration,
     registry: Registry,
     duplicates: Vec<String>,
 }
@@ -90,6 +95,7 @@ impl Default for WorkerBuilder {
             later_delay: DEFAULT_LATER_DELAY,
             report_start_after: DEFAULT_REPORT_START_AFTER,
             grace: DEFAULT_GRACE,
+            stop_grace: DEFAULT_STOP_GRACE,
             registry: Registry::default(),
             duplicates: Vec::new(),
         }
@@ -184,6 +190,20 @@ impl WorkerBuilder {
     /// and handed back to the queue (default 30 s).
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// How long a shard that must stop gets to end before it is killed (default 3 s).
+    ///
+    /// A shard stops when it runs past its job's `timeout`, when the scheduler stops it
+    /// (its instance was cancelled, or it timed out there), or when the worker shuts
+    /// down (after [`grace`](Self::grace)). A Rust job then sees
+    /// [`JobContext::cancelled`](crate::JobContext::cancelled) resolve and is aborted
+    /// when this is over; a script's whole process group gets `SIGTERM`, then `SIGKILL`
+    /// when this is over (at once, should the group be gone sooner), so nothing the
+    /// script started survives it. Zero kills at once.
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
         self
     }
 
@@ -293,9 +313,11 @@ impl WorkerBuilder {
             later_delay: self.later_delay,
             report_start_after: self.report_start_after,
             progress_every: (self.ack_wait / 2).min(Duration::from_secs(1)),
+            stop_grace: self.stop_grace,
             logs,
             running: AtomicU32::new(0),
-            abort: Cancel::default(),
+            abort: CancellationToken::new(),
+            stoppers: Stoppers::default(),
         });
         let (phase, _) = watch::channel(Phase::Running);
         Ok(Worker {
@@ -448,6 +470,8 @@ impl Worker {
             grace,
             phase,
         } = self;
+        // Listen for stops before pulling anything, so no running shard misses one.
+        let stops = stop::subscribe(&shared.nats, &shared.app).await?;
         heartbeat::beat(&shared, &identity, heartbeat).await?;
         tracing::info!(
             "worker {} of app {} running {} slot(s), plugins: {:?}",
@@ -465,12 +489,14 @@ impl Worker {
         };
         let pulling = puller.run(phase.subscribe());
         let beats = heartbeat::run(&shared, &identity, heartbeat);
-        tokio::pin!(pulling, beats, shutdown);
+        let stops = stop::listen(&shared, stops);
+        tokio::pin!(pulling, beats, stops, shutdown);
         let mut asked = false;
         let result = loop {
             tokio::select! {
                 result = &mut pulling => break result,
                 () = &mut beats => {}
+                () = &mut stops => {}
                 () = &mut shutdown, if !asked => {
                     asked = true;
                     advance(&phase, Phase::Draining);

@@ -1,15 +1,20 @@
 //! Plugin jobs against a real nats-server: outcomes, reports, listeners, panics,
-//! refusals and concurrency.
+//! refusals, concurrency, timeouts, stops from the scheduler and capped errors.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use antares_schemas::messages::{Execution, LogStream, ReportKind, ShardOutcome};
+use antares_nats::wait::wait_for;
+use antares_schemas::limits::MAX_ERROR_BYTES;
+use antares_schemas::messages::{
+    Execution, LogStream, ReportKind, ShardOutcome, ShardReport, StopOutcome,
+};
 use antares_worker::{Job, JobContext, JobResult};
 use anyhow::anyhow;
-use common::{Bench, WAIT, plugin, spawn, task};
+use common::{Bench, WAIT, plugin, spawn, stop_all, task};
 
 /// Logs what it was given, succeeds, and records its listener calls.
 #[derive(Clone, Default)]
@@ -318,50 +323,255 @@ async fn concurrency_two_runs_two_shards_at_once() -> anyhow::Result<()> {
     worker.stop().await
 }
 
-/// Ignores cancellation.
-struct Stubborn;
+/// Waits for cancellation, says it saw it, and returns `Success` (which must be ignored).
+#[derive(Clone, Default)]
+struct Polite {
+    saw_cancel: Arc<AtomicBool>,
+}
+
+impl Job for Polite {
+    fn name(&self) -> &str {
+        "polite"
+    }
+    async fn execute(&self, ctx: JobContext) -> JobResult {
+        ctx.log("waiting");
+        ctx.cancelled().await;
+        self.saw_cancel.store(true, Ordering::SeqCst);
+        JobResult::Success
+    }
+}
+
+/// Ignores cancellation; `dropped` is set when its future is dropped (it was aborted).
+#[derive(Clone, Default)]
+struct Stubborn {
+    dropped: Arc<AtomicBool>,
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
 
 impl Job for Stubborn {
     fn name(&self) -> &str {
         "stubborn"
     }
     async fn execute(&self, _ctx: JobContext) -> JobResult {
+        let _guard = SetOnDrop(self.dropped.clone());
         tokio::time::sleep(Duration::from_secs(60)).await;
         JobResult::Success
+    }
+}
+
+fn millis_between(report: &ShardReport) -> anyhow::Result<i64> {
+    match &report.kind {
+        ReportKind::Finished { started_at, .. } => Ok(report.at.0 - started_at.0),
+        ReportKind::Started => Err(anyhow!("not finished")),
     }
 }
 
 #[tokio::test]
 async fn a_job_past_its_timeout_is_cancelled_then_aborted() -> anyhow::Result<()> {
     let mut bench = Bench::start().await?;
+    let polite = Polite::default();
+    let stubborn = Stubborn::default();
     let worker = spawn(
         bench
             .worker("billing", "w1")
             .concurrency(1)
+            .stop_grace(Duration::from_secs(1))
             .with_builtins()
-            .register(Stubborn),
+            .register(polite.clone())
+            .register(stubborn.clone()),
     )
     .await?;
-    let mut t = task("billing", "slow", plugin("stubborn"));
+    // A job that heeds `cancelled()` ends at once, timed out whatever it returns.
+    let mut t = task("billing", "polite", plugin("polite"));
     t.timeout_ms = 100;
     bench.publish(&t).await?;
+    let (outcome, report) = bench.outcome(t.instance, 0).await?;
     assert_eq!(
-        bench.outcome(t.instance, 0).await?.0,
-        ShardOutcome::Failed {
+        outcome,
+        ShardOutcome::TimedOut {
             error: "timed out after 100ms".into()
         }
     );
+    assert!(polite.saw_cancel.load(Ordering::SeqCst));
+    assert!(millis_between(&report)? < 1000, "{report:?}");
+    bench
+        .log_containing(t.instance, "timed out after 100ms: stopping")
+        .await?;
+
+    // One that ignores it is aborted once the stop grace is over, and timed out too.
+    let mut t = task("billing", "slow", plugin("stubborn"));
+    t.timeout_ms = 100;
+    bench.publish(&t).await?;
+    let (outcome, report) = bench.outcome(t.instance, 0).await?;
+    assert_eq!(
+        outcome,
+        ShardOutcome::TimedOut {
+            error: "timed out after 100ms".into()
+        }
+    );
+    assert!(millis_between(&report)? >= 100 + 1000, "{report:?}");
+    let dropped = stubborn.dropped.clone();
+    wait_for("the stubborn job to be aborted", WAIT, || {
+        let dropped = dropped.clone();
+        async move { dropped.load(Ordering::SeqCst).then_some(()) }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+
     let mut t = task("billing", "nap", plugin("sleep"));
     t.params = "1m".into();
     t.timeout_ms = 100;
     bench.publish(&t).await?;
     assert_eq!(
         bench.outcome(t.instance, 0).await?.0,
-        ShardOutcome::Failed {
+        ShardOutcome::TimedOut {
             error: "timed out after 100ms".into()
         }
     );
+    bench
+        .until_queue_empty("timed-out items to be acked")
+        .await?;
     worker.stop().await
+}
+
+#[tokio::test]
+async fn a_stop_from_the_scheduler_cancels_a_running_job() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let polite = Polite::default();
+    let stubborn = Stubborn::default();
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .concurrency(2)
+            .stop_grace(Duration::from_millis(300))
+            .register(polite.clone())
+            .register(stubborn.clone()),
+    )
+    .await?;
+    let mut a = task("billing", "pair", plugin("polite"));
+    a.total = 2;
+    let mut b = a.clone();
+    b.item = 1;
+    b.exec = plugin("stubborn");
+    bench.publish(&a).await?;
+    bench.publish(&b).await?;
+    bench.log_containing(a.instance, "waiting").await?;
+    // Both run (a Started report for each, in any order).
+    let mut started = Vec::new();
+    while started.len() < 2 {
+        let r = bench.next_report().await?;
+        if r.kind == ReportKind::Started {
+            started.push(r.item);
+        }
+    }
+    bench
+        .stop(
+            &a,
+            &stop_all(&a, StopOutcome::Cancelled, "cancelled by alice"),
+        )
+        .await?;
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 2 {
+        let r = bench.next_report().await?;
+        if let ReportKind::Finished { outcome, .. } = r.kind {
+            outcomes.push((r.item, outcome));
+        }
+    }
+    outcomes.sort_by_key(|(item, _)| *item);
+    assert_eq!(
+        outcomes,
+        [(0, ShardOutcome::Cancelled), (1, ShardOutcome::Cancelled)]
+    );
+    assert!(polite.saw_cancel.load(Ordering::SeqCst));
+    assert!(stubborn.dropped.load(Ordering::SeqCst), "aborted");
+    let lines = bench
+        .logs_until(a.instance, |l| {
+            l.iter()
+                .filter(|l| l.line == "stopped by the scheduler: cancelled by alice")
+                .count()
+                == 2
+        })
+        .await?;
+    assert!(lines.iter().any(|l| l.item == 1), "{lines:?}");
+    bench
+        .until_queue_empty("cancelled items to be acked")
+        .await?;
+    worker.stop().await
+}
+
+/// Fails, or panics, with 100 KB of text.
+struct Verbose;
+
+impl Job for Verbose {
+    fn name(&self) -> &str {
+        "verbose"
+    }
+    async fn execute(&self, ctx: JobContext) -> JobResult {
+        let error = "é".repeat(50_000);
+        if ctx.params() == "panic" {
+            panic!("{error}");
+        }
+        JobResult::Fail(error)
+    }
+}
+
+#[tokio::test]
+async fn huge_errors_are_capped_in_reports() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(bench.worker("billing", "w1").register(Verbose)).await?;
+    for params in ["fail", "panic"] {
+        let mut t = task("billing", "loud", plugin("verbose"));
+        t.params = params.into();
+        bench.publish(&t).await?;
+        let ShardOutcome::Failed { error } = bench.outcome(t.instance, 0).await?.0 else {
+            return Err(anyhow!("must fail"));
+        };
+        assert!(
+            error.len() <= MAX_ERROR_BYTES,
+            "{params}: {} bytes",
+            error.len()
+        );
+        assert!(
+            error.len() > MAX_ERROR_BYTES - 8,
+            "{params}: {} bytes",
+            error.len()
+        );
+        assert!(error.ends_with('…'), "{params}");
+    }
+    // A refusal naming a long list of plugins is capped as well.
+    let mut builder = bench.worker("other", "w2");
+    for i in 0..200 {
+        builder = builder.register(Named(format!("a-rather-long-plugin-name-{i:03}")));
+    }
+    let other = spawn(builder).await?;
+    let t = task("other", "mystery", plugin("nope"));
+    bench.publish(&t).await?;
+    let ShardOutcome::Failed { error } = bench.outcome(t.instance, 0).await?.0 else {
+        return Err(anyhow!("must fail"));
+    };
+    assert!(error.starts_with("no plugin `nope`"), "{error}");
+    assert!(error.len() <= MAX_ERROR_BYTES, "{} bytes", error.len());
+    other.stop().await?;
+    worker.stop().await
+}
+
+/// Succeeds; registered under any name.
+struct Named(String);
+
+impl Job for Named {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    async fn execute(&self, _ctx: JobContext) -> JobResult {
+        JobResult::Success
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use antares_nats::codec;
 use antares_schemas::messages::{
     Execution, LogLine, LogStream, ReportKind, ScriptLang, ShardOutcome, ShardReport, ShardTask,
+    StopOutcome, StopShards,
 };
 use antares_schemas::{InstanceId, Timestamp};
 use serde_json::{Value, json};
@@ -14,7 +15,7 @@ fn as_json<T: serde::Serialize>(value: &T) -> anyhow::Result<Value> {
 }
 
 #[test]
-fn shard_tasks_reports_and_log_lines_are_named_maps() -> anyhow::Result<()> {
+fn shard_tasks_reports_stops_and_log_lines_are_named_maps() -> anyhow::Result<()> {
     let id = InstanceId::for_fire("billing", "report", Timestamp(1_800_000_000_000));
     let task = ShardTask {
         instance: id,
@@ -78,6 +79,46 @@ fn shard_tasks_reports_and_log_lines_are_named_maps() -> anyhow::Result<()> {
         as_json(&report)?["kind"]["finished"]["outcome"],
         json!("later")
     );
+    for (outcome, expected) in [
+        (
+            ShardOutcome::TimedOut {
+                error: "timed out after 1s".into(),
+            },
+            json!({"timed_out": {"error": "timed out after 1s"}}),
+        ),
+        (ShardOutcome::Cancelled, json!("cancelled")),
+    ] {
+        report.kind = ReportKind::Finished {
+            started_at: Timestamp(4),
+            outcome,
+        };
+        assert_eq!(as_json(&report)?["kind"]["finished"]["outcome"], expected);
+    }
+
+    let mut stop = StopShards {
+        instance: id,
+        item: None,
+        run: None,
+        reason: "cancelled".into(),
+        outcome: StopOutcome::Cancelled,
+    };
+    assert_eq!(
+        as_json(&stop)?,
+        json!({"instance": id.to_string(), "item": null, "run": null, "reason": "cancelled", "outcome": "cancelled"})
+    );
+    stop.item = Some(3);
+    stop.run = Some(2);
+    stop.outcome = StopOutcome::TimedOut;
+    assert_eq!(
+        as_json(&stop)?,
+        json!({"instance": id.to_string(), "item": 3, "run": 2, "reason": "cancelled", "outcome": "timed_out"})
+    );
+    // What a worker in another language may send: the optional fields left out.
+    let bytes = rmp_serde::to_vec_named(&json!({
+        "instance": id.to_string(), "reason": "timed out after 10s", "outcome": "timed_out",
+    }))?;
+    let decoded: StopShards = codec::decode("stop message", &bytes)?;
+    assert_eq!((decoded.item, decoded.run), (None, None));
 
     let line = LogLine {
         instance: id,

@@ -1,14 +1,18 @@
 //! Script and command jobs against a real nats-server: environment, output as log
-//! lines, exit statuses, refusal, timeouts.
+//! lines, exit statuses, refusal, timeouts, stops from the scheduler, capped errors.
 
 mod common;
 
 use std::time::Duration;
 
 use antares_nats::wait::wait_for;
-use antares_schemas::messages::{Execution, LogStream, ReportKind, ScriptLang, ShardOutcome};
+use antares_schemas::limits::MAX_ERROR_BYTES;
+use antares_schemas::messages::{
+    Execution, LogStream, ReportKind, ScriptLang, ShardOutcome, ShardTask, StopOutcome,
+};
 use anyhow::anyhow;
-use common::{Bench, WAIT, command, spawn, task};
+use common::{Bench, WAIT, command, spawn, stop_all, task};
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn scripts_see_their_shard_and_their_output_is_logged() -> anyhow::Result<()> {
@@ -172,25 +176,175 @@ fn gone(pid: u32) -> bool {
     }
 }
 
+/// The live (not zombie) processes of a process group.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command name: state, parent, process group, ...
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?;
+        let group: u32 = fields.nth(1)?.parse().ok()?;
+        (group == pgid && state != "Z").then_some(pid)
+    })
+    .collect()
+}
+
+/// The pids a script printed, one per line, in the order printed.
+async fn printed_pids(bench: &Bench, t: &ShardTask, count: usize) -> anyhow::Result<Vec<u32>> {
+    let lines = bench
+        .logs_until(t.instance, |l| {
+            l.iter().filter(|l| l.stream == LogStream::Stdout).count() >= count
+        })
+        .await?;
+    lines
+        .iter()
+        .filter(|l| l.stream == LogStream::Stdout)
+        .take(count)
+        .map(|l| Ok(l.line.trim().parse()?))
+        .collect()
+}
+
 #[tokio::test]
-async fn a_timed_out_script_is_killed_with_its_children() -> anyhow::Result<()> {
+async fn a_timed_out_script_gets_sigterm_then_its_whole_group_is_killed() -> anyhow::Result<()> {
     let mut bench = Bench::start().await?;
-    let worker = spawn(bench.worker("billing", "w1").allow_scripts(true)).await?;
-    let mut t = task("billing", "stuck", command("sleep 30 & echo $!; wait"));
-    t.timeout_ms = 300;
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .allow_scripts(true)
+            .stop_grace(Duration::from_millis(500)),
+    )
+    .await?;
+    // The script (its process group's leader) says it got SIGTERM; the child it starts
+    // ignores SIGTERM, so only SIGKILL ends it.
+    let mut t = task(
+        "billing",
+        "stuck",
+        command(
+            "trap 'echo got TERM >&2; exit 1' TERM; echo $$; \
+             sh -c 'trap \"\" TERM; sleep 1000' & echo $!; sleep 1000",
+        ),
+    );
+    t.timeout_ms = 1000;
     bench.publish(&t).await?;
-    let lines = bench.logs_until(t.instance, |l| !l.is_empty()).await?;
-    let child: u32 = lines[0].line.trim().parse()?;
+    let pids = printed_pids(&bench, &t, 2).await?;
+    let (group, stubborn) = (pids[0], pids[1]);
+    assert!(!group_members(group).is_empty(), "the script runs");
     assert_eq!(
         bench.outcome(t.instance, 0).await?.0,
-        ShardOutcome::Failed {
-            error: "timed out after 300ms".into()
+        ShardOutcome::TimedOut {
+            error: "timed out after 1s".into()
         }
     );
-    wait_for("the script's child to die", WAIT, || async move {
-        gone(child).then_some(())
-    })
+    let lines = bench.log_containing(t.instance, "got TERM").await?;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == LogStream::Log && l.line == "timed out after 1s: stopping"),
+        "{lines:?}"
+    );
+    wait_for(
+        "every process of the script's group to die",
+        WAIT,
+        || async move { (gone(stubborn) && group_members(group).is_empty()).then_some(()) },
+    )
     .await
     .map_err(anyhow::Error::msg)?;
+    bench
+        .until_queue_empty("the timed-out item to be acked")
+        .await?;
+    worker.stop().await
+}
+
+#[tokio::test]
+async fn a_stop_from_the_scheduler_kills_a_running_script() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    // The default stop grace (3 s): a script that ends on SIGTERM must not wait it out.
+    let worker = spawn(bench.worker("billing", "w1").allow_scripts(true)).await?;
+    let mut t = task("billing", "long", command("echo $$; sleep 1000"));
+    t.run = 3;
+    bench.publish(&t).await?;
+    let group = printed_pids(&bench, &t, 1).await?[0];
+
+    // None of these concern this shard, or can be read; the worker carries on.
+    bench.stop_raw(&t, b"not a stop".to_vec()).await?;
+    let mut other_run = stop_all(&t, StopOutcome::TimedOut, "another run");
+    other_run.run = Some(2);
+    bench.stop(&t, &other_run).await?;
+    let mut other_item = stop_all(&t, StopOutcome::TimedOut, "another item");
+    other_item.item = Some(1);
+    bench.stop(&t, &other_item).await?;
+    let other_instance = task("billing", "long", command("true"));
+    bench
+        .stop(
+            &other_instance,
+            &stop_all(&other_instance, StopOutcome::TimedOut, "another instance"),
+        )
+        .await?;
+
+    let mut this = stop_all(&t, StopOutcome::Cancelled, "cancelled by alice");
+    this.item = Some(0);
+    this.run = Some(3);
+    let asked = Instant::now();
+    bench.stop(&t, &this).await?;
+    let (outcome, report) = bench.outcome(t.instance, 0).await?;
+    let took = asked.elapsed();
+    // Stops that did not match would have ended it as timed out.
+    assert_eq!(outcome, ShardOutcome::Cancelled);
+    assert_eq!((report.run, report.attempt), (3, 1));
+    assert!(took < Duration::from_secs(1), "stopping took {took:?}");
+    assert!(
+        group_members(group).is_empty(),
+        "the script's group is gone"
+    );
+    bench
+        .log_containing(t.instance, "stopped by the scheduler: cancelled by alice")
+        .await?;
+    // Acked, not handed back: nothing is left to run again.
+    bench
+        .until_queue_empty("the cancelled item to be acked")
+        .await?;
+
+    // The worker still runs shards, and still hears stops.
+    let mut t = task("billing", "again", command("echo $$; sleep 1000"));
+    t.timeout_ms = 60_000;
+    bench.publish(&t).await?;
+    printed_pids(&bench, &t, 1).await?;
+    bench
+        .stop(
+            &t,
+            &stop_all(&t, StopOutcome::TimedOut, "timed out after 10s"),
+        )
+        .await?;
+    assert_eq!(
+        bench.outcome(t.instance, 0).await?.0,
+        ShardOutcome::TimedOut {
+            error: "timed out after 10s".into()
+        }
+    );
+    worker.stop().await
+}
+
+#[tokio::test]
+async fn a_huge_stderr_is_capped_in_the_report() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let worker = spawn(bench.worker("billing", "w1").allow_scripts(true)).await?;
+    let t = task(
+        "billing",
+        "loud",
+        command("head -c 100000 /dev/zero | tr '\\0' x >&2; echo >&2; echo the end >&2; exit 1"),
+    );
+    bench.publish(&t).await?;
+    let ShardOutcome::Failed { error } = bench.outcome(t.instance, 0).await?.0 else {
+        return Err(anyhow!("must fail"));
+    };
+    assert!(error.len() <= MAX_ERROR_BYTES, "{} bytes", error.len());
+    // The tail is kept: the last line, and as much before it as fits.
+    assert!(error.ends_with("xxx\nthe end"), "{error}");
+    assert!(error.len() > MAX_ERROR_BYTES / 2, "{} bytes", error.len());
     worker.stop().await
 }

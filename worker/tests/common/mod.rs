@@ -11,7 +11,7 @@ use antares_nats::queue::{self, ConsumerSpec};
 use antares_nats::server::LocalServer;
 use antares_nats::{ConnectOptions, Nats, codec};
 use antares_schemas::messages::{
-    Execution, LogLine, ReportKind, ShardOutcome, ShardReport, ShardTask,
+    Execution, LogLine, ReportKind, ShardOutcome, ShardReport, ShardTask, StopOutcome, StopShards,
 };
 use antares_schemas::{InstanceId, Timestamp, Topology};
 use antares_worker::{Worker, WorkerBuilder, WorkerError, WorkerHandle};
@@ -90,6 +90,35 @@ impl Bench {
             .await?
             .await?;
         Ok(())
+    }
+
+    /// Tells the workers to stop shards of `task`'s instance, as the scheduler would.
+    pub async fn stop(&self, task: &ShardTask, stop: &StopShards) -> anyhow::Result<()> {
+        self.stop_raw(task, codec::encode("stop message", stop)?.to_vec())
+            .await
+    }
+
+    /// Publishes any bytes on the stop subject of `task`'s instance.
+    pub async fn stop_raw(&self, task: &ShardTask, body: Vec<u8>) -> anyhow::Result<()> {
+        let subject = self
+            .nats
+            .topo
+            .stop_subject(&task.app, &task.job, &task.instance);
+        self.nats.client.publish(subject, body.into()).await?;
+        self.nats.client.flush().await?;
+        Ok(())
+    }
+
+    /// Waits for a log line of the instance that contains `text`.
+    pub async fn log_containing(
+        &self,
+        instance: InstanceId,
+        text: &str,
+    ) -> anyhow::Result<Vec<LogLine>> {
+        self.logs_until(instance, |lines| {
+            lines.iter().any(|l| l.line.contains(text))
+        })
+        .await
     }
 
     /// The next report, whatever it is.
@@ -181,6 +210,17 @@ pub fn task(app: &str, job: &str, exec: Execution) -> ShardTask {
         scheduled_at: Timestamp(1_800_000_000_000),
         run: 1,
         attempt_base: 0,
+    }
+}
+
+/// A stop of every shard of `task`'s instance.
+pub fn stop_all(task: &ShardTask, outcome: StopOutcome, reason: &str) -> StopShards {
+    StopShards {
+        instance: task.instance,
+        item: None,
+        run: None,
+        reason: reason.into(),
+        outcome,
     }
 }
 
