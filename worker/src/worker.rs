@@ -9,7 +9,7 @@ use std::time::Duration;
 use antares_nats::queue::{self, ConsumerSpec};
 use antares_nats::{ConnectOptions, Nats, async_nats, now};
 use antares_schemas::Topology;
-use antares_schemas::names::{check_name, check_worker_id, sanitize_token};
+use antares_schemas::names::{check_name, check_worker_id};
 use antares_schemas::topology::DEFAULT_NAMESPACE;
 use async_nats::jetstream::consumer::PullConsumer;
 use tokio::sync::watch;
@@ -229,7 +229,7 @@ impl WorkerBuilder {
         check_name("app", &app)?;
         let id = match &self.id {
             Some(id) => id.clone(),
-            None => default_id(),
+            None => antares_nats::process::default_id(),
         };
         check_worker_id(&id)?;
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
@@ -298,7 +298,7 @@ impl WorkerBuilder {
         let (logs, _log_task) = LogSink::start(nats.client.clone());
         let plugins = self.registry.names();
         let identity = Identity {
-            host: host_name(),
+            host: antares_nats::process::hostname(),
             pid: std::process::id(),
             started_at: now(),
             capacity: u32::try_from(self.concurrency).unwrap_or(u32::MAX),
@@ -331,25 +331,6 @@ impl WorkerBuilder {
             phase: Arc::new(phase),
         })
     }
-}
-
-/// `<host>-<pid>-<6 random characters>`.
-fn default_id() -> String {
-    use rand::distr::{Alphanumeric, SampleString};
-    let suffix = Alphanumeric
-        .sample_string(&mut rand::rng(), 6)
-        .to_ascii_lowercase();
-    format!(
-        "{}-{}-{suffix}",
-        sanitize_token(&host_name()),
-        std::process::id()
-    )
-}
-
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "host".into())
 }
 
 /// A worker of one app: pulls its shard items and runs them.
@@ -443,12 +424,12 @@ impl Worker {
         let phase = self.phase.clone();
         let id = self.shared.id.clone();
         let signals = tokio::spawn(async move {
-            stop_signal().await;
+            antares_nats::process::stop_signal().await;
             tracing::info!(
                 "worker {id} shutting down: finishing running shards (signal again to stop now)"
             );
             advance(&phase, Phase::Draining);
-            stop_signal().await;
+            antares_nats::process::stop_signal().await;
             tracing::info!("worker {id} stopping now");
             advance(&phase, Phase::Abort);
         });
@@ -510,26 +491,5 @@ impl Worker {
         heartbeat::remove(&shared.nats, &shared.app, &shared.id, heartbeat).await;
         tracing::info!("worker {} stopped", shared.id);
         result
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
