@@ -92,6 +92,8 @@ pub struct FileConfig {
     pub concurrency: Option<usize>,
     /// `worker --allow-scripts`.
     pub allow_scripts: Option<bool>,
+    /// `worker --script-env`.
+    pub script_env: Option<Vec<String>>,
     /// `provision --replicas`.
     pub replicas: Option<usize>,
     /// `provision --history-retention`.

@@ -39,6 +39,16 @@ pub struct WorkerArgs {
     /// Run script jobs (shell, python, node); refused unless given
     #[arg(long, env = "ANTARES_ALLOW_SCRIPTS")]
     allow_scripts: bool,
+    /// Names of this worker's environment variables that scripts also get, besides
+    /// PATH, HOME, LANG and TZ (comma-separated; nothing else of the worker's
+    /// environment reaches a script)
+    #[arg(
+        long,
+        env = "ANTARES_SCRIPT_ENV",
+        value_name = "NAME,...",
+        value_delimiter = ','
+    )]
+    script_env: Vec<String>,
 }
 
 /// Runs one scheduler until Ctrl-C or SIGTERM.
@@ -92,6 +102,12 @@ pub async fn worker(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.concurrency.or(file.concurrency) {
         builder = builder.concurrency(n);
     }
+    let script_env = if args.script_env.is_empty() {
+        file.script_env.clone().unwrap_or_default()
+    } else {
+        args.script_env
+    };
+    builder = builder.script_env(script_env);
     let worker = builder.build().await?;
     worker.run().await?;
     Ok(ExitCode::SUCCESS)

@@ -96,7 +96,10 @@ pub use worker::{
     WorkerBuilder, WorkerHandle,
 };
 
-/// The environment of a script job: these variables, besides the worker's own.
+/// The environment of a script job: these variables, plus `PATH`, `HOME`, `LANG` and
+/// `TZ` from the worker's environment and the names listed with
+/// [`WorkerBuilder::script_env`](crate::WorkerBuilder::script_env); nothing else of the
+/// worker's environment (no NATS credentials).
 ///
 /// | variable | value |
 /// | --- | --- |

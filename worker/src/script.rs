@@ -29,6 +29,9 @@ use tokio::process::Command;
 use crate::context::JobContext;
 use crate::job::JobResult;
 
+/// The worker's environment variables every script gets (when set).
+const PASSED_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
 /// Exit status meaning "run me again later".
 pub const EXIT_LATER: i32 = 75;
 /// Lines of standard error kept for the error message.
@@ -170,13 +173,24 @@ impl Tail {
 }
 
 /// Runs a script execution for a shard; `exec` must be a command or a script.
-pub(crate) async fn run(ctx: JobContext) -> JobResult {
+pub(crate) async fn run(ctx: JobContext, passed: Vec<String>) -> JobResult {
     let exec = ctx.task().exec.clone();
     let Some((program, args)) = command_line(&exec) else {
         return JobResult::Fail("not a script job".into());
     };
     let task = ctx.task();
     let mut cmd = Command::new(program);
+    // Only what contract §9 names: never the worker's secrets.
+    cmd.env_clear();
+    for name in PASSED_ENV
+        .iter()
+        .copied()
+        .chain(passed.iter().map(String::as_str))
+    {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
     cmd.args(args)
         .env("ANTARES_APP", &task.app)
         .env("ANTARES_JOB", &task.job)

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) app: String,
     pub(crate) registry: Registry,
     pub(crate) allow_scripts: bool,
+    /// Worker environment variables scripts also get.
+    pub(crate) script_env: Vec<String>,
     pub(crate) later_delay: Duration,
     pub(crate) report_start_after: Duration,
     pub(crate) progress_every: Duration,
@@ -204,7 +206,10 @@ fn plan(shared: &Shared, ctx: &JobContext) -> Result<JobFuture, String> {
         },
         Execution::Command { .. } | Execution::Script { .. } => {
             if shared.allow_scripts {
-                Ok(Box::pin(script::run(ctx.clone())))
+                Ok(Box::pin(script::run(
+                    ctx.clone(),
+                    shared.script_env.clone(),
+                )))
             } else {
                 Err(format!(
                     "scripts are refused by worker `{}`; start it with --allow-scripts",

@@ -57,6 +57,7 @@ pub struct WorkerBuilder {
     id: Option<String>,
     concurrency: usize,
     allow_scripts: bool,
+    script_env: Vec<String>,
     heartbeat: Duration,
     ack_wait: Duration,
     later_delay: Duration,
@@ -90,6 +91,7 @@ impl Default for WorkerBuilder {
             id: None,
             concurrency: DEFAULT_CONCURRENCY,
             allow_scripts: false,
+            script_env: Vec::new(),
             heartbeat: DEFAULT_HEARTBEAT,
             ack_wait: DEFAULT_ACK_WAIT,
             later_delay: DEFAULT_LATER_DELAY,
@@ -150,6 +152,18 @@ impl WorkerBuilder {
     /// Whether script and command jobs run here (default `false`: they fail, saying so).
     pub fn allow_scripts(mut self, allow: bool) -> Self {
         self.allow_scripts = allow;
+        self
+    }
+
+    /// Names of the worker's environment variables that scripts also get, besides
+    /// `PATH`, `HOME`, `LANG` and `TZ` (nothing else of the worker's environment reaches
+    /// a script, so its NATS credentials never do).
+    pub fn script_env<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.script_env = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -310,6 +324,7 @@ impl WorkerBuilder {
             app,
             registry: self.registry,
             allow_scripts: self.allow_scripts,
+            script_env: self.script_env,
             later_delay: self.later_delay,
             report_start_after: self.report_start_after,
             progress_every: (self.ack_wait / 2).min(Duration::from_secs(1)),

@@ -348,3 +348,54 @@ async fn a_huge_stderr_is_capped_in_the_report() -> anyhow::Result<()> {
     assert!(error.len() > MAX_ERROR_BYTES / 2, "{} bytes", error.len());
     worker.stop().await
 }
+
+/// Contract §9: scripts get their job's variables, `PATH`, `HOME`, `LANG`, `TZ` and the
+/// names the worker lists, and nothing else of the worker's environment.
+#[tokio::test]
+async fn scripts_get_only_the_environment_the_contract_names() -> anyhow::Result<()> {
+    // Set by the test runner in this process: the worker's own environment.
+    let secret = "CARGO_MANIFEST_DIR";
+    let listed = "CARGO_PKG_NAME";
+    anyhow::ensure!(std::env::var_os(secret).is_some() && std::env::var_os(listed).is_some());
+    let mut bench = Bench::start().await?;
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .allow_scripts(true)
+            .script_env([listed]),
+    )
+    .await?;
+    let t = task(
+        "billing",
+        "env",
+        command("env | cut -d= -f1 | sort | tr '\\n' ' '"),
+    );
+    bench.publish(&t).await?;
+    assert_eq!(bench.outcome(t.instance, 0).await?.0, ShardOutcome::Success);
+    let lines = bench.logs_until(t.instance, |l| !l.is_empty()).await?;
+    let names: Vec<&str> = lines
+        .iter()
+        .flat_map(|l| l.line.split_whitespace())
+        .collect();
+    assert!(
+        names.contains(&"PATH") && names.contains(&listed),
+        "{names:?}"
+    );
+    assert!(names.contains(&"ANTARES_INSTANCE_ID"), "{names:?}");
+    assert!(
+        !names.contains(&secret),
+        "the worker's environment leaked: {names:?}"
+    );
+    let unexpected: Vec<&&str> = names
+        .iter()
+        .filter(|n| {
+            !n.starts_with("ANTARES_")
+                && !["PATH", "HOME", "LANG", "TZ", "PWD", "SHLVL", "_", listed].contains(n)
+        })
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "more than the contract names: {unexpected:?}"
+    );
+    worker.stop().await
+}
