@@ -9,7 +9,13 @@
 //! 2. a worker pulls it, publishes a [`ShardReport`] `Started` on the result subject
 //!    (best effort), runs it, streaming [`LogLine`]s, and sends in-progress acks;
 //! 3. it publishes a [`ShardReport`] `Finished` (awaiting JetStream's ack), then acks
-//!    the task (`Success`/`Failed`) or naks it with a delay (`Later`).
+//!    the task (`Success`, `Failed`, `TimedOut`, `Cancelled`) or naks it with a delay
+//!    (`Later`);
+//! 4. meanwhile the scheduler may tell it to stop ([`StopShards`], core NATS): for a
+//!    cancel, or an attempt the scheduler found past its timeout.
+//!
+//! A retry or a rerun after a lost worker is a new publication of the item: its task
+//! carries the next `run`, and reports name the run they are about.
 
 use serde::{Deserialize, Serialize};
 
