@@ -65,11 +65,6 @@ impl Leading {
                 ended.push(id);
                 continue;
             }
-            if status == InstanceStatus::Pending && s.waiting {
-                self.runs.wait(&app, &job, id);
-                continue;
-            }
-            self.runs.start(&app, &job, id);
             let mut unqueued = Vec::new();
             for sh in &stored.instance.shards {
                 match (sh.status, sh.retry_at) {
@@ -81,7 +76,16 @@ impl Leading {
                 }
             }
             let pending = status == InstanceStatus::Pending;
+            let waiting = pending && stored.instance.summary.waiting;
+            let all = unqueued.len();
             let missing = self.missing_items(&app, &job, &id, &unqueued).await?;
+            if waiting && missing.len() == all {
+                // Still waiting its turn: none of its items went out.
+                self.runs.wait(&app, &job, id);
+                continue;
+            }
+            // Running, or admitted just before the previous leader stopped.
+            self.runs.start(&app, &job, id);
             if !missing.is_empty() || pending {
                 tracing::info!(%id, items = missing.len(), "completing the queueing of an instance");
                 self.publish(id, missing, 0);
