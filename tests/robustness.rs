@@ -195,3 +195,60 @@ async fn many_shards_with_large_params_launch_fully() -> anyhow::Result<()> {
     env.stop().await;
     Ok(())
 }
+
+/// A launch cut short after some items went out (and past the de-duplication window):
+/// the takeover publishes only the missing ones, so each item runs once.
+#[tokio::test]
+async fn a_half_published_launch_completes_without_running_an_item_twice() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"manual\"\nhandler = \"count\"\n",
+    )
+    .await?;
+    let id = InstanceId::for_manual(now(), 7);
+    let mut inst = instance(id, 3);
+    inst.summary.exec = Execution::Plugin {
+        handler: "count".into(),
+    };
+    put_summary(&env, &inst).await?;
+    put_chunks(&env, &inst).await?;
+    // Item 0 went out (without the scheduler's message id, so nothing de-duplicates it).
+    let topo = &env.nats.topo;
+    let s = &inst.summary;
+    let task = antares_schemas::messages::ShardTask {
+        instance: id,
+        app: s.app.clone(),
+        job: s.job.clone(),
+        item: 0,
+        total: 3,
+        param: String::new(),
+        params: String::new(),
+        exec: Execution::Plugin {
+            handler: "count".into(),
+        },
+        timeout_ms: 0,
+        scheduled_at: s.scheduled_at,
+        run: 1,
+        attempt_base: 0,
+    };
+    env.nats
+        .js
+        .publish(
+            topo.shard_subject("shop", "manual", &id, 0),
+            codec::encode("t", &task)?,
+        )
+        .await?
+        .await?;
+    let rec = support::Recorder::succeeding("count");
+    env.run_worker(env.worker("shop").register(rec.clone()))
+        .await?;
+    env.scheduler("s1").await?;
+    let done = env.finished(&id).await?;
+    assert_eq!(done.summary.status, InstanceStatus::Success);
+    let mut items: Vec<u32> = rec.seen_for(&id).iter().map(|s| s.item).collect();
+    items.sort_unstable();
+    assert_eq!(items, vec![0, 1, 2], "each item ran once: {done:?}");
+    env.stop().await;
+    Ok(())
+}
