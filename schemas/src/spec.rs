@@ -292,6 +292,32 @@ impl JobSpec {
         self.timeout.millis()
     }
 
+    /// A new instance of this job: its params, what it runs, its timeout and retry
+    /// policy as they are now; no parent and no key (set them after, where they apply).
+    pub fn new_instance(
+        &self,
+        id: crate::InstanceId,
+        trigger: crate::instance::TriggerKind,
+        scheduled_at: Timestamp,
+        shard_params: Vec<String>,
+    ) -> crate::instance::NewInstance {
+        crate::instance::NewInstance {
+            id,
+            app: self.app.clone(),
+            job: self.name.clone(),
+            trigger,
+            scheduled_at,
+            params: self.params.clone(),
+            exec: self.execution(),
+            timeout_ms: self.timeout_ms(),
+            shard_params,
+            retry: self.retry_policy(),
+            parent: None,
+            depth: 0,
+            key: None,
+        }
+    }
+
     /// The retry policy an instance of this job keeps.
     pub fn retry_policy(&self) -> crate::instance::RetryPolicy {
         crate::instance::RetryPolicy {

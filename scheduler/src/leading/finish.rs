@@ -9,7 +9,7 @@
 //! stays where it is and the maintenance tick tries again.
 
 use antares_nats::NatsError;
-use antares_schemas::instance::{InstanceStatus, InstanceSummary, NewInstance, TriggerKind};
+use antares_schemas::instance::{InstanceStatus, InstanceSummary, TriggerKind};
 use antares_schemas::limits::MAX_CHILD_DEPTH;
 use antares_schemas::messages::Event;
 use antares_schemas::names::split_job_ref;
@@ -112,21 +112,14 @@ impl Leading {
                     continue;
                 }
             };
-            let new = NewInstance {
-                id: child_id(parent, &app, &job, at),
-                app: app.clone(),
-                job: job.clone(),
-                trigger: TriggerKind::Child,
-                scheduled_at: at,
-                params: spec.params.clone(),
-                exec: spec.execution(),
-                timeout_ms: spec.timeout_ms(),
-                shard_params: items,
-                retry: spec.retry_policy(),
-                parent: Some(parent.id),
-                depth: parent.depth + 1,
-                key: None,
-            };
+            let mut new = spec.new_instance(
+                child_id(parent, &app, &job, at),
+                TriggerKind::Child,
+                at,
+                items,
+            );
+            new.parent = Some(parent.id);
+            new.depth = parent.depth + 1;
             if let Created::New(id) = self.create_instance(new).await? {
                 tracing::debug!(parent = %parent.id, %id, "child fired");
             }

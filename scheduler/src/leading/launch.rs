@@ -153,6 +153,7 @@ impl Leading {
         let s = &stored.instance.summary;
         let topo = &self.nats.topo;
         let mut msgs = Vec::with_capacity(items.len());
+        let mut unencodable = None;
         for &item in &items {
             let Some(shard) = usize::try_from(item)
                 .ok()
@@ -174,34 +175,25 @@ impl Leading {
                 run: shard.run,
                 attempt_base: shard.attempts,
             };
-            let payload = match codec::encode("shard task", &task) {
-                Ok(p) => p,
+            match codec::encode("shard task", &task) {
+                Ok(payload) => msgs.push((
+                    topo.shard_subject(&s.app, &s.job, &s.id, item),
+                    topo.shard_msg_id(&s.id, item, shard.run),
+                    payload,
+                )),
                 Err(e) => {
-                    let err = PublishError::Lasting(e.to_string());
-                    let (app, job) = (s.app.clone(), s.job.clone());
-                    self.publishes.spawn(async move {
-                        Published {
-                            id,
-                            app,
-                            job,
-                            items,
-                            tries,
-                            result: Err(err),
-                        }
-                    });
-                    return;
+                    unencodable = Some(PublishError::Lasting(e.to_string()));
+                    break;
                 }
-            };
-            msgs.push((
-                topo.shard_subject(&s.app, &s.job, &s.id, item),
-                topo.shard_msg_id(&s.id, item, shard.run),
-                payload,
-            ));
+            }
         }
         let js = self.nats.js.clone();
         let (app, job) = (s.app.clone(), s.job.clone());
         self.publishes.spawn(async move {
-            let result = send(&js, msgs).await;
+            let result = match unencodable {
+                Some(e) => Err(e),
+                None => send(&js, msgs).await,
+            };
             Published {
                 id,
                 app,

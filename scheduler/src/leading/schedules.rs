@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{NatsError, codec, now};
-use antares_schemas::instance::{NewInstance, TriggerKind};
+use antares_schemas::instance::TriggerKind;
 use antares_schemas::messages::{Event, EventKind};
 use antares_schemas::{InstanceId, Timestamp};
 
@@ -170,21 +170,9 @@ impl Leading {
                 return Ok(());
             }
         };
-        let new = NewInstance {
-            id: InstanceId::for_fire(app, job, slot),
-            app: app.to_string(),
-            job: job.to_string(),
-            trigger: kind,
-            scheduled_at: slot,
-            params: entry.spec.params.clone(),
-            exec: entry.spec.execution(),
-            timeout_ms: entry.spec.timeout_ms(),
-            shard_params: items,
-            retry: entry.spec.retry_policy(),
-            parent: None,
-            depth: 0,
-            key: None,
-        };
+        let new = entry
+            .spec
+            .new_instance(InstanceId::for_fire(app, job, slot), kind, slot, items);
         match self.create_instance(new).await? {
             Created::New(id) => tracing::debug!(app, job, %id, %slot, "fired"),
             Created::Exists | Created::KeyUsed(_) => {

@@ -17,7 +17,7 @@ use antares_nats::queue::{self, Settle};
 use antares_nats::{NatsError, now};
 use antares_schemas::InstanceId;
 use antares_schemas::Timestamp;
-use antares_schemas::instance::{NewInstance, TriggerKind};
+use antares_schemas::instance::TriggerKind;
 use antares_schemas::messages::{Event, TriggerRequest};
 use antares_schemas::topology::{HEADER_INSTANCE, HEADER_SLOT, HEADER_TRIGGER};
 use async_nats::jetstream::Message;
@@ -164,24 +164,11 @@ impl Leading {
                 (id, TriggerKind::Event, id.time())
             }
         };
-        let new = NewInstance {
-            id,
-            app: app.clone(),
-            job: job.clone(),
-            trigger,
-            scheduled_at,
-            params: req
-                .params
-                .clone()
-                .unwrap_or_else(|| entry.spec.params.clone()),
-            exec: entry.spec.execution(),
-            timeout_ms: entry.spec.timeout_ms(),
-            shard_params: items,
-            retry: entry.spec.retry_policy(),
-            parent: None,
-            depth: 0,
-            key: req.key.clone(),
-        };
+        let mut new = entry.spec.new_instance(id, trigger, scheduled_at, items);
+        if let Some(params) = &req.params {
+            new.params.clone_from(params);
+        }
+        new.key.clone_from(&req.key);
         Ok(match self.create_instance(new).await? {
             Created::New(id) => Handled::Started(Some(id)),
             Created::Exists => Handled::Started(None),
