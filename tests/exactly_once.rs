@@ -188,14 +188,17 @@ async fn after_a_day_long_outage_fire_once_runs_the_latest_slot_and_reports_the_
         "shop",
         "[[job]]\napp = \"shop\"\nname = \"once\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n\
          [[job]]\napp = \"shop\"\nname = \"all\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n\
-         misfire = \"catch_up\"\noverlap = \"parallel\"\nmax_parallel = 50\n",
+         misfire = \"catch_up\"\noverlap = \"parallel\"\nmax_parallel = 50\n\
+         [[job]]\napp = \"shop\"\nname = \"none\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\nmisfire = \"skip\"\n",
     )
     .await?;
     let day_ago = Timestamp(now().millis() / 1000 * 1000 - 86_400_000);
-    set_cursor(&env, "shop", "once", day_ago).await?;
-    set_cursor(&env, "shop", "all", day_ago).await?;
+    for job in ["once", "all", "none"] {
+        set_cursor(&env, "shop", job, day_ago).await?;
+    }
     env.run_worker(env.worker("shop")).await?;
     let mut events = env.events("shop", "once").await?;
+    let mut skipped = env.events("shop", "none").await?;
     let started = now();
     env.scheduler("s1").await?;
     let misfired = Env::event_where(&mut events, "a misfired summary", |e| {
@@ -215,6 +218,18 @@ async fn after_a_day_long_outage_fire_once_runs_the_latest_slot_and_reports_the_
         "the latest late slot, not an old one: {late_by} ms"
     );
 
+    // skip: the missed slots are reported, none runs; the schedule goes on.
+    Env::event_where(&mut skipped, "skip's misfired summary", |e| {
+        e.kind == EventKind::Misfired
+    })
+    .await?;
+    let none = env
+        .instances_where("shop", "none", 2, |s| s.status.is_final())
+        .await?;
+    assert!(
+        none.iter().all(|s| s.trigger == TriggerKind::Every),
+        "{none:?}"
+    );
     let all = env
         .instances_where("shop", "all", 100, |s| {
             s.trigger == TriggerKind::Misfire && s.status.is_final()
