@@ -19,10 +19,11 @@ use antares_schemas::Topology;
 use antares_schemas::spec::{SpecFormat, parse_jobs};
 use antares_worker::Worker;
 use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::cli::Ctx;
-use crate::config::DEFAULT_NATS_URL;
+use crate::config::{DEFAULT_NATS_URL, Section};
 use antares_nats::process::stop_signal;
 
 /// The port `antares dev` runs nats-server on.
@@ -53,28 +54,49 @@ handler = "sleep"
 params = "300ms"
 "#;
 
-/// `antares dev` flags.
-#[derive(Debug, clap::Args)]
+/// `antares dev` flags (each also `ANTARES_*` and a config file key; see
+/// [`DevSettings`] for their types and defaults).
+#[derive(Debug, clap::Args, Serialize)]
 pub struct DevArgs {
-    /// Where the local nats-server keeps its data [default: .antares-dev]
-    #[arg(long, env = "ANTARES_DATA", value_name = "DIR")]
+    /// Where the local nats-server keeps its data
+    #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Address of the web console (the console is not part of this build yet; the flag
-    /// is accepted and ignored) [default: 127.0.0.1:22111]
-    #[arg(long, env = "ANTARES_CONSOLE_LISTEN", value_name = "ADDR")]
+    /// is accepted and ignored)
+    #[arg(long, value_name = "ADDR")]
     console_listen: Option<String>,
+}
+
+/// `antares dev` settings, resolved.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DevSettings {
+    /// `--data`.
+    #[serde(deserialize_with = "crate::config::path")]
+    pub data: PathBuf,
+    /// `--console-listen`.
+    pub console_listen: String,
+}
+
+impl Default for DevSettings {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from(".antares-dev"),
+            console_listen: "127.0.0.1:22111".to_string(),
+        }
+    }
+}
+
+impl Section for DevSettings {
+    const COMMAND: Option<&'static str> = Some("dev");
 }
 
 /// Runs everything until Ctrl-C.
 pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<ExitCode> {
     let settings = &ctx.settings;
-    let data = args
-        .data
-        .or_else(|| settings.file.data.clone())
-        .unwrap_or_else(|| PathBuf::from(".antares-dev"));
-    let _console_listen = args
-        .console_listen
-        .or_else(|| settings.file.console_listen.clone());
+    let DevSettings {
+        data,
+        console_listen: _,
+    } = settings.section(&args)?;
 
     let mut connect = settings.connect.clone();
     let mut server = None;

@@ -25,6 +25,7 @@ const ENV: &[&str] = &[
     "ANTARES_APP",
     "ANTARES_CONCURRENCY",
     "ANTARES_ALLOW_SCRIPTS",
+    "ANTARES_SCRIPT_ENV",
     "ANTARES_LEASE_TTL",
     "ANTARES_LEASE_RENEW",
     "ANTARES_REPLICAS",
@@ -678,6 +679,149 @@ fn settings_from_flags_env_and_config_file() -> anyhow::Result<()> {
         .expect_err("missing file");
     assert!(err.contains("missing.toml"), "{err}");
     Ok(())
+}
+
+/// A command's own settings (here `provision`'s retentions, which it prints) and a
+/// global one (the NATS URL) through every layer: file < environment < flag.
+#[test]
+fn command_settings_from_file_env_and_flags() -> anyhow::Result<()> {
+    let s = Setup::new()?;
+    let url = s.url();
+    let dir = s.dir.path();
+    let cfg = s.write(
+        "antares.toml",
+        "nats_url = \"nats://127.0.0.1:1\"\nhistory_retention = \"1d\"\nlog_retention = \"36h\"\n",
+    )?;
+    let kept = |run: Run| {
+        let out = run.expect_ok("provision").stdout();
+        let line = out.lines().next().unwrap_or_default().to_string();
+        line.split_once(": ")
+            .map(|(_, kept)| kept.to_string())
+            .unwrap_or(line)
+    };
+    let env_url = ("ANTARES_NATS_URL", url.as_str());
+
+    // The file's retentions; the environment's URL over the file's.
+    let run = antares_in(dir, &[env_url], &["--config", &cfg, "provision"]);
+    assert_eq!(kept(run), "history kept 1d, logs kept 36h");
+    // The environment over the file.
+    let env = [env_url, ("ANTARES_HISTORY_RETENTION", "3d")];
+    let run = antares_in(dir, &env, &["--config", &cfg, "provision"]);
+    assert_eq!(kept(run), "history kept 3d, logs kept 36h");
+    // A flag over the environment (and a global flag over a bad environment URL).
+    let env = [
+        ("ANTARES_NATS_URL", "nats://127.0.0.1:1"),
+        ("ANTARES_HISTORY_RETENTION", "3d"),
+    ];
+    let args = [
+        "--config",
+        &cfg,
+        "provision",
+        "--history-retention",
+        "4d",
+        "--nats-url",
+        &url,
+    ];
+    assert_eq!(
+        kept(antares_in(dir, &env, &args)),
+        "history kept 4d, logs kept 36h"
+    );
+    // Without any of them: the built-in defaults.
+    assert_eq!(
+        kept(s.antares(&["provision"])),
+        "history kept 7d, logs kept 7d"
+    );
+    // The file's URL is used when nothing beats it.
+    let err = antares_in(dir, &[], &["--config", &cfg, "app", "list"]).expect_err("file url");
+    assert!(err.contains("nats://127.0.0.1:1"), "{err}");
+    Ok(())
+}
+
+/// Bad settings are errors that say where the value came from.
+#[test]
+fn settings_errors_name_the_source_and_the_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    let cfg = dir.join("antares.toml");
+    let cfg_text = cfg.display().to_string();
+    let cfg = cfg_text.as_str();
+
+    std::fs::write(cfg, "namespace = \"x\"\nlease_tll = \"10s\"\n")?;
+    let err = antares_in(dir, &[], &["--config", cfg, "cron", "next", "* * * * * ?"])
+        .expect_err("unknown key");
+    assert!(err.contains("`lease_tll`") && err.contains(cfg), "{err}");
+    assert!(err.contains("lease_ttl"), "lists the keys: {err}");
+
+    std::fs::write(cfg, "history_retention = \"soon\"\n")?;
+    let err = antares_in(dir, &[], &["--config", cfg, "provision"]).expect_err("bad file value");
+    assert!(
+        err.contains(&format!("config file `{cfg}`, key `history_retention`")),
+        "{err}"
+    );
+    assert!(err.contains("`soon` is not a duration"), "{err}");
+
+    let err = antares_in(dir, &[("ANTARES_LOG_RETENTION", "10")], &["provision"])
+        .expect_err("bad env value");
+    assert!(err.contains("`ANTARES_LOG_RETENTION`"), "{err}");
+    assert!(err.contains("`10` is not a duration"), "{err}");
+
+    let err = antares_in(dir, &[], &["provision", "--replicas", "three"]).expect_err("bad flag");
+    assert!(err.contains("`--replicas`"), "{err}");
+    assert!(err.contains("`three` is not a whole number"), "{err}");
+
+    std::fs::write(cfg, "concurrency = \"many\"\n")?;
+    let err = antares_in(dir, &[], &["--config", cfg, "worker", "--app", "a"])
+        .expect_err("bad number in the file");
+    assert!(
+        err.contains("key `concurrency`") && err.contains(cfg),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// Paths in the config file are relative to its folder; on the command line or in the
+/// environment, to the working directory.
+#[test]
+fn relative_paths_in_the_config_file() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    std::fs::create_dir(dir.join("conf"))?;
+    std::fs::write(dir.join("conf/antares.toml"), "creds = \"app.creds\"\n")?;
+    let list = ["--nats-url", "nats://127.0.0.1:1", "app", "list"];
+
+    let mut args = vec!["--config", "conf/antares.toml"];
+    args.extend_from_slice(&list);
+    let err = antares_in(dir, &[], &args).expect_err("no creds file");
+    let expected = Path::new("conf").join("app.creds").display().to_string();
+    assert!(err.contains(&format!("`{expected}`")), "{err}");
+
+    let abs = dir.join("conf/antares.toml").display().to_string();
+    let mut args = vec!["--config", abs.as_str()];
+    args.extend_from_slice(&list);
+    let err = antares_in(dir, &[], &args).expect_err("no creds file");
+    let expected = dir.join("conf").join("app.creds").display().to_string();
+    assert!(err.contains(&format!("`{expected}`")), "{err}");
+
+    let err = antares_in(dir, &[("ANTARES_CREDS", "env.creds")], &args).expect_err("env creds");
+    assert!(err.contains("`env.creds`"), "{err}");
+    Ok(())
+}
+
+/// `--help` names each setting's variable and default.
+#[test]
+fn help_names_variables_and_defaults() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let help = antares_in(dir.path(), &[], &["worker", "--help"])
+        .expect_ok("help")
+        .stdout();
+    for text in [
+        "[env: ANTARES_SCRIPT_ENV]",
+        "[env: ANTARES_CONCURRENCY] [default: 32]",
+        "[env: ANTARES_NATS_URL] [default: nats://127.0.0.1:4222]",
+        "[env: ANTARES_CONFIG]",
+    ] {
+        assert!(help.contains(text), "{text}: {help}");
+    }
 }
 
 #[test]

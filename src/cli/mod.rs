@@ -6,7 +6,7 @@ use antares_nats::{Nats, NatsError};
 use antares_scheduler::admin::Admin;
 use antares_schemas::Topology;
 use anyhow::Context as _;
-use clap::{ArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::config::{GlobalArgs, Settings};
 
@@ -15,7 +15,7 @@ mod cluster;
 mod cron;
 mod instance;
 mod job;
-mod provision;
+pub mod provision;
 pub mod run;
 
 /// Antares: a distributed job scheduler on NATS JetStream.
@@ -77,13 +77,11 @@ impl Command {
     }
 }
 
-/// What every command gets: the resolved settings and the parsed command line.
+/// What every command gets: the resolved settings.
 #[derive(Debug)]
 pub struct Ctx {
-    /// Global settings.
+    /// Global settings, and the layers for a command's own.
     pub settings: Settings,
-    /// The parsed command line (to tell explicit flags from defaults).
-    pub matches: ArgMatches,
 }
 
 impl Ctx {
@@ -117,9 +115,9 @@ pub async fn connect(opts: &antares_nats::ConnectOptions, topo: Topology) -> any
 }
 
 /// Runs a command.
-pub async fn run(cli: Cli, matches: ArgMatches) -> anyhow::Result<ExitCode> {
-    let settings = Settings::resolve(&cli.global, &matches)?;
-    let ctx = Ctx { settings, matches };
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::resolve(&cli.global)?;
+    let ctx = Ctx { settings };
     match cli.command {
         Command::Dev(args) => crate::dev::run(&ctx, args).await,
         Command::Scheduler(args) => run::scheduler(&ctx, args).await,

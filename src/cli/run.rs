@@ -5,71 +5,118 @@ use std::time::Duration;
 
 use antares_scheduler::SchedulerOptions;
 use antares_worker::Worker;
+use serde::{Deserialize, Serialize};
 
 use super::Ctx;
-use crate::config::{explicit, file_duration, parse_duration};
+use crate::config::Section;
 
-/// `antares scheduler` flags.
-#[derive(Debug, clap::Args)]
+/// `antares scheduler` flags (each also `ANTARES_*` and a config file key; see
+/// [`SchedulerSettings`] for their types and defaults).
+#[derive(Debug, clap::Args, Serialize)]
 pub struct SchedulerArgs {
     /// Scheduler id, unique in the cluster [default: <host>-<pid>-<random>]
-    #[arg(long, env = "ANTARES_ID")]
+    #[arg(long)]
     id: Option<String>,
     /// How long the lease lasts without renewal; use 10s or more on a 3-node NATS
-    /// cluster [default: 3s]
-    #[arg(long, env = "ANTARES_LEASE_TTL", value_name = "DURATION", value_parser = parse_duration)]
-    lease_ttl: Option<Duration>,
-    /// How often the lease is renewed, or a standby tries to take it [default: 1s]
-    #[arg(long, env = "ANTARES_LEASE_RENEW", value_name = "DURATION", value_parser = parse_duration)]
-    lease_renew: Option<Duration>,
+    /// cluster
+    #[arg(long, value_name = "DURATION")]
+    lease_ttl: Option<String>,
+    /// How often the lease is renewed, or a standby tries to take it
+    #[arg(long, value_name = "DURATION")]
+    lease_renew: Option<String>,
 }
 
-/// `antares worker` flags.
-#[derive(Debug, clap::Args)]
+/// `antares scheduler` settings, resolved.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SchedulerSettings {
+    /// `--id`.
+    pub id: Option<String>,
+    /// `--lease-ttl`.
+    #[serde(with = "crate::config::duration")]
+    pub lease_ttl: Duration,
+    /// `--lease-renew`.
+    #[serde(with = "crate::config::duration")]
+    pub lease_renew: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        let d = SchedulerOptions::default();
+        Self {
+            id: d.id,
+            lease_ttl: d.lease_ttl,
+            lease_renew: d.lease_renew,
+        }
+    }
+}
+
+impl Section for SchedulerSettings {
+    const COMMAND: Option<&'static str> = Some("scheduler");
+}
+
+/// `antares worker` flags (each also `ANTARES_*` and a config file key; see
+/// [`WorkerSettings`] for their types and defaults).
+#[derive(Debug, clap::Args, Serialize)]
 pub struct WorkerArgs {
     /// The app whose shards this worker runs (required)
-    #[arg(long, env = "ANTARES_APP")]
+    #[arg(long)]
     app: Option<String>,
     /// Worker id, unique in the app [default: <host>-<pid>-<random>]
-    #[arg(long, env = "ANTARES_ID")]
+    #[arg(long)]
     id: Option<String>,
-    /// How many shards run at once [default: 32]
-    #[arg(long, env = "ANTARES_CONCURRENCY", value_name = "N")]
-    concurrency: Option<usize>,
+    /// How many shards run at once
+    #[arg(long, value_name = "N")]
+    concurrency: Option<String>,
     /// Run script jobs (shell, python, node); refused unless given
-    #[arg(long, env = "ANTARES_ALLOW_SCRIPTS")]
+    #[arg(long)]
     allow_scripts: bool,
     /// Names of this worker's environment variables that scripts also get, besides
     /// PATH, HOME, LANG and TZ (comma-separated; nothing else of the worker's
     /// environment reaches a script)
-    #[arg(
-        long,
-        env = "ANTARES_SCRIPT_ENV",
-        value_name = "NAME,...",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     script_env: Vec<String>,
+}
+
+/// `antares worker` settings, resolved.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerSettings {
+    /// `--app`.
+    pub app: Option<String>,
+    /// `--id`.
+    pub id: Option<String>,
+    /// `--concurrency`.
+    pub concurrency: usize,
+    /// `--allow-scripts`.
+    pub allow_scripts: bool,
+    /// `--script-env`: a list in the file, comma-separated as a flag or variable.
+    #[serde(deserialize_with = "crate::config::list::deserialize")]
+    pub script_env: Vec<String>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            app: None,
+            id: None,
+            concurrency: antares_worker::DEFAULT_CONCURRENCY,
+            allow_scripts: false,
+            script_env: Vec::new(),
+        }
+    }
+}
+
+impl Section for WorkerSettings {
+    const COMMAND: Option<&'static str> = Some("worker");
 }
 
 /// Runs one scheduler until Ctrl-C or SIGTERM.
 pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCode> {
-    let file = &ctx.settings.file;
-    let defaults = SchedulerOptions::default();
+    let s: SchedulerSettings = ctx.settings.section(&args)?;
     let opts = SchedulerOptions {
-        id: args.id.or_else(|| file.id.clone()),
-        lease_ttl: match args.lease_ttl {
-            Some(d) => d,
-            None => file_duration("lease_ttl", file.lease_ttl.as_ref(), defaults.lease_ttl)?,
-        },
-        lease_renew: match args.lease_renew {
-            Some(d) => d,
-            None => file_duration(
-                "lease_renew",
-                file.lease_renew.as_ref(),
-                defaults.lease_renew,
-            )?,
-        },
-        ..defaults
+        id: s.id,
+        lease_ttl: s.lease_ttl,
+        lease_renew: s.lease_renew,
+        ..SchedulerOptions::default()
     };
     let nats = ctx.connect().await?;
     antares_scheduler::run(nats, opts, antares_nats::process::stop_signal()).await?;
@@ -79,35 +126,23 @@ pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCod
 
 /// Runs one worker until Ctrl-C or SIGTERM (a second signal stops running shards).
 pub async fn worker(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let file = &ctx.settings.file;
-    let app = args.app.or_else(|| file.app.clone()).ok_or_else(|| {
+    let s: WorkerSettings = ctx.settings.section(&args)?;
+    let app = s.app.ok_or_else(|| {
         anyhow::anyhow!(
             "which app? pass --app APP (or set ANTARES_APP, or `app` in the config file)"
         )
     })?;
-    let allow_scripts = if explicit(&ctx.matches, "allow_scripts") {
-        args.allow_scripts
-    } else {
-        file.allow_scripts.unwrap_or(false)
-    };
     let nats = ctx.connect().await?;
     let mut builder = Worker::builder()
         .app(app)
         .nats(nats)
-        .allow_scripts(allow_scripts)
+        .allow_scripts(s.allow_scripts)
+        .concurrency(s.concurrency)
+        .script_env(s.script_env)
         .with_builtins();
-    if let Some(id) = args.id.or_else(|| file.id.clone()) {
+    if let Some(id) = s.id {
         builder = builder.id(id);
     }
-    if let Some(n) = args.concurrency.or(file.concurrency) {
-        builder = builder.concurrency(n);
-    }
-    let script_env = if args.script_env.is_empty() {
-        file.script_env.clone().unwrap_or_default()
-    } else {
-        args.script_env
-    };
-    builder = builder.script_env(script_env);
     let worker = builder.build().await?;
     worker.run().await?;
     Ok(ExitCode::SUCCESS)
