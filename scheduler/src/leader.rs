@@ -2,7 +2,10 @@
 //!
 //! One task renews (or tries to take) the partition lease every `lease_renew` and
 //! publishes the outcome on a watch channel; the scheduler's work loop only acts while
-//! the channel says it leads, and checks the deadline again before each write. Renewal
+//! the channel says it leads, and checks the deadline again before each write. Each
+//! taking of the lease is a new term: a work loop that was busy (a NATS call can block
+//! for seconds) while the lease lapsed and was taken again sees the term change and
+//! starts over from the stored state instead of going on with what it skipped. Renewal
 //! runs apart from the work loop so a long batch of work can never starve it. The same
 //! task writes the scheduler's heartbeat (with a TTL of three beats) for `antares cluster`.
 //! See [`antares_nats::lease`] for the protocol and its failure cases.
@@ -20,6 +23,10 @@ use tokio::sync::watch;
 pub struct Leadership {
     /// Until when we may act as leader; `None` when we do not lead.
     pub until: Option<Instant>,
+    /// Which holding of the lease this is: it grows each time the lease is taken (again
+    /// after it lapsed), so a round of leading can tell that its lease lapsed even when
+    /// it never saw `until` pass (a watch channel keeps only the latest value).
+    pub term: u64,
 }
 
 impl Leadership {
@@ -69,19 +76,23 @@ pub async fn keep_lease(
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beat = tokio::time::interval(settings.heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut term = 0u64;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             _ = renew.tick() => {
                 let was = lease.is_held();
                 match lease.tick(now()).await {
-                    Ok(true) if !was => tracing::info!(id = %settings.id, "took the lease: leading"),
+                    Ok(true) if !was => {
+                        term += 1;
+                        tracing::info!(id = %settings.id, term, "took the lease: leading");
+                    }
                     Ok(false) if was => tracing::warn!(id = %settings.id, "lost the lease: standing by"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
                 }
                 let until = if lease.is_held() { lease.valid_until() } else { None };
-                tx.send_replace(Leadership { until });
+                tx.send_replace(Leadership { until, term });
             }
             _ = beat.tick() => {
                 let info = SchedulerInfo {
@@ -104,7 +115,7 @@ pub async fn keep_lease(
             }
         }
     }
-    tx.send_replace(Leadership { until: None });
+    tx.send_replace(Leadership { until: None, term });
     if let Err(e) = lease.release().await {
         tracing::warn!(error = %e, "lease not released; a standby takes over when it expires");
     }

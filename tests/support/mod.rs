@@ -288,3 +288,169 @@ impl Job for Recorder {
         async move { result }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Real processes: `antares scheduler` and `antares worker` children, signals, and what
+// the kill and chaos tests read back.
+
+/// Runs the `antares` binary against `url` with these arguments; killed on drop. Its
+/// stderr (warnings only, or `$ANTARES_TEST_LOG` as its `RUST_LOG`) goes to the test's
+/// output, so a failure shows what it said.
+pub fn antares_process(url: &str, args: &[&str]) -> anyhow::Result<tokio::process::Child> {
+    Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_antares"))
+        .arg("--nats-url")
+        .arg(url)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("ANTARES_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+/// An `antares scheduler` process with a short lease (2 s, renewed every 500 ms).
+pub fn scheduler_process(url: &str, id: &str) -> anyhow::Result<tokio::process::Child> {
+    antares_process(
+        url,
+        &[
+            "scheduler",
+            "--id",
+            id,
+            "--lease-ttl",
+            "2s",
+            "--lease-renew",
+            "500ms",
+        ],
+    )
+}
+
+/// An `antares worker` process of `app`.
+pub fn worker_process(
+    url: &str,
+    app: &str,
+    id: &str,
+    concurrency: u32,
+    allow_scripts: bool,
+) -> anyhow::Result<tokio::process::Child> {
+    let concurrency = concurrency.to_string();
+    let mut args = vec![
+        "worker",
+        "--app",
+        app,
+        "--id",
+        id,
+        "--concurrency",
+        &concurrency,
+    ];
+    if allow_scripts {
+        args.push("--allow-scripts");
+    }
+    antares_process(url, &args)
+}
+
+/// Sends a signal (`KILL`, `STOP`, `CONT`, ...) to a child process.
+pub async fn signal(child: &tokio::process::Child, sig: &str) -> anyhow::Result<()> {
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("the process has already exited"))?;
+    let status = tokio::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{sig} {pid} failed: {status}");
+    Ok(())
+}
+
+impl Env {
+    /// The scheduler holding the (first) lease, if any.
+    pub async fn lease_holder(&self) -> Option<String> {
+        let store = self.nats.buckets().await.ok()?.leases;
+        antares_nats::lease::holder(&store, &self.nats.topo.lease_key(0))
+            .await
+            .ok()
+            .flatten()
+            .map(|h| h.record.holder)
+    }
+
+    /// Waits until these workers of `app` beat.
+    pub async fn workers_alive(&self, app: &str, ids: &[&str]) -> anyhow::Result<()> {
+        let admin = &self.admin;
+        wait_for(
+            &format!("workers {ids:?} of {app} to beat"),
+            WAIT,
+            || async move {
+                let view = admin.cluster().await.ok()?;
+                ids.iter()
+                    .all(|id| view.workers.iter().any(|w| w.app == app && w.id == *id))
+                    .then_some(())
+            },
+        )
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// Every instance of a job (up to 10,000), newest first.
+    pub async fn all_instances(
+        &self,
+        app: &str,
+        job: &str,
+    ) -> anyhow::Result<Vec<InstanceSummary>> {
+        let q = ListQuery {
+            app: Some(app.to_string()),
+            job: Some(job.to_string()),
+            limit: 10_000,
+            ..ListQuery::default()
+        };
+        Ok(self.admin.list_instances(&q).await?)
+    }
+
+    /// Waits until the results stream is empty (every report stored so far has been
+    /// folded in and acked by the leader) and holds a message past `after_seq`.
+    pub async fn results_settled_after(&self, after_seq: u64) -> anyhow::Result<u64> {
+        let nats = &self.nats;
+        wait_for(
+            &format!("the leader to take every report (stream sequence > {after_seq})"),
+            WAIT,
+            || async move {
+                let mut stream = nats.stream(&nats.topo.results_stream()).await.ok()?;
+                let info = stream.info().await.ok()?;
+                (info.state.messages == 0 && info.state.last_sequence > after_seq)
+                    .then_some(info.state.last_sequence)
+            },
+        )
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// The results stream's last sequence now.
+    pub async fn results_last_seq(&self) -> anyhow::Result<u64> {
+        let mut stream = self.nats.stream(&self.nats.topo.results_stream()).await?;
+        Ok(stream.info().await?.state.last_sequence)
+    }
+}
+
+/// One line per instance, for failure messages.
+pub fn describe(list: &[InstanceSummary]) -> String {
+    let mut lines: Vec<String> = list
+        .iter()
+        .map(|s| {
+            format!(
+                "  {} {} {:<9} trigger={} started={} finished={} reason={}",
+                s.scheduled_at,
+                s.id,
+                s.status.as_str(),
+                s.trigger.as_str(),
+                s.started_at.map_or("-".into(), |t| t.to_string()),
+                s.finished_at.map_or("-".into(), |t| t.to_string()),
+                s.reason.as_deref().unwrap_or("-"),
+            )
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}

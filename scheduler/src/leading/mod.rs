@@ -14,7 +14,10 @@
 //! lost workers, publications to retry) and `finish` (children, moving ended instances
 //! to history, admitting the next waiting instance).
 //!
-//! Leading ends with a [`Stop`]: the one way to say why.
+//! Leading ends with a [`Stop`]: the one way to say why. It ends as soon as the loop sees
+//! that its lease lapsed, even for a moment or only by the lease's term: whatever it
+//! skipped while not leading (a slot, an input) is redone from the stored state (cursors,
+//! shard records) by the next round, never by this one.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -91,6 +94,8 @@ pub(crate) struct Leading {
     /// Publications that failed and wait for their backoff.
     republish: Vec<Republish>,
     leadership: watch::Receiver<Leadership>,
+    /// The lease term this round leads in.
+    term: u64,
     /// Set when this round must end.
     stop: Option<Stop>,
     results_batch: usize,
@@ -104,6 +109,7 @@ impl Leading {
         leadership: watch::Receiver<Leadership>,
         results_batch: usize,
     ) -> Result<Self, NatsError> {
+        let term = leadership.borrow().term;
         Ok(Self {
             nats: nats.clone(),
             buckets: nats.buckets().await?,
@@ -121,6 +127,7 @@ impl Leading {
             publishes: JoinSet::new(),
             republish: Vec::new(),
             leadership,
+            term,
             stop: None,
             results_batch: results_batch.max(1),
             ticks: 0,
@@ -129,7 +136,13 @@ impl Leading {
 
     /// Whether we may still act as leader.
     fn leading(&self) -> bool {
-        self.stop.is_none() && self.leadership.borrow().is_leading()
+        self.stop.is_none() && self.lease_held()
+    }
+
+    /// Whether the lease this round started with is still held, without a lapse.
+    fn lease_held(&self) -> bool {
+        let l = *self.leadership.borrow();
+        l.term == self.term && l.is_leading()
     }
 
     /// Ends this round of leading (the first reason given wins).
@@ -170,6 +183,9 @@ impl Leading {
         self.plan_all().await;
         if let Some(stop) = self.stop.take() {
             return Ok(stop);
+        }
+        if !self.lease_held() {
+            return Ok(Stop::LeaseLost);
         }
 
         let consumer = |stream: String, durable: String, max_ack_pending| ConsumerSpec {
@@ -219,7 +235,7 @@ impl Leading {
                 biased;
                 _ = &mut *shutdown => break Stop::Shutdown,
                 r = self.leadership.changed() => {
-                    if r.is_err() || !self.leadership.borrow().is_leading() {
+                    if r.is_err() || !self.lease_held() {
                         break Stop::LeaseLost;
                     }
                 }
@@ -270,6 +286,12 @@ impl Leading {
             }
             if let Some(stop) = self.stop.take() {
                 break stop;
+            }
+            // What was skipped while the lease had lapsed (a slot not fired, an input not
+            // applied) is redone only from the stored state: a lapse ends the round, also
+            // one seen only now, or only by its term (the lease was taken again meanwhile).
+            if !self.lease_held() {
+                break Stop::LeaseLost;
             }
         };
         // Reports held for the next batch go back at once, for whoever leads next.
