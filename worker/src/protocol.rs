@@ -117,8 +117,9 @@
 //! 7. Only then settle the message: `+ACK` after `success`, `failed`, `timed_out` or
 //!    `cancelled`; after `later`,
 //!    `-NAK {"delay": <nanoseconds>}` (5 s by default) so it comes back as the next
-//!    attempt. If the report could not be stored, `-NAK` (no delay): the item runs again
-//!    rather than being lost.
+//!    attempt. If the report could not be stored, publish it again with the same
+//!    `Nats-Msg-Id` (it is stored once) while sending in-progress acks, for up to a
+//!    minute; only then `-NAK` (no delay): the item runs again rather than being lost.
 //!
 //! A shard item the worker cannot run (a `handler` it has no plugin for, a script it
 //! does not accept, a kind it does not support) is reported `failed` with the reason and

@@ -12,8 +12,9 @@
 //!    [`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)), awaiting
 //!    JetStream's ack (de-duplicated by `Nats-Msg-Id`), and only then ack the message
 //!    (`Success`, `Failed`, `TimedOut`, `Cancelled`) or nak it with the `later_delay`
-//!    (`Later`). If the report cannot be stored the message is nak'd at once so the item
-//!    is run again rather than lost.
+//!    (`Later`). A report that cannot be stored is tried again (same message id, with
+//!    in-progress acks meanwhile) for up to a minute, since NATS may be restarting; only
+//!    then is the message nak'd, so the item runs again rather than being lost.
 //!
 //! Stopping a job: a line saying why goes to the shard's log, its context is cancelled
 //! (a script's process group gets `SIGTERM`), it gets the worker's `stop_grace` to return
@@ -167,12 +168,54 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
         "{}.done",
         topo.shard_msg_id(&task.instance, task.item, attempt)
     );
-    match publish_report(&shared.nats, result_subject.clone(), msg_id, &finished).await {
+    match store_report(&shared, &msg, &result_subject, &msg_id, &finished).await {
         Ok(()) => settle(&msg, settle_with).await,
         Err(e) => {
             tracing::warn!("cannot store the result of {result_subject} ({e}); handing it back");
             settle(&msg, Settle::Nak(None)).await;
         }
+    }
+}
+
+/// How long a worker keeps trying to store a finished report before it hands the shard
+/// back: NATS may be restarting, and a report that went out is stored once (its message
+/// id), while a shard handed back runs again.
+const REPORT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Stores a finished report, trying again with backoff (and keeping the shard with
+/// in-progress acks meanwhile) until [`REPORT_PATIENCE`] runs out or the worker must
+/// stop now.
+async fn store_report(
+    shared: &Shared,
+    msg: &Message,
+    subject: &str,
+    msg_id: &str,
+    report: &ShardReport,
+) -> Result<(), String> {
+    let give_up = Instant::now() + REPORT_PATIENCE;
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let e = match publish_report(
+            &shared.nats,
+            subject.to_string(),
+            msg_id.to_string(),
+            report,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() + wait >= give_up || shared.abort.is_cancelled() {
+            return Err(e);
+        }
+        tracing::warn!("cannot store the result of {subject} yet ({e}); trying again in {wait:?}");
+        settle(msg, Settle::Progress).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.abort.cancelled() => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::Leading;
 use crate::overlap::Admission;
-use crate::store::CreateError;
+use crate::store::{CreateError, Place};
 
 /// Most messages of one publication window.
 const WINDOW_MESSAGES: usize = 1024;
@@ -105,6 +105,7 @@ impl Leading {
                 (e.spec.overlap, e.spec.max_parallel)
             });
         let admission = self.runs.decide(&app, &job, overlap, max_parallel);
+        let id = new.id;
         let mut instance = Instance::create(new);
         if let Admission::Wait(reason) = &admission {
             instance.summary.waiting = true;
@@ -112,11 +113,13 @@ impl Leading {
         }
         let stored = match self.store.create(instance).await {
             Ok(s) => s,
-            Err(CreateError::Exists) => return Ok(Created::Exists),
+            Err(CreateError::Exists) => {
+                self.adopt(&app, &job, id).await?;
+                return Ok(Created::Exists);
+            }
             Err(CreateError::KeyUsed(first)) => return Ok(Created::KeyUsed(first)),
             Err(CreateError::Nats(e)) => return Err(e),
         };
-        let id = stored.instance.summary.id;
         let items: Vec<u32> = stored.instance.shards.iter().map(|s| s.item).collect();
         self.live.insert(id, stored);
         match admission {
@@ -143,6 +146,24 @@ impl Leading {
             }
         }
         Ok(Created::New(id))
+    }
+
+    /// An instance that exists in the store but not in memory (a create whose reply was
+    /// lost, though the write went through) is taken up as a takeover would.
+    async fn adopt(&mut self, app: &str, job: &str, id: InstanceId) -> Result<(), NatsError> {
+        if self.live.contains_key(&id) {
+            return Ok(());
+        }
+        let Some(mut stored) = self.store.load(Place::Live, app, job, &id).await? else {
+            return Ok(());
+        };
+        if stored.instance.summary.status.is_final() {
+            return Ok(());
+        }
+        tracing::warn!(%id, "taking up an instance whose creation was not confirmed");
+        self.store.write_missing_chunks(&mut stored).await?;
+        self.live.insert(id, stored);
+        self.resume(id).await
     }
 
     /// Publishes shard items of a live instance in the background (their current run).

@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 
 use antares_nats::{NatsError, now};
+use antares_schemas::InstanceId;
 use antares_schemas::instance::{InstanceStatus, ShardStatus};
 use antares_schemas::machine::{self, Effect, Input};
 
@@ -65,37 +66,51 @@ impl Leading {
                 ended.push(id);
                 continue;
             }
-            let mut unqueued = Vec::new();
-            for sh in &stored.instance.shards {
-                match (sh.status, sh.retry_at) {
-                    (ShardStatus::Pending, Some(at)) => {
-                        self.retries.insert((at, id, sh.item));
-                    }
-                    (ShardStatus::Pending, None) => unqueued.push(sh.item),
-                    _ => {}
-                }
-            }
-            let pending = status == InstanceStatus::Pending;
-            let waiting = pending && stored.instance.summary.waiting;
-            let all = unqueued.len();
-            let missing = self.missing_items(&app, &job, &id, &unqueued).await?;
-            if waiting && missing.len() == all {
-                // Still waiting its turn: none of its items went out.
-                self.runs.wait(&app, &job, id);
-                continue;
-            }
-            // Running, or admitted just before the previous leader stopped.
-            self.runs.start(&app, &job, id);
-            if !missing.is_empty() || pending {
-                tracing::info!(%id, items = missing.len(), "completing the queueing of an instance");
-                self.publish(id, missing, 0);
-            }
+            self.resume(id).await?;
         }
         for id in ended {
             self.finish(id).await;
         }
         for (app, job) in jobs {
             self.admit_waiting(&app, &job);
+        }
+        Ok(())
+    }
+
+    /// Takes up a stored instance that is not final, already in `live`: its retry timers
+    /// come back, and its pending items that are neither queued nor reported on are
+    /// published (a launch cut short completes, nothing is queued twice); one that waits
+    /// its turn and has nothing out waits again.
+    pub(super) async fn resume(&mut self, id: InstanceId) -> Result<(), NatsError> {
+        let Some(stored) = self.live.get(&id) else {
+            return Ok(());
+        };
+        let s = &stored.instance.summary;
+        let (app, job) = (s.app.clone(), s.job.clone());
+        let pending = s.status == InstanceStatus::Pending;
+        let waiting = pending && s.waiting;
+        let mut unqueued = Vec::new();
+        for sh in &stored.instance.shards {
+            match (sh.status, sh.retry_at) {
+                (ShardStatus::Pending, Some(at)) => {
+                    self.retries.insert((at, id, sh.item));
+                }
+                (ShardStatus::Pending, None) => unqueued.push(sh.item),
+                _ => {}
+            }
+        }
+        let all = unqueued.len();
+        let missing = self.missing_items(&app, &job, &id, &unqueued).await?;
+        if waiting && missing.len() == all {
+            // Still waiting its turn: none of its items went out.
+            self.runs.wait(&app, &job, id);
+            return Ok(());
+        }
+        // Running, or admitted just before it was left.
+        self.runs.start(&app, &job, id);
+        if !missing.is_empty() || pending {
+            tracing::info!(%id, items = missing.len(), "completing the queueing of an instance");
+            self.publish(id, missing, 0);
         }
         Ok(())
     }
