@@ -272,6 +272,14 @@ impl InstanceStore {
             codec::encode("instance", s)?,
             Expect::Any,
         ));
+        // The id's claim is written again, so it lasts as long as the history entry
+        // (both expire after the history retention from now), however long it ran.
+        writes.push(Write::put(
+            &self.claims.name,
+            self.nats.topo.instance_claim_key(&s.app, &s.job, &s.id),
+            bytes::Bytes::from(s.id.to_string()),
+            Expect::Any,
+        ));
         for r in kv::write_all(&self.nats, writes).await {
             r?;
         }
