@@ -8,12 +8,15 @@
 //! `trigger_rejected` event saying so. If a step fails (NATS unreachable) the instance
 //! stays where it is and the maintenance tick tries again.
 
+use std::time::Duration;
+
 use antares_nats::NatsError;
 use antares_schemas::instance::{InstanceStatus, InstanceSummary, TriggerKind};
 use antares_schemas::limits::MAX_CHILD_DEPTH;
 use antares_schemas::messages::Event;
 use antares_schemas::names::split_job_ref;
 use antares_schemas::{InstanceId, Timestamp};
+use tokio::time::Instant;
 
 use super::Leading;
 use super::launch::Created;
@@ -36,7 +39,7 @@ impl Leading {
         if summary.status == InstanceStatus::Success
             && let Err(e) = self.fire_children(&summary).await
         {
-            tracing::warn!(%id, error = %e, "children not fired yet; trying again");
+            self.finish_later(id, &format!("children not fired yet: {e}"));
             return;
         }
         let Some(stored) = self.live.get(&id) else {
@@ -45,9 +48,26 @@ impl Leading {
         match self.store.archive(stored).await {
             Ok(()) => {
                 self.live.remove(&id);
+                self.unfinished.remove(&id);
             }
-            Err(e) => tracing::warn!(%id, error = %e, "ended instance not moved to history yet"),
+            Err(e) => self.finish_later(id, &format!("not moved to history yet: {e}")),
         }
+    }
+
+    /// Notes a finish that failed: the maintenance tick tries again after a backoff
+    /// (doubling from 1 s to 30 s).
+    fn finish_later(&mut self, id: InstanceId, why: &str) {
+        let tries = self.unfinished.get(&id).map_or(0, |(n, _)| *n) + 1;
+        let wait = Duration::from_secs(1 << tries.min(5)).min(Duration::from_secs(30));
+        tracing::warn!(%id, tries, "ended instance: {why}; trying again in {wait:?}");
+        self.unfinished.insert(id, (tries, Instant::now() + wait));
+    }
+
+    /// Whether a failed finish of this instance may be tried again now.
+    pub(super) fn finish_due(&self, id: &InstanceId) -> bool {
+        self.unfinished
+            .get(id)
+            .is_none_or(|(_, at)| *at <= Instant::now())
     }
 
     /// Starts the waiting instances of a job that now have room.

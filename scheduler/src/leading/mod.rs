@@ -93,6 +93,8 @@ pub(crate) struct Leading {
     publishes: JoinSet<Published>,
     /// Publications that failed and wait for their backoff.
     republish: Vec<Republish>,
+    /// Ended instances whose finish failed: tries so far and when to try again.
+    unfinished: HashMap<InstanceId, (u32, tokio::time::Instant)>,
     leadership: watch::Receiver<Leadership>,
     /// The lease term this round leads in.
     term: u64,
@@ -126,6 +128,7 @@ impl Leading {
             retries: BTreeSet::new(),
             publishes: JoinSet::new(),
             republish: Vec::new(),
+            unfinished: HashMap::new(),
             leadership,
             term,
             stop: None,

@@ -40,7 +40,7 @@ impl Leading {
         let ended: Vec<InstanceId> = self
             .live
             .iter()
-            .filter(|(_, s)| s.instance.summary.status.is_final())
+            .filter(|(id, s)| s.instance.summary.status.is_final() && self.finish_due(id))
             .map(|(id, _)| *id)
             .collect();
         for id in ended {
