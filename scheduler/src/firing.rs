@@ -2,15 +2,18 @@
 //!
 //! [`Timers`] holds the next fire time of every scheduled job; the work loop sleeps
 //! until the earliest and fires what is due. A fire becomes an instance whose id is
-//! derived from the job and the scheduled time, so firing the same slot twice (two
-//! schedulers for a moment, or a retry after a crash) creates it once.
+//! derived from the job and the scheduled time and claimed for as long as history is
+//! kept, so firing the same slot twice (two schedulers for a moment, a retry after a
+//! crash, a backfill) creates it once.
 //!
-//! After a takeover the new leader starts each job from its cursor (the last slot
-//! fired, kept in the cursors bucket) and applies the job's misfire policy to slots
-//! that were missed by more than [`MISFIRE_THRESHOLD`] ([`plan`], a pure function):
-//! `skip` drops them, `fire_once` (the default) fires the latest one, `catch_up` fires
-//! each (at most [`CATCH_UP_LIMIT`]). Slots late by less than the threshold, such as one
-//! that fell due during the few seconds of a takeover, simply fire late.
+//! After a takeover (or a fire that failed) the leader plans each job from its cursor
+//! (the last slot fired, kept in the cursors bucket) with [`plan`], a pure function that
+//! looks at the latest slots only, however old the cursor: slots late by less than
+//! [`MISFIRE_THRESHOLD`] (one that fell due during a takeover or a NATS restart) simply
+//! fire late; older ones follow the job's misfire policy: `skip` runs none, `fire_once`
+//! (the default) the latest one, `catch_up` the latest [`CATCH_UP_LIMIT`]. The rest are
+//! summarised in one [`Missed`] (one `misfired` event). A cursor that makes no sense
+//! (before 2000, or ahead of the clock) is refused and the job planned from now.
 
 use std::collections::{BTreeSet, HashMap};
 
