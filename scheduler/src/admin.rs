@@ -27,7 +27,7 @@ mod logs;
 mod triggers;
 
 pub use backfill::{BackfillAction, BackfillSlot, MAX_BACKFILL_SLOTS};
-pub use cluster::cron_next;
+pub use cluster::{MAX_PREVIEW, cron_next};
 pub use logs::LogLines;
 pub use triggers::Triggered;
 
