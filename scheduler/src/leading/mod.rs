@@ -234,8 +234,9 @@ impl Leading {
             let wait = next_fire.map_or(Duration::from_secs(3600), |t| {
                 Duration::from_millis(u64::try_from(t.since(now())).unwrap_or(0))
             });
+            // Not biased: every input that is ready gets its turn (a flood of reports
+            // never starves triggers or fires); leadership is checked after each turn.
             tokio::select! {
-                biased;
                 _ = &mut *shutdown => break Stop::Shutdown,
                 r = self.leadership.changed() => {
                     if r.is_err() || !self.lease_held() {
