@@ -118,7 +118,7 @@ fn decode_change(is_app: bool, key: &str, op: Operation, value: &[u8]) -> Option
         match codec::decode::<App>("app", value) {
             Ok(a) => Some(Change::App(key.to_string(), Some(a))),
             Err(e) => {
-                tracing::error!(app = %key, error = %e, "unreadable app record ignored");
+                tracing::error!(app = %key, error = %e, "stored app record is corrupt (it cannot be decoded): ignored until the app is written again");
                 None
             }
         }
@@ -129,7 +129,7 @@ fn decode_change(is_app: bool, key: &str, op: Operation, value: &[u8]) -> Option
         match codec::decode::<JobSpec>("job", value) {
             Ok(j) => Some(Change::Job(key.to_string(), Some(Box::new(j)))),
             Err(e) => {
-                tracing::error!(job = %key, error = %e, "unreadable job spec ignored");
+                tracing::error!(job = %key, error = %e, "stored job spec is corrupt (it cannot be decoded): the job does not run until it is applied again");
                 None
             }
         }

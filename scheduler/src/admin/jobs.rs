@@ -184,7 +184,9 @@ impl Admin {
         for hit in kv::scan(&self.nats, &self.buckets.jobs, &filter, false).await? {
             match codec::decode::<JobSpec>("job", &hit.value) {
                 Ok(spec) => out.push(spec),
-                Err(e) => tracing::warn!(key = %hit.key, error = %e, "unreadable job spec skipped"),
+                Err(e) => {
+                    tracing::warn!(key = %hit.key, error = %e, "stored job spec is corrupt (it cannot be decoded): skipped; apply the job again")
+                }
             }
         }
         out.sort_by(|a, b| a.key().cmp(&b.key()));
