@@ -252,3 +252,40 @@ async fn a_half_published_launch_completes_without_running_an_item_twice() -> an
     env.stop().await;
     Ok(())
 }
+
+/// The leader's consumers are deleted under it (an operator's mistake, a server that
+/// lost them): it notices, starts over, and triggers and results flow again.
+#[tokio::test]
+async fn deleted_consumers_do_not_stall_the_leader() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"manual\"\nhandler = \"noop\"\n",
+    )
+    .await?;
+    env.run_worker(env.worker("shop")).await?;
+    env.scheduler("s1").await?;
+    let id = env
+        .trigger("shop", "manual", &TriggerRequest::default())
+        .await?;
+    env.finished(&id).await?;
+    let topo = env.nats.topo.clone();
+    for (stream, consumer) in [
+        (topo.triggers_stream(), topo.triggers_consumer()),
+        (topo.results_stream(), topo.results_consumer()),
+    ] {
+        env.nats
+            .stream(&stream)
+            .await?
+            .delete_consumer(&consumer)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let id = env
+        .trigger("shop", "manual", &TriggerRequest::default())
+        .await?;
+    let done = env.finished(&id).await?;
+    assert_eq!(done.summary.status, InstanceStatus::Success);
+    env.stop().await;
+    Ok(())
+}
