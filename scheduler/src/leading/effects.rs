@@ -7,6 +7,13 @@ use antares_schemas::machine::{self, Effect, Input};
 use antares_schemas::messages::StopShards;
 use futures::future::BoxFuture;
 
+/// When a stop is said again after the first time (a worker ignores a stop for a shard
+/// it no longer runs, so repeats are harmless).
+const STOP_REPEATS: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(4),
+];
+
 use super::{Leading, Stop};
 use crate::events;
 use crate::store::Dirty;
@@ -87,8 +94,13 @@ impl Leading {
                     let subject = self.nats.topo.stop_subject(&s.app, &s.job, &id);
                     match codec::encode("stop", &stop) {
                         Ok(body) => {
-                            if let Err(e) = self.nats.client.publish(subject, body).await {
-                                tracing::warn!(%id, error = %e, "stop not published");
+                            self.send_stop(&subject, body.clone()).await;
+                            // Said again a little later, for a worker that was
+                            // reconnecting at that moment (stops are core NATS).
+                            let now = tokio::time::Instant::now();
+                            for after in STOP_REPEATS {
+                                self.stops_again
+                                    .push((now + after, subject.clone(), body.clone()));
                             }
                         }
                         Err(e) => tracing::warn!(%id, error = %e, "stop not encoded"),
@@ -96,6 +108,24 @@ impl Leading {
                 }
                 Effect::Finished => self.finish(id).await,
             }
+        }
+    }
+
+    async fn send_stop(&self, subject: &str, body: bytes::Bytes) {
+        if let Err(e) = self.nats.client.publish(subject.to_string(), body).await {
+            tracing::warn!(%subject, error = %e, "stop not published");
+        }
+    }
+
+    /// Sends the stops whose repeat is due.
+    pub(super) async fn repeat_stops(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.stops_again)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.stops_again = later;
+        for (_, subject, body) in due {
+            self.send_stop(&subject, body).await;
         }
     }
 

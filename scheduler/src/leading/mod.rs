@@ -93,6 +93,8 @@ pub(crate) struct Leading {
     publishes: JoinSet<Published>,
     /// Publications that failed and wait for their backoff.
     republish: Vec<Republish>,
+    /// Stops to say again, when.
+    stops_again: Vec<(tokio::time::Instant, String, bytes::Bytes)>,
     /// Ended instances whose finish failed: tries so far and when to try again.
     unfinished: HashMap<InstanceId, (u32, tokio::time::Instant)>,
     leadership: watch::Receiver<Leadership>,
@@ -129,6 +131,7 @@ impl Leading {
             publishes: JoinSet::new(),
             republish: Vec::new(),
             unfinished: HashMap::new(),
+            stops_again: Vec::new(),
             leadership,
             term,
             stop: None,

@@ -9,6 +9,7 @@
 //!   gone (three missed beats), so they run elsewhere within seconds whatever the ack
 //!   wait: the old publication is purged and the item is published again as a new run,
 //!   which also fences the old worker should it wake up;
+//! - says stops again (a worker reconnecting at that moment would miss one);
 //! - tries again what failed before: publications, moves to history, cursors.
 
 use std::collections::HashSet;
@@ -37,6 +38,7 @@ impl Leading {
             self.rerun_lost().await;
         }
         self.republish_due().await;
+        self.repeat_stops().await;
         let ended: Vec<InstanceId> = self
             .live
             .iter()
