@@ -219,6 +219,24 @@ fn ended(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> a
     }
 }
 
+/// How a person in another terminal runs this binary: `antares` when it is on `PATH`,
+/// `cargo run -q --` from a build in a cargo target folder, else its full path.
+fn how_to_call_me() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "antares".into();
+    };
+    let on_path = exe.parent().is_some_and(|dir| {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d == dir))
+    });
+    if on_path {
+        "antares".into()
+    } else if exe.components().any(|c| c.as_os_str() == "target") {
+        "cargo run -q --".into()
+    } else {
+        exe.display().to_string()
+    }
+}
+
 fn print_banner(ctx: &Ctx, connect: &antares_nats::ConnectOptions, topo: &Topology) {
     let mut flags = String::new();
     if connect.urls != DEFAULT_NATS_URL {
@@ -234,6 +252,7 @@ fn print_banner(ctx: &Ctx, connect: &antares_nats::ConnectOptions, topo: &Topolo
         format!(" --server {url}")
     };
     let subject = topo.trigger_subject(DEMO_APP, "hello");
+    let me = how_to_call_me();
     // Not through `outln!`: a closed stdout must not end `dev` before it stops NATS.
     let _ = writeln!(
         std::io::stdout(),
@@ -243,11 +262,11 @@ fn print_banner(ctx: &Ctx, connect: &antares_nats::ConnectOptions, topo: &Topolo
          \n  worker:     1 for app `{DEMO_APP}`, scripts allowed\
          \n  demo jobs:  {DEMO_APP}/hello (script, 3 shards, every 5s), {DEMO_APP}/tick (sleep plugin, every 10s)\n\
          \nTry, in another terminal:\
-         \n  antares{flags} instance list\
-         \n  antares{flags} job trigger {DEMO_APP}/hello --wait\
+         \n  {me}{flags} instance list\
+         \n  {me}{flags} job trigger {DEMO_APP}/hello --wait\
          \n  nats{server} pub {subject} '{{\"params\":\"x\"}}'\
-         \n  antares{flags} instance logs ID\
-         \n  antares{flags} cluster\n\
+         \n  {me}{flags} instance logs ID\
+         \n  {me}{flags} cluster\n\
          \nCtrl-C stops everything.\n"
     );
 }

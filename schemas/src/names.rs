@@ -77,6 +77,17 @@ pub fn sanitize_token(text: &str) -> String {
     if s.is_empty() { "host".to_string() } else { s }
 }
 
+/// The candidate closest to a misspelt `word` ("did you mean"), when one is close
+/// enough to be a likely typo: at most 2 edits, or a quarter of its length.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(word, c), c))
+        .filter(|(d, c)| *d > 0 && *d <= 2.max(c.len() / 4) && *d < c.len())
+        .min()
+        .map(|(_, c)| c)
+}
+
 /// Splits `APP/JOB` as the CLI takes it.
 pub fn split_job_ref(text: &str) -> Result<(String, String), NameError> {
     let (app, job) = text.split_once('/').ok_or_else(|| NameError::Invalid {

@@ -26,9 +26,9 @@ pub enum CronCommand {
         /// IANA time zone the expression is read in, e.g. Europe/Berlin
         #[arg(long, default_value = "UTC", value_parser = time_zone)]
         tz: Tz,
-        /// How many fire times
-        #[arg(short = 'n', long = "count", default_value_t = 5)]
-        n: usize,
+        /// How many fire times (1 to 1000)
+        #[arg(short = 'n', long = "count", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        n: u16,
         /// Start after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z) instead of now
         #[arg(long, value_name = "RFC3339")]
         after: Option<Timestamp>,
@@ -52,7 +52,7 @@ pub fn run(cmd: CronCommand) -> anyhow::Result<ExitCode> {
             after,
             json,
         } => {
-            let times = cron_next(&expr, tz.name(), n, after)?;
+            let times = cron_next(&expr, tz.name(), usize::from(n), after)?;
             if json.json {
                 output::json(&times)?;
             } else if times.is_empty() {

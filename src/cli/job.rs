@@ -183,15 +183,29 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
                     "no jobs yet: write them in a TOML file and run `antares job apply -f FILE`"
                 );
             } else {
+                // The state that decides whether the schedule fires: a job of a paused
+                // app is paused whatever its own flag says.
+                let paused_apps: std::collections::HashSet<String> = admin
+                    .list_apps()
+                    .await?
+                    .into_iter()
+                    .filter(|a| !a.enabled)
+                    .map(|a| a.name)
+                    .collect();
                 let mut t =
                     Table::new(&["JOB", "KIND", "SCHEDULE", "SHARDS", "STATE", "DESCRIPTION"]);
                 for j in &jobs {
+                    let state = if j.enabled && paused_apps.contains(&j.app) {
+                        "paused (app)".to_string()
+                    } else {
+                        super::app::enabled(j.enabled)
+                    };
                     t.row(vec![
                         j.full_name(),
                         j.kind.as_str().to_string(),
                         schedule_text(j),
                         shard_count(j),
-                        super::app::enabled(j.enabled),
+                        state,
                         output::clip(&j.description, 50),
                     ]);
                 }

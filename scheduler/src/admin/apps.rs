@@ -3,19 +3,32 @@
 use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{NatsError, codec, now};
 use antares_schemas::app::App;
-use antares_schemas::names::check_name;
+use antares_schemas::names::{check_name, closest};
 
 use super::{Admin, RMW_ATTEMPTS, current};
 use crate::error::SchedulerError;
 
-/// The error for an app that is not there.
-pub(crate) fn no_such_app(name: &str) -> SchedulerError {
-    SchedulerError::NotFound(format!(
-        "app `{name}` does not exist: create it with `antares app create {name}`"
-    ))
+/// The error for an app that is not there, with the closest existing name if one is a
+/// likely typo.
+fn no_such_app(name: &str, existing: &[String]) -> SchedulerError {
+    let create = format!("create it with `antares app create {name}`");
+    let hint = match closest(name, existing.iter().map(String::as_str)) {
+        Some(c) => format!("did you mean `{c}`? (or {create})"),
+        None => create,
+    };
+    SchedulerError::NotFound(format!("app `{name}` does not exist: {hint}"))
 }
 
 impl Admin {
+    /// [`no_such_app`] with the apps there are.
+    pub(crate) async fn unknown_app(&self, name: &str) -> SchedulerError {
+        let existing: Vec<String> = kv::scan(&self.nats, &self.buckets.apps, ">", true)
+            .await
+            .map(|found| found.into_iter().map(|k| k.key).collect())
+            .unwrap_or_default();
+        no_such_app(name, &existing)
+    }
+
     /// Creates an app; a [`SchedulerError::Conflict`] if it exists.
     pub async fn create_app(&self, name: &str, description: &str) -> Result<App, SchedulerError> {
         check_name("app", name)?;
@@ -69,10 +82,10 @@ impl Admin {
     /// One app.
     pub async fn get_app(&self, name: &str) -> Result<App, SchedulerError> {
         check_name("app", name)?;
-        kv::get::<App>(&self.buckets.apps, name, "app")
-            .await?
-            .map(|v| v.value)
-            .ok_or_else(|| no_such_app(name))
+        match kv::get::<App>(&self.buckets.apps, name, "app").await? {
+            Some(v) => Ok(v.value),
+            None => Err(self.unknown_app(name).await),
+        }
     }
 
     /// Deletes an app that has no jobs left.
@@ -81,7 +94,7 @@ impl Admin {
         let store = &self.buckets.apps;
         let cur = current(store, name).await?;
         if cur.value.is_none() {
-            return Err(no_such_app(name));
+            return Err(self.unknown_app(name).await);
         }
         let jobs = self.job_names(Some(name)).await?;
         if !jobs.is_empty() {
@@ -117,7 +130,7 @@ impl Admin {
         let store = &self.buckets.apps;
         for _ in 0..RMW_ATTEMPTS {
             let Some(v) = kv::get::<App>(store, name, "app").await? else {
-                return Err(no_such_app(name));
+                return Err(self.unknown_app(name).await);
             };
             let mut app = v.value;
             if app.enabled == enabled {
@@ -142,5 +155,22 @@ impl Admin {
         Err(SchedulerError::Conflict(format!(
             "app `{name}` keeps changing under us: try again"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_app_names_the_likely_one() {
+        let apps = vec!["billing".to_string(), "shop".to_string()];
+        let e = no_such_app("biling", &apps).to_string();
+        assert!(e.contains("did you mean `billing`?"), "{e}");
+        let e = no_such_app("zzz", &apps).to_string();
+        assert!(
+            !e.contains("did you mean") && e.contains("antares app create zzz"),
+            "{e}"
+        );
     }
 }

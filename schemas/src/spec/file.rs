@@ -226,38 +226,13 @@ pub(super) const FIELDS: [&str; 22] = [
 
 /// `unknown field `scheduel`: did you mean `schedule`?`, or the list of fields.
 fn unknown_field(key: &str) -> String {
-    let closest = FIELDS
-        .iter()
-        .map(|f| (edit_distance(key, f), *f))
-        .min()
-        .filter(|(d, f)| *d <= 2.max(f.len() / 4) && *d < f.len());
-    match closest {
-        Some((_, f)) => format!("unknown field `{key}`: did you mean `{f}`?"),
+    match crate::names::closest(key, FIELDS.iter().copied()) {
+        Some(f) => format!("unknown field `{key}`: did you mean `{f}`?"),
         None => format!(
             "unknown field `{key}`: a job has the fields {}",
             FIELDS.join(", ")
         ),
     }
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Decodes a minimal job with only `key` set to `v`.
