@@ -1,5 +1,7 @@
 //! The contract's `DemoJob` in a worker of app `demo`, with the built-in jobs.
 //!
+//! The worker logs through `tracing`; `main` installs `tracing-subscriber` to print it.
+//!
 //! Run against a provisioned NATS (`antares provision`):
 //! `ANTARES_NATS_URL=nats://127.0.0.1:4222 cargo run -p antares-worker --example demo_worker`
 
@@ -41,6 +43,14 @@ impl Job for DemoJob {
 
 #[tokio::main]
 async fn main() -> Result<(), WorkerError> {
+    // The worker logs through `tracing`: install a subscriber to see what it does
+    // (start-up, stops, lost connections). `RUST_LOG=info` by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let url = std::env::var("ANTARES_NATS_URL")
         .unwrap_or_else(|_| antares_worker::DEFAULT_NATS_URL.to_string());
     Worker::builder()
