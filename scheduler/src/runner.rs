@@ -35,6 +35,9 @@ pub struct SchedulerOptions {
     pub heartbeat: Duration,
     /// Most results folded in one batch.
     pub results_batch: usize,
+    /// How long an instance waits for a live worker that can run its shards before it
+    /// fails saying so (contract §8).
+    pub no_worker_wait: Duration,
 }
 
 impl Default for SchedulerOptions {
@@ -46,6 +49,7 @@ impl Default for SchedulerOptions {
             partitions: 1,
             heartbeat: Duration::from_secs(1),
             results_batch: 1000,
+            no_worker_wait: Duration::from_secs(300),
         }
     }
 }
@@ -102,7 +106,14 @@ pub async fn run(
             },
             _ = &mut lease_task => break Err(lease_task_died()),
         }
-        let mut leading = match Leading::new(&nats, lead_rx.clone(), opts.results_batch).await {
+        let mut leading = match Leading::new(
+            &nats,
+            lead_rx.clone(),
+            opts.results_batch,
+            opts.no_worker_wait,
+        )
+        .await
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(%id, error = %e, "cannot start leading; retrying");

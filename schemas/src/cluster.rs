@@ -74,3 +74,16 @@ pub struct ClusterView {
     /// Live workers.
     pub workers: Vec<WorkerInfo>,
 }
+
+impl WorkerInfo {
+    /// Whether this worker runs shards of this kind: a plugin it registered, scripts if
+    /// it allows them (it runs no http jobs yet).
+    pub fn can_run(&self, exec: &crate::messages::Execution) -> bool {
+        use crate::messages::Execution;
+        match exec {
+            Execution::Plugin { handler } => self.plugins.iter().any(|p| p == handler),
+            Execution::Command { .. } | Execution::Script { .. } => self.allow_scripts,
+            Execution::Http { .. } => false,
+        }
+    }
+}

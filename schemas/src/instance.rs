@@ -383,6 +383,10 @@ pub struct InstanceSummary {
     /// The trigger `key` it was made with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Since when no live worker of its app can run its shards (it fails once that has
+    /// lasted the scheduler's `no_worker_wait`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_worker_since: Option<Timestamp>,
 }
 
 /// An instance with its shards: `instance get` and `GET /api/instances/{id}`.
@@ -459,6 +463,7 @@ impl Instance {
                 parent: new.parent,
                 depth: new.depth,
                 key: new.key,
+                no_worker_since: None,
             },
             shards,
         }

@@ -77,6 +77,14 @@ pub enum Input {
     /// Counts and finality follow from the shard records (a takeover checks them: a
     /// summary written apart from its chunks may lag behind them).
     Recount,
+    /// No live worker of the app can run the instance's shards (said once; the reason
+    /// names what is missing).
+    NoWorker {
+        /// What is missing.
+        reason: String,
+    },
+    /// A worker that can run them is back.
+    WorkerBack,
     /// The retry time of this shard item has come.
     RetryDue {
         /// The shard item.
@@ -160,6 +168,8 @@ pub fn step(inst: &mut Instance, input: &Input, now: Timestamp) -> Step {
         Input::Expired { item } => expired(inst, *item, now),
         Input::RetryDue { item } => retry_due(inst, *item),
         Input::Recount => recount(inst, now),
+        Input::NoWorker { reason } => no_worker(inst, reason, now),
+        Input::WorkerBack => worker_back(inst),
     }
 }
 
@@ -251,6 +261,11 @@ fn report(inst: &mut Instance, r: &ShardReport, now: Timestamp) -> Step {
     }
     let mut step = Step::default();
     start_running(inst, now, &mut step);
+    if inst.summary.no_worker_since.take().is_some() {
+        // A worker runs it after all: the missing-worker reason no longer holds.
+        inst.summary.reason = None;
+        step.summary_changed = true;
+    }
     let start_reported =
         inst.shards[idx].status == ShardStatus::Running && inst.shards[idx].attempts == r.attempt;
     {
@@ -467,6 +482,32 @@ fn retry_due(inst: &mut Instance, item: u32) -> Step {
     Step {
         changed_items: vec![item],
         effects: vec![Effect::Publish { items: vec![item] }],
+        ..Step::default()
+    }
+}
+
+fn no_worker(inst: &mut Instance, reason: &str, now: Timestamp) -> Step {
+    if inst.summary.no_worker_since.is_some() {
+        return Step::ignored("no worker already said");
+    }
+    inst.summary.no_worker_since = Some(now);
+    inst.summary.reason = Some(cap_error(reason));
+    let mut e = event(inst, EventKind::NoWorker, now);
+    e.reason = Some(cap_error(reason));
+    Step {
+        summary_changed: true,
+        effects: vec![Effect::Emit(Box::new(e))],
+        ..Step::default()
+    }
+}
+
+fn worker_back(inst: &mut Instance) -> Step {
+    if inst.summary.no_worker_since.take().is_none() {
+        return Step::ignored("no worker was missing");
+    }
+    inst.summary.reason = None;
+    Step {
+        summary_changed: true,
         ..Step::default()
     }
 }

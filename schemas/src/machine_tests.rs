@@ -667,6 +667,53 @@ fn counts_and_finality_follow_the_shard_records() {
 }
 
 #[test]
+fn no_worker_is_said_once_and_cleared_when_one_is_back() {
+    let mut inst = instance(1);
+    step(&mut inst, &Input::Queued, T0);
+    let s = step(
+        &mut inst,
+        &Input::NoWorker {
+            reason: "no plugin x".into(),
+        },
+        T0,
+    );
+    assert_eq!(emitted(&s), vec![EventKind::NoWorker]);
+    assert_eq!(inst.summary.no_worker_since, Some(T0));
+    assert_eq!(inst.summary.reason.as_deref(), Some("no plugin x"));
+    assert!(
+        step(
+            &mut inst,
+            &Input::NoWorker {
+                reason: "again".into()
+            },
+            T0
+        )
+        .ignored
+        .is_some()
+    );
+    let s = step(&mut inst, &Input::WorkerBack, T0);
+    assert!(s.summary_changed);
+    assert_eq!(
+        (inst.summary.no_worker_since, inst.summary.reason.clone()),
+        (None, None)
+    );
+    assert!(step(&mut inst, &Input::WorkerBack, T0).ignored.is_some());
+    // A report clears it too: a worker runs it after all.
+    step(
+        &mut inst,
+        &Input::NoWorker {
+            reason: "none".into(),
+        },
+        T0,
+    );
+    step(&mut inst, &started(0, 1), T0);
+    assert_eq!(
+        (inst.summary.no_worker_since, inst.summary.reason.clone()),
+        (None, None)
+    );
+}
+
+#[test]
 fn errors_are_capped() {
     let mut inst = instance(1);
     step(&mut inst, &Input::Queued, T0);

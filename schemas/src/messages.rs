@@ -320,6 +320,8 @@ pub enum EventKind {
     TriggerRejected,
     /// A fire was missed.
     Misfired,
+    /// No live worker of the app can run the instance's shards.
+    NoWorker,
     /// An alarm was raised.
     Alarm,
 }

@@ -24,6 +24,10 @@ pub struct SchedulerArgs {
     /// How often the lease is renewed, or a standby tries to take it
     #[arg(long, value_name = "DURATION")]
     lease_renew: Option<String>,
+    /// How long an instance waits for a live worker that can run its shards (its
+    /// plugin, or scripts) before it fails saying so
+    #[arg(long, value_name = "DURATION")]
+    no_worker_wait: Option<String>,
 }
 
 /// `antares scheduler` settings, resolved.
@@ -37,6 +41,9 @@ pub struct SchedulerSettings {
     /// `--lease-renew`.
     #[serde(with = "crate::config::duration")]
     pub lease_renew: Duration,
+    /// `--no-worker-wait`.
+    #[serde(with = "crate::config::duration")]
+    pub no_worker_wait: Duration,
 }
 
 impl Default for SchedulerSettings {
@@ -46,6 +53,7 @@ impl Default for SchedulerSettings {
             id: d.id,
             lease_ttl: d.lease_ttl,
             lease_renew: d.lease_renew,
+            no_worker_wait: d.no_worker_wait,
         }
     }
 }
@@ -116,6 +124,7 @@ pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCod
         id: s.id,
         lease_ttl: s.lease_ttl,
         lease_renew: s.lease_renew,
+        no_worker_wait: s.no_worker_wait,
         ..SchedulerOptions::default()
     };
     let nats = ctx.connect().await?;

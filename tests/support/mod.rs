@@ -67,13 +67,23 @@ impl Env {
 
     /// Runs a scheduler in this process until the test ends.
     pub async fn scheduler(&mut self, id: &str) -> anyhow::Result<()> {
+        self.scheduler_with(id, |o| o).await
+    }
+
+    /// Runs a scheduler in this process until the test ends, with options changed by
+    /// `change` from the test defaults.
+    pub async fn scheduler_with(
+        &mut self,
+        id: &str,
+        change: impl FnOnce(SchedulerOptions) -> SchedulerOptions,
+    ) -> anyhow::Result<()> {
         let nats = self.connect().await?;
-        let opts = SchedulerOptions {
+        let opts = change(SchedulerOptions {
             id: Some(id.to_string()),
             lease_ttl: Duration::from_secs(2),
             lease_renew: Duration::from_millis(500),
             ..SchedulerOptions::default()
-        };
+        });
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let stop = async move {

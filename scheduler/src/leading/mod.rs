@@ -103,6 +103,8 @@ pub(crate) struct Leading {
     /// Set when this round must end.
     stop: Option<Stop>,
     results_batch: usize,
+    /// How long an instance waits for a capable worker.
+    no_worker_wait: Duration,
     ticks: u64,
 }
 
@@ -112,6 +114,7 @@ impl Leading {
         nats: &Nats,
         leadership: watch::Receiver<Leadership>,
         results_batch: usize,
+        no_worker_wait: Duration,
     ) -> Result<Self, NatsError> {
         let term = leadership.borrow().term;
         Ok(Self {
@@ -136,6 +139,7 @@ impl Leading {
             term,
             stop: None,
             results_batch: results_batch.max(1),
+            no_worker_wait,
             ticks: 0,
         })
     }

@@ -15,9 +15,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use antares_nats::{kv, now};
+use antares_nats::{codec, kv, now};
+use antares_schemas::cluster::WorkerInfo;
 use antares_schemas::instance::ShardStatus;
 use antares_schemas::machine::Input;
+use antares_schemas::messages::Execution;
 use antares_schemas::{InstanceId, Timestamp};
 
 use super::Leading;
@@ -87,15 +89,20 @@ impl Leading {
     }
 
     async fn rerun_lost(&mut self) {
+        let workers = match kv::scan(&self.nats, &self.buckets.workers, ">", false).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read worker heartbeats");
+                return;
+            }
+        };
+        let alive: HashSet<String> = workers.iter().map(|k| k.key.clone()).collect();
+        let infos: Vec<WorkerInfo> = workers
+            .iter()
+            .filter_map(|k| codec::decode::<WorkerInfo>("worker heartbeat", &k.value).ok())
+            .collect();
+        self.check_capable(&infos).await;
         let topo = &self.nats.topo;
-        let alive: HashSet<String> =
-            match kv::scan(&self.nats, &self.buckets.workers, ">", true).await {
-                Ok(found) => found.into_iter().map(|k| k.key).collect(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read worker heartbeats");
-                    return;
-                }
-            };
         // A start reported just now may come from a worker whose first beat is on its way.
         let young = Timestamp(now().0 - 2000);
         let mut lost = Vec::new();
@@ -118,5 +125,89 @@ impl Leading {
             tracing::warn!(%id, item, %worker, "worker gone (no heartbeat): running its shard again");
             self.apply(id, Input::Lost { item, worker }).await;
         }
+    }
+
+    /// Instances with shards waiting to run and no live worker of their app that can run
+    /// them say so (`no_worker`), and fail once that has lasted `no_worker_wait`.
+    async fn check_capable(&mut self, workers: &[WorkerInfo]) {
+        let at = now();
+        let wait = i64::try_from(self.no_worker_wait.as_millis()).unwrap_or(i64::MAX);
+        let mut inputs = Vec::new();
+        for (id, s) in &self.live {
+            let summary = &s.instance.summary;
+            if summary.status.is_final() || summary.waiting {
+                continue;
+            }
+            let waiting_shards = s.instance.shards.iter().any(|sh| {
+                matches!(sh.status, ShardStatus::Pending | ShardStatus::Later)
+                    && sh.retry_at.is_none()
+            });
+            let mut of_app = workers.iter().filter(|w| w.app == summary.app).peekable();
+            let capable = of_app.clone().any(|w| w.can_run(&summary.exec));
+            match (waiting_shards && !capable, summary.no_worker_since) {
+                (true, None) => {
+                    let reason =
+                        missing_worker(&summary.app, &summary.exec, of_app.peek().is_some());
+                    inputs.push((*id, Input::NoWorker { reason }));
+                }
+                (true, Some(since)) if at.since(since) > wait => {
+                    let reason = format!(
+                        "{} for {}: it fails",
+                        summary
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| "no live worker can run it".into()),
+                        humanize(self.no_worker_wait)
+                    );
+                    inputs.push((*id, Input::Fail { reason }));
+                }
+                (false, Some(_)) => inputs.push((*id, Input::WorkerBack)),
+                _ => {}
+            }
+        }
+        for (id, input) in inputs {
+            if let Input::NoWorker { reason } = &input {
+                tracing::warn!(%id, %reason, "no live worker can run this instance's shards");
+            }
+            self.apply(id, input).await;
+        }
+    }
+}
+
+/// What is missing for an instance's shards to run, in words.
+fn missing_worker(app: &str, exec: &Execution, any_worker: bool) -> String {
+    if !any_worker {
+        return format!("no live worker of app `{app}`: start one (`antares worker --app {app}`)");
+    }
+    match exec {
+        Execution::Plugin { handler } => format!(
+            "no live worker of app `{app}` has the plugin `{handler}`: start a worker that registers it"
+        ),
+        Execution::Command { .. } | Execution::Script { .. } => {
+            format!("no live worker of app `{app}` runs scripts: start one with --allow-scripts")
+        }
+        Execution::Http { .. } => format!("no live worker of app `{app}` runs http jobs"),
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    antares_schemas::spec::Dur(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_missing_is_said() {
+        let plugin = Execution::Plugin {
+            handler: "report".into(),
+        };
+        assert!(missing_worker("shop", &plugin, false).contains("no live worker of app `shop`"));
+        assert!(missing_worker("shop", &plugin, true).contains("the plugin `report`"));
+        let script = Execution::Command {
+            command: "true".into(),
+        };
+        assert!(missing_worker("shop", &script, true).contains("--allow-scripts"));
     }
 }
