@@ -4,45 +4,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
-use antares_nats::lease;
 use antares_nats::now;
 use antares_nats::wait::wait_for;
 use antares_schemas::instance::InstanceStatus;
-use support::{Env, Recorder};
-use tokio::process::{Child, Command};
-
-fn scheduler_process(url: &str, id: &str) -> anyhow::Result<Child> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_antares"))
-        .args([
-            "--nats-url",
-            url,
-            "scheduler",
-            "--id",
-            id,
-            "--lease-ttl",
-            "2s",
-            "--lease-renew",
-            "500ms",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?)
-}
-
-async fn lease_holder(env: &Env) -> Option<String> {
-    let store = env.nats.buckets().await.ok()?.leases;
-    lease::holder(&store, &env.nats.topo.lease_key(0))
-        .await
-        .ok()
-        .flatten()
-        .map(|h| h.record.holder)
-}
+use support::{Env, Recorder, scheduler_process};
+use tokio::process::Child;
 
 #[tokio::test]
 async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> anyhow::Result<()> {
@@ -65,7 +33,7 @@ async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> an
     let leader = wait_for(
         "a scheduler to lead",
         Duration::from_secs(20),
-        || async move { lease_holder(env_ref).await },
+        || async move { env_ref.lease_holder().await },
     )
     .await
     .map_err(anyhow::Error::msg)?;
@@ -86,7 +54,7 @@ async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> an
     wait_for(
         "the standby to take the lease",
         Duration::from_secs(20),
-        || async move { lease_holder(env_ref).await.filter(|h| h == standby) },
+        || async move { env_ref.lease_holder().await.filter(|h| h == standby) },
     )
     .await
     .map_err(anyhow::Error::msg)?;

@@ -15,10 +15,15 @@ use antares_nats::{NatsError, now};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::{InstanceStatus, ShardStatus};
 use antares_schemas::machine::{self, Effect, Input};
+use futures::StreamExt;
 
 use super::Leading;
+
 use crate::events;
 use crate::store::Dirty;
+
+/// Presence checks of a takeover run this many at a time.
+const PRESENCE_CHECKS: usize = 16;
 
 impl Leading {
     /// Loads and completes what a previous leader left.
@@ -54,19 +59,36 @@ impl Leading {
             loaded.push(id);
             self.live.insert(id, stored);
         }
+        let mut open = Vec::new();
         for id in loaded {
             let Some(stored) = self.live.get(&id) else {
                 continue;
             };
             let s = &stored.instance.summary;
-            let (app, job) = (s.app.clone(), s.job.clone());
-            let status = s.status;
-            jobs.insert((app.clone(), job.clone()));
-            if status.is_final() {
+            jobs.insert((s.app.clone(), s.job.clone()));
+            if s.status.is_final() {
                 ended.push(id);
-                continue;
+            } else {
+                open.push(id);
             }
-            self.resume(id).await?;
+        }
+        // Which pending items are already out: one look at the streams per instance,
+        // several at a time rather than one after the other.
+        let checks: Vec<_> = open
+            .into_iter()
+            .filter_map(|id| self.unqueued(id))
+            .collect();
+        let this = &*self;
+        let found: Vec<_> = futures::stream::iter(checks)
+            .map(|(id, app, job, items)| async move {
+                let missing = this.missing_items(&app, &job, &id, &items).await;
+                (id, items.len(), missing)
+            })
+            .buffered(PRESENCE_CHECKS)
+            .collect()
+            .await;
+        for (id, all, missing) in found {
+            self.resume_with(id, all, missing?);
         }
         for id in ended {
             self.finish(id).await;
@@ -82,29 +104,44 @@ impl Leading {
     /// published (a launch cut short completes, nothing is queued twice); one that waits
     /// its turn and has nothing out waits again.
     pub(super) async fn resume(&mut self, id: InstanceId) -> Result<(), NatsError> {
-        let Some(stored) = self.live.get(&id) else {
+        let Some((id, app, job, items)) = self.unqueued(id) else {
             return Ok(());
         };
+        let missing = self.missing_items(&app, &job, &id, &items).await?;
+        self.resume_with(id, items.len(), missing);
+        Ok(())
+    }
+
+    /// Sets a live instance's retry timers back and returns its pending items that wait
+    /// for no retry (with its app and job).
+    fn unqueued(&mut self, id: InstanceId) -> Option<(InstanceId, String, String, Vec<u32>)> {
+        let stored = self.live.get(&id)?;
         let s = &stored.instance.summary;
-        let (app, job) = (s.app.clone(), s.job.clone());
-        let pending = s.status == InstanceStatus::Pending;
-        let waiting = pending && s.waiting;
-        let mut unqueued = Vec::new();
+        let mut items = Vec::new();
         for sh in &stored.instance.shards {
             match (sh.status, sh.retry_at) {
                 (ShardStatus::Pending, Some(at)) => {
                     self.retries.insert((at, id, sh.item));
                 }
-                (ShardStatus::Pending, None) => unqueued.push(sh.item),
+                (ShardStatus::Pending, None) => items.push(sh.item),
                 _ => {}
             }
         }
-        let all = unqueued.len();
-        let missing = self.missing_items(&app, &job, &id, &unqueued).await?;
-        if waiting && missing.len() == all {
+        Some((id, s.app.clone(), s.job.clone(), items))
+    }
+
+    /// Resumes an instance of which `missing` of its `all` unqueued items are not out.
+    fn resume_with(&mut self, id: InstanceId, all: usize, missing: Vec<u32>) {
+        let Some(stored) = self.live.get(&id) else {
+            return;
+        };
+        let s = &stored.instance.summary;
+        let (app, job) = (s.app.clone(), s.job.clone());
+        let pending = s.status == InstanceStatus::Pending;
+        if pending && s.waiting && missing.len() == all {
             // Still waiting its turn: none of its items went out.
             self.runs.wait(&app, &job, id);
-            return Ok(());
+            return;
         }
         // Running, or admitted just before it was left.
         self.runs.start(&app, &job, id);
@@ -112,6 +149,5 @@ impl Leading {
             tracing::info!(%id, items = missing.len(), "completing the queueing of an instance");
             self.publish(id, missing, 0);
         }
-        Ok(())
     }
 }
