@@ -18,7 +18,6 @@ use antares_schemas::machine::{self, Effect, Input};
 use futures::StreamExt;
 
 use super::Leading;
-
 use crate::events;
 use crate::store::Dirty;
 
