@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use antares_nats::NatsError;
-use antares_schemas::instance::{InstanceStatus, InstanceSummary, TriggerKind};
+use antares_schemas::instance::{InstanceStatus, InstanceSummary, NewInstance, TriggerKind};
 use antares_schemas::limits::MAX_CHILD_DEPTH;
 use antares_schemas::messages::Event;
 use antares_schemas::names::split_job_ref;
@@ -96,55 +96,62 @@ impl Leading {
         let children = entry.spec.children.clone();
         let at = parent.finished_at.unwrap_or_else(antares_nats::now);
         for child in children {
-            let reject = |app: &str, job: &str, reason: String| {
-                let mut e = Event::rejected(app, job, at, reason);
-                e.instance = None;
-                e
-            };
-            let (app, job) = match split_job_ref(&child) {
-                Ok(r) => r,
-                Err(e) => {
-                    let e = reject(&parent.app, &parent.job, format!("child `{child}`: {e}"));
-                    events::emit(&self.nats, &e).await;
-                    continue;
+            match self.child_instance(parent, &child, at) {
+                Ok(new) => {
+                    if let Created::New(id) = self.create_instance(new).await? {
+                        tracing::debug!(parent = %parent.id, %id, "child fired");
+                    }
                 }
-            };
-            if parent.depth + 1 > MAX_CHILD_DEPTH {
-                let reason = format!(
-                    "child of instance {}: {MAX_CHILD_DEPTH} parents up the chain already (a cycle of children?); not fired",
-                    parent.id
-                );
-                events::emit(&self.nats, &reject(&app, &job, reason)).await;
-                continue;
-            }
-            let Some(spec) = self.catalog.job(&app, &job).map(|e| e.spec.clone()) else {
-                let reason = format!(
-                    "child of instance {} ({}/{}): job `{app}/{job}` does not exist",
-                    parent.id, parent.app, parent.job
-                );
-                events::emit(&self.nats, &reject(&app, &job, reason)).await;
-                continue;
-            };
-            let items = match spec.shard_items(&Default::default()) {
-                Ok(items) => items,
-                Err(e) => {
-                    events::emit(&self.nats, &reject(&app, &job, e.to_string())).await;
-                    continue;
+                Err((app, job, reason)) => {
+                    events::emit(&self.nats, &Event::rejected(&app, &job, at, reason)).await;
                 }
-            };
-            let mut new = spec.new_instance(
-                child_id(parent, &app, &job, at),
-                TriggerKind::Child,
-                at,
-                items,
-            );
-            new.parent = Some(parent.id);
-            new.depth = parent.depth + 1;
-            if let Created::New(id) = self.create_instance(new).await? {
-                tracing::debug!(parent = %parent.id, %id, "child fired");
             }
         }
         Ok(())
+    }
+
+    /// The instance `child` (`app/job`) of `parent` gets, or why it cannot have one (as
+    /// app, job and reason of a `trigger_rejected` event).
+    fn child_instance(
+        &self,
+        parent: &InstanceSummary,
+        child: &str,
+        at: Timestamp,
+    ) -> Result<NewInstance, (String, String, String)> {
+        let (app, job) = split_job_ref(child).map_err(|e| {
+            (
+                parent.app.clone(),
+                parent.job.clone(),
+                format!("child `{child}`: {e}"),
+            )
+        })?;
+        if parent.depth + 1 > MAX_CHILD_DEPTH {
+            let reason = format!(
+                "child of instance {}: {MAX_CHILD_DEPTH} parents up the chain already (a cycle of children?); not fired",
+                parent.id
+            );
+            return Err((app, job, reason));
+        }
+        let Some(spec) = self.catalog.job(&app, &job).map(|e| &e.spec) else {
+            let reason = format!(
+                "child of instance {} ({}/{}): job `{app}/{job}` does not exist",
+                parent.id, parent.app, parent.job
+            );
+            return Err((app, job, reason));
+        };
+        let items = match spec.shard_items(&Default::default()) {
+            Ok(items) => items,
+            Err(e) => return Err((app, job, e.to_string())),
+        };
+        let mut new = spec.new_instance(
+            child_id(parent, &app, &job, at),
+            TriggerKind::Child,
+            at,
+            items,
+        );
+        new.parent = Some(parent.id);
+        new.depth = parent.depth + 1;
+        Ok(new)
     }
 }
 
