@@ -124,10 +124,6 @@ async fn backfill_makes_the_slots_instances_once_even_after_they_left_the_live_b
     }
     // Forget the first slot's live keys entirely, as an expired purge marker would.
     let first = InstanceId::for_fire("shop", "daily", slots[0]);
-    let live = env
-        .nats
-        .stream(&format!("KV_{}", env.nats.topo.instances_bucket()))
-        .await?;
     let key = env.nats.topo.instance_key("shop", "daily", &first);
     let buckets = env.nats.buckets().await?;
     let (store, k) = (&buckets.instances, &key);
@@ -143,7 +139,10 @@ async fn backfill_makes_the_slots_instances_once_even_after_they_left_the_live_b
     )
     .await
     .map_err(anyhow::Error::msg)?;
-    live.purge()
+    buckets
+        .instances
+        .stream
+        .purge()
         .filter(
             env.nats
                 .topo

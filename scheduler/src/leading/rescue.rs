@@ -142,12 +142,12 @@ impl Leading {
                 matches!(sh.status, ShardStatus::Pending | ShardStatus::Later)
                     && sh.retry_at.is_none()
             });
-            let mut of_app = workers.iter().filter(|w| w.app == summary.app).peekable();
-            let capable = of_app.clone().any(|w| w.can_run(&summary.exec));
+            let of_app: Vec<&WorkerInfo> =
+                workers.iter().filter(|w| w.app == summary.app).collect();
+            let capable = of_app.iter().any(|w| w.can_run(&summary.exec));
             match (waiting_shards && !capable, summary.no_worker_since) {
                 (true, None) => {
-                    let reason =
-                        missing_worker(&summary.app, &summary.exec, of_app.peek().is_some());
+                    let reason = missing_worker(&summary.app, &summary.exec, !of_app.is_empty());
                     inputs.push((*id, Input::NoWorker { reason }));
                 }
                 (true, Some(since)) if at.since(since) > wait => {
