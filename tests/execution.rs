@@ -274,3 +274,65 @@ async fn children_fire_after_success_only() -> anyhow::Result<()> {
     env.stop().await;
     Ok(())
 }
+
+/// A cycle of children that got past `job apply` (written to the store directly, as an
+/// older version might have) is cut at the depth limit, saying so.
+#[tokio::test]
+async fn a_cycle_of_children_is_cut_at_the_depth_limit() -> anyhow::Result<()> {
+    use antares_nats::kv::{self, Expect};
+    use antares_schemas::messages::EventKind;
+    use antares_schemas::spec::{SpecFormat, parse_jobs};
+
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"ping\"\nhandler = \"noop\"\n",
+    )
+    .await?;
+    let jobs = parse_jobs(
+        "[[job]]\napp = \"shop\"\nname = \"ping\"\nhandler = \"noop\"\nchildren = [\"shop/pong\"]\n\
+         [[job]]\napp = \"shop\"\nname = \"pong\"\nhandler = \"noop\"\nchildren = [\"shop/ping\"]\n",
+        SpecFormat::Toml,
+    )?;
+    for spec in &jobs {
+        let key = env.nats.topo.job_key(&spec.app, &spec.name);
+        kv::put(
+            &env.nats,
+            &env.nats.topo.jobs_bucket(),
+            key,
+            "job",
+            spec,
+            Expect::Any,
+        )
+        .await?;
+    }
+    env.run_worker(env.worker("shop")).await?;
+    env.scheduler("s1").await?;
+    let mut events = env.events("shop", "*").await?;
+    let first = env
+        .trigger("shop", "ping", &TriggerRequest::default())
+        .await?;
+    let cut = Env::event_where(&mut events, "the chain to be cut", |e| {
+        e.kind == EventKind::TriggerRejected
+    })
+    .await?;
+    let reason = cut.reason.unwrap_or_default();
+    assert!(reason.contains("parents up the chain"), "{reason}");
+    let limit = antares_schemas::limits::MAX_CHILD_DEPTH as usize;
+    let pings = env.instances_where("shop", "ping", 1, |_| true).await?;
+    let pongs = env.instances_where("shop", "pong", 1, |_| true).await?;
+    assert_eq!(
+        pings.len() + pongs.len(),
+        limit + 1,
+        "the first and {limit} children"
+    );
+    assert!(pings.iter().any(|s| s.id == first));
+    assert!(
+        pings
+            .iter()
+            .chain(&pongs)
+            .all(|s| s.depth as usize <= limit)
+    );
+    env.stop().await;
+    Ok(())
+}
