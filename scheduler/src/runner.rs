@@ -81,9 +81,9 @@ pub async fn run(
     nats.buckets().await?;
     InstanceStore::open(&nats).await?;
 
-    let (lead_tx, mut lead_rx) = watch::channel(Leadership::default());
+    let (lead_tx, lead_rx) = watch::channel(Leadership::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut lease_task = tokio::spawn(leader::keep_lease(
+    let lease_task = tokio::spawn(leader::keep_lease(
         nats.clone(),
         LeaseSettings {
             id: id.clone(),
@@ -95,7 +95,20 @@ pub async fn run(
         stop_rx,
     ));
     tracing::info!(%id, "scheduler started; standing by until it holds the lease");
+    supervise(nats, opts, &id, shutdown, lease_task, lead_rx, stop_tx).await
+}
 
+/// Stands by and leads in turn, for as long as the lease task lives; its end (other
+/// than at shutdown) is an error.
+async fn supervise(
+    nats: Nats,
+    opts: SchedulerOptions,
+    id: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut lease_task: tokio::task::JoinHandle<()>,
+    mut lead_rx: watch::Receiver<Leadership>,
+    stop_tx: watch::Sender<bool>,
+) -> Result<(), SchedulerError> {
     let mut shutdown = Box::pin(shutdown);
     let result = loop {
         // Standby.
@@ -162,4 +175,39 @@ fn lease_task_died() -> SchedulerError {
         "the lease task ended unexpectedly; the scheduler stops so that its supervisor restarts it"
             .into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antares_nats::ConnectOptions;
+    use antares_nats::provision::{ProvisionOptions, provision};
+    use antares_nats::server::LocalServer;
+    use antares_schemas::Topology;
+
+    /// A scheduler whose lease task dies fails (so its supervisor restarts it) instead of
+    /// standing by forever.
+    #[tokio::test]
+    async fn a_dead_lease_task_is_an_error() -> anyhow::Result<()> {
+        let server = LocalServer::start_temp()?;
+        let nats = Nats::connect(&ConnectOptions::url(server.url()), Topology::new("ats")?).await?;
+        provision(&nats, &ProvisionOptions::default()).await?;
+        let (lead_tx, lead_rx) = watch::channel(Leadership::default());
+        let (stop_tx, _stop_rx) = watch::channel(false);
+        // A lease task that ends at once, as one would that failed.
+        let lease_task = tokio::spawn(async move { drop(lead_tx) });
+        let run = supervise(
+            nats,
+            SchedulerOptions::default(),
+            "s1",
+            std::future::pending(),
+            lease_task,
+            lead_rx,
+            stop_tx,
+        );
+        let ended = tokio::time::timeout(Duration::from_secs(20), run).await?;
+        let e = ended.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("lease task ended"), "{e}");
+        Ok(())
+    }
 }
