@@ -386,7 +386,7 @@ fn trigger_overrides_and_keys() -> anyhow::Result<()> {
     let first = "01JD0Z8N6Y3K4B7R2T9QWXYZAB";
     block_on(async {
         let nats = Nats::connect(&ConnectOptions::url(s.url()), Topology::new("ats")?).await?;
-        let claims = nats.buckets().await?.claims;
+        let claims = nats.buckets().await?.claims.clone();
         let key = nats.topo.trigger_key_claim("billing", "report", "order-1");
         claims.create(key, first.into()).await?;
         Ok(())

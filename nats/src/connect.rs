@@ -1,6 +1,7 @@
 //! Connecting to NATS, and the handle every other part of Antares holds.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use antares_schemas::Topology;
@@ -114,6 +115,20 @@ pub struct Buckets {
     pub cursors: Store,
     /// Instance ids and trigger keys ever used.
     pub claims: Store,
+    /// Kept versions of job specs.
+    pub versions: Store,
+    /// Pages of ended instances.
+    pub index: Store,
+    /// Each job's last ended instance.
+    pub jobstate: Store,
+    /// Counts per day and app.
+    pub stats: Store,
+    /// Console users.
+    pub users: Store,
+    /// API tokens.
+    pub tokens: Store,
+    /// Console sessions.
+    pub sessions: Store,
 }
 
 impl Nats {
@@ -140,20 +155,55 @@ impl Nats {
         })
     }
 
-    /// Opens every bucket.
-    pub async fn buckets(&self) -> Result<Buckets> {
+    /// Opens every bucket, all at once (one round trip's wait, not one per bucket).
+    /// Shared behind an `Arc`: the handles are large and every task needs them.
+    pub async fn buckets(&self) -> Result<Arc<Buckets>> {
         let t = &self.topo;
-        Ok(Buckets {
-            apps: self.bucket(&t.apps_bucket()).await?,
-            jobs: self.bucket(&t.jobs_bucket()).await?,
-            instances: self.bucket(&t.instances_bucket()).await?,
-            history: self.bucket(&t.history_bucket()).await?,
-            leases: self.bucket(&t.leases_bucket()).await?,
-            workers: self.bucket(&t.workers_bucket()).await?,
-            schedulers: self.bucket(&t.schedulers_bucket()).await?,
-            cursors: self.bucket(&t.cursors_bucket()).await?,
-            claims: self.bucket(&t.claims_bucket()).await?,
-        })
+        let names = [
+            t.apps_bucket(),
+            t.jobs_bucket(),
+            t.instances_bucket(),
+            t.history_bucket(),
+            t.leases_bucket(),
+            t.workers_bucket(),
+            t.schedulers_bucket(),
+            t.cursors_bucket(),
+            t.claims_bucket(),
+            t.versions_bucket(),
+            t.index_bucket(),
+            t.jobstate_bucket(),
+            t.stats_bucket(),
+            t.users_bucket(),
+            t.tokens_bucket(),
+            t.sessions_bucket(),
+        ];
+        let opened = futures::future::join_all(names.iter().map(|n| Box::pin(self.bucket(n))))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<Store>>>()?;
+        let mut it = opened.into_iter();
+        let mut next = || {
+            it.next()
+                .ok_or_else(|| NatsError::Config("a bucket handle is missing".into()))
+        };
+        Ok(Arc::new(Buckets {
+            apps: next()?,
+            jobs: next()?,
+            instances: next()?,
+            history: next()?,
+            leases: next()?,
+            workers: next()?,
+            schedulers: next()?,
+            cursors: next()?,
+            claims: next()?,
+            versions: next()?,
+            index: next()?,
+            jobstate: next()?,
+            stats: next()?,
+            users: next()?,
+            tokens: next()?,
+            sessions: next()?,
+        }))
     }
 
     /// Opens a stream, with an error that says to provision when it is missing.

@@ -12,6 +12,8 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 
+use antares_schemas::limits::MAX_JOB_VERSIONS;
+
 use crate::connect::Nats;
 use crate::error::{NatsError, Result};
 
@@ -45,6 +47,13 @@ impl Default for ProvisionOptions {
 /// De-duplication window of the work queues: long enough to cover a scheduler
 /// republishing shard items after a takeover.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// How long the audit log keeps a change.
+pub const AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Largest audit log (oldest entries go first).
+pub const AUDIT_MAX_BYTES: i64 = 1 << 30;
+/// How long a day's counts are kept.
+pub const STATS_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// What provisioning did, for the CLI to print.
 #[derive(Clone, Debug, Default)]
@@ -98,6 +107,17 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
             duplicate_window: Duration::from_secs(60).min(opts.log_retention),
             ..Default::default()
         },
+        stream::Config {
+            name: t.audit_stream(),
+            subjects: t.audit_stream_subjects(),
+            retention: RetentionPolicy::Limits,
+            storage,
+            num_replicas: opts.replicas,
+            max_age: AUDIT_RETENTION,
+            max_bytes: AUDIT_MAX_BYTES,
+            discard: DiscardPolicy::Old,
+            ..Default::default()
+        },
     ];
     let mut report = ProvisionReport::default();
     for cfg in streams {
@@ -132,6 +152,15 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         // Instance ids stay claimed as long as history keeps instances (trigger keys
         // carry their own shorter TTL), so no id is ever made twice.
         bucket(t.claims_bucket(), 1, opts.history_retention, true),
+        bucket(t.versions_bucket(), MAX_JOB_VERSIONS, forever, false),
+        // Index pages are rewritten while they fill, so a page lives as long as the
+        // newest instance it lists.
+        bucket(t.index_bucket(), 1, opts.history_retention, false),
+        bucket(t.jobstate_bucket(), 1, forever, false),
+        bucket(t.stats_bucket(), 1, STATS_RETENTION, false),
+        bucket(t.users_bucket(), 1, forever, false),
+        bucket(t.tokens_bucket(), 1, forever, false),
+        bucket(t.sessions_bucket(), 1, forever, true),
     ];
     for cfg in buckets {
         let name = cfg.bucket.clone();

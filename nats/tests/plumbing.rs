@@ -23,8 +23,8 @@ async fn setup() -> anyhow::Result<(LocalServer, Nats)> {
 async fn provisioning_is_idempotent() -> anyhow::Result<()> {
     let (_server, nats) = setup().await?;
     let again = provision(&nats, &ProvisionOptions::default()).await?;
-    assert_eq!(again.streams.len(), 4);
-    assert_eq!(again.buckets.len(), 9);
+    assert_eq!(again.streams.len(), 5);
+    assert_eq!(again.buckets.len(), 16);
     nats.buckets().await?;
     let bad = provision(
         &nats,
@@ -106,7 +106,7 @@ async fn revision_checked_writes_and_scans() -> anyhow::Result<()> {
 #[tokio::test]
 async fn lease_is_exclusive_fenced_and_taken_over_after_expiry() -> anyhow::Result<()> {
     let (_server, nats) = setup().await?;
-    let store = nats.buckets().await?.leases;
+    let store = nats.buckets().await?.leases.clone();
     let ttl = Duration::from_secs(1);
     let key = nats.topo.lease_key(0);
     let mut a = Lease::new(nats.clone(), store.clone(), key.clone(), "a".into(), ttl);
@@ -147,7 +147,7 @@ async fn lease_is_exclusive_fenced_and_taken_over_after_expiry() -> anyhow::Resu
 #[tokio::test]
 async fn released_lease_is_free_at_once() -> anyhow::Result<()> {
     let (_server, nats) = setup().await?;
-    let store = nats.buckets().await?.leases;
+    let store = nats.buckets().await?.leases.clone();
     let ttl = Duration::from_secs(30);
     let key = nats.topo.lease_key(0);
     let mut a = Lease::new(nats.clone(), store.clone(), key.clone(), "a".into(), ttl);

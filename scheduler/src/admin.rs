@@ -38,7 +38,7 @@ const RMW_ATTEMPTS: usize = 5;
 #[derive(Clone, Debug)]
 pub struct Admin {
     nats: Nats,
-    buckets: Buckets,
+    buckets: std::sync::Arc<Buckets>,
     store: InstanceStore,
 }
 

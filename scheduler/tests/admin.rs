@@ -288,7 +288,7 @@ async fn triggers_stored(nats: &Nats) -> anyhow::Result<u64> {
 
 /// Claims a key as the scheduler does when it makes an instance.
 async fn claim(nats: &Nats, key: &str, id: InstanceId) -> anyhow::Result<()> {
-    let claims = nats.buckets().await?.claims;
+    let claims = nats.buckets().await?.claims.clone();
     claims.create(key, id.to_string().into()).await?;
     Ok(())
 }
@@ -583,7 +583,7 @@ async fn a_one_shot_time_in_the_past_is_refused_at_apply() -> anyhow::Result<()>
     );
     // A stored job whose time has come (here written as it would be stored) can be
     // applied again unchanged, as `job export` gives it back; a new past time cannot.
-    let jobs = nats.buckets().await?.jobs;
+    let jobs = nats.buckets().await?.jobs.clone();
     jobs.put(
         nats.topo.job_key("billing", "once"),
         codec::encode("job", &past)?,

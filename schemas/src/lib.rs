@@ -8,9 +8,13 @@
 //! - [`instance`], [`app`], [`cluster`]: stored records and their JSON views;
 //! - [`messages`]: what schedulers, workers and integrations send each other;
 //! - [`machine`]: the instance/shard state machine as a pure function;
-//! - [`limits`]: the bounds on sizes, retries and waits.
+//! - [`limits`]: the bounds on sizes, retries and waits;
+//! - [`access`], [`audit`], [`stats`]: the console's users and tokens, the audit log and
+//!   job versions, and the counts its dashboard shows.
 
+pub mod access;
 pub mod app;
+pub mod audit;
 pub mod cluster;
 pub mod cron;
 pub mod ids;
@@ -21,6 +25,7 @@ pub mod messages;
 pub mod names;
 pub mod schedule;
 pub mod spec;
+pub mod stats;
 pub mod time;
 pub mod topology;
 

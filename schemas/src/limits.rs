@@ -59,3 +59,13 @@ mod tests {
         assert!(c.ends_with('…'));
     }
 }
+
+/// Versions of a job spec kept (each is one entry of its key's history).
+pub const MAX_JOB_VERSIONS: i64 = 50;
+/// Ended instances one index page holds.
+pub const INDEX_PAGE: usize = 256;
+/// Largest page of a listing (instances, audit entries).
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// Largest `before`/`after` snapshot kept in one audit entry (bigger ones are cut and
+/// marked as such).
+pub const MAX_AUDIT_SNAPSHOT_BYTES: usize = 64 * 1024;

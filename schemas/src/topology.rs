@@ -13,7 +13,10 @@
 //! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
 //! | stop | `ats.stop.<app>.<job>.<instance>` | core NATS: workers stop running shards (cancel, timeout) |
 //! | events | `ats.event.<app>.<job>` | contract; core NATS, JSON |
+//! | audit | `ats.audit.<app>` (`ats.audit.-` for changes outside apps) | stream `ATS_AUDIT` (limits, kept for the audit retention) |
 //! | buckets | `ats-apps`, `ats-jobs`, `ats-instances`, `ats-history`, `ats-leases`, `ats-workers`, `ats-schedulers`, `ats-cursors`, `ats-claims` | |
+//! | history views | `ats-index` (pages of ended instances), `ats-jobstate` (each job's last run), `ats-stats` (counts per day) | written when an instance ends |
+//! | console | `ats-versions` (job spec versions), `ats-users`, `ats-tokens`, `ats-sessions` | |
 //!
 //! Every subject names the app right after its kind, so NATS permissions can scope an
 //! app's credentials to `ats.*.<app>.>` and the `$KV.ats-*.<app>.>` keys.
@@ -23,6 +26,7 @@
 //! scheduled by exactly one of them.
 
 use crate::ids::InstanceId;
+use crate::instance::InstanceStatus;
 use crate::names::{NameError, check_namespace};
 
 /// The default namespace.
@@ -307,6 +311,66 @@ impl Topology {
         format!("{app}.{job}.k.{h:032x}")
     }
 
+    /// Kept versions of each job spec, key `<app>.<job>`: every version is one entry of
+    /// the key's history (the bucket keeps [`crate::limits::MAX_JOB_VERSIONS`]).
+    pub fn versions_bucket(&self) -> String {
+        self.bucket("versions")
+    }
+
+    /// The audit log: who changed what, when, before and after.
+    pub fn audit_stream(&self) -> String {
+        self.stream("AUDIT")
+    }
+    /// Subjects of [`Self::audit_stream`].
+    pub fn audit_stream_subjects(&self) -> Vec<String> {
+        vec![format!("{}.audit.>", self.ns)]
+    }
+    /// Audit subject of a change to `app` (or to the console itself: users, tokens).
+    pub fn audit_subject(&self, app: Option<&str>) -> String {
+        format!("{}.audit.{}", self.ns, app.unwrap_or("-"))
+    }
+
+    /// Pages of ended instances, newest last, per scope (see [`IndexScope`]): key
+    /// `<scope>.head` holds the number of the page being filled, `<scope>.<n>` page `n`.
+    pub fn index_bucket(&self) -> String {
+        self.bucket("index")
+    }
+    /// Key of the head of an index scope.
+    pub fn index_head_key(&self, scope: &IndexScope) -> String {
+        format!("{}.head", scope.key())
+    }
+    /// Key of page `n` of an index scope.
+    pub fn index_page_key(&self, scope: &IndexScope, n: u64) -> String {
+        format!("{}.{n}", scope.key())
+    }
+
+    /// Each job's last ended instance, key `<app>.<job>`.
+    pub fn jobstate_bucket(&self) -> String {
+        self.bucket("jobstate")
+    }
+
+    /// Instance counts per day (UTC) and app, key `<yyyymmdd>.<app>`.
+    pub fn stats_bucket(&self) -> String {
+        self.bucket("stats")
+    }
+    /// Key of one app's counts of one day (`day` as `yyyymmdd`).
+    pub fn stats_key(&self, day: u32, app: &str) -> String {
+        format!("{day}.{app}")
+    }
+
+    /// Console users, key `<user>`.
+    pub fn users_bucket(&self) -> String {
+        self.bucket("users")
+    }
+    /// API tokens, key `<token id>`.
+    pub fn tokens_bucket(&self) -> String {
+        self.bucket("tokens")
+    }
+    /// Console sessions, key `<session id>`; entries carry a TTL.
+    pub fn sessions_bucket(&self) -> String {
+        self.bucket("sessions")
+    }
+
     /// Key of a job spec.
     pub fn job_key(&self, app: &str, job: &str) -> String {
         format!("{app}.{job}")
@@ -346,6 +410,46 @@ impl Topology {
     /// Subject of a KV key, for writes with headers (TTL, expected revision).
     pub fn kv_subject(&self, bucket: &str, key: &str) -> String {
         format!("$KV.{bucket}.{key}")
+    }
+}
+
+/// Which instances one index lists: all, an app\'s or a job\'s, optionally of one status.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IndexScope {
+    /// Only this app.
+    pub app: Option<String>,
+    /// Only this job (with `app`).
+    pub job: Option<String>,
+    /// Only this status.
+    pub status: Option<InstanceStatus>,
+}
+
+impl IndexScope {
+    /// The scope's key prefix: `all`, `a.<app>` or `j.<app>.<job>`, then the status or `any`.
+    pub fn key(&self) -> String {
+        let status = self.status.map_or("any", InstanceStatus::as_str);
+        match (&self.app, &self.job) {
+            (Some(app), Some(job)) => format!("j.{app}.{job}.{status}"),
+            (Some(app), None) => format!("a.{app}.{status}"),
+            _ => format!("all.{status}"),
+        }
+    }
+
+    /// The six scopes an ended instance of `app/job` with `status` is listed in.
+    pub fn of_instance(app: &str, job: &str, status: InstanceStatus) -> [IndexScope; 6] {
+        let scope = |a: bool, j: bool, s: bool| IndexScope {
+            app: a.then(|| app.to_string()),
+            job: j.then(|| job.to_string()),
+            status: s.then_some(status),
+        };
+        [
+            scope(false, false, false),
+            scope(false, false, true),
+            scope(true, false, false),
+            scope(true, false, true),
+            scope(true, true, false),
+            scope(true, true, true),
+        ]
     }
 }
 

@@ -379,7 +379,7 @@ pub async fn signal(child: &tokio::process::Child, sig: &str) -> anyhow::Result<
 impl Env {
     /// The scheduler holding the (first) lease, if any.
     pub async fn lease_holder(&self) -> Option<String> {
-        let store = self.nats.buckets().await.ok()?.leases;
+        let store = self.nats.buckets().await.ok()?.leases.clone();
         antares_nats::lease::holder(&store, &self.nats.topo.lease_key(0))
             .await
             .ok()

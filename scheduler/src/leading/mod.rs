@@ -70,7 +70,7 @@ const RESULTS_LINGER: Duration = Duration::from_millis(3);
 /// Everything the leader owns.
 pub(crate) struct Leading {
     nats: Nats,
-    buckets: Buckets,
+    buckets: std::sync::Arc<Buckets>,
     store: InstanceStore,
     shards_stream: JsStream,
     results_stream: JsStream,

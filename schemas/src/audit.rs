@@ -1,0 +1,115 @@
+//! Who changed what: the audit log and the kept versions of job specs.
+//!
+//! Every change made through the CLI or the console (apps, jobs, triggers, cancels,
+//! users, tokens) is one [`AuditEntry`]; every change of a job spec is also one
+//! [`JobVersion`], so an old spec can be looked at and put back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::JobSpec;
+use crate::time::Timestamp;
+
+/// Through what a change was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// The `antares` command line.
+    Cli,
+    /// A console session.
+    Console,
+    /// An API token.
+    Token,
+}
+
+impl Via {
+    /// `cli`, `console` or `token`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::Console => "console",
+            Self::Token => "token",
+        }
+    }
+}
+
+/// Who made a change: a console user or token, or for the CLI its NATS user (else the OS
+/// user) and host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    /// User, token or NATS/OS user name.
+    pub name: String,
+    /// Through what.
+    pub via: Via,
+    /// The host the CLI ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            Some(host) => write!(f, "{}@{host} ({})", self.name, self.via.as_str()),
+            None => write!(f, "{} ({})", self.name, self.via.as_str()),
+        }
+    }
+}
+
+/// One change, as `GET /api/audit` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log (grows with every entry; `before` pages with it).
+    pub id: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: Actor,
+    /// What, as `<thing>.<verb>`: `app.create`, `job.apply`, `job.rollback`,
+    /// `job.trigger`, `instance.cancel`, `user.create`, `token.delete`, ...
+    pub action: String,
+    /// The thing changed: `app`, `app/job`, an instance id, a user or token name.
+    pub target: String,
+    /// Its app, when it belongs to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The thing before the change (JSON), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// The thing after the change (JSON), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+}
+
+/// What made a job version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionAction {
+    /// `job apply`, or a create/edit in the console.
+    Apply,
+    /// `job rollback`: an older spec put back.
+    Rollback,
+    /// `job pause`.
+    Pause,
+    /// `job resume`.
+    Resume,
+    /// `job delete` (the version has no spec).
+    Delete,
+}
+
+/// One kept version of a job spec (`antares job versions`, `GET .../versions`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobVersion {
+    /// 1 for the first version of the job, one more for each change after it.
+    pub version: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: Actor,
+    /// What made it.
+    pub action: VersionAction,
+    /// For a rollback, the version put back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u64>,
+    /// The spec (none for a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<JobSpec>,
+}
