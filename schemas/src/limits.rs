@@ -29,6 +29,16 @@ pub const MAX_WAITING: usize = 100;
 /// Longest chain of parent and child instances (a guard against cycles).
 pub const MAX_CHILD_DEPTH: u32 = 16;
 
+/// Versions of a job spec kept (each is one entry of its key's history).
+pub const MAX_JOB_VERSIONS: i64 = 50;
+/// Ended instances one index page holds.
+pub const INDEX_PAGE: usize = 256;
+/// Largest page of a listing (instances, audit entries).
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// Largest `before`/`after` snapshot kept in one audit entry (bigger ones are cut and
+/// marked as such).
+pub const MAX_AUDIT_SNAPSHOT_BYTES: usize = 64 * 1024;
+
 /// Cuts an error message to [`MAX_ERROR_BYTES`] on a character boundary.
 pub fn cap_error(text: &str) -> String {
     cap(text, MAX_ERROR_BYTES)
@@ -59,13 +69,3 @@ mod tests {
         assert!(c.ends_with('…'));
     }
 }
-
-/// Versions of a job spec kept (each is one entry of its key's history).
-pub const MAX_JOB_VERSIONS: i64 = 50;
-/// Ended instances one index page holds.
-pub const INDEX_PAGE: usize = 256;
-/// Largest page of a listing (instances, audit entries).
-pub const MAX_LIST_LIMIT: usize = 1000;
-/// Largest `before`/`after` snapshot kept in one audit entry (bigger ones are cut and
-/// marked as such).
-pub const MAX_AUDIT_SNAPSHOT_BYTES: usize = 64 * 1024;
