@@ -13,6 +13,7 @@
 use antares_nats::Nats;
 use antares_nats::connect::Buckets;
 use async_nats::jetstream::kv::{Entry, Operation, Store};
+use antares_schemas::audit::{Actor, Via};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SchedulerError;
@@ -40,6 +41,7 @@ pub struct Admin {
     nats: Nats,
     buckets: std::sync::Arc<Buckets>,
     store: InstanceStore,
+    actor: Actor,
 }
 
 /// What `apply_jobs` did to one job.
@@ -84,7 +86,25 @@ impl Admin {
             nats: nats.clone(),
             buckets: nats.buckets().await?,
             store: InstanceStore::open(nats).await?,
+            actor: Actor {
+                name: "unknown".to_string(),
+                via: Via::Cli,
+                host: None,
+            },
         })
+    }
+
+    /// The same operations, recorded (audit log, job versions) as made by `actor`.
+    pub fn acting_as(&self, actor: Actor) -> Self {
+        Self {
+            actor,
+            ..self.clone()
+        }
+    }
+
+    /// Who the changes are recorded as made by.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     /// The connection.
