@@ -67,3 +67,20 @@ pub struct JobState {
     /// When it ended.
     pub last_finished_at: Option<Timestamp>,
 }
+
+/// One row of the jobs page (`GET /api/apps/{app}/job-rows`): the spec, whether its
+/// schedule runs, its last run and its next fire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRow {
+    /// The job.
+    pub spec: crate::spec::JobSpec,
+    /// Whether its schedule fires: the job is enabled and its app is not paused.
+    pub active: bool,
+    /// Its last ended instance, if any is known.
+    #[serde(default)]
+    pub state: Option<JobState>,
+    /// When its schedule fires next (none for jobs without a schedule, paused ones, or
+    /// an `at` in the past).
+    #[serde(default)]
+    pub next_fire: Option<Timestamp>,
+}
