@@ -12,8 +12,8 @@
 
 use antares_nats::Nats;
 use antares_nats::connect::Buckets;
-use async_nats::jetstream::kv::{Entry, Operation, Store};
 use antares_schemas::audit::{Actor, Via};
+use async_nats::jetstream::kv::{Entry, Operation, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SchedulerError;

@@ -18,6 +18,9 @@ pub enum SchedulerError {
     /// Input that cannot be accepted.
     #[error("{0}")]
     Invalid(String),
+    /// A job spec that cannot be accepted, naming the field at fault.
+    #[error(transparent)]
+    Spec(#[from] antares_schemas::spec::SpecError),
     /// Something already exists.
     #[error("{0}")]
     Conflict(String),

@@ -37,7 +37,7 @@ fn check_at(spec: &JobSpec, old: Option<&JobSpec>, now: Timestamp) -> Result<(),
         ),
     )
     .in_job(spec.full_name());
-    Err(SchedulerError::Invalid(e.to_string()))
+    Err(SchedulerError::Spec(e))
 }
 
 impl Admin {
@@ -51,8 +51,7 @@ impl Admin {
     ) -> Result<Vec<ApplyOutcome>, SchedulerError> {
         let mut seen = BTreeSet::new();
         for spec in &specs {
-            spec.validate()
-                .map_err(|e| SchedulerError::Invalid(e.to_string()))?;
+            spec.validate().map_err(SchedulerError::Spec)?;
             if !seen.insert((spec.app.clone(), spec.name.clone())) {
                 return Err(SchedulerError::Invalid(format!(
                     "job {} is given twice",
