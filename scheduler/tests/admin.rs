@@ -178,7 +178,7 @@ async fn apply_get_list_export_round_trip() -> anyhow::Result<()> {
     bad[1].kind = antares_schemas::spec::JobKind::Script;
     bad[1].command = None;
     let err = admin.apply_jobs(bad).await.expect_err("invalid");
-    assert!(matches!(err, SchedulerError::Invalid(_)), "{err:?}");
+    assert!(matches!(err, SchedulerError::Spec(_)), "{err:?}");
     assert_eq!(
         admin.get_job("billing", "report").await?.description,
         "nightly report"
