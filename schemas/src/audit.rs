@@ -99,6 +99,19 @@ pub enum VersionAction {
     Delete,
 }
 
+impl VersionAction {
+    /// `apply`, `rollback`, `pause`, `resume` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::Rollback => "rollback",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Delete => "delete",
+        }
+    }
+}
+
 /// One kept version of a job spec (`antares job versions`, `GET .../versions`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobVersion {

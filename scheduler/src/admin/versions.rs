@@ -53,14 +53,9 @@ pub(crate) struct JobChange {
 impl JobChange {
     /// Its audit entry.
     pub fn audit(&self) -> Change {
-        let action = match self.action {
-            VersionAction::Apply => "job.apply",
-            VersionAction::Rollback => "job.rollback",
-            VersionAction::Pause => "job.pause",
-            VersionAction::Resume => "job.resume",
-            VersionAction::Delete => "job.delete",
-        };
-        let mut change = Change::of_app(action, format!("{}/{}", self.app, self.job), &self.app);
+        // `job.apply`, `job.rollback`, `job.pause`, `job.resume`, `job.delete`.
+        let action = format!("job.{}", self.action.as_str());
+        let mut change = Change::of_app(&action, format!("{}/{}", self.app, self.job), &self.app);
         if let Some(old) = &self.old {
             change = change.before(old);
         }
