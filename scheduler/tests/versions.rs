@@ -231,3 +231,43 @@ async fn a_refused_rollback_writes_nothing() -> anyhow::Result<()> {
     assert!(matches!(bad, SchedulerError::Name(_)), "{bad:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn racing_changes_never_leave_a_spec_without_its_version() -> anyhow::Result<()> {
+    let (_server, admin) = setup().await?;
+    admin.apply_jobs(vec![job("report", "start")?]).await?;
+    let applies = (0..8).map(|i| {
+        let admin = admin.clone();
+        async move {
+            let spec = job("report", &format!("p{i}"))?;
+            let params = spec.params.clone();
+            anyhow::Ok((params, admin.apply_jobs(vec![spec]).await))
+        }
+    });
+    let mut applied = Vec::new();
+    for result in join_all(applies).await {
+        let (params, outcome) = result?;
+        match outcome {
+            Ok(_) => applied.push(params),
+            Err(SchedulerError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    assert!(!applied.is_empty());
+    let versions = admin.job_versions("billing", "report").await?;
+    let n = versions.len() as u64;
+    assert_eq!(numbers(&versions), (1..=n).rev().collect::<Vec<u64>>());
+    let kept: Vec<&str> = versions
+        .iter()
+        .filter_map(|v| v.spec.as_ref().map(|s| s.params.as_str()))
+        .collect();
+    for params in &applied {
+        assert!(kept.contains(&params.as_str()), "{params} has no version");
+    }
+    let stored = admin.get_job("billing", "report").await?;
+    assert!(
+        kept.contains(&stored.params.as_str()),
+        "the stored spec has no version"
+    );
+    Ok(())
+}

@@ -77,8 +77,8 @@ impl Admin {
             }
         }
         let apps: BTreeSet<&str> = specs.iter().map(|s| s.app.as_str()).collect();
-        for app in apps {
-            self.get_app(app).await?;
+        for found in join_all(apps.into_iter().map(|app| self.get_app(app))).await {
+            found?;
         }
 
         // What is stored now, read all at once.
