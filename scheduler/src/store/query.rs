@@ -60,9 +60,11 @@ impl InstanceStore {
         if limit == 0 {
             return Ok((Vec::new(), ListCost::default()));
         }
-        let (live, ended) = futures::join!(self.list_live(q, limit), self.list_ended(q, limit));
-        let (ended, cost) = ended?;
-        Ok((merge(vec![live?, ended], limit), cost))
+        // Live first, then the index: an instance leaves the instances bucket only once it
+        // is indexed, so one gone from the first read is found by the second.
+        let live = self.list_live(q, limit).await?;
+        let (ended, cost) = self.list_ended(q, limit).await?;
+        Ok((merge(vec![live, ended], limit), cost))
     }
 
     /// Running instances (and ended ones not moved yet) matching the query, newest first.
