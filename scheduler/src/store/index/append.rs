@@ -215,25 +215,32 @@ async fn write_late<S: PageStore>(store: &S, head: u64, late: Vec<&IndexEntry>) 
         return Vec::new();
     }
     let mut pages = Pages::new(store, head);
-    let mut by_page: BTreeMap<u64, Vec<&IndexEntry>> = BTreeMap::new();
-    // Newest first: each search starts near where the previous one ended.
-    for e in late.into_iter().rev() {
-        match pages.last_below(e.id, head).await {
-            Ok(n) => by_page.entry(n).or_default().push(e),
-            Err(e) => return vec![Outcome::Failed(e)],
-        }
-    }
     let mut targets = Vec::new();
-    for (n, entries) in by_page {
-        match pages.page(n).await {
-            Ok(main) => {
-                let listed: BTreeSet<InstanceId> = main
-                    .map(|p| p.entries.iter().map(|e| e.id).collect())
-                    .unwrap_or_default();
-                targets.push((n, listed, entries));
-            }
+    // Newest first: the page of the newest one takes every entry above its `prev_max`;
+    // the rest are searched for below it. One search per page written to, not per entry.
+    let mut rest: &[&IndexEntry] = &late;
+    let mut hi = head;
+    while let Some(newest) = rest.last() {
+        let found = match pages.last_below(newest.id, hi).await {
+            Ok(n) => pages.page(n).await.map(|p| (n, p.cloned())),
+            Err(e) => Err(e),
+        };
+        let (n, main) = match found {
+            Ok(f) => f,
             Err(e) => return vec![Outcome::Failed(e)],
+        };
+        let floor = main.as_ref().and_then(|p| p.prev_max);
+        let split = rest.partition_point(|e| floor.is_some_and(|f| e.id <= f));
+        let (below, here) = rest.split_at(split);
+        let listed: BTreeSet<InstanceId> = main
+            .map(|p| p.entries.iter().map(|e| e.id).collect())
+            .unwrap_or_default();
+        targets.push((n, listed, here.to_vec()));
+        rest = below;
+        if n == 0 {
+            break;
         }
+        hi = n;
     }
     join_all(
         targets
