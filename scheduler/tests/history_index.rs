@@ -111,7 +111,7 @@ fn newest_first(list: &[&InstanceSummary]) -> Vec<InstanceId> {
 
 #[tokio::test]
 async fn hundreds_of_ended_instances_page_newest_first_exactly_once() -> anyhow::Result<()> {
-    let (_server, nats, store, _admin) = setup().await?;
+    let (_server, nats, store, admin) = setup().await?;
     // 720 instances over three jobs of two apps, ending with three statuses.
     let jobs = [("shop", "a"), ("shop", "b"), ("bank", "c")];
     let statuses = [
@@ -224,6 +224,15 @@ async fn hundreds_of_ended_instances_page_newest_first_exactly_once() -> anyhow:
         })
         .await?;
     assert_eq!(big.len(), 720);
+    // Asked of the operations the CLI and the console use, it is refused, saying why.
+    let refused = admin
+        .list_instances(&ListQuery {
+            limit: 5_000,
+            ..ListQuery::default()
+        })
+        .await
+        .expect_err("a limit above 1000");
+    assert!(refused.to_string().contains("1 to 1000"), "{refused}");
     Ok(())
 }
 
