@@ -29,6 +29,9 @@ pub struct WorkerInfo {
     /// Plugins it registered.
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// Whether it runs http jobs (absent: no).
+    #[serde(default)]
+    pub http: bool,
     /// Antares version.
     pub version: String,
 }
@@ -77,13 +80,13 @@ pub struct ClusterView {
 
 impl WorkerInfo {
     /// Whether this worker runs shards of this kind: a plugin it registered, scripts if
-    /// it allows them (it runs no http jobs yet).
+    /// it allows them, http jobs if it says it runs them.
     pub fn can_run(&self, exec: &crate::messages::Execution) -> bool {
         use crate::messages::Execution;
         match exec {
             Execution::Plugin { handler } => self.plugins.iter().any(|p| p == handler),
             Execution::Command { .. } | Execution::Script { .. } => self.allow_scripts,
-            Execution::Http { .. } => false,
+            Execution::Http { .. } => self.http,
         }
     }
 }

@@ -14,6 +14,10 @@ pub const MAX_PARAMS_BYTES: usize = 256 * 1024;
 pub const MAX_SHARD_PARAMS_BYTES: usize = 256 * 1024;
 /// Largest script source or command line.
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
+/// Most headers an `http` job may set.
+pub const MAX_HTTP_HEADERS: usize = 32;
+/// Largest sum of the names and values of an `http` job's headers.
+pub const MAX_HTTP_HEADER_BYTES: usize = 8 * 1024;
 /// Longest error kept for a shard (longer ones are cut, keeping their start).
 pub const MAX_ERROR_BYTES: usize = 1024;
 /// Longest trigger `key`.

@@ -17,6 +17,8 @@
 //! A retry or a rerun after a lost worker is a new publication of the item: its task
 //! carries the next `run`, and reports name the run they are about.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::InstanceId;
@@ -62,6 +64,9 @@ pub enum Execution {
         url: String,
         /// Method.
         method: String,
+        /// Headers, by name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
         /// Body.
         body: String,
         /// Request timeout in milliseconds.

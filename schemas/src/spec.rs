@@ -10,6 +10,7 @@
 //! Stored as MessagePack, encode with named fields (`rmp_serde::to_vec_named`): the
 //! optional fields are left out when unset.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -72,7 +73,7 @@ fn default_http_timeout() -> Dur {
     Dur::from_secs(10)
 }
 
-/// `http = { url, method, body, timeout }`.
+/// `http = { url, method, headers, body, timeout }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
@@ -81,6 +82,9 @@ pub struct HttpSpec {
     /// Method, default `POST`.
     #[serde(default = "default_method")]
     pub method: String,
+    /// Request headers, by name (names starting `Antares-` are the worker's own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     /// Request body.
     #[serde(default)]
     pub body: String,
@@ -348,12 +352,14 @@ impl JobSpec {
                 let http = self.http.clone().unwrap_or(HttpSpec {
                     url: String::new(),
                     method: default_method(),
+                    headers: BTreeMap::new(),
                     body: String::new(),
                     timeout: default_http_timeout(),
                 });
                 Execution::Http {
                     url: http.url,
                     method: http.method.to_ascii_uppercase(),
+                    headers: http.headers,
                     body: http.body,
                     timeout_ms: http.timeout.millis(),
                 }

@@ -55,7 +55,7 @@
 //!   [`JobResult::Later`], naks with the `later_delay` so the item comes back as the
 //!   next attempt;
 //! - fails (and acks) items it cannot run, saying why: a handler it lacks, a script when
-//!   started without `allow_scripts`, an http job;
+//!   started without `allow_scripts`, an http job when built with `allow_http(false)`;
 //! - survives panicking jobs (the attempt fails with the panic message);
 //! - stops a shard that runs past its job's `timeout` (it reports `timed_out`), or that
 //!   the scheduler stops (its instance was cancelled, or it timed out there): the job
@@ -70,12 +70,14 @@
 //!   queue, so another worker runs them at once.
 //!
 //! Script jobs (contract §9) run in their own process group; see [`script_env`] for
-//! what they get. Workers in other languages follow the [`protocol`].
+//! what they get. Http jobs are one request per shard item; see [`http_jobs`] for what
+//! the server gets and how its answer is read. Workers in other languages follow the [`protocol`].
 
 pub mod builtins;
 mod context;
 mod error;
 mod heartbeat;
+mod http;
 mod job;
 mod logs;
 pub mod protocol;
@@ -123,3 +125,34 @@ pub use worker::{
 /// is left, or the worker's [`stop_grace`](crate::WorkerBuilder::stop_grace) (default
 /// 3 s) is over, the group gets `SIGKILL`, so nothing the script started outlives it.
 pub mod script_env {}
+
+/// Http jobs (`kind = "http"`): each shard item is one request, made with the job's
+/// `method`, `url`, `headers` and `body`, plus headers naming the shard:
+///
+/// | header | value |
+/// | --- | --- |
+/// | `Antares-App`, `Antares-Job` | names |
+/// | `Antares-Instance` | the instance id |
+/// | `Antares-Shard-Item` | 0-based shard item |
+/// | `Antares-Shard-Total` | number of shard items |
+/// | `Antares-Attempt` | 1 on the first run |
+/// | `Antares-Params` | the instance's params, percent-encoded UTF-8 |
+/// | `Antares-Shard-Param` | this item's shard param, percent-encoded UTF-8 |
+///
+/// Params are percent-encoded (every byte but `A-Z a-z 0-9 - . _ ~`), so any text fits a
+/// header; decode them with `urllib.parse.unquote`, `decodeURIComponent` or the like. Encoded, each may take 8 KiB;
+/// a bigger one fails the attempt saying so.
+///
+/// | answer | result |
+/// | --- | --- |
+/// | 2xx | success |
+/// | 429, 503 | later: the item comes back after the worker's `later_delay` (a `Retry-After` is logged, not used) |
+/// | any other status | fails with `METHOD URL answered HTTP <status>: <start of the body>` |
+/// | no connection, no answer within `http.timeout` | fails saying which |
+///
+/// Redirects are followed (up to 5). The job's own `timeout` (per attempt) stops a
+/// request like any job: it reports `timed_out`. The status line and the first 512 bytes
+/// of the body (no more is read) go to the shard's log, the URL without its query
+/// (which may hold secrets). Every worker runs http jobs unless built with
+/// [`WorkerBuilder::allow_http`]`(false)`; its heartbeat says which.
+pub mod http_jobs {}

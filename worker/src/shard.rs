@@ -43,8 +43,8 @@ use tokio_util::sync::CancellationToken;
 use crate::context::JobContext;
 use crate::job::{JobFuture, JobResult, Registry, panic_message};
 use crate::logs::LogSink;
-use crate::script;
 use crate::stop::{Stop, Stoppers};
+use crate::{http, script};
 
 /// What every shard of a worker shares.
 #[derive(Debug)]
@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) app: String,
     pub(crate) registry: Registry,
     pub(crate) allow_scripts: bool,
+    /// The client http jobs use; `None` when the worker runs none.
+    pub(crate) http: Option<reqwest::Client>,
     /// Worker environment variables scripts also get.
     pub(crate) script_env: Vec<String>,
     pub(crate) later_delay: Duration,
@@ -260,7 +262,13 @@ fn plan(shared: &Shared, ctx: &JobContext) -> Result<JobFuture, String> {
                 ))
             }
         }
-        Execution::Http { .. } => Err("http jobs are not supported yet".into()),
+        Execution::Http { .. } => match &shared.http {
+            Some(client) => Ok(Box::pin(http::run(ctx.clone(), client.clone()))),
+            None => Err(format!(
+                "http jobs are refused by worker `{}` (it was built with allow_http(false))",
+                shared.id
+            )),
+        },
     }
 }
 

@@ -57,6 +57,7 @@ pub struct WorkerBuilder {
     id: Option<String>,
     concurrency: usize,
     allow_scripts: bool,
+    allow_http: bool,
     script_env: Vec<String>,
     heartbeat: Duration,
     ack_wait: Duration,
@@ -75,6 +76,7 @@ impl fmt::Debug for WorkerBuilder {
             .field("id", &self.id)
             .field("concurrency", &self.concurrency)
             .field("allow_scripts", &self.allow_scripts)
+            .field("allow_http", &self.allow_http)
             .field("plugins", &self.registry)
             .finish_non_exhaustive()
     }
@@ -91,6 +93,7 @@ impl Default for WorkerBuilder {
             id: None,
             concurrency: DEFAULT_CONCURRENCY,
             allow_scripts: false,
+            allow_http: true,
             script_env: Vec::new(),
             heartbeat: DEFAULT_HEARTBEAT,
             ack_wait: DEFAULT_ACK_WAIT,
@@ -152,6 +155,13 @@ impl WorkerBuilder {
     /// Whether script and command jobs run here (default `false`: they fail, saying so).
     pub fn allow_scripts(mut self, allow: bool) -> Self {
         self.allow_scripts = allow;
+        self
+    }
+
+    /// Whether http jobs run here (default `true`; when `false` they fail, saying so, and
+    /// the heartbeat says the worker runs none, so the scheduler does not count on it).
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
         self
     }
 
@@ -275,6 +285,11 @@ impl WorkerBuilder {
     /// Checks the settings, connects, and binds the app's work queue.
     pub async fn build(self) -> Result<Worker> {
         let (app, id) = self.check()?;
+        let http = if self.allow_http {
+            Some(crate::http::client().map_err(WorkerError::Config)?)
+        } else {
+            None
+        };
         let nats = match self.nats {
             Some(nats) => {
                 if let Some(ns) = &self.namespace
@@ -324,6 +339,7 @@ impl WorkerBuilder {
             app,
             registry: self.registry,
             allow_scripts: self.allow_scripts,
+            http,
             script_env: self.script_env,
             later_delay: self.later_delay,
             report_start_after: self.report_start_after,

@@ -231,12 +231,22 @@ async fn items_the_worker_cannot_run_fail_saying_why() -> anyhow::Result<()> {
         }
     );
 
+    worker.stop().await?;
+
+    let worker = spawn(
+        bench
+            .worker("billing", "w2")
+            .with_builtins()
+            .allow_http(false),
+    )
+    .await?;
     let t = task(
         "billing",
         "call",
         Execution::Http {
             url: "http://127.0.0.1:9/".into(),
             method: "POST".into(),
+            headers: Default::default(),
             body: String::new(),
             timeout_ms: 1000,
         },
@@ -246,7 +256,8 @@ async fn items_the_worker_cannot_run_fail_saying_why() -> anyhow::Result<()> {
     assert_eq!(
         outcome,
         ShardOutcome::Failed {
-            error: "http jobs are not supported yet".into()
+            error: "http jobs are refused by worker `w2` (it was built with allow_http(false))"
+                .into()
         }
     );
 

@@ -1,5 +1,7 @@
 use super::*;
+use crate::limits::{MAX_HTTP_HEADER_BYTES, MAX_HTTP_HEADERS, MAX_SOURCE_BYTES};
 use crate::messages::ShardParams;
+use std::collections::BTreeMap;
 
 fn toml_one(text: &str) -> Result<JobSpec, SpecError> {
     let mut jobs = parse_jobs(text, SpecFormat::Toml)?;
@@ -467,6 +469,7 @@ fn http(url: &str) -> HttpSpec {
     HttpSpec {
         url: url.into(),
         method: "POST".into(),
+        headers: BTreeMap::new(),
         body: String::new(),
         timeout: Dur::from_secs(10),
     }
@@ -571,12 +574,13 @@ fn executions() {
         body: "b".into(),
         ..http("https://x.io/a")
     });
-    assert_eq!(job.validate().expect_err("not yet").field, "kind");
+    assert!(job.validate().is_ok());
     assert_eq!(
         job.execution(),
         Execution::Http {
             url: "https://x.io/a".into(),
             method: "GET".into(),
+            headers: BTreeMap::new(),
             body: "b".into(),
             timeout_ms: 10_000
         }
@@ -713,18 +717,6 @@ fn fields_not_run_yet_are_refused() {
         ..base()
     };
     refused(&job, "workers", &[NOT_YET]);
-    let job = JobSpec {
-        kind: JobKind::Http,
-        http: Some(http("https://example.com")),
-        ..base()
-    };
-    refused(&job, "kind", &[NOT_YET, "http"]);
-    // Refused before its own checks: no advice to fix a field that cannot be used.
-    let job = JobSpec {
-        kind: JobKind::Http,
-        ..base()
-    };
-    refused(&job, "kind", &[NOT_YET]);
     let mut job = base();
     job.alarm.emails = vec!["ops@example.com".into()];
     refused(&job, "alarm.emails", &[NOT_YET]);
@@ -931,4 +923,82 @@ fn the_field_list_is_complete() {
     written.sort_unstable();
     known.sort_unstable();
     assert_eq!(written, known);
+}
+
+#[test]
+fn http_jobs_are_checked() {
+    let with = |headers: &[(&str, &str)]| {
+        let mut spec = http("https://example.com/hook");
+        spec.headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        JobSpec {
+            kind: JobKind::Http,
+            http: Some(spec),
+            ..base()
+        }
+    };
+    assert!(
+        with(&[("Authorization", "Bearer x"), ("X-Tab", "a\tb")])
+            .validate()
+            .is_ok()
+    );
+    refused(
+        &with(&[("Bad Name", "x")]),
+        "http.headers.Bad Name",
+        &["not a header name"],
+    );
+    refused(&with(&[("", "x")]), "http.headers.", &["not a header name"]);
+    refused(
+        &with(&[("Antares-Params", "x")]),
+        "http.headers.Antares-Params",
+        &["set by the worker"],
+    );
+    refused(
+        &with(&[("X-A", "a\r\nb")]),
+        "http.headers.X-A",
+        &["control character"],
+    );
+    refused(
+        &with(&[("Content-Type", "a"), ("content-type", "b")]),
+        "http.headers.content-type",
+        &["twice"],
+    );
+    let many: Vec<(String, String)> = (0..=MAX_HTTP_HEADERS)
+        .map(|i| (format!("X-{i}"), "v".to_string()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    refused(&with(&many), "http.headers", &["limit of 32"]);
+    let big = "v".repeat(MAX_HTTP_HEADER_BYTES);
+    refused(
+        &with(&[("X-Big", &big)]),
+        "http.headers",
+        &["limit of 8192 bytes (8 KiB)"],
+    );
+    let mut job = with(&[]);
+    if let Some(h) = job.http.as_mut() {
+        h.body = "b".repeat(MAX_SOURCE_BYTES + 1);
+    }
+    refused(&job, "http.body", &["limit"]);
+
+    let toml = r#"
+app = "billing"
+name = "ping"
+kind = "http"
+http = { url = "https://example.com/ping", method = "get", headers = { Authorization = "Bearer t" }, body = "{}", timeout = "5s" }
+"#;
+    let jobs = parse_jobs(toml, SpecFormat::Toml).expect("valid");
+    assert_eq!(
+        jobs[0].execution(),
+        Execution::Http {
+            url: "https://example.com/ping".into(),
+            method: "GET".into(),
+            headers: BTreeMap::from([("Authorization".into(), "Bearer t".into())]),
+            body: "{}".into(),
+            timeout_ms: 5000,
+        }
+    );
+    let back = parse_jobs(&export_toml(&jobs).expect("export"), SpecFormat::Toml).expect("again");
+    assert_eq!(back, jobs);
 }

@@ -1,7 +1,10 @@
 //! The checks of [`JobSpec::validate`], one field at a time.
 
 use super::{AlarmOn, JobKind, JobSpec, MAX_CHILDREN, MAX_SHARDS, Routing, SpecError};
-use crate::limits::{MAX_PARAMS_BYTES, MAX_SHARD_PARAMS_BYTES, MAX_SOURCE_BYTES};
+use crate::limits::{
+    MAX_HTTP_HEADER_BYTES, MAX_HTTP_HEADERS, MAX_PARAMS_BYTES, MAX_SHARD_PARAMS_BYTES,
+    MAX_SOURCE_BYTES,
+};
 use crate::names::{check_name, split_job_ref};
 use crate::schedule::Schedule;
 
@@ -59,14 +62,6 @@ fn not_yet(spec: &JobSpec) -> Result<(), SpecError> {
             "workers",
             format!(
                 "pinning a job to workers {NOT_YET}: remove `workers` (any worker of the app runs it)"
-            ),
-        ));
-    }
-    if spec.kind == JobKind::Http {
-        return Err(err(
-            "kind",
-            format!(
-                "`kind = \"http\"` {NOT_YET}: use kind = \"script\" with a `command` such as `curl -fsS URL`"
             ),
         ));
     }
@@ -213,9 +208,73 @@ fn kind_fields(spec: &JobSpec) -> Result<(), SpecError> {
                     ),
                 ));
             }
+            http_headers(&http.headers)?;
+            check_size(
+                "http.body",
+                "the body is",
+                http.body.len(),
+                MAX_SOURCE_BYTES,
+            )?;
         }
     }
     Ok(())
+}
+
+/// Header names the worker sets itself on every request of an `http` job.
+pub(super) const RESERVED_HEADER_PREFIX: &str = "antares-";
+
+/// An `http` job's headers: valid names (RFC 9110 tokens), values without control
+/// characters, none of the worker's own, each name once whatever its case, bounded.
+fn http_headers(headers: &std::collections::BTreeMap<String, String>) -> Result<(), SpecError> {
+    if headers.len() > MAX_HTTP_HEADERS {
+        return Err(err(
+            "http.headers",
+            format!(
+                "{} headers, more than the limit of {MAX_HTTP_HEADERS}",
+                headers.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut bytes = 0;
+    for (name, value) in headers {
+        let field = format!("http.headers.{name}");
+        let is_token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(is_token) {
+            return Err(err(
+                field,
+                format!("`{name}` is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)"),
+            ));
+        }
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with(RESERVED_HEADER_PREFIX) {
+            return Err(err(
+                field,
+                format!(
+                    "`{name}`: headers starting with `Antares-` are set by the worker (instance, shard, params); remove it"
+                ),
+            ));
+        }
+        if !seen.insert(lower) {
+            return Err(err(
+                field,
+                format!("`{name}` is given twice (header names ignore case)"),
+            ));
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(err(
+                field,
+                "the value holds a control character (a line break?); header values are one line of text",
+            ));
+        }
+        bytes += name.len() + value.len();
+    }
+    check_size(
+        "http.headers",
+        "the headers are",
+        bytes,
+        MAX_HTTP_HEADER_BYTES,
+    )
 }
 
 fn shard_fields(spec: &JobSpec) -> Result<(), SpecError> {
