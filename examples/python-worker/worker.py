@@ -1,0 +1,268 @@
+"""An Antares worker in Python, following docs/worker-protocol.md.
+
+It serves one app and runs plugin jobs whose `handler` it registers (HANDLERS below);
+anything else it fails, saying why. Needs nats-py and msgpack.
+
+    python3 worker.py --app shop [--id ID] [--nats-url URL] [--concurrency N]
+"""
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import time
+import uuid
+
+import msgpack
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+NS = "ats"  # the namespace: every subject and bucket name starts with it
+ACK_WAIT = 5.0  # seconds a delivered item stays ours without an ack
+PROGRESS_EVERY = 1.0  # in-progress acks while running
+LATER_DELAY = 5.0  # a "later" item comes back after this
+HEARTBEAT_EVERY = 1.0  # the heartbeat expires after three missed beats
+GRACE = 10.0  # at shutdown, running items get this long to finish
+REPORT_PATIENCE = 60.0  # how long a finished report is retried before handing back
+MAX_ERROR_BYTES = 1024
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class Later(Exception):
+    """Raised by a handler: run this shard item again later."""
+
+
+# ---- the handlers: async functions of a Shard; return to succeed, raise to fail ----
+
+
+async def py_echo(shard):
+    await shard.log(f"py-echo: item {shard.item} of {shard.total}, param {shard.param!r}, "
+              f"params {shard.params!r}, attempt {shard.attempt}")
+    if shard.params:  # a pause, in seconds, so that shards overlap
+        await asyncio.sleep(float(shard.params))
+
+
+async def py_later_once(shard):
+    if shard.attempt == 1:
+        await shard.log("py-later-once: not now, later")
+        raise Later()
+    await shard.log(f"py-later-once: done on attempt {shard.attempt}")
+
+
+HANDLERS = {"py-echo": py_echo, "py-later-once": py_later_once}
+
+
+# ---- the protocol ----
+
+
+class Shard:
+    """What a handler gets: the ShardTask's fields, its attempt, and a log."""
+
+    def __init__(self, worker, task, attempt):
+        self.worker, self.task, self.attempt = worker, task, attempt
+        self.item, self.total = task["item"], task["total"]
+        self.param, self.params = task["param"], task["params"]
+        self.run = task.get("run", 1)
+        self.log_subject = f"{NS}.log.{task['app']}.{task['job']}.{task['instance']}.{self.item}"
+
+    async def log(self, line, stream="log"):
+        line = {"instance": self.task["instance"], "item": self.item, "attempt": self.attempt,
+                "worker": self.worker.id, "at": now_ms(), "stream": stream, "line": line}
+        await self.worker.nc.publish(self.log_subject, msgpack.packb(line))
+
+
+class Worker:
+    def __init__(self, nc, app, worker_id, concurrency):
+        self.nc, self.js = nc, nc.jetstream()
+        self.app, self.id, self.concurrency = app, worker_id, concurrency
+        self.running = {}  # (instance, item) -> (run, asyncio.Task, stop future)
+        self.started_at = now_ms()
+        self.stopping = False
+
+    async def run(self):
+        await self.nc.subscribe(f"{NS}.stop.{self.app}.>", cb=self.on_stop)
+        config = ConsumerConfig(
+            durable_name=f"app-{self.app}", filter_subject=f"{NS}.shard.{self.app}.>",
+            ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+            ack_wait=ACK_WAIT, max_deliver=-1, max_ack_pending=1_000_000)
+        sub = await self.js.pull_subscribe(
+            config.filter_subject, durable=config.durable_name, stream="ATS_SHARDS", config=config)
+        beating = asyncio.ensure_future(self.heartbeat())
+        tasks = set()
+        while not self.stopping:
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                msgs = await sub.fetch(free, timeout=1)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            for msg in msgs:
+                if self.stopping:  # received but not started: hand it back
+                    await msg.nak()
+                    continue
+                t = asyncio.ensure_future(self.drive(msg))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+        # Shutdown: let running items finish for a while, then hand the rest back.
+        if tasks:
+            await asyncio.wait(tasks, timeout=GRACE)
+        for _, task, stop in list(self.running.values()):
+            if not stop.done():
+                stop.set_result(None)  # None: no report, nak
+        if tasks:
+            await asyncio.wait(tasks, timeout=GRACE)
+        beating.cancel()
+        await self.js.publish(f"$KV.ats-workers.{self.app}.{self.id}", b"",
+                              headers={"KV-Operation": "DEL", "Nats-TTL": "3s"})
+        await self.nc.flush()
+
+    async def heartbeat(self):
+        while True:
+            info = {"id": self.id, "app": self.app, "host": socket.gethostname(),
+                    "pid": os.getpid(), "started_at": self.started_at, "last_seen": now_ms(),
+                    "running": len(self.running), "capacity": self.concurrency,
+                    "allow_scripts": False, "plugins": sorted(HANDLERS), "http": False,
+                    "version": "python-example"}
+            try:
+                await self.js.publish(f"$KV.ats-workers.{self.app}.{self.id}",
+                                      msgpack.packb(info), headers={"Nats-TTL": "3s"})
+            except Exception as e:  # NATS may be restarting: beat again next time
+                print(f"heartbeat not written: {e}", flush=True)
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    async def on_stop(self, msg):
+        try:
+            stop = msgpack.unpackb(msg.data)
+        except Exception as e:
+            print(f"ignoring a stop message that cannot be decoded: {e}", flush=True)
+            return
+        for (instance, item), (run, _, fut) in list(self.running.items()):
+            if (instance == stop["instance"] and stop.get("item") in (None, item)
+                    and stop.get("run") in (None, run) and not fut.done()):
+                fut.set_result(stop)
+
+    async def drive(self, msg):
+        try:
+            task = msgpack.unpackb(msg.data)
+        except Exception:
+            await msg.term()  # not a shard task: it can never run
+            return
+        attempt = task.get("attempt_base", 0) + msg.metadata.num_delivered
+        shard = Shard(self, task, attempt)
+        key = (task["instance"], shard.item)
+        stop = asyncio.get_running_loop().create_future()
+        work = asyncio.ensure_future(self.execute(shard))
+        self.running[key] = (shard.run, work, stop)
+        result_subject = f"{NS}.result.{task['app']}.{task['job']}.{task['instance']}.{shard.item}"
+        started_at = now_ms()
+
+        def report(kind):
+            return msgpack.packb({"instance": task["instance"], "item": shard.item,
+                                  "worker": self.id, "attempt": attempt, "run": shard.run,
+                                  "at": now_ms(), "kind": kind})
+
+        try:
+            await self.nc.publish(result_subject, report("started"))
+            timeout = task["timeout_ms"] / 1000 or None
+            deadline = time.monotonic() + timeout if timeout else None
+            outcome = None
+            while outcome is None:
+                done, _ = await asyncio.wait({work, stop}, timeout=PROGRESS_EVERY,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if stop in done:
+                    told = stop.result()
+                    work.cancel()
+                    if told is None:  # shutting down: hand the item back
+                        await msg.nak()
+                        return
+                    await shard.log(told["reason"])
+                    outcome = ("cancelled" if told["outcome"] == "cancelled"
+                               else {"timed_out": {"error": told["reason"]}})
+                elif work in done:
+                    outcome = work.result()
+                elif deadline and time.monotonic() >= deadline:
+                    error = f"timed out after {seconds(task['timeout_ms'])}"
+                    await shard.log(f"{error}: stopping")
+                    work.cancel()
+                    outcome = {"timed_out": {"error": error}}
+                else:
+                    await msg.in_progress()
+            finished = report({"finished": {"started_at": started_at, "outcome": outcome}})
+            msg_id = f"{task['instance']}.{shard.item}.{attempt}.done"
+            if await self.store(msg, result_subject, finished, msg_id):
+                if outcome == "later":
+                    await msg.nak(delay=LATER_DELAY)
+                else:
+                    await msg.ack()
+            else:
+                await msg.nak()
+        finally:
+            self.running.pop(key, None)
+
+    async def execute(self, shard):
+        """Runs the handler; returns the outcome as the protocol encodes it."""
+        (kind, details), = shard.task["exec"].items()  # {"plugin": {"handler": ...}}
+        handler = HANDLERS.get(details.get("handler")) if kind == "plugin" else None
+        if handler is None:
+            what = f"handler `{details.get('handler')}`" if kind == "plugin" else f"{kind} jobs"
+            return {"failed": {"error": cap(f"worker {self.id} runs only the handlers "
+                                            f"{', '.join(sorted(HANDLERS))}, not {what}")}}
+        try:
+            await handler(shard)
+            return "success"
+        except Later:
+            return "later"
+        except Exception as e:
+            return {"failed": {"error": cap(f"{type(e).__name__}: {e}")}}
+
+    async def store(self, msg, subject, report, msg_id):
+        """Publishes a finished report until JetStream has it (stored once: its id)."""
+        give_up, wait = time.monotonic() + REPORT_PATIENCE, 0.2
+        while True:
+            try:
+                await self.js.publish(subject, report, headers={"Nats-Msg-Id": msg_id})
+                return True
+            except Exception as e:
+                if time.monotonic() + wait >= give_up:
+                    print(f"cannot store the report on {subject}: {e}", flush=True)
+                    return False
+                await msg.in_progress()
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 5.0)
+
+
+def seconds(ms):
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def cap(text):
+    data = text.encode()
+    if len(data) <= MAX_ERROR_BYTES:
+        return text
+    return data[:MAX_ERROR_BYTES - 3].decode(errors="ignore") + "…"
+
+
+async def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--app", required=True)
+    ap.add_argument("--id", default=f"{socket.gethostname()}-{os.getpid()}-py{uuid.uuid4().hex[:6]}")
+    ap.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    ap.add_argument("--concurrency", type=int, default=4)
+    args = ap.parse_args()
+    nc = await nats.connect(args.nats_url, name=f"antares-python-worker {args.id}")
+    worker = Worker(nc, args.app, args.id, args.concurrency)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, lambda: setattr(worker, "stopping", True))
+    print(f"worker {args.id} of app {args.app} ready: handlers {', '.join(sorted(HANDLERS))}", flush=True)
+    await worker.run()
+    await nc.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
