@@ -9,6 +9,7 @@ anything else it fails, saying why. Needs nats-py and msgpack.
 import argparse
 import asyncio
 import os
+import re
 import signal
 import socket
 import time
@@ -251,10 +252,13 @@ def cap(text):
 async def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--app", required=True)
-    ap.add_argument("--id", default=f"{socket.gethostname()}-{os.getpid()}-py{uuid.uuid4().hex[:6]}")
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())
+    ap.add_argument("--id", default=f"{host}-{os.getpid()}-py{uuid.uuid4().hex[:6]}")
     ap.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", args.id):
+        ap.error(f"--id {args.id!r}: use 1 to 128 of A-Z a-z 0-9 _ -")
     nc = await nats.connect(args.nats_url, name=f"antares-python-worker {args.id}")
     worker = Worker(nc, args.app, args.id, args.concurrency)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,7 +1,9 @@
 //! The worker protocol, for workers written in other languages.
 //!
 //! Any NATS client with JetStream support can be an Antares worker by doing what this
-//! page describes; the Rust worker does exactly this. Names below are for namespace
+//! page describes; the Rust worker does exactly this. `docs/worker-protocol.md` in the
+//! repository says the same for readers of other languages, with decoded examples,
+//! and `examples/python-worker` follows it. Names below are for namespace
 //! `ats` (each comes from one [`Topology`](antares_schemas::Topology) method, named in
 //! the last column); `<app>` is the worker's app, `<worker>` its id.
 //!
@@ -37,7 +39,7 @@
 //! | `total` | u32 | number of shard items |
 //! | `param` | string | this item's shard param |
 //! | `params` | string | the instance's params |
-//! | `exec` | enum | `{"plugin": {"handler"}}`, `{"command": {"command"}}`, `{"script": {"lang": "shell" \| "python" \| "node", "source"}}`, `{"http": {"url", "method", "body", "timeout_ms"}}` |
+//! | `exec` | enum | `{"plugin": {"handler"}}`, `{"command": {"command"}}`, `{"script": {"lang": "shell" \| "python" \| "node", "source"}}`, `{"http": {"url", "method", "headers", "body", "timeout_ms"}}` (`headers`: a map, absent when empty) |
 //! | `timeout_ms` | u64 | per attempt, 0 = none; past it, stop the work and report `timed_out` |
 //! | `scheduled_at` | i64 | when the instance was due |
 //! | `run` | u32 | which publication of the item this is: 1 the first time; the scheduler publishes an item again (2, 3, ...) for a retry or after its worker was lost (absent: 1) |
@@ -85,7 +87,8 @@
 //!
 //! `WorkerInfo` (the heartbeat value): `id`, `app`, `host`, `pid` (u32), `started_at`,
 //! `last_seen`, `running` (u32, shards running now), `capacity` (u32, slots),
-//! `allow_scripts` (bool), `plugins` (strings), `version` (string).
+//! `allow_scripts` (bool), `plugins` (strings), `http` (bool, runs http jobs), `version`
+//! (string). The scheduler counts on a worker only for what it announces here.
 //!
 //! # Running shard items
 //!

@@ -2,6 +2,7 @@
 //! the page cannot drift from them.
 
 use antares_nats::codec;
+use antares_schemas::cluster::WorkerInfo;
 use antares_schemas::messages::{
     Execution, LogLine, LogStream, ReportKind, ScriptLang, ShardOutcome, ShardReport, ShardTask,
     StopOutcome, StopShards,
@@ -47,6 +48,25 @@ fn shard_tasks_reports_stops_and_log_lines_are_named_maps() -> anyhow::Result<()
         handler: "x".into(),
     };
     assert_eq!(as_json(&plugin)?, json!({"plugin": {"handler": "x"}}));
+    let mut http = Execution::Http {
+        url: "https://h/p".into(),
+        method: "GET".into(),
+        headers: [("X-A".to_string(), "1".to_string())].into(),
+        body: String::new(),
+        timeout_ms: 10_000,
+    };
+    assert_eq!(
+        as_json(&http)?,
+        json!({"http": {"url": "https://h/p", "method": "GET", "headers": {"X-A": "1"}, "body": "", "timeout_ms": 10_000}})
+    );
+    if let Execution::Http { headers, .. } = &mut http {
+        headers.clear();
+    }
+    assert_eq!(
+        as_json(&http)?,
+        json!({"http": {"url": "https://h/p", "method": "GET", "body": "", "timeout_ms": 10_000}}),
+        "no headers: the field is left out"
+    );
 
     let mut report = ShardReport {
         instance: id,
@@ -119,6 +139,22 @@ fn shard_tasks_reports_stops_and_log_lines_are_named_maps() -> anyhow::Result<()
     }))?;
     let decoded: StopShards = codec::decode("stop message", &bytes)?;
     assert_eq!((decoded.item, decoded.run), (None, None));
+
+    // The heartbeat as a worker in another language writes it, and as an older one did
+    // (without `http`: it runs no http jobs).
+    let mut beat = json!({
+        "id": "py1", "app": "shop", "host": "h", "pid": 7, "started_at": 1, "last_seen": 2,
+        "running": 0, "capacity": 4, "allow_scripts": false, "plugins": ["py-echo"],
+        "http": true, "version": "python-example", "some_new_field": 1,
+    });
+    let info: WorkerInfo = codec::decode("worker info", &rmp_serde::to_vec_named(&beat)?)?;
+    assert!(info.http && info.can_run(&http));
+    if let Some(m) = beat.as_object_mut() {
+        m.remove("http");
+    }
+    let info: WorkerInfo = codec::decode("worker info", &rmp_serde::to_vec_named(&beat)?)?;
+    assert!(!info.http && !info.can_run(&http));
+    assert!(!info.can_run(&plugin) && info.plugins == ["py-echo"]);
 
     let line = LogLine {
         instance: id,
