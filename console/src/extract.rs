@@ -63,8 +63,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty: send a JSON object",
         ));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("the request body is not valid JSON: {inner}"))
+        } else if path == "." {
+            ApiError::bad_request(format!("the request body is not valid: {inner}"))
+        } else {
+            ApiError {
+                field: Some(path.clone()),
+                ..ApiError::bad_request(format!("the request body's `{path}`: {inner}"))
+            }
+        }
+    })
 }
 
 /// Query parameters of type `T` (give it `deny_unknown_fields`: an unknown parameter
