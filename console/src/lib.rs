@@ -44,8 +44,6 @@ pub use auth::{AdminSeed, SeedOutcome};
 pub use error::{ApiError, ConsoleError};
 pub use extract::MAX_BODY_BYTES;
 
-#[allow(unused_imports)]
-use pending::Pending as _;
 use state::{Shared, State as ConsoleState};
 
 /// The default address of `antares console`.

@@ -23,8 +23,6 @@ use crate::auth::password;
 use crate::auth::users::StoredUser;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, JsonBody};
-#[allow(unused_imports)]
-use crate::pending::Pending as _;
 use crate::state::Shared;
 
 /// Every user.

@@ -9,8 +9,6 @@ use super::number;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
-#[allow(unused_imports)]
-use crate::pending::Pending as _;
 
 /// Every kept version of a job, newest first.
 pub async fn list(
