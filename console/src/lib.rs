@@ -193,7 +193,11 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
 /// method not allowed, say) gets one, so clients always read `{"error": ...}`.
 pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path(), |u| u.0.path())
+        .to_string();
     let res = next.run(req).await;
     let status = res.status();
     let is_json = res

@@ -77,7 +77,7 @@ pub struct GlobalArgs {
     pub tls_ca: Option<PathBuf>,
 
     /// TOML file with settings: any global flag, and the flags of scheduler, worker,
-    /// dev and provision, in snake case (e.g. `nats_url = "nats://host:4222"`)
+    /// console, dev and provision, in snake case (e.g. `nats_url = "nats://host:4222"`)
     #[arg(long, global = true, env = "ANTARES_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,

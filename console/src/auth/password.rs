@@ -13,6 +13,11 @@ use crate::error::ApiError;
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// The longest password accepted (hashing cost grows with it).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Hashes computed at once; more wait. Each takes about 19 MiB for a few tens of
+/// milliseconds, so a burst of logins cannot take the machine's memory.
+const MAX_HASHING: usize = 4;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_HASHING);
 
 /// Refuses a password that is too short or too long.
 pub fn check(password: &str) -> Result<(), String> {
@@ -31,6 +36,10 @@ pub fn check(password: &str) -> Result<(), String> {
 
 /// Hashes a password (argon2id, default parameters, a random salt).
 pub async fn hash(password: &str) -> Result<String, ApiError> {
+    let _slot = HASHING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("password hash: {e}")))?;
     let password = password.to_string();
     tokio::task::spawn_blocking(move || {
         let salt_bytes: [u8; 16] = rand::random();
@@ -50,6 +59,9 @@ pub async fn verify(password: &str, phc: &str) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
     }
+    let Ok(_slot) = HASHING.acquire().await else {
+        return false;
+    };
     let (password, phc) = (password.to_string(), phc.to_string());
     tokio::task::spawn_blocking(move || match PasswordHash::new(&phc) {
         Ok(parsed) => Argon2::default()

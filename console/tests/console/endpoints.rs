@@ -161,7 +161,19 @@ async fn apps_and_jobs_with_their_errors() -> anyhow::Result<()> {
     assert!(error(&body).contains("/api/no/such/thing"), "{body}");
     let (status, body) = api.put("/api/apps", json!({})).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(!error(&body).is_empty(), "{body}");
+    assert!(
+        error(&body).contains("PUT") && error(&body).contains("/api/apps"),
+        "{body}"
+    );
+    let huge = format!(
+        "{{\"params\": \"{}\"}}",
+        "x".repeat(antares_console::MAX_BODY_BYTES)
+    );
+    let (status, body) = api
+        .post_raw("/api/apps/shop/jobs/report/trigger", &huge)
+        .await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(error(&body).contains("larger than"), "{body}");
 
     // Deleting: the app only once its jobs are gone.
     assert_eq!(api.delete("/api/apps/shop").await?.0, StatusCode::CONFLICT);

@@ -138,3 +138,28 @@ handler = "noop"
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn open_streams_end_when_the_console_stops() -> anyhow::Result<()> {
+    let mut s = Setup::start().await?;
+    let api = s.admin_api().await?;
+    let mut events = Sse::new(
+        api.request(reqwest::Method::GET, "/api/events")
+            .send()
+            .await?,
+    );
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("antares_console_sse_streams_open 1"),
+        "{metrics}"
+    );
+    s.stop().await?;
+    assert!(
+        events.next().await?.is_none(),
+        "the stream ends with the console"
+    );
+    Ok(())
+}

@@ -189,6 +189,17 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// Stops every console, scheduler and worker, and waits for each to end.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        for (tx, task) in self.tasks.drain(..) {
+            let _ = tx.send(());
+            tokio::time::timeout(WAIT, task).await??;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
         for (tx, task) in self.tasks.drain(..) {
