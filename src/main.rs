@@ -40,7 +40,8 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr: `info` for the long-running commands, only warnings for the others;
-/// `RUST_LOG` overrides.
+/// `RUST_LOG` overrides. Colour only when stderr is a terminal, so files and collectors
+/// get plain lines.
 fn init_tracing(daemon: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if daemon {
@@ -52,6 +53,7 @@ fn init_tracing(daemon: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -14,6 +14,7 @@ use crate::config::{GlobalArgs, Settings};
 mod app;
 mod audit;
 mod cluster;
+pub mod console;
 mod cron;
 mod instance;
 mod job;
@@ -44,13 +45,17 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything locally: a nats-server (unless --nats-url is given), a scheduler and
-    /// a worker for app `demo`, with demo jobs; Ctrl-C stops it all
+    /// Run everything locally: a nats-server (unless --nats-url is given), a scheduler, a
+    /// worker for app `demo` with demo jobs, and the console on 127.0.0.1:22111 (log in as
+    /// admin / antares-dev); Ctrl-C stops it all
     Dev(crate::dev::DevArgs),
     /// Run one scheduler (it stands by until it holds the lease)
     Scheduler(run::SchedulerArgs),
     /// Run one worker of an app, with the built-in jobs noop, sleep and fail
     Worker(run::WorkerArgs),
+    /// Run the web console: the HTTP API and the web app (log in as the admin whose
+    /// password ANTARES_CONSOLE_PASSWORD gives)
+    Console(console::ConsoleArgs),
     /// Create or update every stream and bucket Antares needs (safe to run again)
     Provision(provision::ProvisionArgs),
     /// Apps: groups of workers and jobs
@@ -77,7 +82,10 @@ pub enum Command {
 impl Command {
     /// Whether it is a long-running process (which logs more).
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Self::Scheduler(_) | Self::Worker(_))
+        matches!(
+            self,
+            Self::Scheduler(_) | Self::Worker(_) | Self::Console(_)
+        )
     }
 }
 
@@ -159,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => crate::dev::run(&ctx, args).await,
         Command::Scheduler(args) => run::scheduler(&ctx, args).await,
         Command::Worker(args) => run::worker(&ctx, args).await,
+        Command::Console(args) => console::run(&ctx, args).await,
         Command::Provision(args) => provision::run(&ctx, args).await,
         Command::App(cmd) => app::run(&ctx, cmd).await,
         Command::Job(cmd) => job::run(&ctx, cmd).await,
