@@ -78,6 +78,7 @@ mod error;
 mod heartbeat;
 mod job;
 mod logs;
+mod ping;
 pub mod protocol;
 mod pull;
 mod script;

@@ -520,6 +520,21 @@ fn shard_items_with_overrides() {
         .expect_err("too many");
     assert_eq!(e.field, "shards");
 
+    let broadcast = JobSpec {
+        routing: Routing::Broadcast,
+        ..base()
+    };
+    assert_eq!(broadcast.shard_items(&req(None, None)).expect("one"), [""]);
+    let e = broadcast
+        .shard_items(&req(None, Some(2)))
+        .expect_err("shards");
+    assert_eq!(e.field, "shards");
+    assert!(e.message.contains("broadcast"), "{e}");
+    let e = broadcast
+        .shard_items(&req(Some("x;y"), None))
+        .expect_err("params");
+    assert_eq!(e.field, "shard_params");
+
     let mut job = base();
     job.shards = Some(3);
     assert_eq!(
