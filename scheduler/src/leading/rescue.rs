@@ -116,6 +116,7 @@ impl Leading {
             return;
         };
         self.check_capable(&infos).await;
+        self.count_busy();
         self.route_again().await;
         let topo = &self.nats.topo;
         // A start reported just now may come from a worker whose first beat is on its way.

@@ -39,6 +39,9 @@ pub(super) struct Registry {
     by_app: HashMap<String, Vec<WorkerInfo>>,
     /// Items sent to a worker since its beat was read (its free slots are that fewer).
     sent: HashMap<(String, String), u32>,
+    /// Shards the leader knows a worker holds (running there, or waiting on its own
+    /// subject), as of the last scan: a beat may not show them yet.
+    busy: HashMap<(String, String), u32>,
     /// Per job: turns and use counts of its routing.
     usage: HashMap<(String, String), Usage>,
 }
@@ -138,15 +141,15 @@ impl Leading {
         let mut candidates: Vec<Candidate> = capable
             .iter()
             .map(|w| {
-                let sent = self
-                    .workers
-                    .sent
-                    .get(&(w.app.clone(), w.id.clone()))
-                    .copied()
-                    .unwrap_or(0);
+                let key = (w.app.clone(), w.id.clone());
+                let sent = self.workers.sent.get(&key).copied().unwrap_or(0);
+                let busy = self.workers.busy.get(&key).copied().unwrap_or(0);
                 Candidate {
                     id: w.id.clone(),
-                    free: w.free().saturating_sub(sent),
+                    free: w
+                        .capacity
+                        .saturating_sub(w.running.max(busy))
+                        .saturating_sub(sent),
                 }
             })
             .collect();
@@ -172,6 +175,32 @@ impl Leading {
     /// can run it (at least one, which waits for a worker).
     pub(super) fn broadcast_width(&self, app: &str, exec: &Execution, pinned: &[String]) -> usize {
         self.workers.capable_for(app, exec, pinned).len().max(1)
+    }
+
+    /// Counts what each worker holds by the leader's own records (running shards, and
+    /// items waiting on its subject), after a scan.
+    pub(super) fn count_busy(&mut self) {
+        let mut busy: HashMap<(String, String), u32> = HashMap::new();
+        for (id, stored) in &self.live {
+            let s = &stored.instance.summary;
+            if s.status.is_final() {
+                continue;
+            }
+            let targets = self.targets.get(id);
+            for sh in &stored.instance.shards {
+                let holder = match sh.status {
+                    ShardStatus::Running => sh.worker.as_ref(),
+                    ShardStatus::Pending | ShardStatus::Later => {
+                        targets.and_then(|t| t.get(&sh.item))
+                    }
+                    _ => None,
+                };
+                if let Some(w) = holder {
+                    *busy.entry((s.app.clone(), w.clone())).or_default() += 1;
+                }
+            }
+        }
+        self.workers.busy = busy;
     }
 
     /// Notes where items went.
