@@ -303,3 +303,43 @@ async fn items_of_a_killed_worker_run_on_another() -> anyhow::Result<()> {
     env.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn failover_skips_a_worker_that_does_not_answer() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        APP,
+        &format!("app = \"{APP}\"\nname = \"safe\"\nhandler = \"noop\"\nrouting = \"failover\"\n"),
+    )
+    .await?;
+    let url = env.server.url();
+    let wa = worker_process(&url, APP, "w-a", 1, false)?;
+    let _wb = worker_process(&url, APP, "w-b", 1, false)?;
+    env.workers_alive(APP, &["w-a", "w-b"]).await?;
+    env.scheduler("s1").await?;
+    let on = |inst: &Instance| inst.shards.first().and_then(|s| s.worker.clone());
+    let id = env.trigger(APP, "safe", &TriggerRequest::default()).await?;
+    assert_eq!(on(&env.finished(&id).await?).as_deref(), Some("w-a"));
+    // Frozen: it does not answer, so the next in order runs it.
+    signal(&wa, "STOP").await?;
+    let id = env.trigger(APP, "safe", &TriggerRequest::default()).await?;
+    let inst = env.finished(&id).await?;
+    assert_eq!(inst.summary.status, InstanceStatus::Success);
+    assert_eq!(on(&inst).as_deref(), Some("w-b"));
+    // Back: first again.
+    signal(&wa, "CONT").await?;
+    env.workers_alive(APP, &["w-a"]).await?;
+    let env_ref = &env;
+    wait_for("w-a to take the job again", WAIT, || async move {
+        let id = env_ref
+            .trigger(APP, "safe", &TriggerRequest::default())
+            .await
+            .ok()?;
+        let inst = env_ref.finished(&id).await.ok()?;
+        (on(&inst).as_deref() == Some("w-a")).then_some(())
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    env.stop().await;
+    Ok(())
+}
