@@ -160,7 +160,10 @@ async fn consistent_hash_keeps_a_job_on_one_worker_until_it_leaves() -> anyhow::
     .map_err(anyhow::Error::msg)?;
     for _ in 0..3 {
         let inst = run(&env, "sticky").await?;
-        assert_eq!(workers_of(&rec, &inst.summary.id), std::slice::from_ref(&moved));
+        assert_eq!(
+            workers_of(&rec, &inst.summary.id),
+            std::slice::from_ref(&moved)
+        );
     }
     env.stop().await;
     Ok(())
