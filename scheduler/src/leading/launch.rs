@@ -201,6 +201,8 @@ impl Leading {
         let mut unencodable = None;
         let mut to = Vec::new();
         let mut unrouted = Vec::new();
+        // The item of each message, in order.
+        let mut sent_items = Vec::with_capacity(items.len());
         for &item in &items {
             let Some(shard) = usize::try_from(item)
                 .ok()
@@ -239,7 +241,8 @@ impl Leading {
             };
             match codec::encode("shard task", &task) {
                 Ok(payload) => {
-                    msgs.push((subject, topo.shard_msg_id(&s.id, item, shard.run), payload))
+                    sent_items.push(item);
+                    msgs.push((subject, topo.shard_msg_id(&s.id, item, shard.run), payload));
                 }
                 Err(e) => {
                     unencodable = Some(PublishError::Lasting(e.to_string()));
@@ -255,7 +258,7 @@ impl Leading {
                 (None, Plan::Failover { order }) => {
                     match first_answering(&nats, &app, &order).await {
                         Some(worker) => {
-                            for (m, item) in msgs.iter_mut().zip(&items) {
+                            for (m, item) in msgs.iter_mut().zip(&sent_items) {
                                 m.0 = topo.direct_subject(&app, &worker, &job, &id, *item);
                                 to.push((*item, worker.clone()));
                             }
