@@ -191,6 +191,7 @@ async fn the_scheduler_ends_an_attempt_nobody_reports_past_its_timeout() -> anyh
         capacity: 1,
         allow_scripts: false,
         plugins: vec!["noop".into()],
+        http: false,
         version: "0".into(),
     };
     let t0 = Instant::now();

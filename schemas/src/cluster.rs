@@ -29,8 +29,18 @@ pub struct WorkerInfo {
     /// Plugins it registered.
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// Whether it runs http jobs.
+    #[serde(default)]
+    pub http: bool,
     /// Antares version.
     pub version: String,
+}
+
+impl WorkerInfo {
+    /// Slots not running a shard by its last beat.
+    pub fn free(&self) -> u32 {
+        self.capacity.saturating_sub(self.running)
+    }
 }
 
 /// A scheduler's heartbeat, stored under its id in the schedulers bucket.
@@ -77,13 +87,13 @@ pub struct ClusterView {
 
 impl WorkerInfo {
     /// Whether this worker runs shards of this kind: a plugin it registered, scripts if
-    /// it allows them (it runs no http jobs yet).
+    /// it allows them, http jobs if it says so.
     pub fn can_run(&self, exec: &crate::messages::Execution) -> bool {
         use crate::messages::Execution;
         match exec {
             Execution::Plugin { handler } => self.plugins.iter().any(|p| p == handler),
             Execution::Command { .. } | Execution::Script { .. } => self.allow_scripts,
-            Execution::Http { .. } => false,
+            Execution::Http { .. } => self.http,
         }
     }
 }

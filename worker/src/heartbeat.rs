@@ -37,6 +37,7 @@ fn info(shared: &Shared, me: &Identity) -> WorkerInfo {
         capacity: me.capacity,
         allow_scripts: shared.allow_scripts,
         plugins: me.plugins.clone(),
+        http: false,
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
