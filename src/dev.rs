@@ -1,9 +1,11 @@
 //! `antares dev`: everything on one machine, for trying Antares out.
 //!
 //! Starts a nats-server with JetStream (unless a NATS URL was given), provisions it,
-//! creates the app `demo` with two jobs, and runs a scheduler and a worker of `demo`
-//! in this process. Ctrl-C (or SIGTERM) stops the worker and the scheduler gracefully,
-//! then the nats-server.
+//! creates the app `demo` with two jobs, and runs a scheduler, a worker of `demo` and the
+//! console in this process. The console's login is a fixed dev one ([`DEV_USER`] /
+//! [`DEV_PASSWORD`]), printed in the banner; against a NATS it did not start, an
+//! existing user of that name keeps its password. Ctrl-C (or SIGTERM) stops the console,
+//! the worker and the scheduler gracefully, then the nats-server.
 
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use antares_console::{AdminSeed, Console, ConsoleOptions, SeedOutcome};
 use antares_nats::provision::{ProvisionOptions, provision};
 use antares_nats::server::{LocalServer, ServerOptions};
 use antares_scheduler::admin::Admin;
@@ -28,6 +31,11 @@ use antares_nats::process::stop_signal;
 
 /// The port `antares dev` runs nats-server on.
 pub const DEV_PORT: u16 = 4222;
+
+/// The console login of `antares dev`.
+pub const DEV_USER: &str = "admin";
+/// Its password (dev only: outside `antares dev` there is no default password).
+pub const DEV_PASSWORD: &str = "antares-dev";
 
 /// The demo app.
 pub const DEMO_APP: &str = "demo";
@@ -61,8 +69,7 @@ pub struct DevArgs {
     /// Where the local nats-server keeps its data
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Address of the web console (the console is not part of this build yet; the flag
-    /// is accepted and ignored)
+    /// Address of the web console (log in as admin / antares-dev)
     #[arg(long, value_name = "ADDR")]
     console_listen: Option<String>,
 }
@@ -81,7 +88,7 @@ impl Default for DevSettings {
     fn default() -> Self {
         Self {
             data: PathBuf::from(".antares-dev"),
-            console_listen: "127.0.0.1:22111".to_string(),
+            console_listen: antares_console::DEFAULT_LISTEN.to_string(),
         }
     }
 }
@@ -95,8 +102,9 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<ExitCode> {
     let settings = &ctx.settings;
     let DevSettings {
         data,
-        console_listen: _,
+        console_listen,
     } = settings.section(&args)?;
+    let listener = crate::cli::console::bind(&console_listen, "--console-listen").await?;
 
     let mut connect = settings.connect.clone();
     let mut server = None;
@@ -105,7 +113,7 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<ExitCode> {
         connect.urls = s.url();
         server = Some(s);
     }
-    let result = run_with(ctx, &connect).await;
+    let result = run_with(ctx, &connect, listener).await;
     if let Some(mut s) = server {
         let _ = tokio::task::spawn_blocking(move || s.stop()).await;
     }
@@ -139,7 +147,11 @@ async fn start_server(store_dir: PathBuf) -> anyhow::Result<LocalServer> {
     Ok(server)
 }
 
-async fn run_with(ctx: &Ctx, connect: &antares_nats::ConnectOptions) -> anyhow::Result<ExitCode> {
+async fn run_with(
+    ctx: &Ctx,
+    connect: &antares_nats::ConnectOptions,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<ExitCode> {
     let ns = &ctx.settings.namespace;
     let topo = Topology::new(ns).with_context(|| format!("--namespace `{ns}`"))?;
     let nats = crate::cli::connect(connect, topo).await?;
@@ -154,6 +166,24 @@ async fn run_with(ctx: &Ctx, connect: &antares_nats::ConnectOptions) -> anyhow::
     }
     let jobs = parse_jobs(DEMO_JOBS, SpecFormat::Toml).context("the demo jobs")?;
     admin.apply_jobs(jobs).await?;
+    let console = Console::open(
+        &nats,
+        ConsoleOptions {
+            admin: AdminSeed {
+                user: DEV_USER.to_string(),
+                password: Some(DEV_PASSWORD.to_string()),
+                reset: !ctx.settings.nats_url_given,
+            },
+            ..ConsoleOptions::default()
+        },
+    )
+    .await?;
+    let login = if console.seeded() == SeedOutcome::Kept {
+        format!("{DEV_USER} (its password was kept)")
+    } else {
+        format!("{DEV_USER} / {DEV_PASSWORD}")
+    };
+    let console_url = format!("http://{}", listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -180,19 +210,24 @@ async fn run_with(ctx: &Ctx, connect: &antares_nats::ConnectOptions) -> anyhow::
             return Err(e.into());
         }
     };
-    let mut worker = tokio::spawn(worker.run_until(stopped(stop_rx)));
+    let mut worker = tokio::spawn(worker.run_until(stopped(stop_rx.clone())));
+    let mut console = tokio::spawn(console.serve(listener, stopped(stop_rx)));
 
-    print_banner(ctx, connect, &nats.topo);
+    print_banner(ctx, connect, &nats.topo, &console_url, &login);
 
-    let (early, scheduler_done, worker_done) = tokio::select! {
-        _ = stop_signal() => (None, false, false),
-        r = &mut scheduler => (Some(ended("scheduler", r.map(|r| r.map_err(anyhow::Error::from)))), true, false),
-        r = &mut worker => (Some(ended("worker", r.map(|r| r.map_err(anyhow::Error::from)))), false, true),
+    let (early, scheduler_done, worker_done, console_done) = tokio::select! {
+        _ = stop_signal() => (None, false, false, false),
+        r = &mut scheduler => (Some(ended("scheduler", r.map(|r| r.map_err(anyhow::Error::from)))), true, false, false),
+        r = &mut worker => (Some(ended("worker", r.map(|r| r.map_err(anyhow::Error::from)))), false, true, false),
+        r = &mut console => (Some(ended("console", r.map(|r| r.map_err(anyhow::Error::from)))), false, false, true),
     };
-    eprintln!("stopping: worker, scheduler, then NATS ...");
+    eprintln!("stopping: console, worker, scheduler, then NATS ...");
     let _ = stop_tx.send(true);
     let wait = Duration::from_secs(15);
     let mut problems = Vec::new();
+    if !console_done && let Ok(Ok(Err(e))) = tokio::time::timeout(wait, &mut console).await {
+        problems.push(format!("console: {e}"));
+    }
     if !worker_done && let Ok(Ok(Err(e))) = tokio::time::timeout(wait, &mut worker).await {
         problems.push(format!("worker: {e}"));
     }
@@ -237,7 +272,13 @@ fn how_to_call_me() -> String {
     }
 }
 
-fn print_banner(ctx: &Ctx, connect: &antares_nats::ConnectOptions, topo: &Topology) {
+fn print_banner(
+    ctx: &Ctx,
+    connect: &antares_nats::ConnectOptions,
+    topo: &Topology,
+    console_url: &str,
+    login: &str,
+) {
     let mut flags = String::new();
     if connect.urls != DEFAULT_NATS_URL {
         flags.push_str(&format!(" --nats-url {}", connect.urls));
@@ -257,6 +298,7 @@ fn print_banner(ctx: &Ctx, connect: &antares_nats::ConnectOptions, topo: &Topolo
     let _ = writeln!(
         std::io::stdout(),
         "\nAntares is running\n\
+         \n  console:    {console_url}  (log in as {login})\
          \n  NATS:       {url}\
          \n  scheduler:  1 (in this process)\
          \n  worker:     1 for app `{DEMO_APP}`, scripts allowed\

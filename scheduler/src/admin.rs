@@ -20,12 +20,14 @@ use crate::error::SchedulerError;
 use crate::store::InstanceStore;
 
 mod apps;
+mod audit;
 mod backfill;
 mod cluster;
 mod instances;
 mod jobs;
 mod logs;
 mod triggers;
+mod versions;
 
 pub use backfill::{BackfillAction, BackfillSlot, MAX_BACKFILL_SLOTS};
 pub use cluster::{MAX_PREVIEW, cron_next};

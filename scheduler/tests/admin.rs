@@ -570,7 +570,10 @@ async fn a_one_shot_time_in_the_past_is_refused_at_apply() -> anyhow::Result<()>
         .apply_jobs(vec![past.clone()])
         .await
         .expect_err("past");
-    assert!(matches!(err, SchedulerError::Spec(ref e) if e.field == "schedule.at"), "{err:?}");
+    assert!(
+        matches!(err, SchedulerError::Spec(ref e) if e.field == "schedule.at"),
+        "{err:?}"
+    );
     assert!(
         err.to_string()
             .contains("field `schedule.at`: `schedule.at` is in the past"),

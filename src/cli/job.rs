@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use antares_scheduler::admin::{BackfillAction, BackfillSlot, Triggered};
 use antares_schemas::Timestamp;
+use antares_schemas::audit::{JobVersion, changed_fields};
 use antares_schemas::instance::{InstanceStatus, InstanceSummary};
 use antares_schemas::messages::{ShardParams, TriggerRequest};
 use antares_schemas::names::split_job_ref;
@@ -135,6 +136,31 @@ pub enum JobCommand {
         /// The job, as APP/JOB
         job: JobRef,
     },
+    /// Show the kept versions of a job's spec (the last 50): when, who, what changed;
+    /// with --version N, that version's spec
+    #[command(after_help = VERSIONS_HELP)]
+    Versions {
+        /// The job, as APP/JOB
+        job: JobRef,
+        /// Print this version's spec, as TOML that `job apply -f` takes (or the whole
+        /// version as JSON with --json)
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        /// Print JSON: the versions newest first (an array), or with --version the one
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a kept version's spec back as the job's newest (a deleted job is made again)
+    Rollback {
+        /// The job, as APP/JOB
+        job: JobRef,
+        /// The version to put back (see `antares job versions APP/JOB`)
+        #[arg(long, value_name = "N")]
+        version: u64,
+        /// Print the new version as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print every job (of one app) as one TOML document that `job apply -f` takes back
     Export {
         /// Only the jobs of this app
@@ -151,6 +177,13 @@ reported as `exists` and not run again. At most 1000 slots at a time: narrow the
 Slots are known to have run for as long as history is kept (7 days by default); an older slot\n\
 without a record is queued.\n\n\
 Example: antares job backfill billing/nightly-report --from 2026-11-01T00:00:00Z --to 2026-11-07T23:59:59Z";
+
+/// What `job versions --help` adds.
+const VERSIONS_HELP: &str = "Every apply that changes a job, every pause, resume, delete and rollback is a version,\n\
+numbered from 1, with who made it. CHANGED names the top-level fields that differ from the\n\
+version before.\n\n\
+Example: antares job versions billing/report --version 3 > old.toml   (then `job apply -f old.toml`,\n\
+or put it back at once with `antares job rollback billing/report --version 3`)";
 
 /// Runs a job command.
 pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
@@ -295,11 +328,105 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<ExitCode> {
             admin.set_job_enabled(&job.app, &job.job, true).await?;
             outln!("resumed job {job}");
         }
+        JobCommand::Versions {
+            job,
+            version: None,
+            json,
+        } => {
+            let versions = admin.job_versions(&job.app, &job.job).await?;
+            if json {
+                output::json(&versions)?;
+            } else {
+                print_versions(&versions)?;
+            }
+        }
+        JobCommand::Versions {
+            job,
+            version: Some(n),
+            json,
+        } => {
+            let v = admin.job_version(&job.app, &job.job, n).await?;
+            if json {
+                output::json(&v)?;
+            } else {
+                let Some(spec) = &v.spec else {
+                    anyhow::bail!(
+                        "version {n} of job {job} is its deletion (by {}, {}), which has no spec: see the version before it",
+                        v.actor,
+                        output::time(v.at)
+                    );
+                };
+                outln!(
+                    "# {job}, version {n}: {} by {} at {} UTC",
+                    version_action(&v),
+                    v.actor,
+                    output::time(v.at)
+                );
+                output::write_out(&export_toml(std::slice::from_ref(spec))?);
+            }
+        }
+        JobCommand::Rollback { job, version, json } => {
+            let v = admin.rollback_job(&job.app, &job.job, version).await?;
+            if json {
+                output::json(&v)?;
+            } else {
+                outln!(
+                    "rolled back job {job} to the spec of version {version}: it is now version {}",
+                    v.version
+                );
+            }
+        }
         JobCommand::Export { app } => {
             output::write_out(&admin.export_jobs(app.as_deref()).await?);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The versions of a job, newest first, as a table.
+fn print_versions(versions: &[JobVersion]) -> anyhow::Result<()> {
+    let mut t = Table::new(&["VERSION", "WHEN (UTC)", "WHO", "ACTION", "CHANGED"]);
+    for (i, v) in versions.iter().enumerate() {
+        t.row(vec![
+            v.version.to_string(),
+            output::time(v.at),
+            v.actor.to_string(),
+            version_action(v),
+            changed_text(v, versions.get(i + 1)),
+        ]);
+    }
+    t.print()
+}
+
+/// `apply`, `rollback to 3`, ...
+fn version_action(v: &JobVersion) -> String {
+    let action = v.action.as_str();
+    match v.from_version {
+        Some(from) => format!("{action} to {from}"),
+        None => action.to_string(),
+    }
+}
+
+/// What a version changed from the one before it (`older`, when kept).
+fn changed_text(v: &JobVersion, older: Option<&JobVersion>) -> String {
+    let Some(new) = &v.spec else {
+        return "(deleted)".to_string();
+    };
+    match older {
+        None if v.version == 1 => "(created)".to_string(),
+        None => "-".to_string(),
+        Some(JobVersion { spec: None, .. }) => "(created again)".to_string(),
+        Some(JobVersion {
+            spec: Some(old), ..
+        }) => {
+            let fields = changed_fields(old, new);
+            if fields.is_empty() {
+                "(nothing)".to_string()
+            } else {
+                fields.join(", ")
+            }
+        }
+    }
 }
 
 /// The slots of a backfill as a table, and a summary line.

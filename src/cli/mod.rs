@@ -5,13 +5,16 @@ use std::process::ExitCode;
 use antares_nats::{Nats, NatsError};
 use antares_scheduler::admin::Admin;
 use antares_schemas::Topology;
+use antares_schemas::audit::{Actor, Via};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{GlobalArgs, Settings};
 
 mod app;
+mod audit;
 mod cluster;
+pub mod console;
 mod cron;
 mod instance;
 mod job;
@@ -42,19 +45,23 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything locally: a nats-server (unless --nats-url is given), a scheduler and
-    /// a worker for app `demo`, with demo jobs; Ctrl-C stops it all
+    /// Run everything locally: a nats-server (unless --nats-url is given), a scheduler, a
+    /// worker for app `demo` with demo jobs, and the console on 127.0.0.1:22111 (log in as
+    /// admin / antares-dev); Ctrl-C stops it all
     Dev(crate::dev::DevArgs),
     /// Run one scheduler (it stands by until it holds the lease)
     Scheduler(run::SchedulerArgs),
     /// Run one worker of an app, with the built-in jobs noop, sleep and fail
     Worker(run::WorkerArgs),
+    /// Run the web console: the HTTP API and the web app (log in as the admin whose
+    /// password ANTARES_CONSOLE_PASSWORD gives)
+    Console(console::ConsoleArgs),
     /// Create or update every stream and bucket Antares needs (safe to run again)
     Provision(provision::ProvisionArgs),
     /// Apps: groups of workers and jobs
     #[command(subcommand)]
     App(app::AppCommand),
-    /// Jobs: apply from files, list, trigger, backfill, pause, export
+    /// Jobs: apply from files, list, trigger, backfill, pause, versions, rollback, export
     #[command(subcommand)]
     Job(job::JobCommand),
     /// Instances (runs of jobs): list, inspect, cancel, read logs
@@ -62,6 +69,8 @@ pub enum Command {
     Instance(instance::InstanceCommand),
     /// Show the schedulers (and which one leads) and the live workers
     Cluster(cluster::ClusterArgs),
+    /// Show the audit log: who changed what and when, newest first
+    Audit(audit::AuditArgs),
     /// Cron expressions: preview fire times
     #[command(subcommand)]
     Cron(cron::CronCommand),
@@ -73,7 +82,10 @@ pub enum Command {
 impl Command {
     /// Whether it is a long-running process (which logs more).
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Self::Scheduler(_) | Self::Worker(_))
+        matches!(
+            self,
+            Self::Scheduler(_) | Self::Worker(_) | Self::Console(_)
+        )
     }
 }
 
@@ -92,11 +104,44 @@ impl Ctx {
         connect(&self.settings.connect, topo).await
     }
 
-    /// Connects and opens the control operations (which need a provisioned NATS).
+    /// Connects and opens the control operations (which need a provisioned NATS),
+    /// recording the changes as made by [`Self::actor`].
     pub async fn admin(&self) -> anyhow::Result<Admin> {
         let nats = self.connect().await?;
-        Ok(Admin::open(&nats).await?)
+        Ok(Admin::open(&nats).await?.acting_as(self.actor()))
     }
+
+    /// Who the CLI's changes are recorded as made by: the NATS user when `--user` is
+    /// given, else the OS user, on this host.
+    pub fn actor(&self) -> Actor {
+        let name = self
+            .settings
+            .connect
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(os_user);
+        Actor {
+            name,
+            via: Via::Cli,
+            host: Some(antares_nats::process::hostname()),
+        }
+    }
+}
+
+/// The OS user: `$USER`, else the password database's name for our uid, else `uid N`.
+fn os_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| {
+            let uid = nix::unistd::getuid();
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()))
 }
 
 /// Connects, with an error that says what to do.
@@ -122,11 +167,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => crate::dev::run(&ctx, args).await,
         Command::Scheduler(args) => run::scheduler(&ctx, args).await,
         Command::Worker(args) => run::worker(&ctx, args).await,
+        Command::Console(args) => console::run(&ctx, args).await,
         Command::Provision(args) => provision::run(&ctx, args).await,
         Command::App(cmd) => app::run(&ctx, cmd).await,
         Command::Job(cmd) => job::run(&ctx, cmd).await,
         Command::Instance(cmd) => instance::run(&ctx, cmd).await,
         Command::Cluster(args) => cluster::run(&ctx, args).await,
+        Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Cron(cmd) => cron::run(cmd),
         Command::Bench(args) => {
             let s = &ctx.settings;

@@ -77,7 +77,7 @@ pub struct GlobalArgs {
     pub tls_ca: Option<PathBuf>,
 
     /// TOML file with settings: any global flag, and the flags of scheduler, worker,
-    /// dev and provision, in snake case (e.g. `nats_url = "nats://host:4222"`)
+    /// console, dev and provision, in snake case (e.g. `nats_url = "nats://host:4222"`)
     #[arg(long, global = true, env = "ANTARES_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -89,29 +89,46 @@ pub struct GlobalArgs {
 pub trait Section: Serialize + DeserializeOwned + Default {
     /// The command whose flags these are; `None` for the global flags.
     const COMMAND: Option<&'static str>;
+    /// Keys set by the environment or the file only, never by a flag (secrets: a flag
+    /// shows in the process list and the shell history).
+    const NO_FLAG: &'static [&'static str] = &[];
 }
 
-/// A section's command ([`Section::COMMAND`]) and its defaults ([`defaults`]).
-type SectionEntry = (Option<&'static str>, fn() -> Dict);
+/// A section's command ([`Section::COMMAND`]), its defaults ([`defaults`]) and its
+/// keys without a flag ([`Section::NO_FLAG`]).
+type SectionEntry = (Option<&'static str>, fn() -> Dict, &'static [&'static str]);
 
 /// Every section, for the keys the file may hold and for `--help`.
 const SECTIONS: &[SectionEntry] = &[
-    (Connection::COMMAND, defaults::<Connection>),
+    (
+        Connection::COMMAND,
+        defaults::<Connection>,
+        Connection::NO_FLAG,
+    ),
     (
         crate::cli::run::SchedulerSettings::COMMAND,
         defaults::<crate::cli::run::SchedulerSettings>,
+        crate::cli::run::SchedulerSettings::NO_FLAG,
     ),
     (
         crate::cli::run::WorkerSettings::COMMAND,
         defaults::<crate::cli::run::WorkerSettings>,
+        crate::cli::run::WorkerSettings::NO_FLAG,
     ),
     (
         crate::cli::provision::ProvisionSettings::COMMAND,
         defaults::<crate::cli::provision::ProvisionSettings>,
+        crate::cli::provision::ProvisionSettings::NO_FLAG,
     ),
     (
         crate::dev::DevSettings::COMMAND,
         defaults::<crate::dev::DevSettings>,
+        crate::dev::DevSettings::NO_FLAG,
+    ),
+    (
+        crate::cli::console::ConsoleSettings::COMMAND,
+        defaults::<crate::cli::console::ConsoleSettings>,
+        crate::cli::console::ConsoleSettings::NO_FLAG,
     ),
 ];
 
@@ -229,7 +246,7 @@ fn check_keys(path: &Path, file: &Figment) -> anyhow::Result<()> {
     })?;
     let known: BTreeSet<String> = SECTIONS
         .iter()
-        .flat_map(|(_, defaults)| defaults().into_keys())
+        .flat_map(|(_, defaults, _)| defaults().into_keys())
         .collect();
     for key in data.values().flat_map(|dict| dict.keys()) {
         if !known.contains(key) {
@@ -295,7 +312,7 @@ impl Settings {
 /// Says in `--help` which environment variable each setting's flag is, and its
 /// built-in default (taken from the sections, so it cannot drift).
 pub fn document(mut cmd: clap::Command) -> clap::Command {
-    for (command, defaults) in SECTIONS {
+    for (command, defaults, _) in SECTIONS {
         let defaults = defaults();
         let each_key = |c: clap::Command| {
             c.mut_args(|arg| match defaults.get(arg.get_id().as_str()) {

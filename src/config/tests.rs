@@ -264,7 +264,7 @@ fn bad_files_are_named() {
 fn setting_flags_come_from_the_command_line_only() {
     use clap::CommandFactory as _;
     let root = Cli::command();
-    for (command, defaults) in SECTIONS {
+    for (command, defaults, no_flag) in SECTIONS {
         let cmd = match command {
             None => &root,
             Some(name) => root.find_subcommand(name).expect("a section's command"),
@@ -276,9 +276,16 @@ fn setting_flags_come_from_the_command_line_only() {
             .collect();
         assert_eq!(
             args.len(),
-            keys.len(),
-            "a flag for every key of {command:?}"
+            keys.len() - no_flag.len(),
+            "a flag for every key of {command:?} but {no_flag:?}"
         );
+        for key in *no_flag {
+            assert!(keys.contains_key(*key), "{key} is a key of {command:?}");
+            assert!(
+                cmd.get_arguments().all(|a| a.get_id().as_str() != *key),
+                "{key} has a flag"
+            );
+        }
         for arg in args {
             assert!(arg.get_env().is_none(), "--{} reads env", arg.get_id());
             assert!(
@@ -318,6 +325,55 @@ fn help_names_the_variable_and_the_default() {
         scheduler.contains("[env: ANTARES_ID] [default: <host>-<pid>-<random>]"),
         "{scheduler}"
     );
+}
+
+fn console(
+    file: Option<&File>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> anyhow::Result<crate::cli::console::ConsoleSettings> {
+    let mut all = vec!["console"];
+    all.extend_from_slice(args);
+    let crate::cli::Command::Console(flags) = cli(&all).command else {
+        panic!("not the console");
+    };
+    layers(file, env)?.section(&flags)
+}
+
+#[test]
+fn console_settings_and_its_password_from_env_or_file_only() -> anyhow::Result<()> {
+    let d = console(None, &[], &[])?;
+    assert_eq!(d.listen, "127.0.0.1:22111");
+    assert_eq!(d.session_ttl, Duration::from_secs(12 * 3600));
+    assert_eq!(d.console_user, "admin");
+    assert_eq!(d.console_password, None);
+    assert!(!d.secure_cookie);
+
+    let file = File::new("console_password = \"from-the-file\"\nsession_ttl = \"1h\"\n");
+    let s = console(
+        Some(&file),
+        &[
+            ("ANTARES_CONSOLE_USER", "root"),
+            ("ANTARES_LISTEN", "0.0.0.0:8080"),
+        ],
+        &["--secure-cookie", "--assets", "dist"],
+    )?;
+    assert_eq!(s.console_password.as_deref(), Some("from-the-file"));
+    assert_eq!(s.console_user, "root");
+    assert_eq!(s.listen, "0.0.0.0:8080");
+    assert_eq!(s.session_ttl, Duration::from_secs(3600));
+    assert!(s.secure_cookie);
+    assert_eq!(s.assets, Some(PathBuf::from("dist")));
+    let s = console(
+        Some(&file),
+        &[("ANTARES_CONSOLE_PASSWORD", "from-the-env")],
+        &[],
+    )?;
+    assert_eq!(s.console_password.as_deref(), Some("from-the-env"));
+    // Not a flag: it would show in the process list.
+    let all = ["antares", "console", "--console-password", "x"];
+    assert!(Cli::try_parse_from(all).is_err());
+    Ok(())
 }
 
 #[test]

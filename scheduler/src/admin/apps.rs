@@ -1,10 +1,12 @@
-//! Apps: create, list, get, delete, pause and resume.
+//! Apps: create, list, get, delete, pause and resume (each change recorded in the audit
+//! log).
 
 use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{NatsError, codec, now};
 use antares_schemas::app::App;
 use antares_schemas::names::{check_name, closest};
 
+use super::audit::Change;
 use super::{Admin, RMW_ATTEMPTS, current};
 use crate::error::SchedulerError;
 
@@ -55,12 +57,17 @@ impl Admin {
         )
         .await;
         match written {
-            Ok(_) => Ok(app),
-            Err(NatsError::WrongRevision { .. }) => Err(SchedulerError::Conflict(format!(
-                "app `{name}` already exists"
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(NatsError::WrongRevision { .. }) => {
+                return Err(SchedulerError::Conflict(format!(
+                    "app `{name}` already exists"
+                )));
+            }
+            Err(e) => return Err(e.into()),
         }
+        self.record_all(vec![Change::of_app("app.create", name, name).after(&app)])
+            .await?;
+        Ok(app)
     }
 
     /// Every app, by name.
@@ -93,9 +100,10 @@ impl Admin {
         check_name("app", name)?;
         let store = &self.buckets.apps;
         let cur = current(store, name).await?;
-        if cur.value.is_none() {
+        let Some(entry) = &cur.value else {
             return Err(self.unknown_app(name).await);
-        }
+        };
+        let before = codec::decode::<App>("app", &entry.value).ok();
         let jobs = self.job_names(Some(name)).await?;
         if !jobs.is_empty() {
             let shown: Vec<String> = jobs.iter().take(5).map(|(_, j)| j.clone()).collect();
@@ -116,12 +124,19 @@ impl Admin {
             Expect::Revision(cur.revision),
         );
         match kv::write(&self.nats, w).await {
-            Ok(_) => Ok(()),
-            Err(NatsError::WrongRevision { .. }) => Err(SchedulerError::Conflict(format!(
-                "app `{name}` changed while deleting it: try again"
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(NatsError::WrongRevision { .. }) => {
+                return Err(SchedulerError::Conflict(format!(
+                    "app `{name}` changed while deleting it: try again"
+                )));
+            }
+            Err(e) => return Err(e.into()),
         }
+        let mut change = Change::of_app("app.delete", name, name);
+        if let Some(app) = before {
+            change = change.before(app);
+        }
+        self.record_all(vec![change]).await
     }
 
     /// Pauses (`false`) or resumes (`true`) every schedule of an app.
@@ -132,10 +147,11 @@ impl Admin {
             let Some(v) = kv::get::<App>(store, name, "app").await? else {
                 return Err(self.unknown_app(name).await);
             };
-            let mut app = v.value;
-            if app.enabled == enabled {
-                return Ok(app);
+            let before = v.value;
+            if before.enabled == enabled {
+                return Ok(before);
             }
+            let mut app = before.clone();
             app.enabled = enabled;
             let written = kv::put(
                 &self.nats,
@@ -147,7 +163,14 @@ impl Admin {
             )
             .await;
             match written {
-                Ok(_) => return Ok(app),
+                Ok(_) => {
+                    let action = if enabled { "app.resume" } else { "app.pause" };
+                    let change = Change::of_app(action, name, name)
+                        .before(before)
+                        .after(&app);
+                    self.record_all(vec![change]).await?;
+                    return Ok(app);
+                }
                 Err(NatsError::WrongRevision { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -19,6 +19,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::Admin;
+use super::audit::Change;
 use crate::error::SchedulerError;
 
 /// Most slots one backfill covers.
@@ -155,6 +156,16 @@ impl Admin {
         }
         for ack in acks {
             ack.await.map_err(|e| NatsError::op(op(), e))?;
+        }
+        let queued: Vec<&InstanceId> = out
+            .iter()
+            .filter(|s| s.action == BackfillAction::Queued)
+            .map(|s| &s.instance)
+            .collect();
+        if !queued.is_empty() {
+            let after = serde_json::json!({"from": from, "to": to, "queued": queued});
+            let change = Change::of_app("job.backfill", format!("{app}/{job}"), app).after(after);
+            self.record_all(vec![change]).await?;
         }
         Ok(out)
     }

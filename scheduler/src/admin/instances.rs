@@ -6,6 +6,7 @@ use antares_schemas::instance::{Instance, InstanceSummary};
 use antares_schemas::messages::Control;
 
 use super::Admin;
+use super::audit::Change;
 use crate::error::SchedulerError;
 use crate::store::ListQuery;
 
@@ -69,6 +70,14 @@ impl Admin {
             .map_err(|e| NatsError::op(op(), e))?
             .await
             .map_err(|e| NatsError::op(op(), e))?;
+        let before = serde_json::json!({
+            "job": format!("{}/{}", summary.app, summary.job),
+            "status": summary.status,
+        });
+        let change = Change::of_app("instance.cancel", id.to_string(), &summary.app)
+            .before(before)
+            .after(serde_json::json!({"cancel": "requested"}));
+        self.record_all(vec![change]).await?;
         Ok(summary)
     }
 }

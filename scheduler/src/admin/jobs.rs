@@ -1,14 +1,18 @@
-//! Jobs: apply (create or update), list, get, delete, pause and resume, export.
+//! Jobs: apply (create or update), list, get, delete, pause and resume, export. Every
+//! change is written with its version (see [`super::versions`]) and recorded in the
+//! audit log.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use antares_nats::kv::{self, Expect, Write};
-use antares_nats::{NatsError, codec, now};
+use antares_nats::kv;
+use antares_nats::{codec, now};
 use antares_schemas::Timestamp;
+use antares_schemas::audit::{JobVersion, VersionAction};
 use antares_schemas::names::check_name;
 use antares_schemas::spec::{JobSpec, SpecError, child_cycle, export_toml};
 use futures::future::join_all;
 
+use super::versions::{JobChange, Unwritten};
 use super::{Admin, ApplyAction, ApplyOutcome, RMW_ATTEMPTS, current};
 use crate::error::SchedulerError;
 
@@ -44,11 +48,24 @@ impl Admin {
     /// Creates or updates jobs. All are validated, every app must exist, a one-shot
     /// `at` must lie ahead (unless the stored job has that same `at`), and no cycle of
     /// `children` may form with the stored jobs, before anything is written; a job
-    /// stored with exactly the same spec is left alone.
+    /// stored with exactly the same spec is left alone. Each job written gets a version
+    /// and an audit entry.
     pub async fn apply_jobs(
         &self,
         specs: Vec<JobSpec>,
     ) -> Result<Vec<ApplyOutcome>, SchedulerError> {
+        let applied = self.apply_specs(specs, VersionAction::Apply, None).await?;
+        Ok(applied.into_iter().map(|(outcome, _)| outcome).collect())
+    }
+
+    /// [`Self::apply_jobs`] as `action` (an apply or a rollback): each outcome with the
+    /// version written (none for an unchanged job).
+    pub(crate) async fn apply_specs(
+        &self,
+        specs: Vec<JobSpec>,
+        action: VersionAction,
+        from_version: Option<u64>,
+    ) -> Result<Vec<(ApplyOutcome, Option<JobVersion>)>, SchedulerError> {
         let mut seen = BTreeSet::new();
         for spec in &specs {
             spec.validate().map_err(SchedulerError::Spec)?;
@@ -60,8 +77,8 @@ impl Admin {
             }
         }
         let apps: BTreeSet<&str> = specs.iter().map(|s| s.app.as_str()).collect();
-        for app in apps {
-            self.get_app(app).await?;
+        for found in join_all(apps.into_iter().map(|app| self.get_app(app))).await {
+            found?;
         }
 
         // What is stored now, read all at once.
@@ -73,52 +90,85 @@ impl Admin {
         let stored = join_all(keys.iter().map(|key| current(store, key))).await;
         let now = now();
         let mut plan = Vec::with_capacity(specs.len());
-        for ((spec, key), cur) in specs.into_iter().zip(keys).zip(stored) {
+        for (spec, cur) in specs.into_iter().zip(stored) {
             let cur = cur?;
             let old = cur
                 .value
                 .as_ref()
                 .and_then(|entry| codec::decode::<JobSpec>("job", &entry.value).ok());
             check_at(&spec, old.as_ref(), now)?;
-            let action = match (&cur.value, old) {
+            let outcome = match (&cur.value, &old) {
                 (None, _) => ApplyAction::Created,
-                (Some(_), Some(old)) if old == spec => ApplyAction::Unchanged,
+                (Some(_), Some(old)) if *old == spec => ApplyAction::Unchanged,
                 (Some(_), _) => ApplyAction::Updated,
             };
-            plan.push((spec, key, cur.revision, action));
+            plan.push((
+                outcome,
+                JobChange {
+                    app: spec.app.clone(),
+                    job: spec.name.clone(),
+                    old,
+                    spec_revision: cur.revision,
+                    new: Some(spec),
+                    action,
+                    from_version,
+                },
+            ));
         }
-        let applied: Vec<&JobSpec> = plan.iter().map(|(spec, ..)| spec).collect();
+        let applied: Vec<&JobSpec> = plan.iter().filter_map(|(_, c)| c.new.as_ref()).collect();
         self.check_child_cycles(&applied).await?;
 
+        // Versions and specs of the changed jobs, all pipelined; then their audit.
+        let changes: Vec<JobChange> = plan
+            .iter()
+            .filter(|(outcome, _)| *outcome != ApplyAction::Unchanged)
+            .map(|(_, change)| change.clone())
+            .collect();
+        let mut written = self.write_changes(&changes).await.into_iter();
         let mut out = Vec::with_capacity(plan.len());
-        for (spec, key, revision, action) in plan {
-            if action != ApplyAction::Unchanged {
-                let written = kv::put(
-                    &self.nats,
-                    &store.name,
-                    key,
-                    "job",
-                    &spec,
-                    Expect::Revision(revision),
-                )
-                .await;
-                match written {
-                    Ok(_) => {}
-                    Err(NatsError::WrongRevision { .. }) => {
-                        return Err(SchedulerError::Conflict(format!(
-                            "job {} changed while applying it: apply again",
-                            spec.full_name()
-                        )));
+        let (mut audit, mut raced, mut failed) = (Vec::new(), Vec::new(), None);
+        for (outcome, change) in plan {
+            let version = if outcome == ApplyAction::Unchanged {
+                None
+            } else {
+                match written.next() {
+                    Some(Ok(version)) => {
+                        audit.push(change.audit());
+                        Some(version)
                     }
-                    Err(e) => return Err(e.into()),
+                    Some(Err(Unwritten::Failed(e))) => {
+                        failed.get_or_insert(e);
+                        continue;
+                    }
+                    Some(Err(_)) | None => {
+                        raced.push(format!("{}/{}", change.app, change.job));
+                        continue;
+                    }
                 }
-            }
-            out.push(ApplyOutcome {
-                app: spec.app,
-                job: spec.name,
-                action,
-            });
+            };
+            let outcome = ApplyOutcome {
+                app: change.app,
+                job: change.job,
+                action: outcome,
+            };
+            out.push((outcome, version));
         }
+        let others = match audit.len() {
+            0 => String::new(),
+            n => format!(" ({n} other job(s) were written)"),
+        };
+        let recorded = self.record_all(audit).await;
+        // Applying again is safe: what went in is unchanged the second time.
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !raced.is_empty() {
+            return Err(SchedulerError::Conflict(format!(
+                "{} changed while being applied: look at them again and apply again{others}",
+                raced.join(", ")
+            )));
+        }
+        recorded?;
         Ok(out)
     }
 
@@ -203,24 +253,29 @@ impl Admin {
             .ok_or_else(|| no_such_job(app, job))
     }
 
-    /// Deletes a job. Its running instances go on; its schedule stops.
+    /// Deletes a job (a version without a spec records it). Its running instances go
+    /// on; its schedule stops.
     pub async fn delete_job(&self, app: &str, job: &str) -> Result<(), SchedulerError> {
         check_name("app", app)?;
         check_name("job", job)?;
-        let store = &self.buckets.jobs;
         let key = self.nats.topo.job_key(app, job);
-        let cur = current(store, &key).await?;
-        if cur.value.is_none() {
+        let cur = current(&self.buckets.jobs, &key).await?;
+        let Some(entry) = &cur.value else {
             return Err(no_such_job(app, job));
-        }
-        let w = Write::delete(&store.name, key, Expect::Revision(cur.revision));
-        match kv::write(&self.nats, w).await {
-            Ok(_) => Ok(()),
-            Err(NatsError::WrongRevision { .. }) => Err(SchedulerError::Conflict(format!(
-                "job `{app}/{job}` changed while deleting it: try again"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        };
+        let change = JobChange {
+            app: app.to_string(),
+            job: job.to_string(),
+            old: codec::decode::<JobSpec>("job", &entry.value).ok(),
+            spec_revision: cur.revision,
+            new: None,
+            action: VersionAction::Delete,
+            from_version: None,
+        };
+        self.write_change(&change)
+            .await
+            .map_err(|e| e.into_error(app, job, "deleting it"))?;
+        self.record_all(vec![change.audit()]).await
     }
 
     /// Pauses (`false`) or resumes (`true`) a job's schedule; explicit triggers still run.
@@ -234,28 +289,37 @@ impl Admin {
         check_name("job", job)?;
         let store = &self.buckets.jobs;
         let key = self.nats.topo.job_key(app, job);
+        let (action, doing) = if enabled {
+            (VersionAction::Resume, "resuming it")
+        } else {
+            (VersionAction::Pause, "pausing it")
+        };
         for _ in 0..RMW_ATTEMPTS {
             let Some(v) = kv::get::<JobSpec>(store, &key, "job").await? else {
                 return Err(no_such_job(app, job));
             };
-            let mut spec = v.value;
-            if spec.enabled == enabled {
-                return Ok(spec);
+            if v.value.enabled == enabled {
+                return Ok(v.value);
             }
+            let mut spec = v.value.clone();
             spec.enabled = enabled;
-            let written = kv::put(
-                &self.nats,
-                &store.name,
-                key.clone(),
-                "job",
-                &spec,
-                Expect::Revision(v.revision),
-            )
-            .await;
-            match written {
-                Ok(_) => return Ok(spec),
-                Err(NatsError::WrongRevision { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            let change = JobChange {
+                app: app.to_string(),
+                job: job.to_string(),
+                old: Some(v.value),
+                spec_revision: v.revision,
+                new: Some(spec.clone()),
+                action,
+                from_version: None,
+            };
+            match self.write_change(&change).await {
+                Ok(_) => {
+                    self.record_all(vec![change.audit()]).await?;
+                    return Ok(spec);
+                }
+                // Nothing was written: read again and retry.
+                Err(Unwritten::Raced) => continue,
+                Err(e) => return Err(e.into_error(app, job, doing)),
             }
         }
         Err(SchedulerError::Conflict(format!(

@@ -12,6 +12,7 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 
 use super::Admin;
+use super::audit::Change;
 use crate::error::SchedulerError;
 
 /// How often `wait_instance` looks at the store in case an event was missed (events
@@ -89,6 +90,12 @@ impl Admin {
             .map_err(|e| NatsError::op(op(), e))?
             .await
             .map_err(|e| NatsError::op(op(), e))?;
+        let mut after = serde_json::to_value(req).unwrap_or_default();
+        if let Some(fields) = after.as_object_mut() {
+            fields.insert("instance".to_string(), serde_json::json!(id));
+        }
+        let change = Change::of_app("job.trigger", format!("{app}/{job}"), app).after(after);
+        self.record_all(vec![change]).await?;
         Ok(Triggered::Queued(id))
     }
 

@@ -1,0 +1,9 @@
+//! The console against a real nats-server: its API over HTTP, logins, roles, live
+//! streams and the web app's files.
+
+mod access;
+mod assets;
+mod endpoints;
+mod live;
+mod start;
+mod support;
