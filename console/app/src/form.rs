@@ -369,6 +369,16 @@ pub fn owner(field: &str) -> Option<&'static str> {
         .copied()
 }
 
+/// What to show next to a field: the message without the `job ...: field `...`: ` it
+/// starts with when it comes from the server (the place says that already).
+pub fn field_message(message: &str, field: &str) -> String {
+    let marker = format!("field `{field}`: ");
+    match message.find(&marker) {
+        Some(at) => message[at + marker.len()..].to_string(),
+        None => message.to_string(),
+    }
+}
+
 fn whole(field: &str, v: &str) -> Result<u32, FieldError> {
     v.trim()
         .parse()
@@ -443,6 +453,21 @@ mod tests {
         let spec = form.to_spec("a", &json).expect("a spec");
         assert_eq!(spec["script"]["lang"], "shell");
         assert!(spec.get("command").is_none());
+    }
+
+    #[test]
+    fn a_message_next_to_its_field_does_not_repeat_the_field() {
+        assert_eq!(
+            field_message(
+                "job a/b: field `schedule.cron`: minute `61` out of range 0-59",
+                "schedule.cron"
+            ),
+            "minute `61` out of range 0-59"
+        );
+        assert_eq!(
+            field_message("is not a whole number", "shards"),
+            "is not a whole number"
+        );
     }
 
     #[test]

@@ -83,6 +83,11 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
     let is_new = existing.is_none();
 
     let preview = cron_preview(form);
+    // A refusal is about what was sent: editing clears it.
+    Effect::new(move |_| {
+        form.track();
+        error.set(None);
+    });
     // Shown as stored: not editable yet.
     let workers = list_text(&base, &["workers"]).unwrap_or_default();
     let emails = list_text(&base, &["alarm", "emails"]).unwrap_or_default();
@@ -141,7 +146,10 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
     let summary = move || {
         error.get().map(|e| {
             let text = if form::owner(&e.field).is_some() {
-                format!("Not saved: {} (see the field marked below).", e.message)
+                format!(
+                    "Not saved: the field `{}` is refused (marked below).",
+                    e.field
+                )
             } else {
                 format!("Not saved: {}", e.message)
             };
@@ -210,14 +218,13 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
                     <Field label="Cron" id="schedule-cron" field="schedule.cron" error note="5 fields (Unix), 6–7 (Quartz, with seconds), or @daily, @hourly, …">
                         {text(form, "schedule-cron", |f| f.cron.clone(), |f, v| f.cron = v)}
                     </Field>
-                    <Field label="Time zone" id="schedule-tz" field="schedule.tz" error note="IANA name like Europe/Paris; empty for UTC.">
-                        {text(form, "schedule-tz", |f| f.tz.clone(), |f, v| f.tz = v)}
-                    </Field>
                     <div class="preview" data-test="cron-preview">
                         {move || match preview.get() {
                             Preview::Idle => view! { <p class="muted">"Type a cron expression to see its next fires."</p> }.into_any(),
                             Preview::Loading => view! { <p class="muted">"Computing the next fires…"</p> }.into_any(),
-                            Preview::Error(e) => view! { <p class="field-error" data-test="cron-preview-error">{e}</p> }.into_any(),
+                            Preview::Error(e) => view! {
+                                <p class="field-error" data-test="cron-preview-error">{format!("Preview: {e}")}</p>
+                            }.into_any(),
                             Preview::Times(times) => {
                                 let items = times
                                     .into_iter()
@@ -231,6 +238,9 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
                             }
                         }}
                     </div>
+                    <Field label="Time zone" id="schedule-tz" field="schedule.tz" error note="IANA name like Europe/Paris; empty for UTC.">
+                        {text(form, "schedule-tz", |f| f.tz.clone(), |f, v| f.tz = v)}
+                    </Field>
                 </Show>
                 <Show when=move || schedule() == ScheduleKind::Every>
                     <Field label="Every" id="schedule-every" field="schedule.every" error note="A duration like 30s, 5m or 1h; aligned to the Unix epoch.">
@@ -477,7 +487,7 @@ fn Field(
         error.with(|e| {
             e.as_ref()
                 .filter(|e| form::owner(&e.field) == Some(field))
-                .map(|e| e.message.clone())
+                .map(|e| form::field_message(&e.message, &e.field))
         })
     };
     view! {
