@@ -1,8 +1,11 @@
 // The console in a real browser against the real system (see harness.mjs): log in;
 // create an app and a script job through the form; see a bad cron refused next to its
 // field; run the job and watch its instance succeed; see its output in the live logs;
-// pause it; roll back a version; log out. Screenshots of the main pages go to
-// docs/screenshots/.
+// pause it; roll back a version; make a token and a user; log out.
+//
+// Screenshots of the main pages go to target/screenshots/, or to the folder
+// ANTARES_SCREENSHOTS names: `ANTARES_SCREENSHOTS=docs/screenshots node --test
+// tests/browser` refreshes the ones in the docs.
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -13,7 +16,7 @@ import { DEV_LOGIN, ROOT, System } from './harness.mjs';
 const APP = 'shop';
 const JOB = 'report';
 const MARKER = 'hello from the browser test';
-const SHOTS = path.join(ROOT, 'docs/screenshots');
+const SHOTS = path.resolve(ROOT, process.env.ANTARES_SCREENSHOTS || 'target/screenshots');
 const WAIT = 20_000;
 
 let system;
@@ -155,6 +158,27 @@ test('the main pages render (screenshots)', async () => {
     await page.locator(dashboard).waitFor();
     await shot('dashboard-phone');
     await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+test('an API token shows its secret once; a user is added; the audit log has the changes', async () => {
+    await t('nav-tokens').click();
+    await t('new-token-name').fill('ci');
+    await t('new-token-role').selectOption('operator');
+    await t('new-token-submit').click();
+    const secret = await t('token-secret-value').textContent();
+    assert.match(secret, /^\S+\.\S+$/);
+    await page.locator('[data-test="token-row"][data-token="ci"]').waitFor();
+
+    await t('nav-users').click();
+    await t('new-user-name').fill('viewer1');
+    await t('new-user-password').fill('a long password');
+    await t('new-user-apps').fill(APP);
+    await t('new-user-submit').click();
+    await page.locator('[data-test="user-row"][data-user="viewer1"]', { hasText: 'viewer' }).waitFor();
+
+    await t('nav-audit').click();
+    await page.locator('[data-test="audit-row"]', { hasText: 'user.' }).first().waitFor();
+    await page.locator('[data-test="audit-row"]', { hasText: 'job.rollback' }).first().waitFor();
 });
 
 test('logging out ends the session', async () => {

@@ -23,6 +23,7 @@ const CHROMIUM = process.env.ANTARES_CHROMIUM || '/usr/bin/chromium';
 const ANTARES = process.env.ANTARES_BIN || path.join(ROOT, 'target/debug/antares');
 const NATS_SERVER = process.env.ANTARES_NATS_SERVER || path.join(ROOT, '.tools/bin/nats-server');
 const DIST = path.join(ROOT, 'console/dist/index.html');
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 /** Waits until `check()` returns something truthy, polling every 100 ms, at most `ms`. */
 export async function until(what, ms, check) {
@@ -75,8 +76,16 @@ export class System {
     constructor() {
         this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'antares-browser-'));
         this.procs = [];
+        // Whatever ends this process ends what it started: an exit, or a signal (the test
+        // runner stopping it, Ctrl-C).
         this.onExit = () => this.killAll('SIGKILL');
+        this.onSignal = (signal) => {
+            this.killAll('SIGKILL');
+            fs.rmSync(this.dir, { recursive: true, force: true });
+            process.exit(128 + (os.constants.signals[signal] ?? 1));
+        };
         process.on('exit', this.onExit);
+        for (const s of SIGNALS) process.on(s, this.onSignal);
     }
 
     start(name, cmd, args, env = {}) {
@@ -177,6 +186,7 @@ export class System {
         // The newest first: the workers and the console before the NATS they talk to.
         for (const p of [...this.procs].reverse()) await System.stopOne(p);
         process.off('exit', this.onExit);
+        for (const s of SIGNALS) process.off(s, this.onSignal);
         fs.rmSync(this.dir, { recursive: true, force: true });
     }
 }
