@@ -50,6 +50,10 @@ use state::{Shared, State as ConsoleState};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:22111";
 /// The default session lifetime.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// The shortest session lifetime accepted.
+pub const MIN_SESSION_TTL: Duration = Duration::from_secs(60);
+/// The longest session lifetime accepted.
+pub const MAX_SESSION_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// The default name of the first admin.
 pub const DEFAULT_ADMIN: &str = "admin";
 
@@ -95,10 +99,11 @@ impl Console {
     /// log in: the configured one is created or reset, or, with no password configured,
     /// some admin of every app must exist already ([`ConsoleError::NoAdmin`] otherwise).
     pub async fn open(nats: &Nats, options: ConsoleOptions) -> Result<Self, ConsoleError> {
-        if options.session_ttl < Duration::from_secs(60) {
+        let ttl = options.session_ttl;
+        if !(MIN_SESSION_TTL..=MAX_SESSION_TTL).contains(&ttl) {
             return Err(ConsoleError::Config(format!(
-                "session_ttl: {:?} is too short for a login: give at least 1m",
-                options.session_ttl
+                "session_ttl: {}s is not a login's lifetime: give 1m to 30d",
+                ttl.as_secs()
             )));
         }
         let buckets = nats.buckets().await?;

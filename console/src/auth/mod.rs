@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::state::Shared;
 
 pub mod password;
+pub mod secrets;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;

@@ -31,6 +31,12 @@ pub struct Throttle {
     seen: Mutex<HashMap<(String, Option<IpAddr>), Failures>>,
 }
 
+/// The key of a pair: the user name as typed, cut to the longest valid name (a login
+/// may send any text as its user name; the memory kept per pair stays small).
+fn key(user: &str, ip: Option<IpAddr>) -> (String, Option<IpAddr>) {
+    (antares_schemas::limits::cap(user, 64), ip)
+}
+
 impl Throttle {
     /// `Err(wait)` while the pair is locked.
     pub fn check(&self, user: &str, ip: Option<IpAddr>) -> Result<(), Duration> {
@@ -39,7 +45,7 @@ impl Throttle {
 
     fn check_at(&self, user: &str, ip: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(&(user.to_string(), ip)) {
+        match seen.get(&key(user, ip)) {
             Some(f) if f.count >= MAX_FAILURES => {
                 let until = f.last + LOCK;
                 if until > now {
@@ -70,7 +76,7 @@ impl Throttle {
                 seen.remove(&oldest);
             }
         }
-        let f = seen.entry((user.to_string(), ip)).or_insert(Failures {
+        let f = seen.entry(key(user, ip)).or_insert(Failures {
             count: 0,
             last: now,
         });
@@ -86,7 +92,7 @@ impl Throttle {
     /// Forgets the failures of a pair that logged in.
     pub fn succeeded(&self, user: &str, ip: Option<IpAddr>) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.remove(&(user.to_string(), ip));
+        seen.remove(&key(user, ip));
     }
 }
 

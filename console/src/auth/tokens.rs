@@ -10,7 +10,7 @@ use async_nats::jetstream::kv::Store;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::sessions::{hex, is_hex_id, random_hex};
+use super::secrets::{hex, is_hex_id, random_hex};
 use crate::error::ApiError;
 
 /// Hex digits of a token id.
