@@ -1,5 +1,5 @@
-//! What operators do: apps, jobs, triggers and backfills, cancels, queries, logs and the
-//! cluster view.
+//! What operators do: apps, jobs, triggers and backfills, cancels, queries, logs, the
+//! cluster view, and the dashboard's numbers.
 //!
 //! [`Admin`] is what the CLI and the console's HTTP API call. It needs NATS and the
 //! provisioned buckets, never a running scheduler: a trigger or a cancel is a durable
@@ -26,12 +26,14 @@ mod cluster;
 mod instances;
 mod jobs;
 mod logs;
+mod stats;
 mod triggers;
 mod versions;
 
 pub use backfill::{BackfillAction, BackfillSlot, MAX_BACKFILL_SLOTS};
 pub use cluster::{MAX_PREVIEW, cron_next};
 pub use logs::LogLines;
+pub use stats::{MAX_STATS_DAYS, last_days};
 pub use triggers::Triggered;
 
 /// How many times a read-modify-write is retried when someone else wrote in between.

@@ -331,7 +331,8 @@ impl Topology {
     }
 
     /// Pages of ended instances, newest last, per scope (see [`IndexScope`]): key
-    /// `<scope>.head` holds the number of the page being filled, `<scope>.<n>` page `n`.
+    /// `<scope>.head` holds the number of the page being filled, `<scope>.<n>` page `n`,
+    /// `<scope>.<n>.<m>` the late pages of page `n`.
     pub fn index_bucket(&self) -> String {
         self.bucket("index")
     }
@@ -343,17 +344,27 @@ impl Topology {
     pub fn index_page_key(&self, scope: &IndexScope, n: u64) -> String {
         format!("{}.{n}", scope.key())
     }
+    /// Key of late page `m` (from 1) of page `n`: instances that ended after page `n`
+    /// was full, whose ids fall in its range.
+    pub fn index_late_key(&self, scope: &IndexScope, n: u64, m: u64) -> String {
+        format!("{}.{n}.{m}", scope.key())
+    }
 
     /// Each job's last ended instance, key `<app>.<job>`.
     pub fn jobstate_bucket(&self) -> String {
         self.bucket("jobstate")
+    }
+    /// Key of a job's last state (`*` in either part makes a filter).
+    pub fn jobstate_key(&self, app: &str, job: &str) -> String {
+        format!("{app}.{job}")
     }
 
     /// Instance counts per day (UTC) and app, key `<yyyymmdd>.<app>`.
     pub fn stats_bucket(&self) -> String {
         self.bucket("stats")
     }
-    /// Key of one app's counts of one day (`day` as `yyyymmdd`).
+    /// Key of one app's counts of one day (`day` as `yyyymmdd`; app `*` makes a filter of
+    /// the day).
     pub fn stats_key(&self, day: u32, app: &str) -> String {
         format!("{day}.{app}")
     }

@@ -26,7 +26,7 @@ pub enum InstanceCommand {
         /// Only this status: pending, running, success, failed, cancelled, timed_out, skipped
         #[arg(long)]
         status: Option<InstanceStatus>,
-        /// At most this many
+        /// At most this many (1 to 1000; page on with --before)
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: usize,
         /// Only instances older than this one (the last id of the previous page)

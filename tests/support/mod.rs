@@ -404,19 +404,28 @@ impl Env {
         .map_err(anyhow::Error::msg)
     }
 
-    /// Every instance of a job (up to 10,000), newest first.
+    /// Every instance of a job, newest first (page after page).
     pub async fn all_instances(
         &self,
         app: &str,
         job: &str,
     ) -> anyhow::Result<Vec<InstanceSummary>> {
-        let q = ListQuery {
-            app: Some(app.to_string()),
-            job: Some(job.to_string()),
-            limit: 10_000,
-            ..ListQuery::default()
-        };
-        Ok(self.admin.list_instances(&q).await?)
+        let mut all: Vec<InstanceSummary> = Vec::new();
+        loop {
+            let q = ListQuery {
+                app: Some(app.to_string()),
+                job: Some(job.to_string()),
+                limit: antares_schemas::limits::MAX_LIST_LIMIT,
+                before: all.last().map(|s| s.id),
+                ..ListQuery::default()
+            };
+            let page = self.admin.list_instances(&q).await?;
+            let done = page.len() < q.limit;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     /// Waits until the results stream is empty (every report stored so far has been

@@ -29,6 +29,13 @@ impl Admin {
         if let Some(job) = &q.job {
             antares_schemas::names::check_name("job", job)?;
         }
+        let max = antares_schemas::limits::MAX_LIST_LIMIT;
+        if q.limit == 0 || q.limit > max {
+            return Err(SchedulerError::Invalid(format!(
+                "limit {}: a page holds 1 to {max} instances; page on with `before` (the last id of the previous page)",
+                q.limit
+            )));
+        }
         Ok(self.store.list(q).await?)
     }
 

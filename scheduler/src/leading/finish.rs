@@ -7,6 +7,14 @@
 //! past `job apply`), as is a child job that does not exist: both with a
 //! `trigger_rejected` event saying so. If a step fails (NATS unreachable) the instance
 //! stays where it is and the maintenance tick tries again.
+//!
+//! The moves themselves go in batches ([`crate::store::archive`]): every instance that
+//! ended since the last batch went, at most [`ARCHIVE_BATCH`], in one task beside the
+//! loop, so the loop stays responsive while it writes history, the index, job states and
+//! counts. One batch runs at a time; what ends meanwhile waits for the next. An instance
+//! in a batch has left `live`; one whose move failed comes back with how far it got and
+//! is tried again after a backoff. The instances waiting are live instances, so what
+//! waits is bounded by what the leader holds anyway.
 
 use std::time::Duration;
 
@@ -21,10 +29,21 @@ use tokio::time::Instant;
 use super::Leading;
 use super::launch::Created;
 use crate::events;
+use crate::store::{Progress, Stored};
+
+/// Ended instances moved to history in one batch, at most.
+pub(super) const ARCHIVE_BATCH: usize = 512;
+
+/// The outcome of a batch: each instance, how far its move got, and whether it is done.
+pub(super) type Archived = Vec<(Stored, Progress, Result<(), NatsError>)>;
 
 impl Leading {
     /// Finishes an ended instance: children, history, the next waiting instance.
     pub(super) async fn finish(&mut self, id: InstanceId) {
+        if self.ending.contains_key(&id) {
+            // Done with but for its move, which a batch makes.
+            return;
+        }
         let Some(stored) = self.live.get(&id) else {
             return;
         };
@@ -42,15 +61,67 @@ impl Leading {
             self.finish_later(id, &format!("children not fired yet: {e}"));
             return;
         }
-        let Some(stored) = self.live.get(&id) else {
+        if self.live.contains_key(&id) {
+            self.unfinished.remove(&id);
+            self.ending.insert(id, Progress::default());
+        }
+    }
+
+    /// Starts a batch of moves to history in the background, unless one runs: the ended
+    /// instances whose backoff (after a failed move) is over.
+    pub(super) fn start_archive(&mut self) {
+        if !self.archiving.is_empty() || self.ending.is_empty() || !self.leading() {
             return;
-        };
-        match self.store.archive(stored).await {
-            Ok(()) => {
-                self.live.remove(&id);
-                self.unfinished.remove(&id);
+        }
+        let due: Vec<(InstanceId, Progress)> = self
+            .ending
+            .iter()
+            .filter(|(id, _)| self.finish_due(id))
+            .take(ARCHIVE_BATCH)
+            .map(|(id, p)| (*id, *p))
+            .collect();
+        let mut batch = Vec::with_capacity(due.len());
+        for (id, progress) in due {
+            match self.live.remove(&id) {
+                Some(stored) => batch.push((stored, progress)),
+                None => {
+                    self.ending.remove(&id);
+                }
             }
-            Err(e) => self.finish_later(id, &format!("not moved to history yet: {e}")),
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        self.archiving.spawn(async move {
+            let mut refs: Vec<(&Stored, Progress)> = batch.iter().map(|(s, p)| (s, *p)).collect();
+            let results = store.archive_many(&mut refs).await;
+            let progress: Vec<Progress> = refs.into_iter().map(|(_, p)| p).collect();
+            batch
+                .into_iter()
+                .zip(progress)
+                .zip(results)
+                .map(|(((stored, _), p), res)| (stored, p, res))
+                .collect()
+        });
+    }
+
+    /// Takes in a finished batch: moved instances are done with; the others come back to
+    /// `live` with how far they got, and are tried again after a backoff.
+    pub(super) fn on_archived(&mut self, done: Archived) {
+        for (stored, progress, res) in done {
+            let id = stored.instance.summary.id;
+            match res {
+                Ok(()) => {
+                    self.ending.remove(&id);
+                    self.unfinished.remove(&id);
+                }
+                Err(e) => {
+                    self.ending.insert(id, progress);
+                    self.live.insert(id, stored);
+                    self.finish_later(id, &format!("not moved to history yet: {e}"));
+                }
+            }
         }
     }
 

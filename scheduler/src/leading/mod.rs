@@ -12,7 +12,7 @@
 //! the state machine asks), and the maintenance steps `recover` (taking over what a
 //! previous leader left), `rescue` (retries due, attempts past their timeout, shards of
 //! lost workers, publications to retry) and `finish` (children, moving ended instances
-//! to history, admitting the next waiting instance).
+//! to history in batches beside the loop, admitting the next waiting instance).
 //!
 //! Leading ends with a [`Stop`]: the one way to say why. It ends as soon as the loop sees
 //! that its lease lapsed, even for a moment or only by the lease's term: whatever it
@@ -36,7 +36,8 @@ use crate::firing::Timers;
 use crate::jobs::{self, Catalog, Change};
 use crate::leader::Leadership;
 use crate::overlap::Runs;
-use crate::store::{InstanceStore, Stored};
+use crate::store::{InstanceStore, Progress, Stored};
+use finish::Archived;
 use launch::{Published, Republish};
 
 mod effects;
@@ -97,6 +98,11 @@ pub(crate) struct Leading {
     stops_again: Vec<(tokio::time::Instant, String, bytes::Bytes)>,
     /// Ended instances whose finish failed: tries so far and when to try again.
     unfinished: HashMap<InstanceId, (u32, tokio::time::Instant)>,
+    /// Ended instances whose children fired, waiting for their move to history, with
+    /// how far an earlier try got.
+    ending: HashMap<InstanceId, Progress>,
+    /// The batch of moves to history running (one at a time).
+    archiving: JoinSet<Archived>,
     leadership: watch::Receiver<Leadership>,
     /// The lease term this round leads in.
     term: u64,
@@ -134,6 +140,8 @@ impl Leading {
             publishes: JoinSet::new(),
             republish: Vec::new(),
             unfinished: HashMap::new(),
+            ending: HashMap::new(),
+            archiving: JoinSet::new(),
             stops_again: Vec::new(),
             leadership,
             term,
@@ -229,6 +237,7 @@ impl Leading {
             .map_err(|e| NatsError::op("pull results", e))?
             .ready_chunks(self.results_batch);
         tracing::info!("leading: schedules planned, consuming triggers and results");
+        self.start_archive();
 
         // Reports wait up to RESULTS_LINGER (or until a full batch) so that one round of
         // KV writes covers many of them.
@@ -288,6 +297,12 @@ impl Leading {
                     flush_at = None;
                     self.on_results(std::mem::take(&mut pending)).await;
                 }
+                Some(done) = self.archiving.join_next(), if !self.archiving.is_empty() => {
+                    match done {
+                        Ok(done) => self.on_archived(done),
+                        Err(e) => break Stop::Broken(format!("a move to history failed: {e}")),
+                    }
+                }
                 _ = tick.tick() => self.maintain().await,
                 msg = triggers.next() => match msg {
                     Some(Ok(m)) => self.on_trigger(m).await,
@@ -304,6 +319,8 @@ impl Leading {
             if !self.lease_held() {
                 break Stop::LeaseLost;
             }
+            // What ended in this turn moves to history in one batch.
+            self.start_archive();
         };
         // Reports held for the next batch go back at once, for whoever leads next.
         for msg in pending {
@@ -311,6 +328,9 @@ impl Leading {
         }
         watchers.abort_all();
         self.publishes.abort_all();
+        // A batch cut short leaves its instances in the instances bucket: the next round
+        // loads them and moves them again.
+        self.archiving.abort_all();
         Ok(stop)
     }
 }

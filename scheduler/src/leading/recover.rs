@@ -30,6 +30,7 @@ impl Leading {
         self.live.clear();
         self.runs.clear();
         self.retries.clear();
+        self.ending.clear();
         let mut ended = Vec::new();
         let mut jobs = BTreeSet::new();
         let mut loaded = Vec::new();

@@ -44,7 +44,11 @@ impl Leading {
         let ended: Vec<InstanceId> = self
             .live
             .iter()
-            .filter(|(id, s)| s.instance.summary.status.is_final() && self.finish_due(id))
+            .filter(|(id, s)| {
+                s.instance.summary.status.is_final()
+                    && !self.ending.contains_key(*id)
+                    && self.finish_due(id)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in ended {

@@ -11,7 +11,10 @@
 //! instances and the summary is created with "must not exist", so a fire or a
 //! redelivered trigger can never make two instances; the summary carries the shard
 //! params while `pending`, so a scheduler that takes over can finish creating it from
-//! the summary alone. `query` holds what operators ask (listings).
+//! the summary alone. Ended instances move to history in batches ([`archive`]), with
+//! what is kept beside it so that nothing needs to scan history: the history index
+//! ([`index`]), each job's last state ([`jobstate`]) and daily counts ([`stats`]).
+//! `query` holds what operators ask (listings), reading the index.
 
 use std::collections::BTreeSet;
 
@@ -21,12 +24,18 @@ use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, InstanceSummary, ShardRecord};
 use antares_schemas::topology::{SHARD_CHUNK, chunk_count, chunk_of};
 
+pub mod archive;
+pub(crate) mod index;
+pub mod jobstate;
 mod query;
+pub mod stats;
+mod update;
 mod write;
 
+pub use archive::Progress;
 use async_nats::jetstream::kv::Store;
 use futures::future::join_all;
-pub use query::ListQuery;
+pub use query::{ListCost, ListQuery};
 
 /// A running instance with the revisions of its keys.
 #[derive(Clone, Debug)]
@@ -76,6 +85,11 @@ pub struct InstanceStore {
     live: Store,
     history: Store,
     claims: Store,
+    index: Store,
+    jobstate: Store,
+    stats: Store,
+    /// How often an index scope's head is written again (see [`index`]).
+    touch_after_ms: i64,
 }
 
 /// Creating an instance found it already there.
@@ -99,13 +113,34 @@ fn chunk_slice(shards: &[ShardRecord], chunk: u32) -> &[ShardRecord] {
 }
 
 impl InstanceStore {
-    /// Opens both buckets.
+    /// Opens its buckets (all at once).
     pub async fn open(nats: &Nats) -> Result<Self, NatsError> {
+        let t = &nats.topo;
+        let names = [
+            t.instances_bucket(),
+            t.history_bucket(),
+            t.claims_bucket(),
+            t.index_bucket(),
+            t.jobstate_bucket(),
+            t.stats_bucket(),
+        ];
+        let opened = join_all(names.iter().map(|n| nats.bucket(n)))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<Store>, NatsError>>()?;
+        let [live, history, claims, index, jobstate, stats]: [Store; 6] = opened
+            .try_into()
+            .map_err(|_| NatsError::Config("a bucket handle is missing".into()))?;
+        let retention = index.stream.cached_info().config.max_age;
         Ok(Self {
             nats: nats.clone(),
-            live: nats.bucket(&nats.topo.instances_bucket()).await?,
-            history: nats.bucket(&nats.topo.history_bucket()).await?,
-            claims: nats.bucket(&nats.topo.claims_bucket()).await?,
+            live,
+            history,
+            claims,
+            index,
+            jobstate,
+            stats,
+            touch_after_ms: index::touch_after_ms(retention),
         })
     }
 
@@ -266,5 +301,40 @@ impl InstanceStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// What unit tests of the store's pure parts build on.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use antares_schemas::instance::{
+        Instance, InstanceStatus, InstanceSummary, NewInstance, TriggerKind,
+    };
+    use antares_schemas::messages::Execution;
+    use antares_schemas::{InstanceId, Timestamp};
+
+    /// A summary of `shop/sweep` with this status.
+    pub fn summary(status: InstanceStatus) -> InstanceSummary {
+        let at = Timestamp(1_800_000_000_000);
+        let mut s = Instance::create(NewInstance {
+            id: InstanceId::for_fire("shop", "sweep", at),
+            app: "shop".into(),
+            job: "sweep".into(),
+            trigger: TriggerKind::Cron,
+            scheduled_at: at,
+            params: String::new(),
+            exec: Execution::Plugin {
+                handler: "noop".into(),
+            },
+            timeout_ms: 0,
+            shard_params: vec![String::new()],
+            retry: Default::default(),
+            parent: None,
+            depth: 0,
+            key: None,
+        })
+        .summary;
+        s.status = status;
+        s
     }
 }

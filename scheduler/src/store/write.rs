@@ -1,5 +1,5 @@
-//! The leader's writes: claiming and creating instances, saving what changed, moving
-//! ended ones to history.
+//! The leader's writes: claiming and creating instances, saving what changed (moving
+//! ended ones to history is [`super::archive`]).
 
 use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{NatsError, codec};
@@ -253,48 +253,5 @@ impl InstanceStore {
     pub async fn save(&self, stored: &mut Stored, dirty: Dirty) -> Result<(), NatsError> {
         let mut batch = [(stored, dirty)];
         self.save_many(&mut batch).await.pop().unwrap_or(Ok(()))
-    }
-
-    /// Moves an ended instance to history: written there first, then purged here, so a
-    /// crash in between leaves it in both places (and the next leader finishes the move)
-    /// rather than in neither.
-    pub async fn archive(&self, stored: &Stored) -> Result<(), NatsError> {
-        let s = &stored.instance.summary;
-        let hist = &self.history.name;
-        let mut writes = Vec::new();
-        for c in 0..chunk_count(s.shard_total) {
-            let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
-            writes.push(Write::put(hist, self.chunk_key(s, c), value, Expect::Any));
-        }
-        writes.push(Write::put(
-            hist,
-            self.summary_key(s),
-            codec::encode("instance", s)?,
-            Expect::Any,
-        ));
-        // The id's claim is written again, so it lasts as long as the history entry
-        // (both expire after the history retention from now), however long it ran.
-        writes.push(Write::put(
-            &self.claims.name,
-            self.nats.topo.instance_claim_key(&s.app, &s.job, &s.id),
-            bytes::Bytes::from(s.id.to_string()),
-            Expect::Any,
-        ));
-        for r in kv::write_all(&self.nats, writes).await {
-            r?;
-        }
-        let live = &self.live.name;
-        let ttl = std::time::Duration::from_secs(60);
-        // Chunks first, summary last: a reader that still finds the summary but not all
-        // chunks knows to look in history.
-        let mut purges = Vec::new();
-        for c in 0..chunk_count(s.shard_total) {
-            purges.push(Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl));
-        }
-        purges.push(Write::purge(live, self.summary_key(s)).with_ttl(ttl));
-        for r in kv::write_all(&self.nats, purges).await {
-            r?;
-        }
-        Ok(())
     }
 }
