@@ -54,11 +54,16 @@ impl Admin {
         let topo = &self.nats.topo;
         let b = &self.buckets;
         let calendar = last_days(now(), days);
-        let reads =
-            futures::stream::iter(calendar.iter().map(|(day, _)| topo.stats_key(*day, "*")))
-                .map(|filter| async move { kv::scan(&self.nats, &b.stats, &filter, false).await })
-                .buffered(CONCURRENT_DAYS)
-                .collect::<Vec<_>>();
+        // Keys first: a stream over a borrowing iterator would make this future not `Send`
+        // for every lifetime, which a server handler needs.
+        let filters: Vec<String> = calendar
+            .iter()
+            .map(|(day, _)| topo.stats_key(*day, "*"))
+            .collect();
+        let reads = futures::stream::iter(filters)
+            .map(|filter| async move { kv::scan(&self.nats, &b.stats, &filter, false).await })
+            .buffered(CONCURRENT_DAYS)
+            .collect::<Vec<_>>();
         let summaries = topo.instance_summaries_filter(None, None);
         let running = kv::scan(&self.nats, &b.instances, &summaries, true);
         let workers = kv::scan(&self.nats, &b.workers, ">", true);
