@@ -63,7 +63,7 @@ pub fn DayChart(days: Vec<DayStats>) -> impl IntoView {
                 }
             });
             view! {
-                <g class="day" data-day=bar.day.clone()>
+                <g class="day" data-test="day-bar" data-day=bar.day.clone()>
                     <title>{title}</title>
                     {segments}
                     {label}
