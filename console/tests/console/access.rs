@@ -247,7 +247,10 @@ async fn a_viewer_reads_but_cannot_run_or_change() -> anyhow::Result<()> {
         .filter_map(|u| u["name"].as_str())
         .collect();
     assert_eq!(names, ["admin", "vera"]);
-    assert!(!users.to_string().contains("argon2"), "no hash is shown: {users}");
+    assert!(
+        !users.to_string().contains("argon2"),
+        "no hash is shown: {users}"
+    );
     let vera = s.login("vera", "vera-password").await?;
     let apps = vera.expect("/api/apps", StatusCode::OK).await?;
     assert_eq!(apps.as_array().map(Vec::len), Some(2), "{apps}");
