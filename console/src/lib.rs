@@ -36,7 +36,6 @@ mod auth;
 mod error;
 mod extract;
 mod metrics;
-mod pending;
 mod state;
 
 pub use assets::Assets;

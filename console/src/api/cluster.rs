@@ -11,8 +11,6 @@ use super::number;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
-#[allow(unused_imports)]
-use crate::pending::Pending as _;
 
 /// Most days of counts one request asks for.
 pub const MAX_DAYS: u32 = 366;

@@ -20,8 +20,6 @@ use serde::Serialize;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, RawBody};
-#[allow(unused_imports)]
-use crate::pending::Pending as _;
 
 /// The jobs of an app.
 pub async fn list(

@@ -54,8 +54,9 @@ impl Admin {
         let topo = &self.nats.topo;
         let b = &self.buckets;
         let calendar = last_days(now(), days);
-        // Keys first: a stream over a borrowing iterator would make this future not `Send`
-        // for every lifetime, which a server handler needs.
+        // The filters are collected first: a lazy iterator over the borrowed calendar held
+        // across the awaits makes this future not provably `Send` (a rustc limit with
+        // higher-ranked lifetimes), and the console's handlers need it to be.
         let filters: Vec<String> = calendar
             .iter()
             .map(|(day, _)| topo.stats_key(*day, "*"))
