@@ -18,8 +18,7 @@ async fn no_capable_worker_is_said_at_once_and_a_capable_one_runs_it() -> anyhow
         "app = \"shop\"\nname = \"report\"\nhandler = \"report\"\n",
     )
     .await?;
-    // No worker of the app yet (a worker without the plugin would still take the shard
-    // and fail it, until shards are routed to capable workers only).
+    // No worker of the app yet.
     env.scheduler("s1").await?;
     let mut events = env.events("shop", "report").await?;
     let id = env

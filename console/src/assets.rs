@@ -28,7 +28,8 @@ pub enum Assets {
 }
 
 #[derive(RustEmbed)]
-#[folder = "$CARGO_MANIFEST_DIR/dist"]
+// Relative to the crate (console/): rust-embed reads no variables here.
+#[folder = "dist"]
 #[allow_missing = true]
 struct Dist;
 

@@ -70,6 +70,16 @@ pub struct ConsumerSpec {
 
 /// Creates (or updates) a durable pull consumer and returns it.
 pub async fn durable(nats: &Nats, spec: &ConsumerSpec) -> Result<PullConsumer> {
+    durable_expiring(nats, spec, None).await
+}
+
+/// Like [`durable`], but the server deletes the consumer once nobody pulled from it for
+/// `inactive` (a worker's own consumer, whose worker may never come back).
+pub async fn durable_expiring(
+    nats: &Nats,
+    spec: &ConsumerSpec,
+    inactive: Option<Duration>,
+) -> Result<PullConsumer> {
     let stream = nats.stream(&spec.stream).await?;
     let cfg = pull::Config {
         durable_name: Some(spec.durable.clone()),
@@ -79,6 +89,7 @@ pub async fn durable(nats: &Nats, spec: &ConsumerSpec) -> Result<PullConsumer> {
         ack_wait: spec.ack_wait,
         max_ack_pending: spec.max_ack_pending,
         max_deliver: -1,
+        inactive_threshold: inactive.unwrap_or_default(),
         ..Default::default()
     };
     stream

@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod leader;
 mod leading;
 pub mod overlap;
+pub mod routing;
 pub mod runner;
 pub mod store;
 

@@ -36,6 +36,13 @@ pub struct WorkerInfo {
     pub version: String,
 }
 
+impl WorkerInfo {
+    /// Slots not running a shard by its last beat.
+    pub fn free(&self) -> u32 {
+        self.capacity.saturating_sub(self.running)
+    }
+}
+
 /// A scheduler's heartbeat, stored under its id in the schedulers bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerInfo {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::InstanceId;
 use crate::messages::Execution;
+use crate::spec::Routing;
 use crate::time::Timestamp;
 
 /// What made an instance.
@@ -387,6 +388,16 @@ pub struct InstanceSummary {
     /// lasted the scheduler's `no_worker_wait`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_worker_since: Option<Timestamp>,
+    /// Which worker gets each shard item (a snapshot of the job's `routing`).
+    #[serde(default, skip_serializing_if = "is_pull")]
+    pub routing: Routing,
+    /// The only workers its shards may go to (the job's `workers`; empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<String>,
+}
+
+fn is_pull(r: &Routing) -> bool {
+    *r == Routing::Pull
 }
 
 /// An instance with its shards: `instance get` and `GET /api/instances/{id}`.
@@ -464,6 +475,8 @@ impl Instance {
                 depth: new.depth,
                 key: new.key,
                 no_worker_since: None,
+                routing: Routing::Pull,
+                workers: Vec::new(),
             },
             shards,
         }

@@ -25,6 +25,8 @@
 //!   it also emits the `shard_started` event, with the start time the report carries;
 //! - `Lost` (its worker stopped beating) reruns a `running` shard as a new run, at most
 //!   [`MAX_RERUNS`] times, without using up `retry.max`;
+//! - `Reroute` (queued or `later` for a worker that is gone) publishes a waiting shard
+//!   again as a new run, so the old publication is void wherever it went;
 //! - `Expired` (running past its timeout and not heard of) ends the attempt `timed_out`,
 //!   stops it, and retries it like a failure;
 //! - a shard that is `success`, `failed`, `cancelled` or `timed_out` never changes again.
@@ -68,6 +70,12 @@ pub enum Input {
         item: u32,
         /// The worker that was lost.
         worker: String,
+    },
+    /// This shard item waits (queued, or `later`) for a worker that is gone, or one
+    /// that cannot run it: it is published again as a new run, for another worker.
+    Reroute {
+        /// The shard item.
+        item: u32,
     },
     /// This shard item runs past its timeout and nobody reported its end.
     Expired {
@@ -165,6 +173,7 @@ pub fn step(inst: &mut Instance, input: &Input, now: Timestamp) -> Step {
         Input::Fail { reason } => end_all(inst, now, Ending::Fail(reason.clone())),
         Input::Skip { reason } => end_all(inst, now, Ending::Skip(reason.clone())),
         Input::Lost { item, worker } => lost(inst, *item, worker, now),
+        Input::Reroute { item } => reroute(inst, *item),
         Input::Expired { item } => expired(inst, *item, now),
         Input::RetryDue { item } => retry_due(inst, *item),
         Input::Recount => recount(inst, now),
@@ -429,6 +438,27 @@ fn lost(inst: &mut Instance, item: u32, worker: &str, now: Timestamp) -> Step {
         step.effects.push(Effect::Purge { item });
         step.effects.push(Effect::Publish { items: vec![item] });
     }
+    step
+}
+
+fn reroute(inst: &mut Instance, item: u32) -> Step {
+    let Some(idx) = shard_index(inst, item) else {
+        return Step::ignored("shard item out of range");
+    };
+    let shard = &inst.shards[idx];
+    let waiting = match shard.status {
+        ShardStatus::Pending => shard.retry_at.is_none(),
+        ShardStatus::Later => true,
+        _ => false,
+    };
+    if !waiting {
+        return Step::ignored("shard not waiting for a worker");
+    }
+    let mut step = Step::default();
+    inst.shards[idx].run = inst.shards[idx].run.saturating_add(1);
+    set_status(inst, idx, ShardStatus::Pending, &mut step);
+    step.effects.push(Effect::Purge { item });
+    step.effects.push(Effect::Publish { items: vec![item] });
     step
 }
 

@@ -325,6 +325,7 @@ fn random_sequences_keep_invariants() {
                     item,
                     worker: "w1".into(),
                 },
+                7 if next(2) == 0 => Input::Reroute { item },
                 7 => Input::Expired { item },
                 8 => Input::RetryDue { item },
                 9 if next(3) == 0 => Input::Recount,
@@ -724,4 +725,36 @@ fn errors_are_capped() {
         T0,
     );
     assert!(inst.shards[0].error.as_deref().unwrap_or("").len() <= crate::limits::MAX_ERROR_BYTES);
+}
+
+#[test]
+fn a_waiting_shard_is_rerouted_as_a_new_run_and_a_running_one_is_not() {
+    let mut inst = instance(2);
+    let s = step(&mut inst, &Input::Reroute { item: 0 }, T0);
+    assert_eq!(
+        s.effects,
+        vec![
+            Effect::Purge { item: 0 },
+            Effect::Publish { items: vec![0] }
+        ]
+    );
+    assert_eq!(inst.shards[0].run, 2);
+    assert_eq!(inst.shards[0].status, ShardStatus::Pending);
+    assert_eq!(inst.shards[0].reruns, 0);
+    // A report of the old run is stale now.
+    let old = report(0, 1, ReportKind::Started);
+    assert!(step(&mut inst, &old, T0).ignored.is_some());
+    // Running: the lost-worker rule handles it, not this one.
+    let started = report_run(1, 1, 1, ReportKind::Started);
+    step(&mut inst, &started, T0);
+    assert!(
+        step(&mut inst, &Input::Reroute { item: 1 }, T0)
+            .ignored
+            .is_some()
+    );
+    assert!(
+        step(&mut inst, &Input::Reroute { item: 9 }, T0)
+            .ignored
+            .is_some()
+    );
 }

@@ -396,6 +396,18 @@ impl JobSpec {
         self.check_trigger(req)
             .map_err(|e| e.in_job(self.full_name()))?;
         let over = req.shard_params.as_ref().filter(|p| !p.is_empty());
+        if self.routing == Routing::Broadcast && (over.is_some() || req.shards.is_some()) {
+            let field = if over.is_some() {
+                "shard_params"
+            } else {
+                "shards"
+            };
+            return Err(SpecError::new(
+                field,
+                "the job has `routing = \"broadcast\"`, one shard per live worker: a trigger cannot set `shards` or `shard_params` (give `params`, which every shard gets)",
+            )
+            .in_job(self.full_name()));
+        }
         let (count, params) = match (over, req.shards) {
             (Some(p), shards) => {
                 let params = p.items();

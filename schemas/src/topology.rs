@@ -7,7 +7,8 @@
 //! | --- | --- | --- |
 //! | trigger subject | `ats.trigger.<app>.<job>` | contract; stream `ATS_TRIGGERS` (work queue) |
 //! | shard items | `ats.shard.<app>.<job>.<instance>.<item>` | stream `ATS_SHARDS` (work queue); durable `app-<app>` filters `ats.shard.<app>.>` |
-//! | per-worker delivery | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | same stream; a disjoint filter per worker, still naming the app |
+//! | per-worker delivery | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | same stream; durable `worker-<app>-<worker>` filters `ats.direct.<app>.<worker>.>` (disjoint from the app's) |
+//! | worker ping | `ats.ping.<app>.<worker>` | core NATS request/reply: a worker answers (routing `failover`) |
 //! | results | `ats.result.<app>.<job>.<instance>.<item>` | stream `ATS_RESULTS` (work queue) |
 //! | control | `ats.control.<app>.<job>.<instance>` | same stream as results, so a cancel is ordered with them |
 //! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
@@ -163,6 +164,45 @@ impl Topology {
     /// The durable consumer of one worker's own deliveries.
     pub fn worker_consumer(&self, app: &str, worker: &str) -> String {
         format!("worker-{app}-{worker}")
+    }
+    /// Every per-worker shard item of one instance, whatever the worker.
+    pub fn instance_direct_filter(&self, app: &str, job: &str, instance: &InstanceId) -> String {
+        format!("{}.direct.{app}.*.{job}.{instance}.>", self.ns)
+    }
+    /// One per-worker shard item, whatever the worker.
+    pub fn item_direct_filter(
+        &self,
+        app: &str,
+        job: &str,
+        instance: &InstanceId,
+        item: u32,
+    ) -> String {
+        format!("{}.direct.{app}.*.{job}.{instance}.{item}", self.ns)
+    }
+    /// Every per-worker shard item of the namespace.
+    pub fn direct_filter(&self) -> String {
+        format!("{}.direct.>", self.ns)
+    }
+    /// Splits a per-worker subject into (app, worker, job, instance, item), unchecked
+    /// but for the instance id and item.
+    pub fn parse_direct_subject<'a>(
+        &self,
+        subject: &'a str,
+    ) -> Option<(&'a str, &'a str, &'a str, InstanceId, u32)> {
+        let rest = subject
+            .strip_prefix(self.ns.as_str())?
+            .strip_prefix(".direct.")?;
+        let mut t = rest.split('.');
+        let (app, worker, job) = (t.next()?, t.next()?, t.next()?);
+        let instance = t.next()?.parse().ok()?;
+        let item = t.next()?.parse().ok()?;
+        t.next()
+            .is_none()
+            .then_some((app, worker, job, instance, item))
+    }
+    /// Where a worker answers pings (core NATS request/reply).
+    pub fn worker_ping_subject(&self, app: &str, worker: &str) -> String {
+        format!("{}.ping.{app}.{worker}", self.ns)
     }
     /// The `Nats-Msg-Id` of a shard item's publication.
     pub fn shard_msg_id(&self, instance: &InstanceId, item: u32, attempt: u32) -> String {
@@ -522,6 +562,12 @@ mod tests {
         let direct = t.direct_subject("a", "w1", "j", &id, 3);
         assert!(direct.starts_with(&t.worker_direct_filter("a", "w1").replace('>', "")));
         assert!(!direct.starts_with(&t.app_shards_filter("a").replace('>', "")));
+        assert_eq!(
+            t.parse_direct_subject(&direct),
+            Some(("a", "w1", "j", id, 3))
+        );
+        assert_eq!(t.parse_direct_subject(&shard), None);
+        assert_eq!(t.worker_ping_subject("a", "w1"), "ats.ping.a.w1");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! worker behind `antares worker`.
 //!
 //! A worker serves one app. It pulls the app's shard items from a JetStream work queue
-//! shared by all the app's workers, runs each with the [`Job`] registered under the job's
+//! shared by all the app's workers (and the items the scheduler sends it by name, from
+//! its own consumer), runs each with the [`Job`] registered under the job's
 //! `handler` (or as a script, when allowed), reports the start and the outcome, and acks
 //! the item. It only dials NATS: no ports to open, nothing to register but a heartbeat.
 //!
@@ -54,6 +55,8 @@
 //!   being handed to another worker), reports `Finished`, then acks — or, for
 //!   [`JobResult::Later`], naks with the `later_delay` so the item comes back as the
 //!   next attempt;
+//! - announces what it can run in its heartbeat (the scheduler sends it only those) and
+//!   answers pings (routing `failover`);
 //! - fails (and acks) items it cannot run, saying why: a handler it lacks, a script when
 //!   started without `allow_scripts`, an http job when built with `allow_http(false)`;
 //! - survives panicking jobs (the attempt fails with the panic message);
@@ -80,6 +83,7 @@ mod heartbeat;
 mod http;
 mod job;
 mod logs;
+mod ping;
 pub mod protocol;
 mod pull;
 mod script;

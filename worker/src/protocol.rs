@@ -13,6 +13,10 @@
 //! | the app's shared durable pull consumer | `app-<app>` | `app_consumer(app)` |
 //! | its filter | `ats.shard.<app>.>` | `app_shards_filter(app)` |
 //! | a shard item | `ats.shard.<app>.<job>.<instance>.<item>` | `shard_subject(..)` |
+//! | the worker's own durable pull consumer | `worker-<app>-<worker>` | `worker_consumer(app, worker)` |
+//! | its filter | `ats.direct.<app>.<worker>.>` | `worker_direct_filter(app, worker)` |
+//! | a shard item sent to this worker | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | `direct_subject(..)` |
+//! | pings (core NATS request/reply) | `ats.ping.<app>.<worker>` | `worker_ping_subject(app, worker)` |
 //! | reports | `ats.result.<app>.<job>.<instance>.<item>` | `result_subject(..)` |
 //! | log lines | `ats.log.<app>.<job>.<instance>.<item>` | `log_subject(..)` |
 //! | stops (core NATS) | `ats.stop.<app>.<job>.<instance>` | `stop_subject(..)` |
@@ -87,8 +91,9 @@
 //!
 //! `WorkerInfo` (the heartbeat value): `id`, `app`, `host`, `pid` (u32), `started_at`,
 //! `last_seen`, `running` (u32, shards running now), `capacity` (u32, slots),
-//! `allow_scripts` (bool), `plugins` (strings), `http` (bool, runs http jobs), `version`
-//! (string). The scheduler counts on a worker only for what it announces here.
+//! `allow_scripts` (bool), `plugins` (strings), `http` (bool: it runs http jobs),
+//! `version` (string). The scheduler sends a shard only to a worker whose heartbeat says
+//! it can run it, so say exactly what you can run.
 //!
 //! # Running shard items
 //!
@@ -99,8 +104,17 @@
 //!    `ack_wait` (5 s by default) and a large `max_ack_pending`. All workers of the app
 //!    share it; never add another consumer whose filter overlaps it (the stream is a
 //!    work queue).
-//! 2. Pull (`$JS.API.CONSUMER.MSG.NEXT.ATS_SHARDS.app-<app>`) at most as many messages
-//!    as you have free slots, so no message waits unstarted while its `ack_wait` runs.
+//!    Also create or bind your own durable pull consumer `worker-<app>-<worker>` with
+//!    filter `ats.direct.<app>.<worker>.>` and the same settings (the stock worker sets
+//!    an `inactive_threshold` of an hour, so the server removes it once the worker is
+//!    gone for good): the scheduler sends there, by name, the items of every routing but
+//!    `pull` (and `pull` items when only some workers of the app can run them). Both
+//!    filters are disjoint, as a work queue requires.
+//! 2. Pull (`$JS.API.CONSUMER.MSG.NEXT.ATS_SHARDS.app-<app>`, and the same for your own
+//!    consumer) at most as many messages as you have free slots, so no message waits
+//!    unstarted while its `ack_wait` runs. An item of your own consumer that arrives
+//!    when every slot is taken may wait for one (send it in-progress acks meanwhile): no
+//!    other worker reads it. Run items of both the same way.
 //! 3. For each message: decode the `ShardTask`; if that fails, terminate it (`+TERM`).
 //!    The attempt is the task's `attempt_base` plus the delivery count in the message's
 //!    reply subject (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`). Note the
@@ -126,8 +140,17 @@
 //!
 //! A shard item the worker cannot run (a `handler` it has no plugin for, a script it
 //! does not accept, a kind it does not support) is reported `failed` with the reason and
-//! acked, never nak'd: all workers of an app run the same code, so another would refuse
-//! it too.
+//! acked, never nak'd. The scheduler sends items only to workers whose heartbeat says
+//! they can run them, so this happens only to a worker that joined a moment before a
+//! `pull` item was queued.
+//!
+//! Answer every request on `ats.ping.<app>.<worker>` (core NATS) with an empty reply,
+//! at once: the scheduler pings a worker before it sends it the items of a `failover`
+//! job, and takes the next worker when no answer comes within 500 ms.
+//!
+//! A worker that stops beating may leave items on its own subject: the scheduler purges
+//! them and sends them again, as a new run, to another worker. Its reports of the old
+//! run, should it come back, are ignored.
 //!
 //! # Stopping
 //!
@@ -160,7 +183,7 @@
 //!
 //! # Shutdown
 //!
-//! Stop pulling first. `-NAK` messages received but not started. Let running items
+//! Stop pulling first (from both consumers). `-NAK` messages received but not started. Let running items
 //! finish for a grace period; then stop them (as above: `SIGTERM`, then `SIGKILL` after
 //! the stop grace) and `-NAK` their messages, without a report, so another worker takes
 //! them at once. Flush the connection before closing it: acks are plain publishes

@@ -1,4 +1,12 @@
-//! Pulling shard items from the app's work queue, never more than there are free slots.
+//! Pulling shard items from the app's work queue and from the worker's own subject,
+//! never more than there are free slots.
+//!
+//! Two feeds: all workers of an app share one durable pull consumer (`pull` routing),
+//! and each has its own (`worker-<app>-<worker>`, filter `<ns>.direct.<app>.<worker>.>`)
+//! for the items the scheduler sends to it by name (every other routing). Both ask for
+//! the free slots; an item of the worker's own feed that arrives while every slot is
+//! taken waits here (with in-progress acks) for the next free slot, since nobody else
+//! may run it, and one of the shared queue goes back at once for another worker.
 //!
 //! All workers of an app share one durable pull consumer. A worker asks for exactly as
 //! many messages as it has free slots (pull requests with a batch size, kept waiting at
@@ -16,6 +24,7 @@
 //! listens to), messages already received but not started are nak'd, running shards get
 //! the grace period, then are cancelled and handed back.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -54,54 +63,91 @@ pub(crate) enum Phase {
     Abort,
 }
 
+/// A durable consumer a worker pulls from.
+pub(crate) struct Source {
+    pub(crate) spec: ConsumerSpec,
+    pub(crate) consumer: PullConsumer,
+    /// Deleted by the server after this long unused (the worker's own consumer).
+    pub(crate) inactive: Option<Duration>,
+    /// Items of this feed are the worker's alone (they wait for a slot here).
+    pub(crate) own: bool,
+}
+
 /// The pulling side of a worker.
 pub(crate) struct Puller {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) spec: ConsumerSpec,
-    pub(crate) consumer: PullConsumer,
+    /// The app's shared queue and the worker's own.
+    pub(crate) sources: [Source; 2],
     pub(crate) concurrency: usize,
     pub(crate) grace: Duration,
 }
 
-/// Pull state: requested-but-not-received messages and the running shards.
-struct Slots {
+/// One feed's pull state: requested-but-not-received messages.
+struct Feed {
+    inbox: String,
     outstanding: usize,
-    running: JoinSet<()>,
     last_traffic: Instant,
     hold_until: Option<Instant>,
+}
+
+/// The running shards, and the worker's own items waiting for a slot.
+struct Slots {
+    running: JoinSet<()>,
+    waiting: VecDeque<Message>,
 }
 
 impl Puller {
     /// Pulls and runs shard items until the phase leaves `Running`, then drains.
     pub(crate) async fn run(mut self, mut phase: watch::Receiver<Phase>) -> Result<()> {
         let client = self.shared.nats.client.clone();
-        let inbox = client.new_inbox();
-        let mut sub = client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|e| NatsError::op("subscribe to the pull inbox", e))?;
+        let mut subs = Vec::with_capacity(2);
+        let mut feeds = Vec::with_capacity(2);
+        for _ in 0..2 {
+            let inbox = client.new_inbox();
+            subs.push(
+                client
+                    .subscribe(inbox.clone())
+                    .await
+                    .map_err(|e| NatsError::op("subscribe to the pull inbox", e))?,
+            );
+            feeds.push(Feed {
+                inbox,
+                outstanding: 0,
+                last_traffic: Instant::now(),
+                hold_until: None,
+            });
+        }
+        let (Some(mut own_sub), Some(mut queue_sub)) = (subs.pop(), subs.pop()) else {
+            return Ok(());
+        };
         let mut slots = Slots {
-            outstanding: 0,
             running: JoinSet::new(),
-            last_traffic: Instant::now(),
-            hold_until: None,
+            waiting: VecDeque::new(),
         };
         let refill = (self.concurrency / 2).max(1);
         let stats = client.statistics();
         let mut connects = stats.connects.load(Ordering::Relaxed);
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let every = self.shared.progress_every.min(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lost = None;
         while *phase.borrow_and_update() == Phase::Running {
-            self.request(&mut slots, refill, &inbox).await;
+            self.start_waiting(&mut slots);
+            for (i, feed) in feeds.iter_mut().enumerate() {
+                self.request(i, feed, &slots, refill).await;
+            }
             tokio::select! {
                 biased;
                 changed = phase.changed() => if changed.is_err() { break },
-                m = sub.next() => match m {
-                    Some(m) => {
-                        slots.last_traffic = Instant::now();
-                        self.receive(&mut slots, m).await;
+                m = own_sub.next() => match m {
+                    Some(m) => self.receive(1, &mut feeds[1], &mut slots, m).await,
+                    None => {
+                        lost = Some("the NATS connection closed");
+                        break;
                     }
+                },
+                m = queue_sub.next() => match m {
+                    Some(m) => self.receive(0, &mut feeds[0], &mut slots, m).await,
                     None => {
                         lost = Some("the NATS connection closed");
                         break;
@@ -113,24 +159,43 @@ impl Puller {
                     }
                 }
                 _ = tick.tick() => {
-                    let now_connects = stats.connects.load(Ordering::Relaxed);
-                    if now_connects != connects {
-                        // Reconnected: the server forgot the requests of the old connection.
-                        connects = now_connects;
-                        slots.outstanding = 0;
-                    } else if slots.outstanding > 0 && slots.last_traffic.elapsed() > PULL_SILENCE {
-                        tracing::debug!("no word on {} pulled messages; pulling again", slots.outstanding);
-                        slots.outstanding = 0;
+                    // The worker's own items waiting for a slot stay its own.
+                    for m in &slots.waiting {
+                        if let Err(e) = queue::settle(m, Settle::Progress).await {
+                            tracing::debug!("{e}");
+                        }
                     }
+                    let now_connects = stats.connects.load(Ordering::Relaxed);
+                    for feed in &mut feeds {
+                        if now_connects != connects {
+                            // Reconnected: the server forgot the requests of the old connection.
+                            feed.outstanding = 0;
+                        } else if feed.outstanding > 0 && feed.last_traffic.elapsed() > PULL_SILENCE {
+                            tracing::debug!("no word on {} pulled messages; pulling again", feed.outstanding);
+                            feed.outstanding = 0;
+                        }
+                    }
+                    connects = now_connects;
                 }
             }
         }
-        // Stop pulling: nobody listens to the inbox any more, so the server drops our
+        // Stop pulling: nobody listens to the inboxes any more, so the server drops our
         // waiting requests; whatever already arrived goes back to the queue.
-        let _ = sub.unsubscribe().await;
-        while let Some(m) = sub.next().await {
+        let _ = queue_sub.unsubscribe().await;
+        let _ = own_sub.unsubscribe().await;
+        while let Some(m) = queue_sub.next().await {
             if is_shard(&m) {
                 queue_nak(self.shared.as_ref(), m).await;
+            }
+        }
+        while let Some(m) = own_sub.next().await {
+            if is_shard(&m) {
+                queue_nak(self.shared.as_ref(), m).await;
+            }
+        }
+        for m in slots.waiting.drain(..) {
+            if let Err(e) = queue::settle(&m, Settle::Nak(None)).await {
+                tracing::warn!("{e}");
             }
         }
         self.drain(slots.running, &mut phase).await;
@@ -140,18 +205,27 @@ impl Puller {
         }
     }
 
-    /// Sends a pull request for the free slots when enough of them are free.
-    async fn request(&self, slots: &mut Slots, refill: usize, inbox: &str) {
-        let busy = slots.running.len() + slots.outstanding;
+    /// Starts the worker's own waiting items while slots are free.
+    fn start_waiting(&self, slots: &mut Slots) {
+        while slots.running.len() < self.concurrency
+            && let Some(msg) = slots.waiting.pop_front()
+        {
+            slots.running.spawn(shard::drive(self.shared.clone(), msg));
+        }
+    }
+
+    /// Sends a pull request on feed `i` for the free slots when enough of them are free.
+    async fn request(&self, i: usize, feed: &mut Feed, slots: &Slots, refill: usize) {
+        let busy = slots.running.len() + slots.waiting.len() + feed.outstanding;
         let free = self.concurrency.saturating_sub(busy);
-        if free == 0 || (slots.outstanding > 0 && free < refill) {
+        if free == 0 || (feed.outstanding > 0 && free < refill) {
             return;
         }
-        if let Some(until) = slots.hold_until {
+        if let Some(until) = feed.hold_until {
             if Instant::now() < until {
                 return;
             }
-            slots.hold_until = None;
+            feed.hold_until = None;
         }
         let batch = BatchConfig {
             batch: free,
@@ -159,37 +233,47 @@ impl Puller {
             idle_heartbeat: PULL_HEARTBEAT,
             ..Default::default()
         };
-        match self
+        let source = &self.sources[i];
+        match source
             .consumer
-            .request_batch(batch, inbox.to_string().into())
+            .request_batch(batch, feed.inbox.clone().into())
             .await
         {
             Ok(()) => {
-                if slots.outstanding == 0 {
-                    slots.last_traffic = Instant::now();
+                if feed.outstanding == 0 {
+                    feed.last_traffic = Instant::now();
                 }
-                slots.outstanding += free;
+                feed.outstanding += free;
             }
             Err(e) => {
-                tracing::warn!("cannot pull from {}: {e}", self.spec.durable);
-                slots.hold_until = Some(Instant::now() + PULL_BACKOFF);
+                tracing::warn!("cannot pull from {}: {e}", source.spec.durable);
+                feed.hold_until = Some(Instant::now() + PULL_BACKOFF);
             }
         }
     }
 
-    /// Handles one message on the pull inbox: a shard item or a status.
-    async fn receive(&mut self, slots: &mut Slots, m: async_nats::Message) {
+    /// Handles one message on feed `i`'s inbox: a shard item or a status.
+    async fn receive(
+        &mut self,
+        i: usize,
+        feed: &mut Feed,
+        slots: &mut Slots,
+        m: async_nats::Message,
+    ) {
+        feed.last_traffic = Instant::now();
         if is_shard(&m) {
-            slots.outstanding = slots.outstanding.saturating_sub(1);
+            feed.outstanding = feed.outstanding.saturating_sub(1);
+            let msg = Message {
+                message: m,
+                context: self.shared.nats.js.clone(),
+            };
             if slots.running.len() < self.concurrency {
-                let msg = Message {
-                    message: m,
-                    context: self.shared.nats.js.clone(),
-                };
                 slots.running.spawn(shard::drive(self.shared.clone(), msg));
-            } else {
+            } else if self.sources[i].own && slots.waiting.len() < self.concurrency {
+                slots.waiting.push_back(msg);
+            } else if let Err(e) = queue::settle(&msg, Settle::Nak(None)).await {
                 // More than we asked for (requests we thought forgotten): put it back.
-                queue_nak(self.shared.as_ref(), m).await;
+                tracing::warn!("{e}");
             }
             return;
         }
@@ -203,25 +287,26 @@ impl Puller {
             .and_then(|h| h.get("Nats-Pending-Messages"))
             .and_then(|v| v.as_str().parse::<usize>().ok());
         if let Some(owed) = owed {
-            slots.outstanding = slots.outstanding.saturating_sub(owed);
+            feed.outstanding = feed.outstanding.saturating_sub(owed);
             return;
         }
         let description = m.description.unwrap_or_default();
-        slots.outstanding = 0;
-        slots.hold_until = Some(Instant::now() + PULL_BACKOFF);
+        feed.outstanding = 0;
+        feed.hold_until = Some(Instant::now() + PULL_BACKOFF);
+        let source = &mut self.sources[i];
         if description.contains("Consumer Deleted") {
             tracing::warn!(
                 "consumer {} was deleted; creating it again",
-                self.spec.durable
+                source.spec.durable
             );
-            match queue::durable(&self.shared.nats, &self.spec).await {
-                Ok(c) => self.consumer = c,
+            match queue::durable_expiring(&self.shared.nats, &source.spec, source.inactive).await {
+                Ok(c) => source.consumer = c,
                 Err(e) => tracing::warn!("{e}"),
             }
         } else {
             tracing::warn!(
                 "pull from {} refused: {status} {description}",
-                self.spec.durable
+                source.spec.durable
             );
         }
     }

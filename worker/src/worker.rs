@@ -7,11 +7,10 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use antares_nats::queue::{self, ConsumerSpec};
-use antares_nats::{ConnectOptions, Nats, async_nats, now};
+use antares_nats::{ConnectOptions, Nats, now};
 use antares_schemas::Topology;
 use antares_schemas::names::{check_name, check_worker_id};
 use antares_schemas::topology::DEFAULT_NAMESPACE;
-use async_nats::jetstream::consumer::PullConsumer;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +19,8 @@ use crate::error::{Result, WorkerError};
 use crate::heartbeat::{self, Identity};
 use crate::job::{Job, Registry};
 use crate::logs::LogSink;
-use crate::pull::{Phase, Puller};
+use crate::ping;
+use crate::pull::{Phase, Puller, Source};
 use crate::shard::Shared;
 use crate::stop::{self, Stoppers};
 
@@ -46,6 +46,9 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
 pub const MAX_CONCURRENCY: usize = 100_000;
 /// Unacknowledged shard items the app's consumer allows across all its workers.
 const MAX_ACK_PENDING: i64 = 1_000_000;
+/// A worker's own consumer is deleted by the server after this long unused (its worker
+/// is gone for good; the scheduler has moved its items long before).
+const OWN_CONSUMER_INACTIVE: Duration = Duration::from_secs(3600);
 
 /// Settings of a worker; made by [`Worker::builder`].
 pub struct WorkerBuilder {
@@ -324,6 +327,28 @@ impl WorkerBuilder {
             max_ack_pending: MAX_ACK_PENDING,
         };
         let consumer = queue::durable(&nats, &spec).await?;
+        let own_spec = ConsumerSpec {
+            stream: topo.shards_stream(),
+            durable: topo.worker_consumer(&app, &id),
+            filter: Some(topo.worker_direct_filter(&app, &id)),
+            ack_wait: self.ack_wait,
+            max_ack_pending: MAX_ACK_PENDING,
+        };
+        let own = queue::durable_expiring(&nats, &own_spec, Some(OWN_CONSUMER_INACTIVE)).await?;
+        let sources = [
+            Source {
+                spec,
+                consumer,
+                inactive: None,
+                own: false,
+            },
+            Source {
+                spec: own_spec,
+                consumer: own,
+                inactive: Some(OWN_CONSUMER_INACTIVE),
+                own: true,
+            },
+        ];
         let (logs, _log_task) = LogSink::start(nats.client.clone());
         let plugins = self.registry.names();
         let identity = Identity {
@@ -353,8 +378,7 @@ impl WorkerBuilder {
         let (phase, _) = watch::channel(Phase::Running);
         Ok(Worker {
             shared,
-            spec,
-            consumer,
+            sources,
             identity,
             concurrency: self.concurrency,
             heartbeat: self.heartbeat,
@@ -370,8 +394,7 @@ impl WorkerBuilder {
 /// or [`run_until`](Self::run_until); stopped from elsewhere with a [`WorkerHandle`].
 pub struct Worker {
     shared: Arc<Shared>,
-    spec: ConsumerSpec,
-    consumer: PullConsumer,
+    sources: [Source; 2],
     identity: Identity,
     concurrency: usize,
     heartbeat: Duration,
@@ -474,8 +497,7 @@ impl Worker {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Worker {
             shared,
-            spec,
-            consumer,
+            sources,
             identity,
             concurrency,
             heartbeat,
@@ -484,6 +506,7 @@ impl Worker {
         } = self;
         // Listen for stops before pulling anything, so no running shard misses one.
         let stops = stop::subscribe(&shared.nats, &shared.app).await?;
+        let pings = ping::subscribe(&shared.nats, &shared.app, &shared.id).await?;
         heartbeat::beat(&shared, &identity, heartbeat).await?;
         tracing::info!(
             "worker {} of app {} running {} slot(s), plugins: {:?}",
@@ -494,21 +517,22 @@ impl Worker {
         );
         let puller = Puller {
             shared: shared.clone(),
-            spec,
-            consumer,
+            sources,
             concurrency,
             grace,
         };
         let pulling = puller.run(phase.subscribe());
         let beats = heartbeat::run(&shared, &identity, heartbeat);
         let stops = stop::listen(&shared, stops);
-        tokio::pin!(pulling, beats, stops, shutdown);
+        let pings = ping::answer(&shared.nats, pings);
+        tokio::pin!(pulling, beats, stops, pings, shutdown);
         let mut asked = false;
         let result = loop {
             tokio::select! {
                 result = &mut pulling => break result,
                 () = &mut beats => {}
                 () = &mut stops => {}
+                () = &mut pings => {}
                 () = &mut shutdown, if !asked => {
                     asked = true;
                     advance(&phase, Phase::Draining);

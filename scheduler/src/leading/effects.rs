@@ -135,9 +135,19 @@ impl Leading {
             return;
         };
         let s = &s.instance.summary;
-        let subject = self.nats.topo.shard_subject(&s.app, &s.job, &id, item);
-        if let Err(e) = self.shards_stream.purge().filter(subject).await {
-            tracing::warn!(%id, item, error = %e, "queued shard item not purged");
+        let topo = &self.nats.topo;
+        // In the app's queue, or on a worker's own subject (whichever worker).
+        let mut filters = vec![topo.shard_subject(&s.app, &s.job, &id, item)];
+        if s.routing != antares_schemas::spec::Routing::Pull
+            || !s.workers.is_empty()
+            || self.targets.contains_key(&id)
+        {
+            filters.push(topo.item_direct_filter(&s.app, &s.job, &id, item));
+        }
+        for filter in filters {
+            if let Err(e) = self.shards_stream.purge().filter(filter).await {
+                tracing::warn!(%id, item, error = %e, "queued shard item not purged");
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, ShardStatus};
 use antares_schemas::machine::Input;
 use antares_schemas::messages::ShardTask;
+use antares_schemas::spec::Routing;
 use async_nats::jetstream::Context;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
@@ -29,6 +30,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::Leading;
+use super::routing::Plan;
 use crate::overlap::Admission;
 use crate::store::{CreateError, Place};
 
@@ -60,6 +62,10 @@ pub(super) struct Published {
     items: Vec<u32>,
     tries: u32,
     result: Result<(), PublishError>,
+    /// Items sent to one worker's own subject, and to whom.
+    to: Vec<(u32, String)>,
+    /// Items no live worker could take: they wait for one.
+    unrouted: Vec<u32>,
 }
 
 /// A publication waiting for its next try.
@@ -98,15 +104,28 @@ impl Leading {
             return Ok(Created::Exists);
         }
         let (app, job) = (new.app.clone(), new.job.clone());
-        let (overlap, max_parallel) = self
-            .catalog
-            .job(&app, &job)
-            .map_or((Default::default(), 1), |e| {
-                (e.spec.overlap, e.spec.max_parallel)
-            });
+        let (overlap, max_parallel, routing, pinned) = self.catalog.job(&app, &job).map_or(
+            (Default::default(), 1, Routing::Pull, Vec::new()),
+            |e| {
+                (
+                    e.spec.overlap,
+                    e.spec.max_parallel,
+                    e.spec.routing,
+                    e.spec.workers.clone(),
+                )
+            },
+        );
+        let mut new = new;
+        if routing == Routing::Broadcast {
+            // One shard per live worker that can run it, now.
+            let n = self.broadcast_width(&app, &new.exec, &pinned);
+            new.shard_params = vec![String::new(); n];
+        }
         let admission = self.runs.decide(&app, &job, overlap, max_parallel);
         let id = new.id;
         let mut instance = Instance::create(new);
+        instance.summary.routing = routing;
+        instance.summary.workers = pinned;
         if let Admission::Wait(reason) = &admission {
             instance.summary.waiting = true;
             instance.summary.reason = Some(reason.clone());
@@ -166,21 +185,45 @@ impl Leading {
         self.resume(id).await
     }
 
-    /// Publishes shard items of a live instance in the background (their current run).
+    /// Publishes shard items of a live instance in the background (their current run),
+    /// where its routing sends them ([`Leading::plan`]).
     pub(super) fn publish(&mut self, id: InstanceId, items: Vec<u32>, tries: u32) {
+        if !self.live.contains_key(&id) {
+            return;
+        }
+        let plan = self.plan(&id, &items);
         let Some(stored) = self.live.get(&id) else {
             return;
         };
         let s = &stored.instance.summary;
-        let topo = &self.nats.topo;
+        let topo = self.nats.topo.clone();
         let mut msgs = Vec::with_capacity(items.len());
         let mut unencodable = None;
+        let mut to = Vec::new();
+        let mut unrouted = Vec::new();
+        // The item of each message, in order.
+        let mut sent_items = Vec::with_capacity(items.len());
         for &item in &items {
             let Some(shard) = usize::try_from(item)
                 .ok()
                 .and_then(|i| stored.instance.shards.get(i))
             else {
                 continue;
+            };
+            let subject = match &plan {
+                Plan::Queue => topo.shard_subject(&s.app, &s.job, &s.id, item),
+                Plan::Targeted { to: chosen, .. } => match chosen.get(&item) {
+                    Some(worker) => {
+                        to.push((item, worker.clone()));
+                        topo.direct_subject(&s.app, worker, &s.job, &s.id, item)
+                    }
+                    None => {
+                        unrouted.push(item);
+                        continue;
+                    }
+                },
+                // The worker is known once one answers.
+                Plan::Failover { .. } => String::new(),
             };
             let task = ShardTask {
                 instance: s.id,
@@ -197,23 +240,36 @@ impl Leading {
                 attempt_base: shard.attempts,
             };
             match codec::encode("shard task", &task) {
-                Ok(payload) => msgs.push((
-                    topo.shard_subject(&s.app, &s.job, &s.id, item),
-                    topo.shard_msg_id(&s.id, item, shard.run),
-                    payload,
-                )),
+                Ok(payload) => {
+                    sent_items.push(item);
+                    msgs.push((subject, topo.shard_msg_id(&s.id, item, shard.run), payload));
+                }
                 Err(e) => {
                     unencodable = Some(PublishError::Lasting(e.to_string()));
                     break;
                 }
             }
         }
-        let js = self.nats.js.clone();
+        let nats = self.nats.clone();
         let (app, job) = (s.app.clone(), s.job.clone());
         self.publishes.spawn(async move {
-            let result = match unencodable {
-                Some(e) => Err(e),
-                None => send(&js, msgs).await,
+            let result = match (unencodable, plan) {
+                (Some(e), _) => Err(e),
+                (None, Plan::Failover { order }) => {
+                    match first_answering(&nats, &app, &order).await {
+                        Some(worker) => {
+                            for (m, item) in msgs.iter_mut().zip(&sent_items) {
+                                m.0 = topo.direct_subject(&app, &worker, &job, &id, *item);
+                                to.push((*item, worker.clone()));
+                            }
+                            send(&nats.js, msgs).await
+                        }
+                        None => Err(PublishError::Passing(format!(
+                            "none of the workers {order:?} answered a ping (routing = \"failover\")"
+                        ))),
+                    }
+                }
+                (None, _) => send(&nats.js, msgs).await,
             };
             Published {
                 id,
@@ -222,6 +278,8 @@ impl Leading {
                 items,
                 tries,
                 result,
+                to,
+                unrouted,
             }
         });
     }
@@ -240,6 +298,10 @@ impl Leading {
         }
         match p.result {
             Ok(()) => {
+                self.record_targets(p.id, p.to);
+                if !p.unrouted.is_empty() {
+                    self.unrouted.entry(p.id).or_default().extend(p.unrouted);
+                }
                 if status == InstanceStatus::Pending {
                     self.apply(p.id, Input::Queued).await;
                 }
@@ -325,6 +387,10 @@ impl Leading {
                 topo.instance_shards_filter(app, job, id),
             ),
             (
+                &self.shards_stream,
+                topo.instance_direct_filter(app, job, id),
+            ),
+            (
                 &self.results_stream,
                 topo.instance_results_filter(app, job, id),
             ),
@@ -347,13 +413,36 @@ impl Leading {
             .collect())
     }
 
-    /// Drops every queued shard item of an instance.
+    /// Drops every queued shard item of an instance, in the app's queue and on workers'
+    /// own subjects.
     pub(super) async fn purge_instance(&self, app: &str, job: &str, id: &InstanceId) {
-        let filter = self.nats.topo.instance_shards_filter(app, job, id);
-        if let Err(e) = self.shards_stream.purge().filter(filter).await {
-            tracing::warn!(%id, error = %e, "queued shard items of an ended instance not purged");
+        let topo = &self.nats.topo;
+        for filter in [
+            topo.instance_shards_filter(app, job, id),
+            topo.instance_direct_filter(app, job, id),
+        ] {
+            if let Err(e) = self.shards_stream.purge().filter(filter).await {
+                tracing::warn!(%id, error = %e, "queued shard items of an ended instance not purged");
+            }
         }
     }
+}
+
+/// How long a worker has to answer a failover ping.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The first of these workers (in order) that answers a ping.
+async fn first_answering(nats: &antares_nats::Nats, app: &str, order: &[String]) -> Option<String> {
+    for worker in order {
+        let subject = nats.topo.worker_ping_subject(app, worker);
+        let asked = nats.client.request(subject, Bytes::new());
+        match tokio::time::timeout(PING_TIMEOUT, asked).await {
+            Ok(Ok(_)) => return Some(worker.clone()),
+            Ok(Err(e)) => tracing::debug!(%worker, error = %e, "worker did not answer a ping"),
+            Err(_) => tracing::debug!(%worker, "worker did not answer a ping in time"),
+        }
+    }
+    None
 }
 
 /// Publishes in windows bounded in messages and bytes: each window pipelined, then its

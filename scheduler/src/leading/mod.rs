@@ -8,7 +8,8 @@
 //!
 //! The leader's state is private to this module; each step of its work is a file of it:
 //! `schedules` (planning and firing), `triggers`, `launch` (creating instances and
-//! publishing shard items), `results` (folding reports), `effects` (carrying out what
+//! publishing shard items), `routing` (which worker gets each item, and moving items
+//! off workers that are gone), `results` (folding reports), `effects` (carrying out what
 //! the state machine asks), and the maintenance steps `recover` (taking over what a
 //! previous leader left), `rescue` (retries due, attempts past their timeout, shards of
 //! lost workers, publications to retry) and `finish` (children, moving ended instances
@@ -46,6 +47,7 @@ mod launch;
 mod recover;
 mod rescue;
 mod results;
+mod routing;
 mod schedules;
 mod triggers;
 
@@ -112,6 +114,12 @@ pub(crate) struct Leading {
     /// How long an instance waits for a capable worker.
     no_worker_wait: Duration,
     ticks: u64,
+    /// Live workers by app, from the last scan of their heartbeats.
+    workers: routing::Registry,
+    /// Where each item sent to one worker's subject was sent (while it may wait there).
+    targets: HashMap<InstanceId, HashMap<u32, String>>,
+    /// Items no live worker can take yet, published when one can.
+    unrouted: HashMap<InstanceId, BTreeSet<u32>>,
 }
 
 impl Leading {
@@ -149,6 +157,9 @@ impl Leading {
             results_batch: results_batch.max(1),
             no_worker_wait,
             ticks: 0,
+            workers: routing::Registry::default(),
+            targets: HashMap::new(),
+            unrouted: HashMap::new(),
         })
     }
 
@@ -196,7 +207,9 @@ impl Leading {
             change_tx,
         ));
 
-        // Finish what a previous leader left, then plan every schedule.
+        // Know the workers before anything is routed; finish what a previous leader
+        // left, then plan every schedule.
+        self.scan_workers().await;
         self.recover().await?;
         self.plan_all().await;
         if let Some(stop) = self.stop.take() {

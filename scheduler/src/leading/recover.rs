@@ -90,6 +90,9 @@ impl Leading {
         for (id, all, missing) in found {
             self.resume_with(id, all, missing?);
         }
+        // Which items wait on which worker's own subject (those of a worker that is
+        // gone move on at the next scan).
+        self.load_targets().await?;
         for id in ended {
             self.finish(id).await;
         }

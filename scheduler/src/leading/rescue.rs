@@ -92,20 +92,32 @@ impl Leading {
         }
     }
 
-    async fn rerun_lost(&mut self) {
+    /// Reads every worker's heartbeat into the registry routing decisions use; `None`
+    /// when the bucket cannot be read (the registry stays as it was).
+    pub(super) async fn scan_workers(&mut self) -> Option<(HashSet<String>, Vec<WorkerInfo>)> {
         let workers = match kv::scan(&self.nats, &self.buckets.workers, ">", false).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read worker heartbeats");
-                return;
+                return None;
             }
         };
-        let alive: HashSet<String> = workers.iter().map(|k| k.key.clone()).collect();
         let infos: Vec<WorkerInfo> = workers
             .iter()
             .filter_map(|k| codec::decode::<WorkerInfo>("worker heartbeat", &k.value).ok())
             .collect();
+        self.workers.refresh(infos.clone());
+        let alive = workers.into_iter().map(|k| k.key).collect();
+        Some((alive, infos))
+    }
+
+    async fn rerun_lost(&mut self) {
+        let Some((alive, infos)) = self.scan_workers().await else {
+            return;
+        };
         self.check_capable(&infos).await;
+        self.count_busy();
+        self.route_again().await;
         let topo = &self.nats.topo;
         // A start reported just now may come from a worker whose first beat is on its way.
         let young = Timestamp(now().0 - 2000);
@@ -148,10 +160,20 @@ impl Leading {
             });
             let of_app: Vec<&WorkerInfo> =
                 workers.iter().filter(|w| w.app == summary.app).collect();
-            let capable = of_app.iter().any(|w| w.can_run(&summary.exec));
+            let capable = of_app.iter().any(|w| {
+                w.can_run(&summary.exec)
+                    && (summary.workers.is_empty() || summary.workers.contains(&w.id))
+            });
             match (waiting_shards && !capable, summary.no_worker_since) {
                 (true, None) => {
-                    let reason = missing_worker(&summary.app, &summary.exec, !of_app.is_empty());
+                    let reason = if summary.workers.is_empty() {
+                        missing_worker(&summary.app, &summary.exec, !of_app.is_empty())
+                    } else {
+                        format!(
+                            "none of the workers it is pinned to ({}) is live and able to run it",
+                            summary.workers.join(", ")
+                        )
+                    };
                     inputs.push((*id, Input::NoWorker { reason }));
                 }
                 (true, Some(since)) if at.since(since) > wait => {

@@ -523,6 +523,21 @@ fn shard_items_with_overrides() {
         .expect_err("too many");
     assert_eq!(e.field, "shards");
 
+    let broadcast = JobSpec {
+        routing: Routing::Broadcast,
+        ..base()
+    };
+    assert_eq!(broadcast.shard_items(&req(None, None)).expect("one"), [""]);
+    let e = broadcast
+        .shard_items(&req(None, Some(2)))
+        .expect_err("shards");
+    assert_eq!(e.field, "shards");
+    assert!(e.message.contains("broadcast"), "{e}");
+    let e = broadcast
+        .shard_items(&req(Some("x;y"), None))
+        .expect_err("params");
+    assert_eq!(e.field, "shard_params");
+
     let mut job = base();
     job.shards = Some(3);
     assert_eq!(
@@ -708,15 +723,6 @@ fn refused(job: &JobSpec, field: &str, words: &[&str]) {
 #[test]
 fn fields_not_run_yet_are_refused() {
     const NOT_YET: &str = "not supported in this version yet";
-    for routing in Routing::ALL.into_iter().filter(|r| *r != Routing::Pull) {
-        let job = JobSpec { routing, ..base() };
-        refused(&job, "routing", &[NOT_YET, routing.as_str()]);
-    }
-    let job = JobSpec {
-        workers: vec!["host-1".into()],
-        ..base()
-    };
-    refused(&job, "workers", &[NOT_YET]);
     let mut job = base();
     job.alarm.emails = vec!["ops@example.com".into()];
     refused(&job, "alarm.emails", &[NOT_YET]);
@@ -740,19 +746,55 @@ fn fields_not_run_yet_are_refused() {
     refused(&job, "alarm.stuck_after", &[NOT_YET]);
     let parsed = toml_one("app = \"billing\"\nname = \"x\"\nalarm = { stuck_after = \"0s\" }\n");
     assert!(parsed.is_ok(), "the contract's field is known: {parsed:?}");
-    // From a file too, with the job and the field named.
-    let e = toml_one("app = \"billing\"\nname = \"x\"\nrouting = \"broadcast\"\n")
-        .expect_err("routing");
-    assert_eq!(e.field, "routing");
-    assert!(
-        e.to_string()
-            .starts_with("job billing/x: field `routing`: `routing = \"broadcast\"` is not supported in this version yet"),
-        "{e}"
-    );
     // Stored records with them still decode.
     let stored = rmp_serde::to_vec_named(&unsupported()).expect("msgpack");
     let back: JobSpec = rmp_serde::from_slice(&stored).expect("decodes");
     assert_eq!(back, unsupported());
+}
+
+#[test]
+fn every_routing_and_pinning_is_accepted_and_nonsense_refused() {
+    for routing in Routing::ALL {
+        let job = JobSpec {
+            routing,
+            workers: vec!["host-1".into(), "Host_2".into()],
+            ..base()
+        };
+        assert!(job.validate().is_ok(), "{}", routing.as_str());
+    }
+    let broadcast = JobSpec {
+        routing: Routing::Broadcast,
+        ..base()
+    };
+    let job = JobSpec {
+        shards: Some(3),
+        ..broadcast.clone()
+    };
+    refused(&job, "shards", &["one shard per live worker"]);
+    let job = JobSpec {
+        shard_params: ShardParams::List(vec!["a".into(), "b".into()]),
+        ..broadcast
+    };
+    refused(&job, "shard_params", &["one shard per live worker"]);
+    let job = JobSpec {
+        workers: vec!["w1".into(), "bad.id".into()],
+        ..base()
+    };
+    refused(&job, "workers[1]", &["bad.id"]);
+    let job = JobSpec {
+        workers: vec!["w1".into(), "w1".into()],
+        ..base()
+    };
+    refused(&job, "workers[1]", &["listed twice"]);
+    // From a file too, with the job and the field named.
+    let e = toml_one("app = \"billing\"\nname = \"x\"\nrouting = \"broadcast\"\nshards = 2\n")
+        .expect_err("broadcast with shards");
+    assert_eq!(e.field, "shards");
+    assert!(
+        e.to_string()
+            .starts_with("job billing/x: field `shards`: `routing = \"broadcast\"`"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use crate::limits::{
     MAX_HTTP_HEADER_BYTES, MAX_HTTP_HEADERS, MAX_PARAMS_BYTES, MAX_SHARD_PARAMS_BYTES,
     MAX_SOURCE_BYTES,
 };
-use crate::names::{check_name, split_job_ref};
+use crate::names::{check_name, check_worker_id, split_job_ref};
 use crate::schedule::Schedule;
 
 /// HTTP methods an `http` job may use.
@@ -48,23 +48,6 @@ pub(crate) fn params_bytes(items: &[String]) -> usize {
 /// that nothing written in a spec is silently ignored.
 fn not_yet(spec: &JobSpec) -> Result<(), SpecError> {
     const NOT_YET: &str = "is not supported in this version yet";
-    if spec.routing != Routing::Pull {
-        return Err(err(
-            "routing",
-            format!(
-                "`routing = \"{}\"` {NOT_YET}: remove it (shards go to whichever worker of the app is free, as with \"pull\")",
-                spec.routing.as_str()
-            ),
-        ));
-    }
-    if !spec.workers.is_empty() {
-        return Err(err(
-            "workers",
-            format!(
-                "pinning a job to workers {NOT_YET}: remove `workers` (any worker of the app runs it)"
-            ),
-        ));
-    }
     if !spec.alarm.emails.is_empty() {
         return Err(err(
             "alarm.emails",
@@ -312,6 +295,46 @@ fn shard_fields(spec: &JobSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// Most worker ids a job may be pinned to.
+pub(crate) const MAX_PINNED_WORKERS: usize = 256;
+
+fn routing_fields(spec: &JobSpec) -> Result<(), SpecError> {
+    if spec.routing == Routing::Broadcast {
+        if spec.shards.is_some() {
+            return Err(err(
+                "shards",
+                "`routing = \"broadcast\"` makes one shard per live worker: remove `shards`",
+            ));
+        }
+        if !spec.shard_params.items().is_empty() {
+            return Err(err(
+                "shard_params",
+                "`routing = \"broadcast\"` makes one shard per live worker: remove `shard_params` (every shard gets `params`)",
+            ));
+        }
+    }
+    if spec.workers.len() > MAX_PINNED_WORKERS {
+        return Err(err(
+            "workers",
+            format!(
+                "{} worker ids: a job is pinned to at most {MAX_PINNED_WORKERS}",
+                spec.workers.len()
+            ),
+        ));
+    }
+    for (i, id) in spec.workers.iter().enumerate() {
+        let field = format!("workers[{i}]");
+        check_worker_id(id).map_err(|e| err(&field, e.to_string()))?;
+        if let Some(j) = spec.workers[..i].iter().position(|w| w == id) {
+            return Err(err(
+                field,
+                format!("`{id}` is listed twice (also workers[{j}])"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn children(spec: &JobSpec) -> Result<(), SpecError> {
     if spec.children.len() > MAX_CHILDREN {
         return Err(err(
@@ -385,5 +408,6 @@ pub(super) fn check(spec: &JobSpec) -> Result<(), SpecError> {
     not_yet(spec)?;
     kind_fields(spec)?;
     shard_fields(spec)?;
+    routing_fields(spec)?;
     other_fields(spec)
 }
