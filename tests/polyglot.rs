@@ -279,3 +279,50 @@ params = "30"
     env.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn items_sent_to_the_python_worker_by_name_run_there() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        r#"
+[[job]]
+app = "shop"
+name = "pinned"
+handler = "py-echo"
+shards = 4
+workers = ["py1"]
+
+[[job]]
+app = "shop"
+name = "failover"
+handler = "py-echo"
+shards = 4
+routing = "failover"
+"#,
+    )
+    .await?;
+    // Both run `py-echo`; `py1` sorts first, so `failover` picks it once it answers a ping.
+    let echo = Echo::default();
+    env.run_worker(env.worker("shop").id("zz-rust").register(echo.clone()))
+        .await?;
+    let python = python_worker(&env, "shop", "py1", 2).await?;
+    env.workers_alive("shop", &["py1", "zz-rust"]).await?;
+    env.scheduler("s1").await?;
+
+    for job in ["pinned", "failover"] {
+        let id = env.trigger("shop", job, &TriggerRequest::default()).await?;
+        let inst = env.finished(&id).await?;
+        assert_eq!(inst.summary.status, InstanceStatus::Success, "{inst:?}");
+        for s in &inst.shards {
+            assert_eq!(s.worker.as_deref(), Some("py1"), "{job}: {s:?}");
+            assert_eq!(s.attempts, 1, "{job}: {s:?}");
+        }
+    }
+    let rust_ran = echo.ran.lock().map(|r| r.len()).unwrap_or(usize::MAX);
+    assert_eq!(rust_ran, 0, "the Rust worker ran none of them");
+
+    stop(python).await?;
+    env.stop().await;
+    Ok(())
+}

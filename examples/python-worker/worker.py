@@ -1,7 +1,9 @@
 """An Antares worker in Python, following docs/worker-protocol.md.
 
 It serves one app and runs plugin jobs whose `handler` it registers (HANDLERS below);
-anything else it fails, saying why. Needs nats-py and msgpack.
+anything else it fails, saying why. It pulls from the app's shared queue and from its
+own (items sent to it by name), answers pings, hears stops, and beats every second.
+Needs nats-py and msgpack.
 
     python3 worker.py --app shop [--id ID] [--nats-url URL] [--concurrency N]
 """
@@ -25,6 +27,7 @@ PROGRESS_EVERY = 1.0  # in-progress acks while running
 LATER_DELAY = 5.0  # a "later" item comes back after this
 HEARTBEAT_EVERY = 1.0  # the heartbeat expires after three missed beats
 GRACE = 10.0  # at shutdown, running items get this long to finish
+OWN_INACTIVE = 3600.0  # the server deletes our own consumer after this long unused
 REPORT_PATIENCE = 60.0  # how long a finished report is retried before handing back
 MAX_ERROR_BYTES = 1024
 
@@ -80,48 +83,98 @@ class Worker:
     def __init__(self, nc, app, worker_id, concurrency):
         self.nc, self.js = nc, nc.jetstream()
         self.app, self.id, self.concurrency = app, worker_id, concurrency
+        self.slots = asyncio.Semaphore(concurrency)
+        self.freed = asyncio.Event()  # set when a slot frees up (or at shutdown)
         self.running = {}  # (instance, item) -> (run, asyncio.Task, stop future)
         self.started_at = now_ms()
         self.stopping = False
+        self.tasks = set()
+
+    def stop(self):
+        self.stopping = True
+        self.freed.set()
+
+    async def consumer(self, durable, subject, inactive=None):
+        config = ConsumerConfig(
+            durable_name=durable, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL, ack_wait=ACK_WAIT, max_deliver=-1,
+            max_ack_pending=1_000_000, inactive_threshold=inactive)
+        return await self.js.pull_subscribe(subject, durable=durable, stream="ATS_SHARDS",
+                                            config=config)
 
     async def run(self):
         await self.nc.subscribe(f"{NS}.stop.{self.app}.>", cb=self.on_stop)
-        config = ConsumerConfig(
-            durable_name=f"app-{self.app}", filter_subject=f"{NS}.shard.{self.app}.>",
-            ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-            ack_wait=ACK_WAIT, max_deliver=-1, max_ack_pending=1_000_000)
-        sub = await self.js.pull_subscribe(
-            config.filter_subject, durable=config.durable_name, stream="ATS_SHARDS", config=config)
+        await self.nc.subscribe(f"{NS}.ping.{self.app}.{self.id}", cb=self.on_ping)
+        shared = await self.consumer(f"app-{self.app}", f"{NS}.shard.{self.app}.>")
+        own = await self.consumer(f"worker-{self.app}-{self.id}",
+                                  f"{NS}.direct.{self.app}.{self.id}.>", inactive=OWN_INACTIVE)
         beating = asyncio.ensure_future(self.heartbeat())
-        tasks = set()
-        while not self.stopping:
-            free = self.concurrency - len(self.running)
-            if free <= 0:
-                await asyncio.sleep(0.05)
-                continue
-            try:
-                msgs = await sub.fetch(free, timeout=1)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                continue
-            for msg in msgs:
-                if self.stopping:  # received but not started: hand it back
-                    await msg.nak()
-                    continue
-                t = asyncio.ensure_future(self.drive(msg))
-                tasks.add(t)
-                t.add_done_callback(tasks.discard)
+        await asyncio.gather(self.pull(shared, own=False), self.pull(own, own=True))
         # Shutdown: let running items finish for a while, then hand the rest back.
-        if tasks:
-            await asyncio.wait(tasks, timeout=GRACE)
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=GRACE)
         for _, task, stop in list(self.running.values()):
             if not stop.done():
                 stop.set_result(None)  # None: no report, nak
-        if tasks:
-            await asyncio.wait(tasks, timeout=GRACE)
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=GRACE)
         beating.cancel()
         await self.js.publish(f"$KV.ats-workers.{self.app}.{self.id}", b"",
                               headers={"KV-Operation": "DEL", "Nats-TTL": "3s"})
         await self.nc.flush()
+
+    async def pull(self, sub, own):
+        """Fetches items until stopping: from the shared queue only as many as there are
+        free slots (each takes one now); of our own, items may wait for a slot."""
+        while not self.stopping:
+            if not own and self.slots.locked():
+                self.freed.clear()
+                await self.freed.wait()
+                continue
+            taken = 0
+            while not own and not self.slots.locked():
+                await self.slots.acquire()  # free: returns at once
+                taken += 1
+            batch = taken or max(1, self.concurrency - len(self.running))
+            try:
+                msgs = await sub.fetch(batch, timeout=1)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                msgs = []
+            for _ in range(taken - len(msgs)):
+                self.release()
+            for msg in msgs:
+                if self.stopping:  # received but not started: hand it back
+                    await msg.nak()
+                    if not own:
+                        self.release()
+                    continue
+                t = asyncio.ensure_future(self.take(msg, own))
+                self.tasks.add(t)
+                t.add_done_callback(self.tasks.discard)
+
+    async def take(self, msg, own):
+        """Runs an item in its slot; one of our own first waits for a free slot (with
+        in-progress acks), since no other worker may run it."""
+        while own:
+            try:
+                await asyncio.wait_for(self.slots.acquire(), PROGRESS_EVERY)
+                break
+            except asyncio.TimeoutError:
+                if self.stopping:
+                    await msg.nak()
+                    return
+                await msg.in_progress()
+        try:
+            await self.drive(msg)
+        finally:
+            self.release()
+
+    def release(self):
+        self.slots.release()
+        self.freed.set()
+
+    async def on_ping(self, msg):
+        await msg.respond(b"")
 
     async def heartbeat(self):
         while True:
@@ -262,7 +315,7 @@ async def main():
     nc = await nats.connect(args.nats_url, name=f"antares-python-worker {args.id}")
     worker = Worker(nc, args.app, args.id, args.concurrency)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, lambda: setattr(worker, "stopping", True))
+        asyncio.get_running_loop().add_signal_handler(sig, worker.stop)
     print(f"worker {args.id} of app {args.app} ready: handlers {', '.join(sorted(HANDLERS))}", flush=True)
     await worker.run()
     await nc.close()
