@@ -156,7 +156,7 @@ async fn run_with(
     let topo = Topology::new(ns).with_context(|| format!("--namespace `{ns}`"))?;
     let nats = crate::cli::connect(connect, topo).await?;
     provision(&nats, &ProvisionOptions::default()).await?;
-    let admin = Admin::open(&nats).await?;
+    let admin = Admin::open(&nats).await?.acting_as(ctx.actor());
     match admin
         .create_app(DEMO_APP, "Demo jobs of `antares dev`")
         .await

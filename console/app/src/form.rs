@@ -2,7 +2,7 @@
 //! of a job spec (contract §2).
 //!
 //! Editing starts from the stored spec and writes back only what the form shows, so
-//! fields the form cannot change yet (workers, alarms, http) keep their values. Numbers
+//! fields the form cannot change yet (alarms, http) keep their values. Numbers
 //! and durations are checked here, naming the field, before anything is sent; the rest
 //! (cron, names, time zones, counts that must agree) the server checks and names.
 
@@ -66,6 +66,8 @@ pub struct JobForm {
     pub shards: String,
     pub shard_params: String,
     pub routing: String,
+    /// Worker ids the job is pinned to, separated by commas, spaces or lines.
+    pub workers: String,
     pub overlap: String,
     pub max_parallel: String,
     pub timeout: String,
@@ -139,7 +141,7 @@ impl JobForm {
             }
             _ => text(spec, &["shard_params"]),
         };
-        let children = match spec.get("children") {
+        let joined = |field: &str| match spec.get(field) {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|i| text(i, &[]))
@@ -147,6 +149,8 @@ impl JobForm {
                 .join(", "),
             _ => String::new(),
         };
+        let children = joined("children");
+        let workers = joined("workers");
         let kind = match text(spec, &["kind"]) {
             k if k.is_empty() => "plugin".to_string(),
             k => k,
@@ -174,6 +178,7 @@ impl JobForm {
             shards: text(spec, &["shards"]),
             shard_params,
             routing: or(text(spec, &["routing"]), "pull"),
+            workers,
             overlap: or(text(spec, &["overlap"]), "serial"),
             max_parallel: or(text(spec, &["max_parallel"]), "1"),
             timeout: or(text(spec, &["timeout"]), "0s"),
@@ -280,6 +285,7 @@ impl JobForm {
         set(&mut spec, "shard_params", shard_params);
 
         set(&mut spec, "routing", json!(self.routing));
+        set(&mut spec, "workers", json!(words(&self.workers)));
         set(&mut spec, "overlap", json!(self.overlap));
         set(
             &mut spec,
@@ -308,15 +314,17 @@ impl JobForm {
             }),
         );
         set(&mut spec, "misfire", json!(self.misfire));
-        let children: Vec<&str> = self
-            .children
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|c| !c.is_empty())
-            .collect();
-        set(&mut spec, "children", json!(children));
+        set(&mut spec, "children", json!(words(&self.children)));
         set(&mut spec, "enabled", json!(self.enabled));
         Ok(Value::Object(spec))
     }
+}
+
+/// The items of a list typed as text: separated by commas, spaces or lines.
+fn words(text: &str) -> Vec<&str> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 /// The spec paths the editor shows an input for, where a field error is displayed.

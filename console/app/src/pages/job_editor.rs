@@ -89,7 +89,6 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
         error.set(None);
     });
     // Shown as stored: not editable yet.
-    let workers = list_text(&base, &["workers"]).unwrap_or_default();
     let emails = list_text(&base, &["alarm", "emails"]).unwrap_or_default();
     let webhooks = list_text(&base, &["alarm", "webhooks"]).unwrap_or_default();
     let alarm_on =
@@ -347,29 +346,23 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
                 <Field label="Shard params" id="job-shard-params" field="shard_params" error note="a;b;c gives item i the i-th; or a JSON list [\"a\", \"b\"].">
                     {text(form, "job-shard-params", |f| f.shard_params.clone(), |f, v| f.shard_params = v)}
                 </Field>
-                <Field label="Routing" id="job-routing" field="routing" error note="Only pull (free workers take the next shard) is supported yet.">
-                    <select
-                        id="job-routing"
-                        data-test="job-routing"
-                        prop:value=move || form.with(|f| f.routing.clone())
-                        on:change=move |ev| {
-                            let v = event_target_value(&ev);
-                            form.update(|f| f.routing = v);
-                        }
-                    >
-                        {antares_schemas::spec::Routing::ALL
-                            .iter()
-                            .map(|r| {
-                                let name = r.as_str();
-                                let pull = name == "pull";
-                                let text = if pull { name.to_string() } else { format!("{name} (not supported yet)") };
-                                view! { <option value=name disabled=!pull>{text}</option> }
-                            })
-                            .collect_view()}
-                    </select>
+                <Field label="Routing" id="job-routing" field="routing" error note="Which worker runs each shard. With broadcast, leave Shards and Shard params empty.">
+                    {select(form, "job-routing", &[
+                        ("pull", "pull: any free worker takes the next shard"),
+                        ("broadcast", "broadcast: one shard per live worker"),
+                        ("first", "first: the first worker (by id)"),
+                        ("last", "last: the last worker (by id)"),
+                        ("round_robin", "round_robin: each worker in turn"),
+                        ("random", "random"),
+                        ("consistent_hash", "consistent_hash: the same worker while the set is stable"),
+                        ("least_frequently_used", "least_frequently_used"),
+                        ("least_recently_used", "least_recently_used"),
+                        ("failover", "failover: the first worker that answers"),
+                        ("busyover", "busyover: the first worker with a free slot"),
+                    ], |f| f.routing.clone(), |f, v| f.routing = v)}
                 </Field>
-                <Field label="Workers" id="job-workers" field="workers" error note="Pinning a job to named workers is not supported yet.">
-                    <input id="job-workers" data-test="job-workers" disabled prop:value=workers />
+                <Field label="Workers" id="job-workers" field="workers" error note="Worker ids this job may run on, separated by commas; empty for any worker of the app.">
+                    {text(form, "job-workers", |f| f.workers.clone(), |f, v| f.workers = v)}
                 </Field>
             </fieldset>
 
