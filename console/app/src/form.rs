@@ -2,7 +2,7 @@
 //! of a job spec (contract §2).
 //!
 //! Editing starts from the stored spec and writes back only what the form shows, so
-//! fields the form cannot change yet (alarms, http) keep their values. Numbers
+//! fields the form cannot change yet (alarms) keep their values. Numbers
 //! and durations are checked here, naming the field, before anything is sent; the rest
 //! (cron, names, time zones, counts that must agree) the server checks and names.
 
@@ -62,6 +62,12 @@ pub struct JobForm {
     pub command: String,
     pub lang: String,
     pub source: String,
+    pub http_url: String,
+    pub http_method: String,
+    /// One `Name: value` per line.
+    pub http_headers: String,
+    pub http_body: String,
+    pub http_timeout: String,
     pub params: String,
     pub shards: String,
     pub shard_params: String,
@@ -174,6 +180,18 @@ impl JobForm {
             command: text(spec, &["command"]),
             lang,
             source: text(spec, &["script", "source"]),
+            http_url: text(spec, &["http", "url"]),
+            http_method: or(text(spec, &["http", "method"]), "POST"),
+            http_headers: match spec.get("http").and_then(|h| h.get("headers")) {
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", text(v, &[])))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => String::new(),
+            },
+            http_body: text(spec, &["http", "body"]),
+            http_timeout: or(text(spec, &["http", "timeout"]), "10s"),
             params: text(spec, &["params"]),
             shards: text(spec, &["shards"]),
             shard_params,
@@ -260,6 +278,31 @@ impl JobForm {
                 for k in ["command", "script", "handler"] {
                     spec.remove(k);
                 }
+                duration("http.timeout", &self.http_timeout)?;
+                let mut headers = Map::new();
+                for (n, line) in self.http_headers.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let Some((name, value)) = line.split_once(':') else {
+                        return Err(err(
+                            "http.headers",
+                            format!("line {}: write `Name: value`", n + 1),
+                        ));
+                    };
+                    headers.insert(name.trim().to_string(), json!(value.trim()));
+                }
+                set(
+                    &mut spec,
+                    "http",
+                    json!({
+                        "url": self.http_url.trim(),
+                        "method": self.http_method.trim(),
+                        "headers": headers,
+                        "body": self.http_body,
+                        "timeout": self.http_timeout.trim(),
+                    }),
+                );
             }
         }
 
@@ -328,7 +371,7 @@ fn words(text: &str) -> Vec<&str> {
 }
 
 /// The spec paths the editor shows an input for, where a field error is displayed.
-pub const SHOWN: [&str; 27] = [
+pub const SHOWN: [&str; 32] = [
     "name",
     "description",
     "enabled",
@@ -342,6 +385,11 @@ pub const SHOWN: [&str; 27] = [
     "command",
     "script",
     "http",
+    "http.url",
+    "http.method",
+    "http.headers",
+    "http.body",
+    "http.timeout",
     "params",
     "shards",
     "shard_params",
@@ -442,6 +490,34 @@ mod tests {
         )
         .expect("a spec");
         assert_eq!(round_trip(&spec), spec);
+    }
+
+    #[test]
+    fn an_http_job_round_trips() {
+        let spec: JobSpec = toml::from_str(
+            r#"
+            app = "shop"
+            name = "ping"
+            kind = "http"
+            http = { url = "https://example.com/hook?x=1", method = "PUT", headers = { "X-Token" = "a: b", Accept = "text/plain" }, body = "{}", timeout = "3s" }
+            "#,
+        )
+        .expect("a spec");
+        assert_eq!(round_trip(&spec), spec);
+    }
+
+    #[test]
+    fn a_header_without_a_colon_names_its_line() {
+        let mut form = JobForm::from_spec(&new_spec("shop"));
+        form.name = "ping".into();
+        form.kind = "http".into();
+        form.http_url = "http://localhost/".into();
+        form.http_headers = "Accept: */*\nbroken".into();
+        let e = form
+            .to_spec("shop", &new_spec("shop"))
+            .expect_err("a bad header");
+        assert_eq!(e.field, "http.headers");
+        assert!(e.message.contains("line 2"), "{}", e.message);
     }
 
     #[test]

@@ -255,7 +255,7 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
 
             <fieldset class="card">
                 <legend>"What it runs"</legend>
-                <Field label="Kind" id="job-kind" field="kind" error note="http jobs are not supported yet.">
+                <Field label="Kind" id="job-kind" field="kind" error>
                     <select
                         id="job-kind"
                         data-test="job-kind"
@@ -267,7 +267,7 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
                     >
                         <option value="plugin">"plugin: a job registered in the worker"</option>
                         <option value="script">"script: a command or a script"</option>
-                        <option value="http" disabled>"http (not supported yet)"</option>
+                        <option value="http">"http: a request to a URL"</option>
                     </select>
                 </Field>
                 <Show when=move || kind() == "plugin">
@@ -331,7 +331,38 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
                     </p>
                 </Show>
                 <Show when=move || kind() == "http">
-                    <p class="note">"http jobs are not supported yet: this job's request is kept as it is."</p>
+                    <Field label="URL" id="http-url" field="http.url" error note="http:// or https://; each shard is one request.">
+                        {text(form, "http-url", |f| f.http_url.clone(), |f, v| f.http_url = v)}
+                    </Field>
+                    <Field label="Method" id="http-method" field="http.method" error>
+                        {select(form, "http-method", &[
+                            ("GET", "GET"),
+                            ("POST", "POST"),
+                            ("PUT", "PUT"),
+                            ("PATCH", "PATCH"),
+                            ("DELETE", "DELETE"),
+                        ], |f| f.http_method.clone(), |f, v| f.http_method = v)}
+                    </Field>
+                    <Field label="Headers" id="http-headers" field="http.headers" error note="One `Name: value` per line.">
+                        <CodeEditor
+                            id="http-headers"
+                            value=Signal::derive(move || form.with(|f| f.http_headers.clone()))
+                            on_input=Callback::new(move |v| form.update(|f| f.http_headers = v))
+                        />
+                    </Field>
+                    <Field label="Body" id="http-body" field="http.body" error>
+                        <CodeEditor
+                            id="http-body"
+                            value=Signal::derive(move || form.with(|f| f.http_body.clone()))
+                            on_input=Callback::new(move |v| form.update(|f| f.http_body = v))
+                        />
+                    </Field>
+                    <Field label="Request timeout" id="http-timeout" field="http.timeout" error note="Like 10s; 0s for none.">
+                        {text(form, "http-timeout", |f| f.http_timeout.clone(), |f, v| f.http_timeout = v)}
+                    </Field>
+                    <p class="muted small">
+                        "2xx is success; 429 and 503 answer later; any other status fails with an excerpt of the body. The shard is named in Antares- headers."
+                    </p>
                 </Show>
             </fieldset>
 
