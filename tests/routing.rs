@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use antares_nats::wait::wait_for;
 use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, ShardStatus};
-use antares_schemas::messages::TriggerRequest;
+use antares_schemas::messages::{EventKind, TriggerRequest};
 use antares_worker::{JobResult, WorkerBuilder, WorkerHandle};
 use support::{Env, Recorder, Seen, WAIT, signal, worker_process};
 use tokio::task::JoinHandle;
@@ -255,6 +255,41 @@ async fn a_shard_goes_only_to_a_worker_with_its_plugin() -> anyhow::Result<()> {
             && s.attempts == 1));
         assert_eq!(workers_of(&rec, &id), vec!["w2"; 8]);
     }
+    env.stop().await;
+    Ok(())
+}
+
+/// With no worker at all when it fires, a pull item waits in the scheduler: the first
+/// worker to come, which cannot run it, never takes it; the one that can does.
+#[tokio::test]
+async fn with_no_worker_yet_the_first_to_come_takes_only_what_it_can_run() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        APP,
+        &format!("app = \"{APP}\"\nname = \"special\"\nhandler = \"special\"\nshards = 4\n"),
+    )
+    .await?;
+    env.scheduler("s1").await?;
+    let mut events = env.events(APP, "special").await?;
+    let id = env
+        .trigger(APP, "special", &TriggerRequest::default())
+        .await?;
+    Env::event_where(&mut events, "a no_worker event", |e| {
+        e.kind == EventKind::NoWorker && e.instance == Some(id)
+    })
+    .await?;
+    // `w1` lacks the plugin; had the items been queued, it would take and fail them.
+    env.run_worker(env.worker(APP).id("w1")).await?;
+    env.workers_alive(APP, &["w1"]).await?;
+    let rec = Recorder::new("special", |_| JobResult::Success);
+    env.run_worker(env.worker(APP).id("w2").register(rec.clone()))
+        .await?;
+    let inst = env.finished(&id).await?;
+    assert_eq!(inst.summary.status, InstanceStatus::Success);
+    assert!(inst.shards.iter().all(|s| s.worker.as_deref() == Some("w2")
+        && s.status == ShardStatus::Success
+        && s.attempts == 1));
+    assert_eq!(workers_of(&rec, &id), vec!["w2"; 4]);
     env.stop().await;
     Ok(())
 }

@@ -147,6 +147,35 @@ async fn the_scheduler_ends_an_attempt_nobody_reports_past_its_timeout() -> anyh
         .client
         .subscribe(topo.app_stop_filter("shop"))
         .await?;
+    let beat = WorkerInfo {
+        id: "rogue".into(),
+        app: "shop".into(),
+        host: "h".into(),
+        pid: 1,
+        started_at: now(),
+        last_seen: now(),
+        running: 1,
+        capacity: 1,
+        allow_scripts: false,
+        plugins: vec!["noop".into()],
+        http: false,
+        version: "0".into(),
+    };
+    // Its first beat, before the trigger: pull items wait in the scheduler until a live
+    // worker that can run them is known.
+    let put_beat = || {
+        kv::write(
+            &env.nats,
+            Write::put(
+                &topo.workers_bucket(),
+                topo.worker_key("shop", "rogue"),
+                codec::encode("w", &beat).unwrap_or_default(),
+                Expect::Any,
+            )
+            .with_ttl(Duration::from_secs(3)),
+        )
+    };
+    put_beat().await?;
     let id = env
         .trigger("shop", "hung", &TriggerRequest::default())
         .await?;
@@ -180,35 +209,11 @@ async fn the_scheduler_ends_an_attempt_nobody_reports_past_its_timeout() -> anyh
             codec::encode("r", &started)?,
         )
         .await?;
-    let beat = WorkerInfo {
-        id: "rogue".into(),
-        app: "shop".into(),
-        host: "h".into(),
-        pid: 1,
-        started_at: now(),
-        last_seen: now(),
-        running: 1,
-        capacity: 1,
-        allow_scripts: false,
-        plugins: vec!["noop".into()],
-        http: false,
-        version: "0".into(),
-    };
     let t0 = Instant::now();
     let mut stops_seen = 0;
     let ended = loop {
         // Alive and holding it, never reporting its end.
-        kv::write(
-            &env.nats,
-            Write::put(
-                &topo.workers_bucket(),
-                topo.worker_key("shop", "rogue"),
-                codec::encode("w", &beat)?,
-                Expect::Any,
-            )
-            .with_ttl(Duration::from_secs(3)),
-        )
-        .await?;
+        put_beat().await?;
         let _ = queue::settle(&msg, queue::Settle::Progress).await;
         let inst = env.admin.get_instance(&id).await?;
         if inst.summary.status.is_final() {

@@ -142,7 +142,9 @@
 //! does not accept, a kind it does not support) is reported `failed` with the reason and
 //! acked, never nak'd. The scheduler sends items only to workers whose heartbeat says
 //! they can run them, so this happens only to a worker that joined a moment before a
-//! `pull` item was queued.
+//! `pull` item was queued while other workers of the app could run it. Write the first
+//! heartbeat before pulling: with no live worker, items wait in the scheduler until one
+//! that can run them has beaten.
 //!
 //! Answer every request on `ats.ping.<app>.<worker>` (core NATS) with an empty reply,
 //! at once: the scheduler pings a worker before it sends it the items of a `failover`

@@ -3,7 +3,7 @@
 //! The leader keeps every app's live workers in memory ([`Registry`]), read from the
 //! workers bucket by the rescue scan (every second) — never a round trip per item. Each
 //! publication is planned from it ([`Leading::plan`]):
-//! - `pull`, no pinning, and every live worker of the app (if any) can run the job: the
+//! - `pull`, no pinning, and every live worker of the app can run the job: the
 //!   app's queue (`<ns>.shard.<app>...`), where any free worker pulls the next item;
 //! - otherwise one worker per item, chosen by [`crate::routing::choose`] among the live
 //!   workers that can run it (and are pinned, if the job pins), and sent to its own
@@ -120,8 +120,14 @@ impl Leading {
         let s = &stored.instance.summary;
         let of_app = self.workers.of_app(&s.app);
         let capable = self.workers.capable(s);
-        // With no live worker at all, pull items wait in the queue for the first one.
-        if s.routing == Routing::Pull && s.workers.is_empty() && capable.len() == of_app.len() {
+        // Pull items go to the app's queue only while every live worker can run them;
+        // with no live worker at all they wait here, so the first worker to come takes
+        // them only if it can run them (the scan sees its first beat within a second).
+        if s.routing == Routing::Pull
+            && s.workers.is_empty()
+            && !of_app.is_empty()
+            && capable.len() == of_app.len()
+        {
             return Plan::Queue;
         }
         if capable.is_empty() {
