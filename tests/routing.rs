@@ -170,6 +170,83 @@ async fn consistent_hash_keeps_a_job_on_one_worker_until_it_leaves() -> anyhow::
 }
 
 #[tokio::test]
+async fn random_spreads_the_items_over_every_worker() -> anyhow::Result<()> {
+    let jobs = job("dice", "routing = \"random\"\nshards = 30");
+    let (mut env, rec, _w) = cluster(&jobs, &["w1", "w2", "w3"], 32).await?;
+    let inst = run(&env, "dice").await?;
+    let on = workers_of(&rec, &inst.summary.id);
+    let used: BTreeSet<&String> = on.iter().collect();
+    // Missing a worker over 30 fair draws has a chance of about 1 in 65,000.
+    assert_eq!(used.len(), 3, "{on:?}");
+    let cycle: Vec<String> = (0..30).map(|i| format!("w{}", i % 3 + 1)).collect();
+    assert_ne!(on, cycle, "random gave the round-robin order");
+    env.stop().await;
+    Ok(())
+}
+
+/// Runs `job` until one of its fires lands on `worker` (once the leader has seen it),
+/// returning every worker used on the way, in order.
+async fn run_until_on(
+    env: &Env,
+    rec: &Recorder,
+    job: &str,
+    worker: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut used = Vec::new();
+    for _ in 0..50 {
+        let inst = run(env, job).await?;
+        let on = workers_of(rec, &inst.summary.id);
+        let done = on.iter().any(|w| w == worker);
+        used.extend(on);
+        if done {
+            return Ok(used);
+        }
+    }
+    anyhow::bail!("50 fires and none on {worker}: {used:?}")
+}
+
+#[tokio::test]
+async fn least_frequently_used_lets_a_new_worker_catch_up() -> anyhow::Result<()> {
+    let jobs = job("lfu", "routing = \"least_frequently_used\"");
+    let (mut env, rec, _w) = cluster(&jobs, &["w1", "w2"], 4).await?;
+    let mut on = Vec::new();
+    for _ in 0..4 {
+        on.extend(workers_of(&rec, &run(&env, "lfu").await?.summary.id));
+    }
+    assert_eq!(on.iter().filter(|w| *w == "w1").count(), 2, "{on:?}");
+    // A third worker joins: having run the job least, it takes the next fires.
+    let _w3 = start(env.worker(APP).id("w3").register(rec.clone())).await?;
+    env.workers_alive(APP, &["w3"]).await?;
+    run_until_on(&env, &rec, "lfu", "w3").await?;
+    let inst = run(&env, "lfu").await?;
+    assert_eq!(workers_of(&rec, &inst.summary.id), ["w3"]);
+    env.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn least_recently_used_takes_the_worker_idle_longest() -> anyhow::Result<()> {
+    let jobs = job("lru", "routing = \"least_recently_used\"");
+    let (mut env, rec, _w) = cluster(&jobs, &["w1", "w2"], 4).await?;
+    let mut all = Vec::new();
+    for _ in 0..2 {
+        all.extend(workers_of(&rec, &run(&env, "lru").await?.summary.id));
+    }
+    let _w3 = start(env.worker(APP).id("w3").register(rec.clone())).await?;
+    env.workers_alive(APP, &["w3"]).await?;
+    all.extend(run_until_on(&env, &rec, "lru", "w3").await?);
+    // Unlike least_frequently_used, the newcomer does not take the next fire: of w1 and
+    // w2, the one that ran it longest ago does.
+    let n = all.len();
+    let (older, newer) = (all[n - 3].clone(), all[n - 2].clone());
+    assert_ne!(older, newer, "w1 and w2 take turns: {all:?}");
+    let inst = run(&env, "lru").await?;
+    assert_eq!(workers_of(&rec, &inst.summary.id), [older]);
+    env.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn busyover_skips_a_worker_whose_slots_are_full() -> anyhow::Result<()> {
     let jobs = job("quick", "routing = \"busyover\"")
         + &format!(
