@@ -207,6 +207,11 @@ class Worker:
         except Exception:
             await msg.term()  # not a shard task: it can never run
             return
+        (kind, details), = task["exec"].items()
+        if ((kind != "plugin" or details.get("handler") not in HANDLERS)
+                and msg.subject.startswith(f"{NS}.shard.")):
+            await msg.nak(delay=1)  # from the shared queue: a worker that can run it will
+            return
         attempt = task.get("attempt_base", 0) + msg.metadata.num_delivered
         shard = Shard(self, task, attempt)
         key = (task["instance"], shard.item)

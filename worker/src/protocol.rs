@@ -139,10 +139,11 @@
 //!    minute; only then `-NAK` (no delay): the item runs again rather than being lost.
 //!
 //! A shard item the worker cannot run (a `handler` it has no plugin for, a script it
-//! does not accept, a kind it does not support) is reported `failed` with the reason and
-//! acked, never nak'd. The scheduler sends items only to workers whose heartbeat says
-//! they can run them, so this happens only to a worker that joined a moment before a
-//! `pull` item was queued while other workers of the app could run it. Write the first
+//! does not accept, a kind it does not support): from the app's shared queue, hand it
+//! back unreported with `-NAK {"delay": 1 s}` so a worker that can run it takes it (the
+//! scheduler sends items only to workers whose heartbeat says they can run them, so this
+//! happens only to a worker that joined a moment before its heartbeat was read); sent to
+//! the worker by name, report it `failed` with the reason and ack it. Write the first
 //! heartbeat before pulling: with no live worker, items wait in the scheduler until one
 //! that can run them has beaten.
 //!

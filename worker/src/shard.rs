@@ -100,6 +100,24 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
             return;
         }
     };
+    // An item of the app's shared queue this worker cannot run goes back for one that
+    // can (the scheduler routes around it once it has read this worker's heartbeat);
+    // one sent to this worker by name is run, or failed saying why.
+    if !can_run(&shared, &task.exec)
+        && shared
+            .nats
+            .topo
+            .parse_direct_subject(&msg.subject)
+            .is_none()
+    {
+        tracing::info!(
+            "handing back {}: worker `{}` cannot run it; another worker of the app will",
+            msg.subject,
+            shared.id
+        );
+        settle(&msg, Settle::Nak(Some(HAND_BACK_DELAY))).await;
+        return;
+    }
     shared.running.fetch_add(1, Ordering::Relaxed);
     let _running = RunningGuard(&shared.running);
     let (_registration, stop) = shared.stoppers.register(task.instance, task.item, task.run);
@@ -236,6 +254,18 @@ async fn publish_report(
         .await
         .map_err(|e| e.to_string())?;
     ack.await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// How long an item this worker cannot run stays away before it is offered again.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
+
+/// Whether this worker runs items of this kind (what its heartbeat says).
+fn can_run(shared: &Shared, exec: &Execution) -> bool {
+    match exec {
+        Execution::Plugin { handler } => shared.registry.get(handler).is_some(),
+        Execution::Command { .. } | Execution::Script { .. } => shared.allow_scripts,
+        Execution::Http { .. } => shared.http.is_some(),
+    }
 }
 
 /// What to run for a task: a future, or a refusal.

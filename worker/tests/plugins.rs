@@ -221,7 +221,7 @@ async fn items_the_worker_cannot_run_fail_saying_why() -> anyhow::Result<()> {
     let mut bench = Bench::start().await?;
     let worker = spawn(bench.worker("billing", "w1").with_builtins()).await?;
     let t = task("billing", "mystery", plugin("nope"));
-    bench.publish(&t).await?;
+    bench.publish_to("w1", &t).await?;
     let (outcome, _) = bench.outcome(t.instance, 0).await?;
     assert_eq!(
         outcome,
@@ -251,7 +251,7 @@ async fn items_the_worker_cannot_run_fail_saying_why() -> anyhow::Result<()> {
             timeout_ms: 1000,
         },
     );
-    bench.publish(&t).await?;
+    bench.publish_to("w2", &t).await?;
     let (outcome, _) = bench.outcome(t.instance, 0).await?;
     assert_eq!(
         outcome,
@@ -563,7 +563,7 @@ async fn huge_errors_are_capped_in_reports() -> anyhow::Result<()> {
     }
     let other = spawn(builder).await?;
     let t = task("other", "mystery", plugin("nope"));
-    bench.publish(&t).await?;
+    bench.publish_to("w2", &t).await?;
     let ShardOutcome::Failed { error } = bench.outcome(t.instance, 0).await?.0 else {
         return Err(anyhow!("must fail"));
     };
@@ -583,6 +583,37 @@ impl Job for Named {
     async fn execute(&self, _ctx: JobContext) -> JobResult {
         JobResult::Success
     }
+}
+
+/// An item of the app's shared queue that a worker cannot run (it joined before the
+/// scheduler knew it) is handed back unreported, and runs on a worker that can.
+#[tokio::test]
+async fn a_queued_item_the_worker_cannot_run_waits_for_one_that_can() -> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let w1 = spawn(bench.worker("billing", "w1").with_builtins()).await?;
+    let t = task("billing", "special", plugin("special"));
+    bench.publish(&t).await?;
+    let w2 = spawn(
+        bench
+            .worker("billing", "w2")
+            .register(Named("special".into())),
+    )
+    .await?;
+    let seen = bench.until_finished(t.instance, 0).await?;
+    assert!(seen.iter().all(|r| r.worker == "w2"), "{seen:?}");
+    let last = seen.last().ok_or_else(|| anyhow!("no report"))?;
+    assert!(
+        matches!(
+            &last.kind,
+            ReportKind::Finished {
+                outcome: ShardOutcome::Success,
+                ..
+            }
+        ),
+        "{seen:?}"
+    );
+    w2.stop().await?;
+    w1.stop().await
 }
 
 #[tokio::test]

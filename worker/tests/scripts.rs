@@ -146,7 +146,7 @@ async fn scripts_are_refused_unless_allowed() -> anyhow::Result<()> {
     let mut bench = Bench::start().await?;
     let worker = spawn(bench.worker("billing", "w1")).await?;
     let t = task("billing", "export", command("echo this must not run"));
-    bench.publish(&t).await?;
+    bench.publish_to("w1", &t).await?;
     let seen = bench.until_finished(t.instance, 0).await?;
     let ReportKind::Finished { outcome, .. } = &seen[seen.len() - 1].kind else {
         return Err(anyhow!("not finished"));

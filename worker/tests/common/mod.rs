@@ -92,6 +92,20 @@ impl Bench {
         Ok(())
     }
 
+    /// Queues a shard item on one worker's own subject, as the scheduler routes it.
+    pub async fn publish_to(&self, worker: &str, task: &ShardTask) -> anyhow::Result<()> {
+        let subject =
+            self.nats
+                .topo
+                .direct_subject(&task.app, worker, &task.job, &task.instance, task.item);
+        self.nats
+            .js
+            .publish(subject, codec::encode("shard task", task)?)
+            .await?
+            .await?;
+        Ok(())
+    }
+
     /// Tells the workers to stop shards of `task`'s instance, as the scheduler would.
     pub async fn stop(&self, task: &ShardTask, stop: &StopShards) -> anyhow::Result<()> {
         self.stop_raw(task, codec::encode("stop message", stop)?.to_vec())
