@@ -118,6 +118,7 @@ fn Workers(list: Vec<WorkerInfo>) -> impl IntoView {
                         {format!("{} / {}", w.running, w.capacity)}
                     </td>
                     <td>{if w.allow_scripts { "yes" } else { "no" }}</td>
+                    <td>{if w.http { "yes" } else { "no" }}</td>
                     <td class="wrap">{plugins}</td>
                     <td>{format!("{} (pid {})", w.host, w.pid)}</td>
                     <td>{w.version.clone()}</td>
@@ -131,7 +132,7 @@ fn Workers(list: Vec<WorkerInfo>) -> impl IntoView {
                 <thead>
                     <tr>
                         <th>"Id"</th><th>"App"</th><th>"Heartbeat"</th><th>"Running / capacity"</th>
-                        <th>"Scripts"</th><th>"Plugins"</th><th>"Host"</th><th>"Version"</th>
+                        <th>"Scripts"</th><th>"HTTP"</th><th>"Plugins"</th><th>"Host"</th><th>"Version"</th>
                     </tr>
                 </thead>
                 <tbody>{rows}</tbody>
