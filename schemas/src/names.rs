@@ -18,6 +18,14 @@ pub enum NameError {
         /// The rejected name.
         name: String,
     },
+    /// A plugin handler name outside `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`.
+    #[error(
+        "handler `{name}` is invalid: use 1-128 characters of A-Z, a-z, 0-9, `_`, `.`, `:` and `-`, starting with a letter or digit"
+    )]
+    Handler {
+        /// The rejected name.
+        name: String,
+    },
 }
 
 /// Checks an app or job name (`[a-z0-9][a-z0-9_-]{0,63}`).
@@ -34,6 +42,25 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
     } else {
         Err(NameError::Invalid {
             what,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Checks a plugin handler name (contract: `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`, so
+/// XXL-JOB users keep names like `demoJobHandler`). Handlers never appear in subjects.
+pub fn check_handler(name: &str) -> Result<(), NameError> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::Handler {
             name: name.to_string(),
         })
     }
@@ -102,6 +129,18 @@ pub fn split_job_ref(text: &str) -> Result<(String, String), NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handlers_are_what_xxl_job_users_write() {
+        for good in ["demoJobHandler", "a", "report.v2", "ns:job-1", "X_1"] {
+            assert!(check_handler(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(129);
+        for bad in ["", "-x", ".x", "a b", "a*", "a>b", "a/b", long.as_str()] {
+            let e = check_handler(bad).expect_err(bad);
+            assert!(e.to_string().contains("handler"), "{e}");
+        }
+    }
 
     #[test]
     fn names() {

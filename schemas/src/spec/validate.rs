@@ -5,7 +5,7 @@ use crate::limits::{
     MAX_HTTP_HEADER_BYTES, MAX_HTTP_HEADERS, MAX_PARAMS_BYTES, MAX_SHARD_PARAMS_BYTES,
     MAX_SOURCE_BYTES,
 };
-use crate::names::{check_name, check_worker_id, split_job_ref};
+use crate::names::{check_handler, check_name, check_worker_id, split_job_ref};
 use crate::schedule::Schedule;
 
 /// HTTP methods an `http` job may use.
@@ -137,7 +137,7 @@ fn kind_fields(spec: &JobSpec) -> Result<(), SpecError> {
     match spec.kind {
         JobKind::Plugin => {
             if let Some(h) = &spec.handler {
-                check_name("handler", h).map_err(|e| err("handler", e.to_string()))?;
+                check_handler(h).map_err(|e| err("handler", e.to_string()))?;
             }
         }
         JobKind::Script => match (&spec.command, &spec.script) {
