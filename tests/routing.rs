@@ -307,6 +307,27 @@ async fn broadcast_runs_once_per_worker_and_grows_when_one_joins() -> anyhow::Re
     Ok(())
 }
 
+/// Waits for the instance's end: success, its `n` shards each run once, all on `worker`.
+async fn all_once_on(
+    env: &Env,
+    rec: &Recorder,
+    id: &InstanceId,
+    worker: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    let inst = env.finished(id).await?;
+    assert_eq!(inst.summary.status, InstanceStatus::Success);
+    assert!(
+        inst.shards
+            .iter()
+            .all(|s| s.worker.as_deref() == Some(worker)
+                && s.status == ShardStatus::Success
+                && s.attempts == 1)
+    );
+    assert_eq!(workers_of(rec, id), vec![worker; n]);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_shard_goes_only_to_a_worker_with_its_plugin() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
@@ -327,12 +348,7 @@ async fn a_shard_goes_only_to_a_worker_with_its_plugin() -> anyhow::Result<()> {
         let id = env
             .trigger(APP, "special", &TriggerRequest::default())
             .await?;
-        let inst = env.finished(&id).await?;
-        assert_eq!(inst.summary.status, InstanceStatus::Success);
-        assert!(inst.shards.iter().all(|s| s.worker.as_deref() == Some("w2")
-            && s.status == ShardStatus::Success
-            && s.attempts == 1));
-        assert_eq!(workers_of(&rec, &id), vec!["w2"; 8]);
+        all_once_on(&env, &rec, &id, "w2", 8).await?;
     }
     env.stop().await;
     Ok(())
@@ -363,12 +379,7 @@ async fn with_no_worker_yet_the_first_to_come_takes_only_what_it_can_run() -> an
     let rec = Recorder::new("special", |_| JobResult::Success);
     env.run_worker(env.worker(APP).id("w2").register(rec.clone()))
         .await?;
-    let inst = env.finished(&id).await?;
-    assert_eq!(inst.summary.status, InstanceStatus::Success);
-    assert!(inst.shards.iter().all(|s| s.worker.as_deref() == Some("w2")
-        && s.status == ShardStatus::Success
-        && s.attempts == 1));
-    assert_eq!(workers_of(&rec, &id), vec!["w2"; 4]);
+    all_once_on(&env, &rec, &id, "w2", 4).await?;
     env.stop().await;
     Ok(())
 }
