@@ -5,7 +5,9 @@ use reqwest::StatusCode;
 use reqwest::header::{RETRY_AFTER, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_PASSWORD, Setup};
+use reqwest::header::COOKIE;
+
+use crate::support::{ADMIN_PASSWORD, Api, Setup, session_cookie};
 
 #[tokio::test]
 async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() -> anyhow::Result<()> {
@@ -68,6 +70,34 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() -> a
         StatusCode::UNAUTHORIZED,
         "the session is gone after logout"
     );
+    Ok(())
+}
+
+/// A session past its end is refused, even while its entry has not expired yet.
+#[tokio::test]
+async fn an_ended_session_is_refused() -> anyhow::Result<()> {
+    let s = Setup::start().await?;
+    let anon = s.anonymous();
+    let res = anon
+        .request(reqwest::Method::POST, "/api/login")
+        .json(&json!({"user": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await?;
+    let id = session_cookie(&res).ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    let api = Api {
+        auth: Some((COOKIE.as_str(), format!("antares_session={id}"))),
+        ..anon
+    };
+    api.expect("/api/me", StatusCode::OK).await?;
+    let store = s.nats.bucket(&s.nats.topo.sessions_bucket()).await?;
+    let raw = store
+        .get(&id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("session stored"))?;
+    let mut record: Value = codec::decode("session", &raw)?;
+    record["expires_at"] = record["created_at"].clone();
+    store.put(&id, codec::encode("session", &record)?).await?;
+    assert_eq!(api.get("/api/me").await?.0, StatusCode::UNAUTHORIZED);
     Ok(())
 }
 
