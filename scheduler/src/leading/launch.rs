@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use super::Leading;
 use super::routing::Plan;
 use crate::overlap::Admission;
-use crate::store::{CreateError, Place};
+use crate::store::{CreateError, Place, Stored};
 
 /// Most messages of one publication window.
 const WINDOW_MESSAGES: usize = 1024;
@@ -51,6 +51,20 @@ pub(super) enum Created {
     Exists,
     /// Its trigger key already made this instance.
     KeyUsed(Option<InstanceId>),
+}
+
+/// A new instance not stored yet, with its admission (its room already taken).
+pub(super) struct Prepared {
+    pub(super) instance: Instance,
+    pub(super) admission: Admission,
+}
+
+impl Prepared {
+    /// Its app, job and id.
+    pub(super) fn names(&self) -> (String, String, InstanceId) {
+        let s = &self.instance.summary;
+        (s.app.clone(), s.job.clone(), s.id)
+    }
 }
 
 /// A publication that ended.
@@ -103,6 +117,16 @@ impl Leading {
         if self.live.contains_key(&new.id) {
             return Ok(Created::Exists);
         }
+        let prepared = self.prepare(new);
+        let (app, job, id) = prepared.names();
+        let created = self.store.create(prepared.instance).await;
+        self.created(app, job, id, prepared.admission, created).await
+    }
+
+    /// Builds a new instance and decides its admission by its job's overlap policy,
+    /// taking its room at once (so the next instance of the job decided before this one
+    /// is stored sees it); [`Leading::created`] gives the room back if it is not made.
+    pub(super) fn prepare(&mut self, new: NewInstance) -> Prepared {
         let (app, job) = (new.app.clone(), new.job.clone());
         let (overlap, max_parallel, routing, pinned) = self.catalog.job(&app, &job).map_or(
             (Default::default(), 1, Routing::Pull, Vec::new()),
@@ -126,31 +150,52 @@ impl Leading {
         let mut instance = Instance::create(new);
         instance.summary.routing = routing;
         instance.summary.workers = pinned;
-        if let Admission::Wait(reason) = &admission {
-            instance.summary.waiting = true;
-            instance.summary.reason = Some(reason.clone());
-        }
-        let stored = match self.store.create(instance).await {
-            Ok(s) => s,
-            Err(CreateError::Exists) => {
-                self.adopt(&app, &job, id).await?;
-                return Ok(Created::Exists);
+        match &admission {
+            Admission::Wait(reason) => {
+                instance.summary.waiting = true;
+                instance.summary.reason = Some(reason.clone());
+                self.runs.wait(&app, &job, id);
             }
-            Err(CreateError::KeyUsed(first)) => return Ok(Created::KeyUsed(first)),
-            Err(CreateError::Nats(e)) => return Err(e),
+            Admission::Start | Admission::Cover(_) => self.runs.start(&app, &job, id),
+            Admission::Skip(_) => {}
+        }
+        Prepared {
+            instance,
+            admission,
+        }
+    }
+
+    /// What storing a prepared instance came to: a new one is admitted (queued, left
+    /// waiting, skipped, or covering the running ones); one that exists is taken up.
+    pub(super) async fn created(
+        &mut self,
+        app: String,
+        job: String,
+        id: InstanceId,
+        admission: Admission,
+        created: Result<Stored, CreateError>,
+    ) -> Result<Created, NatsError> {
+        let stored = match created {
+            Ok(s) => s,
+            Err(e) => {
+                self.runs.end(&app, &job, &id);
+                return match e {
+                    CreateError::Exists => {
+                        self.adopt(&app, &job, id).await?;
+                        Ok(Created::Exists)
+                    }
+                    CreateError::KeyUsed(first) => Ok(Created::KeyUsed(first)),
+                    CreateError::Nats(e) => Err(e),
+                };
+            }
         };
         let items: Vec<u32> = stored.instance.shards.iter().map(|s| s.item).collect();
         self.live.insert(id, stored);
         match admission {
-            Admission::Start => {
-                self.runs.start(&app, &job, id);
-                self.publish(id, items, 0);
-            }
-            Admission::Wait(_) => self.runs.wait(&app, &job, id),
+            Admission::Start => self.publish(id, items, 0),
+            Admission::Wait(_) => {}
             Admission::Skip(reason) => self.apply(id, Input::Skip { reason }).await,
             Admission::Cover(old) => {
-                // Take the room first, so ending the old ones admits nothing else.
-                self.runs.start(&app, &job, id);
                 for o in old {
                     let reason = format!("covered by instance {id} (overlap = \"cover\")");
                     self.apply(
@@ -284,46 +329,51 @@ impl Leading {
         });
     }
 
-    /// A publication ended: mark the instance running, or try again later, or fail it.
-    pub(super) async fn on_published(&mut self, p: Published) {
-        let Some(stored) = self.live.get(&p.id) else {
-            // It ended (cancelled) while its items were being published.
-            self.purge_instance(&p.app, &p.job, &p.id).await;
-            return;
-        };
-        let status = stored.instance.summary.status;
-        if status.is_final() {
-            self.purge_instance(&p.app, &p.job, &p.id).await;
-            return;
-        }
-        match p.result {
-            Ok(()) => {
-                self.record_targets(p.id, p.to);
-                if !p.unrouted.is_empty() {
-                    self.unrouted.entry(p.id).or_default().extend(p.unrouted);
+    /// Publications ended: mark their instances running, or try again later, or fail
+    /// them; the instances' changes are written in one round.
+    pub(super) async fn on_published(&mut self, done: Vec<Published>) {
+        let mut inputs = Vec::new();
+        for p in done {
+            let Some(stored) = self.live.get(&p.id) else {
+                // It ended (cancelled) while its items were being published.
+                self.purge_instance(&p.app, &p.job, &p.id).await;
+                continue;
+            };
+            let status = stored.instance.summary.status;
+            if status.is_final() {
+                self.purge_instance(&p.app, &p.job, &p.id).await;
+                continue;
+            }
+            match p.result {
+                Ok(()) => {
+                    self.record_targets(p.id, p.to);
+                    if !p.unrouted.is_empty() {
+                        self.unrouted.entry(p.id).or_default().extend(p.unrouted);
+                    }
+                    if status == InstanceStatus::Pending {
+                        inputs.push((p.id, Input::Queued));
+                    }
                 }
-                if status == InstanceStatus::Pending {
-                    self.apply(p.id, Input::Queued).await;
+                Err(PublishError::Passing(e)) if p.tries + 1 < PUBLISH_TRIES => {
+                    let wait = Duration::from_millis(500)
+                        .saturating_mul(1 << p.tries.min(6))
+                        .min(Duration::from_secs(30));
+                    tracing::warn!(id = %p.id, error = %e, "shard items not queued yet; trying again in {wait:?}");
+                    self.republish.push(Republish {
+                        due: Instant::now() + wait,
+                        id: p.id,
+                        items: p.items,
+                        tries: p.tries + 1,
+                    });
+                }
+                Err(PublishError::Passing(e) | PublishError::Lasting(e)) => {
+                    let reason = format!("its shard items could not be queued: {e}");
+                    tracing::error!(id = %p.id, %reason, "instance fails");
+                    inputs.push((p.id, Input::Fail { reason }));
                 }
             }
-            Err(PublishError::Passing(e)) if p.tries + 1 < PUBLISH_TRIES => {
-                let wait = Duration::from_millis(500)
-                    .saturating_mul(1 << p.tries.min(6))
-                    .min(Duration::from_secs(30));
-                tracing::warn!(id = %p.id, error = %e, "shard items not queued yet; trying again in {wait:?}");
-                self.republish.push(Republish {
-                    due: Instant::now() + wait,
-                    id: p.id,
-                    items: p.items,
-                    tries: p.tries + 1,
-                });
-            }
-            Err(PublishError::Passing(e) | PublishError::Lasting(e)) => {
-                let reason = format!("its shard items could not be queued: {e}");
-                tracing::error!(id = %p.id, %reason, "instance fails");
-                self.apply(p.id, Input::Fail { reason }).await;
-            }
         }
+        self.apply_many(inputs).await;
     }
 
     /// Tries again the publications whose backoff is over, with only the items that are
