@@ -207,7 +207,9 @@ impl Leading {
                 None => {
                     let key = (g.app, g.job);
                     self.replan.remove(&key);
-                    let next = g.next.filter(|_| self.catalog.schedule_active(&key.0, &key.1));
+                    let next = g
+                        .next
+                        .filter(|_| self.catalog.schedule_active(&key.0, &key.1));
                     self.timers.set(&key.0, &key.1, next);
                     missed.extend(g.missed);
                 }

@@ -120,7 +120,8 @@ impl Leading {
         let prepared = self.prepare(new);
         let (app, job, id) = prepared.names();
         let created = self.store.create(prepared.instance).await;
-        self.created(app, job, id, prepared.admission, created).await
+        self.created(app, job, id, prepared.admission, created)
+            .await
     }
 
     /// Builds a new instance and decides its admission by its job's overlap policy,
@@ -241,80 +242,65 @@ impl Leading {
             return;
         };
         let s = &stored.instance.summary;
-        let topo = self.nats.topo.clone();
-        let mut msgs = Vec::with_capacity(items.len());
-        let mut unencodable = None;
-        let mut to = Vec::new();
-        let mut unrouted = Vec::new();
-        // The item of each message, in order.
-        let mut sent_items = Vec::with_capacity(items.len());
-        for &item in &items {
-            let Some(shard) = usize::try_from(item)
-                .ok()
-                .and_then(|i| stored.instance.shards.get(i))
-            else {
-                continue;
-            };
-            let subject = match &plan {
-                Plan::Queue => topo.shard_subject(&s.app, &s.job, &s.id, item),
-                Plan::Targeted { to: chosen, .. } => match chosen.get(&item) {
-                    Some(worker) => {
-                        to.push((item, worker.clone()));
-                        topo.direct_subject(&s.app, worker, &s.job, &s.id, item)
-                    }
-                    None => {
-                        unrouted.push(item);
-                        continue;
-                    }
-                },
-                // The worker is known once one answers.
-                Plan::Failover { .. } => String::new(),
-            };
-            let task = ShardTask {
-                instance: s.id,
-                app: s.app.clone(),
-                job: s.job.clone(),
-                item,
-                total: s.shard_total,
-                param: shard.param.clone(),
-                params: s.params.clone(),
-                exec: s.exec.clone(),
-                timeout_ms: s.timeout_ms,
-                scheduled_at: s.scheduled_at,
-                run: shard.run,
-                attempt_base: shard.attempts,
-            };
-            match codec::encode("shard task", &task) {
-                Ok(payload) => {
-                    sent_items.push(item);
-                    msgs.push((subject, topo.shard_msg_id(&s.id, item, shard.run), payload));
-                }
-                Err(e) => {
-                    unencodable = Some(PublishError::Lasting(e.to_string()));
-                    break;
-                }
-            }
-        }
+        // Only what each message needs is taken here; the messages are built and
+        // encoded in the task, so a launch of 100,000 items does not hold up the loop.
+        let shards: Vec<(u32, String, u32, u32)> = items
+            .iter()
+            .filter_map(|&item| {
+                let shard = usize::try_from(item)
+                    .ok()
+                    .and_then(|i| stored.instance.shards.get(i))?;
+                Some((item, shard.param.clone(), shard.run, shard.attempts))
+            })
+            .collect();
+        let template = ShardTask {
+            instance: s.id,
+            app: s.app.clone(),
+            job: s.job.clone(),
+            item: 0,
+            total: s.shard_total,
+            param: String::new(),
+            params: s.params.clone(),
+            exec: s.exec.clone(),
+            timeout_ms: s.timeout_ms,
+            scheduled_at: s.scheduled_at,
+            run: 0,
+            attempt_base: 0,
+        };
         let nats = self.nats.clone();
-        let (app, job) = (s.app.clone(), s.job.clone());
         self.publishes.spawn(async move {
-            let result = match (unencodable, plan) {
-                (Some(e), _) => Err(e),
-                (None, Plan::Failover { order }) => {
-                    match first_answering(&nats, &app, &order).await {
-                        Some(worker) => {
-                            for (m, item) in msgs.iter_mut().zip(&sent_items) {
-                                m.0 = topo.direct_subject(&app, &worker, &job, &id, *item);
-                                to.push((*item, worker.clone()));
-                            }
-                            send(&nats.js, msgs).await
-                        }
-                        None => Err(PublishError::Passing(format!(
-                            "none of the workers {order:?} answered a ping (routing = \"failover\")"
-                        ))),
-                    }
+            let (app, job) = (template.app.clone(), template.job.clone());
+            let (msgs, mut to, unrouted) = match build_messages(&nats.topo, &plan, template, shards)
+            {
+                Ok(built) => built,
+                Err(e) => {
+                    return Published {
+                        id,
+                        app,
+                        job,
+                        items,
+                        tries,
+                        result: Err(e),
+                        to: Vec::new(),
+                        unrouted: Vec::new(),
+                    };
                 }
-                (None, _) => send(&nats.js, msgs).await,
+            };
+            let result = match plan {
+                Plan::Failover { order } => match first_answering(&nats, &app, &order).await {
+                    Some(worker) => {
+                        let mut msgs = msgs;
+                        for (m, item) in msgs.iter_mut() {
+                            m.0 = nats.topo.direct_subject(&app, &worker, &job, &id, *item);
+                            to.push((*item, worker.clone()));
+                        }
+                        send(&nats.js, msgs.into_iter().map(|(m, _)| m).collect()).await
+                    }
+                    None => Err(PublishError::Passing(format!(
+                        "none of the workers {order:?} answered a ping (routing = \"failover\")"
+                    ))),
+                },
+                _ => send(&nats.js, msgs.into_iter().map(|(m, _)| m).collect()).await,
             };
             Published {
                 id,
@@ -493,6 +479,55 @@ async fn first_answering(nats: &antares_nats::Nats, app: &str, order: &[String])
         }
     }
     None
+}
+
+/// A message to publish: subject, `Nats-Msg-Id`, payload; with its item.
+type Message = ((String, String, Bytes), u32);
+
+/// The messages of a publication (subjects by its plan; a failover's are set once a
+/// worker answers), the items sent to one worker's own subject and to whom, and the
+/// items no live worker can take.
+#[allow(clippy::type_complexity)]
+fn build_messages(
+    topo: &antares_schemas::Topology,
+    plan: &Plan,
+    template: ShardTask,
+    shards: Vec<(u32, String, u32, u32)>,
+) -> Result<(Vec<Message>, Vec<(u32, String)>, Vec<u32>), PublishError> {
+    let mut msgs = Vec::with_capacity(shards.len());
+    let mut to = Vec::new();
+    let mut unrouted = Vec::new();
+    let (id, app, job) = (
+        template.instance,
+        template.app.clone(),
+        template.job.clone(),
+    );
+    let mut task = template;
+    for (item, param, run, attempts) in shards {
+        let subject = match plan {
+            Plan::Queue => topo.shard_subject(&app, &job, &id, item),
+            Plan::Targeted { to: chosen } => match chosen.get(&item) {
+                Some(worker) => {
+                    to.push((item, worker.clone()));
+                    topo.direct_subject(&app, worker, &job, &id, item)
+                }
+                None => {
+                    unrouted.push(item);
+                    continue;
+                }
+            },
+            // The worker is known once one answers.
+            Plan::Failover { .. } => String::new(),
+        };
+        task.item = item;
+        task.param = param;
+        task.run = run;
+        task.attempt_base = attempts;
+        let payload =
+            codec::encode("shard task", &task).map_err(|e| PublishError::Lasting(e.to_string()))?;
+        msgs.push(((subject, topo.shard_msg_id(&id, item, run), payload), item));
+    }
+    Ok((msgs, to, unrouted))
 }
 
 /// Publishes in windows bounded in messages and bytes: each window pipelined, then its

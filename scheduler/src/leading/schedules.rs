@@ -169,7 +169,10 @@ impl Leading {
             if !self.catalog.schedule_active(&app, &job) {
                 continue;
             }
-            let Some(schedule) = self.catalog.job(&app, &job).and_then(|e| e.schedule.as_ref())
+            let Some(schedule) = self
+                .catalog
+                .job(&app, &job)
+                .and_then(|e| e.schedule.as_ref())
             else {
                 continue;
             };

@@ -1,0 +1,233 @@
+//! Bursts: thousands of jobs due in the same second go through the fire pipeline in
+//! batches, and every slot still makes exactly one instance, which starts and ends,
+//! also when the leader is SIGKILLed in the middle of the burst.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use antares_nats::wait::wait_for;
+use antares_schemas::messages::{Event, EventKind};
+use antares_schemas::spec::{Dur, JobKind, JobSpec, ScheduleSpec};
+use antares_schemas::{InstanceId, Timestamp};
+use futures::StreamExt;
+use support::{Env, scheduler_process, signal};
+use tokio::process::Child;
+
+const APP: &str = "burst";
+/// Jobs due at once.
+const JOBS: u32 = 2_000;
+/// Their period: every job is due at each multiple of it.
+const PERIOD_S: u64 = 10;
+/// How long a whole burst may take to start and end (a bound, not a speed figure).
+const BURST_WAIT: Duration = Duration::from_secs(180);
+
+fn job_name(i: u32) -> String {
+    format!("j{i:04}")
+}
+
+async fn apply_burst_jobs(env: &Env) -> anyhow::Result<()> {
+    env.admin.create_app(APP, "").await?;
+    let specs: Vec<JobSpec> = (0..JOBS)
+        .map(|i| JobSpec {
+            app: APP.into(),
+            name: job_name(i),
+            kind: JobKind::Plugin,
+            handler: Some("noop".into()),
+            schedule: Some(ScheduleSpec {
+                every: Some(Dur::from_secs(PERIOD_S)),
+                ..ScheduleSpec::default()
+            }),
+            ..JobSpec::default()
+        })
+        .collect();
+    for chunk in specs.chunks(500) {
+        env.admin.apply_jobs(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
+/// Instance events of the app by id, as they arrive: how many `instance_started` and
+/// the `instance_finished` statuses.
+#[derive(Clone, Default)]
+struct Seen {
+    started: Arc<Mutex<HashMap<InstanceId, u32>>>,
+    finished: Arc<Mutex<HashMap<InstanceId, Vec<String>>>>,
+}
+
+impl Seen {
+    async fn follow(env: &Env) -> anyhow::Result<Self> {
+        let seen = Self::default();
+        let mut sub = env
+            .nats
+            .client
+            .subscribe(env.nats.topo.event_subject(APP, "*"))
+            .await?;
+        env.nats.flush().await?;
+        let s = seen.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Ok(e) = serde_json::from_slice::<Event>(&msg.payload) else {
+                    continue;
+                };
+                let Some(id) = e.instance else { continue };
+                match e.kind {
+                    EventKind::InstanceStarted => {
+                        if let Ok(mut m) = s.started.lock() {
+                            *m.entry(id).or_default() += 1;
+                        }
+                    }
+                    EventKind::InstanceFinished => {
+                        if let Ok(mut m) = s.finished.lock() {
+                            m.entry(id).or_default().push(e.status.unwrap_or_default());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(seen)
+    }
+
+    /// Slots with their count of started instances.
+    fn started_slots(&self) -> BTreeMap<Timestamp, usize> {
+        let mut out = BTreeMap::new();
+        if let Ok(m) = self.started.lock() {
+            for id in m.keys() {
+                *out.entry(id.time()).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// Waits until every job's instance of `slot` has ended, then checks each one
+    /// started and ended once, successfully.
+    async fn slot_done_once(&self, slot: Timestamp) -> anyhow::Result<()> {
+        let ids: Vec<InstanceId> = (0..JOBS)
+            .map(|i| InstanceId::for_fire(APP, &job_name(i), slot))
+            .collect();
+        let ids_ref = &ids;
+        let finished = &self.finished;
+        wait_for(
+            &format!("all {JOBS} instances of slot {slot} to end"),
+            BURST_WAIT,
+            || async move {
+                let m = finished.lock().ok()?;
+                ids_ref.iter().all(|id| m.contains_key(id)).then_some(())
+            },
+        )
+        .await
+        .map_err(|e| {
+            let n = self
+                .finished
+                .lock()
+                .map_or(0, |m| ids.iter().filter(|id| m.contains_key(id)).count());
+            anyhow::anyhow!("{e} ({n} of {JOBS} ended)")
+        })?;
+        let started = self.started.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let finished = self.finished.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+        for id in &ids {
+            assert_eq!(
+                started.get(id),
+                Some(&1),
+                "instance {id} started {:?} times",
+                started.get(id)
+            );
+            assert_eq!(
+                finished.get(id).map(Vec::as_slice),
+                Some(&["success".to_string()][..]),
+                "instance {id} of slot {slot} ended more than once or not successfully"
+            );
+        }
+        // Nothing of another id claims to be of this app's jobs at this slot.
+        let known: HashSet<&InstanceId> = ids.iter().collect();
+        let strays: Vec<_> = started
+            .keys()
+            .filter(|id| id.time() == slot && !known.contains(id))
+            .collect();
+        assert!(
+            strays.is_empty(),
+            "unexpected instances at slot {slot}: {strays:?}"
+        );
+        Ok(())
+    }
+}
+
+/// The first slot every job is surely planned for: one period after the first slot seen.
+async fn first_full_slot(seen: &Seen) -> anyhow::Result<Timestamp> {
+    let first = wait_for("a first fire", BURST_WAIT, || async move {
+        seen.started_slots().keys().next().copied()
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    Ok(first.plus(Duration::from_secs(PERIOD_S)))
+}
+
+#[tokio::test]
+async fn a_burst_fires_every_slot_once_and_every_instance_starts() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    apply_burst_jobs(&env).await?;
+    let seen = Seen::follow(&env).await?;
+    env.run_worker(env.worker(APP).concurrency(512)).await?;
+    env.scheduler("sched-a").await?;
+
+    let slot = first_full_slot(&seen).await?;
+    seen.slot_done_once(slot).await?;
+    env.admin.set_app_enabled(APP, false).await?;
+    env.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_leader_killed_mid_burst_loses_and_doubles_no_slot() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    apply_burst_jobs(&env).await?;
+    let seen = Seen::follow(&env).await?;
+    env.run_worker(env.worker(APP).concurrency(512)).await?;
+
+    let url = env.server.url();
+    let mut procs: HashMap<String, Child> = HashMap::new();
+    procs.insert("sched-a".into(), scheduler_process(&url, "sched-a")?);
+    let env_ref = &env;
+    wait_for("sched-a to lead", BURST_WAIT, || async move {
+        env_ref.lease_holder().await.filter(|h| h == "sched-a")
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    procs.insert("sched-b".into(), scheduler_process(&url, "sched-b")?);
+
+    // The burst: kill the leader as soon as its first instance starts.
+    let slot = first_full_slot(&seen).await?;
+    let seen_ref = &seen;
+    wait_for("the burst to begin", BURST_WAIT, || async move {
+        seen_ref
+            .started_slots()
+            .get(&slot)
+            .copied()
+            .filter(|n| *n > 0)
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let victim = procs
+        .get("sched-a")
+        .ok_or_else(|| anyhow::anyhow!("sched-a is not running"))?;
+    signal(victim, "KILL").await?;
+    let at_kill = seen.started_slots().get(&slot).copied().unwrap_or(0);
+    eprintln!("sched-a killed with {at_kill} of {JOBS} instances of slot {slot} started");
+
+    wait_for("sched-b to take over", BURST_WAIT, || async move {
+        env_ref.lease_holder().await.filter(|h| h == "sched-b")
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    // The slot of the kill, and the next one (fired by the new leader alone).
+    seen.slot_done_once(slot).await?;
+    seen.slot_done_once(slot.plus(Duration::from_secs(PERIOD_S)))
+        .await?;
+    env.admin.set_app_enabled(APP, false).await?;
+    drop(procs);
+    env.stop().await;
+    Ok(())
+}
