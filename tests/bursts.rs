@@ -20,7 +20,7 @@ const APP: &str = "burst";
 /// Jobs due at once.
 const JOBS: u32 = 2_000;
 /// Their period: every job is due at each multiple of it.
-const PERIOD_S: u64 = 10;
+const PERIOD_S: u64 = 30;
 /// How long a whole burst may take to start and end (a bound, not a speed figure).
 const BURST_WAIT: Duration = Duration::from_secs(180);
 
@@ -46,6 +46,8 @@ async fn apply_burst_jobs(env: &Env) -> anyhow::Result<()> {
     for chunk in specs.chunks(500) {
         env.admin.apply_jobs(chunk.to_vec()).await?;
     }
+    let stored = env.admin.list_jobs(Some(APP)).await?.len();
+    anyhow::ensure!(stored == JOBS as usize, "{stored} of {JOBS} jobs stored");
     Ok(())
 }
 
@@ -124,7 +126,11 @@ impl Seen {
                 .finished
                 .lock()
                 .map_or(0, |m| ids.iter().filter(|id| m.contains_key(id)).count());
-            anyhow::anyhow!("{e} ({n} of {JOBS} ended)")
+            let all = self.finished.lock().map_or(0, |m| m.len());
+            anyhow::anyhow!(
+                "{e} ({n} of {JOBS} ended, {all} instances ended in all; started by slot: {:?})",
+                self.started_slots()
+            )
         })?;
         let started = self.started.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
         let finished = self.finished.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
