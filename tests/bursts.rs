@@ -76,18 +76,10 @@ impl Seen {
                     continue;
                 };
                 let Some(id) = e.instance else { continue };
-                match e.kind {
-                    EventKind::InstanceStarted => {
-                        if let Ok(mut m) = s.started.lock() {
-                            *m.entry(id).or_default() += 1;
-                        }
-                    }
-                    EventKind::InstanceFinished => {
-                        if let Ok(mut m) = s.finished.lock() {
-                            m.entry(id).or_default().push(e.status.unwrap_or_default());
-                        }
-                    }
-                    _ => {}
+                if e.kind == EventKind::InstanceStarted
+                    && let Ok(mut m) = s.started.lock()
+                {
+                    *m.entry(id).or_default() += 1;
                 }
             }
         });

@@ -70,15 +70,15 @@ impl Leading {
         let mut order: Vec<InstanceId> = Vec::new();
         let mut work: HashMap<InstanceId, (Stored, Dirty, Vec<machine::Effect>)> = HashMap::new();
         for (id, input) in inputs {
-            if !work.contains_key(&id) {
-                let Some(stored) = self.live.remove(&id) else {
-                    continue;
-                };
-                order.push(id);
-                work.insert(id, (stored, Dirty::default(), Vec::new()));
-            }
-            let Some((stored, dirty, effects)) = work.get_mut(&id) else {
-                continue;
+            let (stored, dirty, effects) = match work.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let Some(stored) = self.live.remove(&id) else {
+                        continue;
+                    };
+                    order.push(id);
+                    e.insert((stored, Dirty::default(), Vec::new()))
+                }
             };
             let step = machine::step(&mut stored.instance, &input, at);
             if let Some(why) = step.ignored {
