@@ -23,7 +23,7 @@ use antares_schemas::names::check_name;
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::stream::Stream;
 use futures::StreamExt;
-use futures::future::join_all;
+use futures::stream::FuturesOrdered;
 use serde_json::Value;
 
 use super::Admin;
@@ -35,9 +35,9 @@ const MAX_PROBES: usize = 48;
 const MAX_WINDOW_READ: u64 = 2 * MAX_LIST_LIMIT as u64;
 /// Longest wait for the next entry of a window being read.
 const READ_WAIT: Duration = Duration::from_secs(10);
-/// Entries published before their acknowledgements are awaited (the client's limit on
+/// Entries whose acknowledgements are awaited at once (the client's limit on
 /// acknowledgements in flight is higher).
-const PUBLISH_WINDOW: usize = 1024;
+const PUBLISH_WINDOW: usize = antares_nats::kv::MAX_PIPELINE;
 
 /// One change to record.
 #[derive(Clone, Debug)]
@@ -110,45 +110,51 @@ impl Admin {
         .await
     }
 
-    /// Records changes already made: published back to back, acknowledgements awaited
-    /// together.
+    /// Records changes already made: published back to back with up to
+    /// [`PUBLISH_WINDOW`] acknowledgements awaited at once (a sliding window).
     pub(crate) async fn record_all(&self, changes: Vec<Change>) -> Result<(), SchedulerError> {
         let at = now();
-        for window in changes.chunks(PUBLISH_WINDOW) {
-            let mut acks = Vec::with_capacity(window.len());
-            for change in window {
-                let entry = AuditEntry {
-                    id: 0,
-                    at,
-                    actor: self.actor.clone(),
-                    action: change.action.clone(),
-                    target: change.target.clone(),
-                    app: change.app.clone(),
-                    before: change.before.clone().map(cap_snapshot),
-                    after: change.after.clone().map(cap_snapshot),
-                };
-                let subject = self.nats.topo.audit_subject(change.app.as_deref());
-                let sent = match codec::encode_json("audit entry", &entry) {
-                    Ok(body) => self
-                        .nats
-                        .js
-                        .publish(subject, body)
-                        .await
-                        .map_err(|e| not_recorded(change, e)),
-                    Err(e) => Err(not_recorded(change, e)),
-                };
-                acks.push(async move {
-                    match sent {
-                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| not_recorded(change, e)),
-                        Err(e) => Err(e),
-                    }
-                });
+        let mut acks = FuturesOrdered::new();
+        let mut first_error = None;
+        for change in &changes {
+            if acks.len() >= PUBLISH_WINDOW
+                && let Some(Err(e)) = acks.next().await
+            {
+                first_error.get_or_insert(e);
             }
-            for result in join_all(acks).await {
-                result?;
+            let entry = AuditEntry {
+                id: 0,
+                at,
+                actor: self.actor.clone(),
+                action: change.action.clone(),
+                target: change.target.clone(),
+                app: change.app.clone(),
+                before: change.before.clone().map(cap_snapshot),
+                after: change.after.clone().map(cap_snapshot),
+            };
+            let subject = self.nats.topo.audit_subject(change.app.as_deref());
+            let sent = match codec::encode_json("audit entry", &entry) {
+                Ok(body) => self
+                    .nats
+                    .js
+                    .publish(subject, body)
+                    .await
+                    .map_err(|e| not_recorded(change, e)),
+                Err(e) => Err(not_recorded(change, e)),
+            };
+            acks.push_back(async move {
+                match sent {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| not_recorded(change, e)),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+        while let Some(result) = acks.next().await {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Audit entries, newest first: up to `limit` (at most
