@@ -178,11 +178,16 @@ pub(crate) async fn current_many(
             .iter()
             .filter_map(|k| k.split_once('.').map(|(app, _)| app))
             .collect();
-        let scans: Vec<Vec<kv::Last>> = futures::stream::iter(apps)
+        // The futures are made first, so the stream holds no closure over borrowed
+        // items (callers' futures must be `Send` for any lifetime).
+        let scans: Vec<_> = apps
+            .into_iter()
             .map(|app| {
                 let filter = nats.topo.job_key(app, "*");
                 async move { kv::scan_last(nats, store, &filter).await }
             })
+            .collect();
+        let scans: Vec<Vec<kv::Last>> = futures::stream::iter(scans)
             .buffer_unordered(SCAN_WINDOW)
             .try_collect()
             .await?;
@@ -205,8 +210,8 @@ pub(crate) async fn current_many(
             })
             .collect());
     }
-    futures::stream::iter(keys)
-        .map(|key| current(store, key))
+    let reads: Vec<_> = keys.iter().map(|key| current(store, key)).collect();
+    futures::stream::iter(reads)
         .buffered(READ_WINDOW)
         .try_collect()
         .await
