@@ -25,6 +25,7 @@ use antares_schemas::instance::{Instance, InstanceStatus, InstanceSummary, Shard
 use antares_schemas::topology::{SHARD_CHUNK, chunk_count, chunk_of};
 
 pub mod archive;
+mod import;
 pub(crate) mod index;
 pub mod jobstate;
 mod query;
@@ -35,6 +36,7 @@ mod write;
 pub use archive::Progress;
 use async_nats::jetstream::kv::Store;
 use futures::future::join_all;
+pub use import::HistoryImport;
 pub use query::{ListCost, ListQuery};
 
 /// A running instance with the revisions of its keys.
