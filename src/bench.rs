@@ -26,6 +26,7 @@ mod e2e;
 mod fires;
 mod listing;
 mod raw;
+mod rtt;
 
 use std::time::Duration;
 
@@ -54,37 +55,137 @@ pub enum Scenario {
     Listing,
 }
 
-/// `antares bench`.
+/// `antares bench`. Each scenario has its own flags; one given to another scenario is
+/// refused ([`BenchArgs::check`]).
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// What to measure
     #[arg(long, value_enum, default_value_t = Scenario::Shards)]
     pub scenario: Scenario,
 
-    /// Shard items of the end-to-end run, and messages of the raw JetStream run
-    #[arg(long, env = "ANTARES_SHARDS", value_name = "N", default_value_t = 20_000,
+    /// shards: shard items of the end-to-end run, and messages of the raw JetStream run
+    /// [default: 20000]
+    #[arg(long, env = "ANTARES_SHARDS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub shards: u32,
+    pub shards: Option<u32>,
 
-    /// Workers of the end-to-end run, and pull consumers of the raw run (a NATS
-    /// connection each)
-    #[arg(long, env = "ANTARES_WORKERS", value_name = "W", default_value_t = 4,
+    /// shards: workers of the end-to-end run, and pull consumers of the raw run (a NATS
+    /// connection each) [default: 4]
+    #[arg(long, env = "ANTARES_WORKERS", value_name = "W",
           value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub workers: u32,
+    pub workers: Option<u32>,
 
-    /// Shard items each worker runs at once
-    #[arg(long, env = "ANTARES_CONCURRENCY", value_name = "N", default_value_t = 64,
+    /// shards: shard items each worker runs at once [default: 64]
+    #[arg(long, env = "ANTARES_CONCURRENCY", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub concurrency: u32,
+    pub concurrency: Option<u32>,
 
-    /// 1-shard triggers timed for the trigger-to-start latency (one at a time)
-    #[arg(long, env = "ANTARES_LATENCY_SAMPLES", value_name = "N", default_value_t = 200,
+    /// shards: 1-shard triggers timed for the trigger-to-start latency (one at a time)
+    /// [default: 200]
+    #[arg(long, env = "ANTARES_LATENCY_SAMPLES", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub latency_samples: u32,
+    pub latency_samples: Option<u32>,
+
+    /// catalog: hourly cron jobs applied with `antares job apply` [default: 100000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub jobs: Option<u32>,
+
+    /// listing: ended instances loaded into history before the listings are timed
+    /// [default: 1000000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub history: Option<u32>,
+
+    /// listing: times each kind of page is read, for its percentiles [default: 200]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub samples: Option<u32>,
 
     /// Print one JSON object instead of the summary
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchArgs {
+    /// `--shards`.
+    fn shards(&self) -> u32 {
+        self.shards.unwrap_or(20_000)
+    }
+    /// `--workers`.
+    fn workers(&self) -> u32 {
+        self.workers.unwrap_or(4)
+    }
+    /// `--concurrency`.
+    fn concurrency(&self) -> u32 {
+        self.concurrency.unwrap_or(64)
+    }
+    /// `--latency-samples`.
+    fn latency_samples(&self) -> u32 {
+        self.latency_samples.unwrap_or(200)
+    }
+    /// `--jobs`.
+    fn jobs(&self) -> u32 {
+        self.jobs.unwrap_or(100_000)
+    }
+    /// `--history`.
+    fn history(&self) -> u32 {
+        self.history.unwrap_or(1_000_000)
+    }
+    /// `--samples`.
+    fn samples(&self) -> u32 {
+        self.samples.unwrap_or(200)
+    }
+
+    /// Refuses a flag given to a scenario it does nothing in.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use Scenario::{Catalog, Listing, Shards};
+        let flags: [(&str, bool, &[Scenario]); 7] = [
+            (
+                "--shards (ANTARES_SHARDS)",
+                self.shards.is_some(),
+                &[Shards],
+            ),
+            (
+                "--workers (ANTARES_WORKERS)",
+                self.workers.is_some(),
+                &[Shards],
+            ),
+            (
+                "--concurrency (ANTARES_CONCURRENCY)",
+                self.concurrency.is_some(),
+                &[Shards],
+            ),
+            (
+                "--latency-samples (ANTARES_LATENCY_SAMPLES)",
+                self.latency_samples.is_some(),
+                &[Shards],
+            ),
+            ("--jobs", self.jobs.is_some(), &[Catalog]),
+            ("--history", self.history.is_some(), &[Listing]),
+            ("--samples", self.samples.is_some(), &[Listing]),
+        ];
+        for (flag, given, scenarios) in flags {
+            if given && !scenarios.contains(&self.scenario) {
+                let names: Vec<&str> = scenarios.iter().map(|s| s.name()).collect();
+                anyhow::bail!(
+                    "{flag} is for --scenario {} only; it does nothing in --scenario {}",
+                    names.join(", "),
+                    self.scenario.name()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Its name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Shards => "shards",
+            Self::Fires => "fires",
+            Self::Catalog => "catalog",
+            Self::Listing => "listing",
+        }
+    }
 }
 
 /// What a run found (`--json` prints this object).
@@ -138,6 +239,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let topo = Topology::new(namespace).map_err(|e| anyhow::anyhow!("--namespace: {e}"))?;
     let say = Say { quiet: args.json };
+    args.check()?;
+    if connect.is_some() && matches!(args.scenario, Scenario::Catalog | Scenario::Listing) {
+        anyhow::bail!(
+            "--scenario {} fills NATS with what it measures (100,000 jobs, a million ended instances) and kills schedulers: it runs against a nats-server of its own; leave out --nats-url",
+            args.scenario.name()
+        );
+    }
 
     // The server.
     let mut local = None;
@@ -208,7 +316,7 @@ async fn bench(
     };
     say.line(&format!(
         "nats-server {version}, {storage_name} storage, {replicas} replica(s); {} shards, {} workers x {} slots",
-        args.shards, args.workers, args.concurrency
+        args.shards(), args.workers(), args.concurrency()
     ));
 
     e2e::preflight(&driver).await?;
@@ -218,19 +326,19 @@ async fn bench(
     let mut settings = raw::Settings {
         connect: opts.clone(),
         topo: topo.clone(),
-        messages: args.shards.min(RAW_WARM_UP),
-        consumers: args.workers,
+        messages: args.shards().min(RAW_WARM_UP),
+        consumers: args.workers(),
         storage,
         replicas,
     };
     // A short unmeasured round first: a fresh server creates its first message blocks
     // and grows its buffers here, as the Antares side does in its warm-up probes.
     raw::run(&settings).await.context("raw JetStream warm-up")?;
-    settings.messages = args.shards;
+    settings.messages = args.shards();
     let raw = raw::run(&settings).await.context("raw JetStream run")?;
     say.line(&format!(
         "raw JetStream: {} messages in {:.3} s = {:.0}/s",
-        args.shards,
+        args.shards(),
         raw.seconds,
         raw.per_s()
     ));
@@ -240,9 +348,9 @@ async fn bench(
         &driver,
         opts,
         &e2e::Settings {
-            shards: args.shards,
-            workers: args.workers,
-            concurrency: args.concurrency,
+            shards: args.shards(),
+            workers: args.workers(),
+            concurrency: args.concurrency(),
             manage_app: !local,
         },
         say,
@@ -256,7 +364,7 @@ async fn bench(
     cluster.stop().await;
     let (e2e, latency) = measured?;
 
-    let e2e_per_s = f64::from(args.shards) / e2e.seconds;
+    let e2e_per_s = f64::from(args.shards()) / e2e.seconds;
     let start = Percentiles::of(&latency.starts);
     Ok(Report {
         raw_per_s: round(raw.per_s(), 1),
@@ -265,16 +373,16 @@ async fn bench(
         start_p50_ms: round(start.p50, 3),
         start_p99_ms: round(start.p99, 3),
         start_max_ms: round(start.max, 3),
-        shards: args.shards,
-        workers: args.workers,
-        concurrency: args.concurrency,
-        latency_samples: args.latency_samples,
+        shards: args.shards(),
+        workers: args.workers(),
+        concurrency: args.concurrency(),
+        latency_samples: args.latency_samples(),
         storage: storage_name,
         replicas,
         nats_server: version,
         server: if local { "local" } else { "given" },
         raw_seconds: round(raw.seconds, 4),
-        raw_publish_per_s: round(f64::from(args.shards) / raw.publish_seconds, 1),
+        raw_publish_per_s: round(f64::from(args.shards()) / raw.publish_seconds, 1),
         e2e_seconds: round(e2e.seconds, 4),
         e2e_stages: e2e.stages,
         start_legs_p50_ms: latency.legs_p50(),
@@ -288,24 +396,24 @@ async fn measure(
 ) -> anyhow::Result<(e2e::EndToEnd, e2e::Latency)> {
     say.line(&format!(
         "Antares end to end: one trigger of {} noop shards...",
-        args.shards
+        args.shards()
     ));
     let e2e = cluster.end_to_end().await.context("end-to-end run")?;
     say.line(&format!(
         "Antares end to end: {} shards in {:.3} s = {:.0}/s (all {} checked: success)",
-        args.shards,
+        args.shards(),
         e2e.seconds,
-        f64::from(args.shards) / e2e.seconds,
-        args.shards
+        f64::from(args.shards()) / e2e.seconds,
+        args.shards()
     ));
     // Let the end-to-end run's tail (archiving, acks) settle before timing starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     say.line(&format!(
         "start latency: {} one-shard triggers, one at a time...",
-        args.latency_samples
+        args.latency_samples()
     ));
     let latency = cluster
-        .latency(args.latency_samples)
+        .latency(args.latency_samples())
         .await
         .context("start latency run")?;
     Ok((e2e, latency))
