@@ -1,8 +1,11 @@
 //! `antares bench`: how fast Antares moves shard items compared with the JetStream
-//! underneath it, and how soon a triggered shard starts.
+//! underneath it, and how soon a triggered shard starts; with `--scenario`, other
+//! workloads: `catalog` (applying many jobs, a scheduler's memory, takeover:
+//! [`catalog`]) and `listing` (a page of instances with a long history: [`listing`]),
+//! each beside raw JetStream measured in the same run ([`rtt`]).
 //!
-//! One run, against one nats-server (the given one, or a local one started in a temp
-//! dir), measures three things in turn:
+//! The default scenario, `shards`: one run, against one nats-server (the given one, or a
+//! local one started in a temp dir), measures three things in turn:
 //!
 //! 1. **raw JetStream** ([`raw`]): a work-queue stream of its own, with the storage and
 //!    replicas of the Antares shard stream; N messages the size of a shard task published
@@ -541,6 +544,49 @@ mod tests {
         let p = Percentiles::of(&[Duration::from_millis(2), Duration::from_millis(1)]);
         assert_eq!(p.p50, 1.0);
         assert_eq!(p.max, 2.0);
+    }
+
+    /// `antares bench` flags as parsed.
+    fn parse(flags: &[&str]) -> BenchArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let argv = std::iter::once("bench").chain(flags.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .expect("flags parse")
+            .bench
+    }
+
+    #[test]
+    fn a_flag_of_another_scenario_is_refused() {
+        let refused = parse(&["--scenario", "listing", "--jobs", "5"])
+            .check()
+            .expect_err("--jobs is catalog's");
+        assert!(
+            refused.to_string().contains(
+                "--jobs is for --scenario catalog only; it does nothing in --scenario listing"
+            ),
+            "{refused}"
+        );
+        let refused = parse(&["--scenario", "catalog", "--shards", "5"])
+            .check()
+            .expect_err("--shards is shards'");
+        assert!(refused.to_string().contains("--shards"), "{refused}");
+        assert!(
+            parse(&["--scenario", "catalog", "--jobs", "5"])
+                .check()
+                .is_ok()
+        );
+        assert!(
+            parse(&["--scenario", "listing", "--history", "9", "--samples", "3"])
+                .check()
+                .is_ok()
+        );
+        let args = parse(&["--shards", "7"]);
+        assert!(args.check().is_ok());
+        assert_eq!((args.shards(), args.workers()), (7, 4));
     }
 
     #[test]
