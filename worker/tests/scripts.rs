@@ -197,7 +197,7 @@ fn group_members(pgid: u32) -> Vec<u32> {
 /// The pids a script printed, one per line, in the order printed.
 async fn printed_pids(bench: &Bench, t: &ShardTask, count: usize) -> anyhow::Result<Vec<u32>> {
     let lines = bench
-        .logs_until(&t, |l| {
+        .logs_until(t, |l| {
             l.iter().filter(|l| l.stream == LogStream::Stdout).count() >= count
         })
         .await?;
