@@ -1,8 +1,11 @@
 //! `antares bench`: how fast Antares moves shard items compared with the JetStream
-//! underneath it, and how soon a triggered shard starts.
+//! underneath it, and how soon a triggered shard starts; with `--scenario`, other
+//! workloads: `catalog` (applying many jobs, a scheduler's memory, takeover:
+//! [`catalog`]) and `listing` (a page of instances with a long history: [`listing`]),
+//! each beside raw JetStream measured in the same run ([`rtt`]).
 //!
-//! One run, against one nats-server (the given one, or a local one started in a temp
-//! dir), measures three things in turn:
+//! The default scenario, `shards`: one run, against one nats-server (the given one, or a
+//! local one started in a temp dir), measures three things in turn:
 //!
 //! 1. **raw JetStream** ([`raw`]): a work-queue stream of its own, with the storage and
 //!    replicas of the Antares shard stream; N messages the size of a shard task published
@@ -26,6 +29,7 @@ mod e2e;
 mod fires;
 mod listing;
 mod raw;
+mod rtt;
 
 use std::time::Duration;
 
@@ -54,7 +58,8 @@ pub enum Scenario {
     Listing,
 }
 
-/// `antares bench`.
+/// `antares bench`. Each scenario has its own flags; one given to another scenario is
+/// refused ([`BenchArgs::check`]).
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// What to measure
@@ -67,11 +72,11 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub shards: Option<u32>,
 
-    /// Workers of the end-to-end run, and pull consumers of the raw run (a NATS
-    /// connection each)
-    #[arg(long, env = "ANTARES_WORKERS", value_name = "W", default_value_t = 4,
+    /// shards: workers of the end-to-end run, and pull consumers of the raw run (a NATS
+    /// connection each) [default: 4]
+    #[arg(long, env = "ANTARES_WORKERS", value_name = "W",
           value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub workers: u32,
+    pub workers: Option<u32>,
 
     /// shards: shard items each worker runs at once [default: 64]
     #[arg(long, env = "ANTARES_CONCURRENCY", value_name = "N",
@@ -84,11 +89,20 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub latency_samples: Option<u32>,
 
+    /// catalog: hourly cron jobs applied with `antares job apply` [default: 100000];
     /// fires: jobs on an hourly cron that do not fire during the run (the catalog the
-    /// leader holds and plans)
-    #[arg(long, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    /// leader holds and plans) [default: 10000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub jobs: Option<u32>,
+
+    /// listing: ended instances loaded into history before the listings are timed
+    /// [default: 1000000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub history: Option<u32>,
+
+    /// listing: times each kind of page is read, for its percentiles [default: 200]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub samples: Option<u32>,
 
     /// fires: jobs with `every = "1m"`, all due in the same second (the burst)
     #[arg(long, value_name = "M",
@@ -111,64 +125,89 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    /// Refuses flags that the chosen scenario does not use, naming them.
-    fn check_flags(&self, given: &[&str]) -> anyhow::Result<()> {
-        let (scenario, used): (&str, &[&str]) = match self.scenario {
-            Scenario::Shards => (
-                "shards",
-                &["shards", "workers", "concurrency", "latency-samples"],
-            ),
-            Scenario::Fires => ("fires", &["jobs", "burst", "rate", "seconds", "workers"]),
-            Scenario::Catalog | Scenario::Listing => return Ok(()),
-        };
-        let unused: Vec<String> = given
-            .iter()
-            .filter(|f| !used.contains(f))
-            .map(|f| format!("--{f}"))
-            .collect();
-        if unused.is_empty() {
-            Ok(())
-        } else {
-            anyhow::bail!(
-                "{} not used by --scenario {scenario} (it takes {})",
-                unused.join(", "),
-                used.iter()
-                    .map(|f| format!("--{f}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-    }
-
-    /// The scenario flags given on the command line (or by their environment variable).
-    fn given(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        for (name, set) in [
-            ("shards", self.shards.is_some()),
-            ("concurrency", self.concurrency.is_some()),
-            ("latency-samples", self.latency_samples.is_some()),
-            ("jobs", self.jobs.is_some()),
-            ("burst", self.burst.is_some()),
-            ("rate", self.rate.is_some()),
-            ("seconds", self.seconds.is_some()),
-        ] {
-            if set {
-                out.push(name);
-            }
-        }
-        out
-    }
-
+    /// `--shards`.
     fn shards(&self) -> u32 {
         self.shards.unwrap_or(20_000)
     }
-
+    /// `--workers`.
+    fn workers(&self) -> u32 {
+        self.workers.unwrap_or(4)
+    }
+    /// `--concurrency`.
     fn concurrency(&self) -> u32 {
         self.concurrency.unwrap_or(64)
     }
-
+    /// `--latency-samples`.
     fn latency_samples(&self) -> u32 {
         self.latency_samples.unwrap_or(200)
+    }
+    /// `--jobs`.
+    fn jobs(&self) -> u32 {
+        self.jobs.unwrap_or(100_000)
+    }
+    /// `--history`.
+    fn history(&self) -> u32 {
+        self.history.unwrap_or(1_000_000)
+    }
+    /// `--samples`.
+    fn samples(&self) -> u32 {
+        self.samples.unwrap_or(200)
+    }
+
+    /// Refuses a flag given to a scenario it does nothing in.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use Scenario::{Catalog, Fires, Listing, Shards};
+        let flags: [(&str, bool, &[Scenario]); 10] = [
+            (
+                "--shards (ANTARES_SHARDS)",
+                self.shards.is_some(),
+                &[Shards],
+            ),
+            (
+                "--workers (ANTARES_WORKERS)",
+                self.workers.is_some(),
+                &[Shards, Fires],
+            ),
+            (
+                "--concurrency (ANTARES_CONCURRENCY)",
+                self.concurrency.is_some(),
+                &[Shards],
+            ),
+            (
+                "--latency-samples (ANTARES_LATENCY_SAMPLES)",
+                self.latency_samples.is_some(),
+                &[Shards],
+            ),
+            ("--jobs", self.jobs.is_some(), &[Catalog, Fires]),
+            ("--burst", self.burst.is_some(), &[Fires]),
+            ("--rate", self.rate.is_some(), &[Fires]),
+            ("--seconds", self.seconds.is_some(), &[Fires]),
+            ("--history", self.history.is_some(), &[Listing]),
+            ("--samples", self.samples.is_some(), &[Listing]),
+        ];
+        for (flag, given, scenarios) in flags {
+            if given && !scenarios.contains(&self.scenario) {
+                let names: Vec<&str> = scenarios.iter().map(|s| s.name()).collect();
+                anyhow::bail!(
+                    "{flag} is for --scenario {} only; it does nothing in --scenario {}",
+                    names.join(", "),
+                    self.scenario.name()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Its name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Shards => "shards",
+            Self::Fires => "fires",
+            Self::Catalog => "catalog",
+            Self::Listing => "listing",
+        }
     }
 }
 
@@ -222,8 +261,14 @@ pub async fn run(
     namespace: &str,
 ) -> anyhow::Result<()> {
     let topo = Topology::new(namespace).map_err(|e| anyhow::anyhow!("--namespace: {e}"))?;
-    args.check_flags(&args.given())?;
     let say = Say { quiet: args.json };
+    args.check()?;
+    if connect.is_some() && matches!(args.scenario, Scenario::Catalog | Scenario::Listing) {
+        anyhow::bail!(
+            "--scenario {} fills NATS with what it measures (100,000 jobs, a million ended instances) and kills schedulers: it runs against a nats-server of its own; leave out --nats-url",
+            args.scenario.name()
+        );
+    }
 
     // The server.
     let mut local = None;
@@ -294,7 +339,7 @@ async fn bench(
     };
     say.line(&format!(
         "nats-server {version}, {storage_name} storage, {replicas} replica(s); {} shards, {} workers x {} slots",
-        args.shards(), args.workers, args.concurrency()
+        args.shards(), args.workers(), args.concurrency()
     ));
 
     e2e::preflight(&driver).await?;
@@ -305,7 +350,7 @@ async fn bench(
         connect: opts.clone(),
         topo: topo.clone(),
         messages: args.shards().min(RAW_WARM_UP),
-        consumers: args.workers,
+        consumers: args.workers(),
         storage,
         replicas,
     };
@@ -327,7 +372,7 @@ async fn bench(
         opts,
         &e2e::Settings {
             shards: args.shards(),
-            workers: args.workers,
+            workers: args.workers(),
             concurrency: args.concurrency(),
             manage_app: !local,
         },
@@ -352,7 +397,7 @@ async fn bench(
         start_p99_ms: round(start.p99, 3),
         start_max_ms: round(start.max, 3),
         shards: args.shards(),
-        workers: args.workers,
+        workers: args.workers(),
         concurrency: args.concurrency(),
         latency_samples: args.latency_samples(),
         storage: storage_name,
@@ -519,6 +564,49 @@ mod tests {
         let p = Percentiles::of(&[Duration::from_millis(2), Duration::from_millis(1)]);
         assert_eq!(p.p50, 1.0);
         assert_eq!(p.max, 2.0);
+    }
+
+    /// `antares bench` flags as parsed.
+    fn parse(flags: &[&str]) -> BenchArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let argv = std::iter::once("bench").chain(flags.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .expect("flags parse")
+            .bench
+    }
+
+    #[test]
+    fn a_flag_of_another_scenario_is_refused() {
+        let refused = parse(&["--scenario", "listing", "--jobs", "5"])
+            .check()
+            .expect_err("--jobs is catalog's");
+        assert!(
+            refused.to_string().contains(
+                "--jobs is for --scenario catalog only; it does nothing in --scenario listing"
+            ),
+            "{refused}"
+        );
+        let refused = parse(&["--scenario", "catalog", "--shards", "5"])
+            .check()
+            .expect_err("--shards is shards'");
+        assert!(refused.to_string().contains("--shards"), "{refused}");
+        assert!(
+            parse(&["--scenario", "catalog", "--jobs", "5"])
+                .check()
+                .is_ok()
+        );
+        assert!(
+            parse(&["--scenario", "listing", "--history", "9", "--samples", "3"])
+                .check()
+                .is_ok()
+        );
+        let args = parse(&["--shards", "7"]);
+        assert!(args.check().is_ok());
+        assert_eq!((args.shards(), args.workers()), (7, 4));
     }
 
     #[test]

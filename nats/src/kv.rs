@@ -16,6 +16,7 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{Operation, Store};
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -175,25 +176,69 @@ async fn write_window(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
     }
     let mut out = Vec::with_capacity(pending.len());
     for (w, sent) in pending {
-        let res = match sent {
-            Err(e) => Err(e),
-            Ok(ack) => match ack.await {
-                Ok(ack) => Ok(ack.sequence),
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    Err(NatsError::WrongRevision {
-                        key: format!("{}/{}", w.bucket, w.key),
-                        expected: match w.expect {
-                            Expect::Revision(r) => r,
-                            Expect::Any => 0,
-                        },
-                    })
-                }
-                Err(e) => Err(NatsError::op(format!("write {}/{}", w.bucket, w.key), e)),
-            },
-        };
+        out.push(acked(w, sent).await);
+    }
+    out
+}
+
+/// Sends many writes with up to `window` acknowledgements in flight at any time (a
+/// sliding window: the next write goes out as soon as an earlier one is acknowledged),
+/// and returns each one's new revision or its error, in order. For bulk writes, where
+/// [`write_all`]'s send-all-then-wait would stall between batches. `window` is capped
+/// below the connection's limit on acknowledgements in flight, leaving room for others.
+pub async fn write_pipelined(
+    nats: &Nats,
+    writes: impl IntoIterator<Item = Write>,
+    window: usize,
+) -> Vec<Result<u64>> {
+    let window = window.clamp(1, MAX_PIPELINE);
+    let mut in_flight = FuturesOrdered::new();
+    let mut out = Vec::new();
+    for w in writes {
+        if in_flight.len() >= window
+            && let Some(res) = in_flight.next().await
+        {
+            out.push(res);
+        }
+        let subject = nats.topo.kv_subject(&w.bucket, &w.key);
+        let h = headers(w.expect, w.ttl, w.op);
+        let sent = nats
+            .js
+            .publish_with_headers(subject, h, w.value.clone())
+            .await
+            .map_err(|e| NatsError::op(format!("write {}/{}", w.bucket, w.key), e));
+        in_flight.push_back(acked(w, sent));
+    }
+    while let Some(res) = in_flight.next().await {
         out.push(res);
     }
     out
+}
+
+/// Most acknowledgements [`write_pipelined`] keeps in flight (the connection allows 4096).
+pub const MAX_PIPELINE: usize = 2048;
+
+/// A sent write's outcome once acknowledged.
+async fn acked(
+    w: Write,
+    sent: Result<async_nats::jetstream::context::PublishAckFuture>,
+) -> Result<u64> {
+    match sent {
+        Err(e) => Err(e),
+        Ok(ack) => match ack.await {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(NatsError::WrongRevision {
+                    key: format!("{}/{}", w.bucket, w.key),
+                    expected: match w.expect {
+                        Expect::Revision(r) => r,
+                        Expect::Any => 0,
+                    },
+                })
+            }
+            Err(e) => Err(NatsError::op(format!("write {}/{}", w.bucket, w.key), e)),
+        },
+    }
 }
 
 /// One write.
@@ -319,6 +364,76 @@ pub async fn scan(
                 } else {
                     msg.payload.clone()
                 },
+                revision,
+            });
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Longest wait for the next key of a [`scan_last`].
+const SCAN_WAIT: Duration = Duration::from_secs(10);
+
+/// A key's last entry as [`scan_last`] finds it.
+#[derive(Clone, Debug)]
+pub struct Last {
+    /// The key.
+    pub key: String,
+    /// Its value; `None` when the last entry is a delete, purge or expiry marker.
+    pub value: Option<Bytes>,
+    /// The last entry's revision: what a write replacing it must expect.
+    pub revision: u64,
+}
+
+/// The last entry of every key of a bucket matching a key filter, deleted ones included
+/// (with their marker's revision), read as of now in one pass: what a bulk
+/// read-compare-write needs instead of a GET per key.
+pub async fn scan_last(nats: &Nats, store: &Store, filter: &str) -> Result<Vec<Last>> {
+    let op = || format!("scan {}/{filter}", store.name);
+    let prefix = nats.topo.kv_subject(&store.name, "");
+    let consumer = store
+        .stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: nats.client.new_inbox(),
+            filter_subject: format!("{prefix}{filter}"),
+            replay_policy: ReplayPolicy::Instant,
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::op(op(), e))?;
+    let mut out = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(out);
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| NatsError::op(op(), e))?;
+    loop {
+        let next = tokio::time::timeout(SCAN_WAIT, messages.next())
+            .await
+            .map_err(|_| {
+                NatsError::Config(format!(
+                    "scan {}/{filter} got nothing for {SCAN_WAIT:?}",
+                    store.name
+                ))
+            })?;
+        let Some(msg) = next else { break };
+        let msg = msg.map_err(|e| NatsError::op(op(), e))?;
+        let info = msg.info().map_err(|e| NatsError::op(op(), e))?;
+        let (revision, pending) = (info.stream_sequence, info.pending);
+        let deleted = msg
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get("KV-Operation").is_some() || is_marker(Some(h)));
+        if let Some(key) = msg.subject.strip_prefix(prefix.as_str()) {
+            out.push(Last {
+                key: key.to_string(),
+                value: (!deleted).then(|| msg.payload.clone()),
                 revision,
             });
         }

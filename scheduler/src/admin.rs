@@ -13,7 +13,12 @@
 use antares_nats::Nats;
 use antares_nats::connect::Buckets;
 use antares_schemas::audit::{Actor, Via};
-use async_nats::jetstream::kv::{Entry, Operation, Store};
+use std::collections::{BTreeSet, HashMap};
+
+use antares_nats::kv;
+use async_nats::jetstream::kv::{Operation, Store};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SchedulerError;
@@ -123,7 +128,7 @@ impl Admin {
 /// replaces it must expect (0 when it never existed; a delete marker's otherwise).
 pub(crate) struct Current {
     /// The value, when the key holds one.
-    pub value: Option<Entry>,
+    pub value: Option<Bytes>,
     /// The revision to expect.
     pub revision: u64,
 }
@@ -143,11 +148,83 @@ pub(crate) async fn current(store: &Store, key: &str) -> Result<Current, Schedul
         },
         Some(e) if e.operation == Operation::Put => Current {
             revision: e.revision,
-            value: Some(e),
+            value: Some(e.value),
         },
         Some(e) => Current {
             value: None,
             revision: e.revision,
         },
     })
+}
+
+/// Below this many keys, [`current_many`] reads key by key (pipelined).
+const SCAN_FROM: usize = 256;
+/// [`current_many`] scans when the apps' keys are at most this many times those asked
+/// for: a scanned key costs a small fraction of a GET's round trip.
+const SCAN_RATIO: u64 = 8;
+/// GETs in flight at once.
+const READ_WINDOW: usize = 512;
+/// App scans in flight at once.
+const SCAN_WINDOW: usize = 4;
+
+/// The last entry of many job keys (`<app>.<job>`) of `store`, in order: for many keys,
+/// one scan per app (when the bucket is not much bigger than what is asked), else
+/// pipelined GETs. Never a round trip per key one after another.
+pub(crate) async fn current_many(
+    nats: &Nats,
+    store: &Store,
+    keys: &[String],
+) -> Result<Vec<Current>, SchedulerError> {
+    if keys.len() >= SCAN_FROM && worth_scanning(store, keys.len()).await {
+        let apps: BTreeSet<&str> = keys
+            .iter()
+            .filter_map(|k| k.split_once('.').map(|(app, _)| app))
+            .collect();
+        // The futures are made first, so the stream holds no closure over borrowed
+        // items (callers' futures must be `Send` for any lifetime).
+        let scans: Vec<_> = apps
+            .into_iter()
+            .map(|app| {
+                let filter = nats.topo.job_key(app, "*");
+                async move { kv::scan_last(nats, store, &filter).await }
+            })
+            .collect();
+        let scans: Vec<Vec<kv::Last>> = futures::stream::iter(scans)
+            .buffer_unordered(SCAN_WINDOW)
+            .try_collect()
+            .await?;
+        let mut found: HashMap<String, kv::Last> = scans
+            .into_iter()
+            .flatten()
+            .map(|last| (last.key.clone(), last))
+            .collect();
+        return Ok(keys
+            .iter()
+            .map(|k| match found.remove(k) {
+                Some(last) => Current {
+                    value: last.value,
+                    revision: last.revision,
+                },
+                None => Current {
+                    value: None,
+                    revision: 0,
+                },
+            })
+            .collect());
+    }
+    let reads: Vec<_> = keys.iter().map(|key| current(store, key)).collect();
+    futures::stream::iter(reads)
+        .buffered(READ_WINDOW)
+        .try_collect()
+        .await
+}
+
+/// Whether the bucket holds few enough keys that scanning it beats reading `wanted`.
+async fn worth_scanning(store: &Store, wanted: usize) -> bool {
+    let mut stream = store.stream.clone();
+    match stream.info().await {
+        Ok(info) => info.state.subjects_count <= SCAN_RATIO.saturating_mul(wanted as u64),
+        // Unknown: reading key by key is right whatever the size.
+        Err(_) => false,
+    }
 }

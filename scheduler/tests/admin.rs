@@ -287,9 +287,9 @@ async fn triggers_stored(nats: &Nats) -> anyhow::Result<u64> {
 }
 
 /// Claims a key as the scheduler does when it makes an instance.
-async fn claim(nats: &Nats, key: &str, id: InstanceId) -> anyhow::Result<()> {
+async fn claim(nats: &Nats, key: &str, value: String) -> anyhow::Result<()> {
     let claims = nats.buckets().await?.claims.clone();
-    claims.create(key, id.to_string().into()).await?;
+    claims.create(key, value.into()).await?;
     Ok(())
 }
 
@@ -308,7 +308,7 @@ async fn a_used_trigger_key_starts_nothing_and_names_the_instance() -> anyhow::R
     claim(
         &nats,
         &nats.topo.trigger_key_claim("billing", "report", "order-42"),
-        first,
+        first.to_string(),
     )
     .await?;
     let again = admin
@@ -374,8 +374,8 @@ async fn backfill_queues_the_slots_without_an_instance() -> anyhow::Result<()> {
         let id = id_of(slots[i]);
         claim(
             &nats,
-            &nats.topo.instance_claim_key("billing", "tick", &id),
-            id,
+            &nats.topo.instance_claim_key(&id),
+            nats.topo.instance_key("billing", "tick", &id),
         )
         .await?;
     }

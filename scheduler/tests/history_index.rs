@@ -363,3 +363,63 @@ async fn job_states_and_daily_counts() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_imported_history_lists_and_reads_as_an_archived_one() -> anyhow::Result<()> {
+    let (_server, _nats, store, admin) = setup().await?;
+    let made: Vec<Instance> = (0..1300)
+        .map(|n| {
+            let mut i = new_instance("shop", ["a", "b", "c"][n as usize % 3], n);
+            i.summary.status = if n % 7 == 0 {
+                InstanceStatus::Failed
+            } else {
+                InstanceStatus::Success
+            };
+            i
+        })
+        .collect();
+    let ended: Vec<InstanceSummary> = made.iter().map(|i| i.summary.clone()).collect();
+    let mut import = store.import_history();
+    for batch in made.chunks(500) {
+        import.add(batch).await?;
+    }
+    import.finish().await?;
+
+    let all: Vec<&InstanceSummary> = ended.iter().collect();
+    let (listed, most) = page_through(&store, &ListQuery::default()).await?;
+    assert_eq!(listed, newest_first(&all));
+    assert!(most <= 12, "a page of 50 read {most} index keys");
+    let failed_b: Vec<&InstanceSummary> = ended
+        .iter()
+        .filter(|s| s.job == "b" && s.status == InstanceStatus::Failed)
+        .collect();
+    let q = ListQuery {
+        app: Some("shop".into()),
+        job: Some("b".into()),
+        status: Some(InstanceStatus::Failed),
+        limit: 20,
+        ..ListQuery::default()
+    };
+    assert_eq!(page_through(&store, &q).await?.0, newest_first(&failed_b));
+    let one = &made[777];
+    assert_eq!(admin.get_instance(&one.summary.id).await?, *one);
+
+    // Into scopes that have pages already: refused, and said why.
+    let more = vec![{
+        let mut i = new_instance("shop", "a", 5000);
+        i.summary.status = InstanceStatus::Success;
+        i
+    }];
+    let mut again = store.import_history();
+    again.add(&more).await?;
+    let refused = again.finish().await.expect_err("scopes have pages");
+    assert!(refused.to_string().contains("no pages yet"), "{refused}");
+    let running = vec![new_instance("shop", "a", 6000)];
+    let refused = store
+        .import_history()
+        .add(&running)
+        .await
+        .expect_err("not ended");
+    assert!(refused.to_string().contains("only ended"), "{refused}");
+    Ok(())
+}

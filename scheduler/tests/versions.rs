@@ -9,6 +9,7 @@ use antares_scheduler::admin::{Admin, ApplyAction};
 use antares_schemas::Topology;
 use antares_schemas::audit::{Actor, JobVersion, VersionAction, Via};
 use antares_schemas::spec::{JobSpec, SpecFormat, parse_jobs};
+use futures::StreamExt;
 use futures::future::join_all;
 
 async fn setup() -> anyhow::Result<(LocalServer, Admin)> {
@@ -270,4 +271,181 @@ async fn racing_changes_never_leave_a_spec_without_its_version() -> anyhow::Resu
         "the stored spec has no version"
     );
     Ok(())
+}
+
+/// The last sequence of a bucket's stream: it moves with every write.
+async fn last_write(admin: &Admin, bucket: &str) -> anyhow::Result<u64> {
+    let mut stream = admin.nats().stream(&format!("KV_{bucket}")).await?;
+    Ok(stream.info().await?.state.last_sequence)
+}
+
+/// How many `job.apply` entries the audit log holds per job, read page by page.
+async fn applies_per_job(admin: &Admin) -> anyhow::Result<std::collections::HashMap<String, u32>> {
+    let mut out = std::collections::HashMap::new();
+    let mut before = None;
+    loop {
+        let page = admin.audit_log(1000, before, None).await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        for e in page.iter().filter(|e| e.action == "job.apply") {
+            *out.entry(e.target.clone()).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_bulk_apply_of_thousands_writes_only_what_changed() -> anyhow::Result<()> {
+    let (_server, admin) = setup().await?;
+    let topo = admin.nats().topo.clone();
+    let (jobs, versions) = (topo.jobs_bucket(), topo.versions_bucket());
+    // One job deleted before the bulk apply: made again after its delete marker.
+    admin.apply_jobs(vec![job("j5", "old")?]).await?;
+    admin.delete_job("billing", "j5").await?;
+
+    let n = 3000;
+    let specs: Vec<JobSpec> = (0..n)
+        .map(|i| job(&format!("j{i}"), "x"))
+        .collect::<anyhow::Result<_>>()?;
+    let out = admin.apply_jobs(specs.clone()).await?;
+    assert_eq!(out.len(), n);
+    assert!(out.iter().all(|o| o.action == ApplyAction::Created));
+    let stored = admin.list_jobs(Some("billing")).await?;
+    assert_eq!(stored.len(), n);
+    let wanted: std::collections::HashMap<String, &JobSpec> =
+        specs.iter().map(|s| (s.full_name(), s)).collect();
+    assert!(
+        stored
+            .iter()
+            .all(|s| wanted.get(&s.full_name()) == Some(&s))
+    );
+    for name in ["j0", "j1234", "j2999"] {
+        assert_eq!(numbers(&admin.job_versions("billing", name).await?), [1]);
+    }
+    assert_eq!(
+        numbers(&admin.job_versions("billing", "j5").await?),
+        [3, 2, 1]
+    );
+    let audited = applies_per_job(&admin).await?;
+    for spec in &specs {
+        let want = if spec.name == "j5" { 2 } else { 1 };
+        assert_eq!(
+            audited.get(&spec.full_name()).copied(),
+            Some(want),
+            "{}",
+            spec.full_name()
+        );
+    }
+
+    // Applied again unchanged: nothing is written, no version, no audit entry.
+    let (jobs_at, versions_at) = (
+        last_write(&admin, &jobs).await?,
+        last_write(&admin, &versions).await?,
+    );
+    let out = admin.apply_jobs(specs.clone()).await?;
+    assert!(out.iter().all(|o| o.action == ApplyAction::Unchanged));
+    assert_eq!(last_write(&admin, &jobs).await?, jobs_at);
+    assert_eq!(last_write(&admin, &versions).await?, versions_at);
+    assert_eq!(applies_per_job(&admin).await?, audited);
+
+    // A tenth changed: a new version for each of those, and only for those.
+    let mut changed = specs.clone();
+    for spec in changed.iter_mut().step_by(10) {
+        spec.params = "y".into();
+    }
+    let out = admin.apply_jobs(changed.clone()).await?;
+    let updated = out
+        .iter()
+        .filter(|o| o.action == ApplyAction::Updated)
+        .count();
+    assert_eq!(updated, n / 10);
+    assert_eq!(last_write(&admin, &jobs).await?, jobs_at + (n / 10) as u64);
+    assert_eq!(
+        last_write(&admin, &versions).await?,
+        versions_at + (n / 10) as u64
+    );
+    assert_eq!(
+        numbers(&admin.job_versions("billing", "j10").await?),
+        [2, 1]
+    );
+    assert_eq!(numbers(&admin.job_versions("billing", "j11").await?), [1]);
+    assert_eq!(admin.get_job("billing", "j2990").await?.params, "y");
+    Ok(())
+}
+
+#[tokio::test]
+async fn racing_bulk_applies_keep_versions_contiguous() -> anyhow::Result<()> {
+    let (_server, admin) = setup().await?;
+    let n = 1000;
+    let batch = |params: String| -> anyhow::Result<Vec<JobSpec>> {
+        (0..n).map(|i| job(&format!("j{i}"), &params)).collect()
+    };
+    admin.apply_jobs(batch("start".into())?).await?;
+    let applies = (0..4).map(|round| {
+        let admin = admin.clone();
+        async move {
+            let specs = batch(format!("p{round}"))?;
+            anyhow::Ok(admin.apply_jobs(specs).await)
+        }
+    });
+    for outcome in join_all(applies).await {
+        match outcome? {
+            Ok(_) | Err(SchedulerError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let stored = admin.list_jobs(Some("billing")).await?;
+    assert_eq!(stored.len(), n);
+    let mut kept = every_version(&admin).await?;
+    for spec in &stored {
+        let versions = kept.remove(&spec.full_name()).unwrap_or_default();
+        let count = versions.len() as u64;
+        assert_eq!(
+            numbers(&versions),
+            (1..=count).collect::<Vec<u64>>(),
+            "{}",
+            spec.full_name()
+        );
+        assert!(
+            versions.iter().any(|v| v.spec.as_ref() == Some(spec)),
+            "the stored spec of {} has no version",
+            spec.full_name()
+        );
+    }
+    Ok(())
+}
+
+/// Every kept version of every job, oldest first, read in one pass over the bucket's
+/// stream (reading them job by job would take a consumer each).
+async fn every_version(
+    admin: &Admin,
+) -> anyhow::Result<std::collections::HashMap<String, Vec<JobVersion>>> {
+    use antares_nats::async_nats::jetstream::consumer::{DeliverPolicy, push};
+    let nats = admin.nats();
+    let bucket = nats.topo.versions_bucket();
+    let stream = nats.stream(&format!("KV_{bucket}")).await?;
+    let consumer = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: nats.client.new_inbox(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut out: std::collections::HashMap<String, Vec<JobVersion>> = Default::default();
+    let mut pending = consumer.cached_info().num_pending;
+    let mut messages = consumer.messages().await?;
+    let prefix = format!("$KV.{bucket}.");
+    while pending > 0 {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), messages.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the versions stream ended"))??;
+        pending = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?.pending;
+        let key = msg
+            .subject
+            .trim_start_matches(prefix.as_str())
+            .replacen('.', "/", 1);
+        let version: JobVersion = antares_nats::codec::decode("job version", &msg.payload)?;
+        out.entry(key).or_default().push(version);
+    }
+    Ok(out)
 }

@@ -281,11 +281,17 @@ impl Topology {
     pub fn log_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
         format!("{}.log.{app}.{job}.{instance}.{item}", self.ns)
     }
-    /// The log lines of one instance, or one shard of it, without knowing app and job.
-    pub fn instance_logs_filter(&self, instance: &InstanceId, item: Option<u32>) -> String {
+    /// The log lines of one instance of `app/job`, or of one shard of it.
+    pub fn instance_logs_filter(
+        &self,
+        app: &str,
+        job: &str,
+        instance: &InstanceId,
+        item: Option<u32>,
+    ) -> String {
         match item {
-            Some(i) => format!("{}.log.*.*.{instance}.{i}", self.ns),
-            None => format!("{}.log.*.*.{instance}.*", self.ns),
+            Some(i) => self.log_subject(app, job, instance, i),
+            None => format!("{}.log.{app}.{job}.{instance}.*", self.ns),
         }
     }
 
@@ -341,9 +347,11 @@ impl Topology {
     pub fn claims_bucket(&self) -> String {
         self.bucket("claims")
     }
-    /// Claim key of an instance id.
-    pub fn instance_claim_key(&self, app: &str, job: &str, id: &InstanceId) -> String {
-        format!("{app}.{job}.i.{id}")
+    /// Claim key of an instance id. The id alone names it (ids of different jobs never
+    /// meet), and the claim's value is the instance's key (`<app>.<job>.<id>`), so an
+    /// instance is found from its id with one read, never a scan.
+    pub fn instance_claim_key(&self, id: &InstanceId) -> String {
+        format!("i.{id}")
     }
     /// Claim key of a trigger `key` (hashed: a key is free text).
     pub fn trigger_key_claim(&self, app: &str, job: &str, key: &str) -> String {
@@ -433,10 +441,6 @@ impl Topology {
     /// Key of one chunk of an instance's shard records.
     pub fn shard_chunk_key(&self, app: &str, job: &str, id: &InstanceId, chunk: u32) -> String {
         format!("{app}.{job}.{id}.{chunk}")
-    }
-    /// Key filter that finds an instance summary by id alone.
-    pub fn instance_by_id_filter(&self, id: &InstanceId) -> String {
-        format!("*.*.{id}")
     }
     /// Key filter of every instance summary of a job (or of an app with `job = None`).
     pub fn instance_summaries_filter(&self, app: Option<&str>, job: Option<&str>) -> String {

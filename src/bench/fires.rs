@@ -147,7 +147,7 @@ pub(super) async fn run(
         burst: args.burst.unwrap_or(10_000),
         rate: args.rate.unwrap_or(200),
         seconds: args.seconds.unwrap_or(20),
-        workers: args.workers,
+        workers: args.workers(),
     };
     let driver = Nats::connect(&named(opts, "antares-bench"), topo.clone()).await?;
     let version = driver.client.server_info().version;

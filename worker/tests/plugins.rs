@@ -90,7 +90,7 @@ async fn plugin_success_reports_started_then_finished() -> anyhow::Result<()> {
     assert!(*started_at <= seen[1].at);
     assert_eq!(seen[1].attempt, 1);
 
-    let lines = bench.logs_until(t.instance, |l| !l.is_empty()).await?;
+    let lines = bench.logs_until(&t, |l| !l.is_empty()).await?;
     assert_eq!(
         lines[0].line,
         "billing/report item 2 of 3 param=c params=p=1 attempt=1"
@@ -413,7 +413,7 @@ async fn a_job_past_its_timeout_is_cancelled_then_aborted() -> anyhow::Result<()
     assert!(polite.saw_cancel.load(Ordering::SeqCst));
     assert!(millis_between(&report)? < 1000, "{report:?}");
     bench
-        .log_containing(t.instance, "timed out after 100ms: stopping")
+        .log_containing(&t, "timed out after 100ms: stopping")
         .await?;
 
     // One that ignores it is aborted once the stop grace is over, and timed out too.
@@ -473,7 +473,7 @@ async fn a_stop_from_the_scheduler_cancels_a_running_job() -> anyhow::Result<()>
     b.exec = plugin("stubborn");
     bench.publish(&a).await?;
     bench.publish(&b).await?;
-    bench.log_containing(a.instance, "waiting").await?;
+    bench.log_containing(&a, "waiting").await?;
     // Both run (a Started report for each, in any order).
     let mut started = Vec::new();
     while started.len() < 2 {
@@ -503,7 +503,7 @@ async fn a_stop_from_the_scheduler_cancels_a_running_job() -> anyhow::Result<()>
     assert!(polite.saw_cancel.load(Ordering::SeqCst));
     assert!(stubborn.dropped.load(Ordering::SeqCst), "aborted");
     let lines = bench
-        .logs_until(a.instance, |l| {
+        .logs_until(&a, |l| {
             l.iter()
                 .filter(|l| l.line == "stopped by the scheduler: cancelled by alice")
                 .count()

@@ -33,7 +33,7 @@ async fn scripts_see_their_shard_and_their_output_is_logged() -> anyhow::Result<
     t.params = "full".into();
     bench.publish(&t).await?;
     assert_eq!(bench.outcome(t.instance, 1).await?.0, ShardOutcome::Success);
-    let lines = bench.logs_until(t.instance, |l| l.len() >= 3).await?;
+    let lines = bench.logs_until(&t, |l| l.len() >= 3).await?;
     let text = |s: LogStream| -> Vec<&str> {
         lines
             .iter()
@@ -77,7 +77,7 @@ async fn scripts_see_their_shard_and_their_output_is_logged() -> anyhow::Result<
         t.param = "p7".into();
         bench.publish(&t).await?;
         assert_eq!(bench.outcome(t.instance, 0).await?.0, ShardOutcome::Success);
-        let lines = bench.logs_until(t.instance, |l| !l.is_empty()).await?;
+        let lines = bench.logs_until(&t, |l| !l.is_empty()).await?;
         assert_eq!(
             lines[0].line,
             format!("{} p7", program.trim_end_matches('3'))
@@ -197,7 +197,7 @@ fn group_members(pgid: u32) -> Vec<u32> {
 /// The pids a script printed, one per line, in the order printed.
 async fn printed_pids(bench: &Bench, t: &ShardTask, count: usize) -> anyhow::Result<Vec<u32>> {
     let lines = bench
-        .logs_until(t.instance, |l| {
+        .logs_until(t, |l| {
             l.iter().filter(|l| l.stream == LogStream::Stdout).count() >= count
         })
         .await?;
@@ -240,7 +240,7 @@ async fn a_timed_out_script_gets_sigterm_then_its_whole_group_is_killed() -> any
             error: "timed out after 1s".into()
         }
     );
-    let lines = bench.log_containing(t.instance, "got TERM").await?;
+    let lines = bench.log_containing(&t, "got TERM").await?;
     assert!(
         lines
             .iter()
@@ -302,7 +302,7 @@ async fn a_stop_from_the_scheduler_kills_a_running_script() -> anyhow::Result<()
         "the script's group is gone"
     );
     bench
-        .log_containing(t.instance, "stopped by the scheduler: cancelled by alice")
+        .log_containing(&t, "stopped by the scheduler: cancelled by alice")
         .await?;
     // Acked, not handed back: nothing is left to run again.
     bench
@@ -372,7 +372,7 @@ async fn scripts_get_only_the_environment_the_contract_names() -> anyhow::Result
     );
     bench.publish(&t).await?;
     assert_eq!(bench.outcome(t.instance, 0).await?.0, ShardOutcome::Success);
-    let lines = bench.logs_until(t.instance, |l| !l.is_empty()).await?;
+    let lines = bench.logs_until(&t, |l| !l.is_empty()).await?;
     let names: Vec<&str> = lines
         .iter()
         .flat_map(|l| l.line.split_whitespace())

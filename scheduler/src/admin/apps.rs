@@ -103,7 +103,7 @@ impl Admin {
         let Some(entry) = &cur.value else {
             return Err(self.unknown_app(name).await);
         };
-        let before = codec::decode::<App>("app", &entry.value).ok();
+        let before = codec::decode::<App>("app", entry).ok();
         let jobs = self.job_names(Some(name)).await?;
         if !jobs.is_empty() {
             let shown: Vec<String> = jobs.iter().take(5).map(|(_, j)| j.clone()).collect();

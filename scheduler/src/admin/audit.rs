@@ -24,7 +24,7 @@ use antares_schemas::topology::HEADER_MSG_ID;
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::stream::Stream;
 use futures::StreamExt;
-use futures::future::join_all;
+use futures::stream::FuturesOrdered;
 use serde_json::Value;
 
 use super::Admin;
@@ -36,9 +36,9 @@ const MAX_PROBES: usize = 48;
 const MAX_WINDOW_READ: u64 = 2 * MAX_LIST_LIMIT as u64;
 /// Longest wait for the next entry of a window being read.
 const READ_WAIT: Duration = Duration::from_secs(10);
-/// Entries published before their acknowledgements are awaited (the client's limit on
+/// Entries whose acknowledgements are awaited at once (the client's limit on
 /// acknowledgements in flight is higher).
-const PUBLISH_WINDOW: usize = 1024;
+const PUBLISH_WINDOW: usize = antares_nats::kv::MAX_PIPELINE;
 /// How long entries the audit stream does not take yet are published again: longer
 /// than a stream leader election on a cluster (about 6 s measured).
 const RECORD_PATIENCE: Duration = Duration::from_secs(20);
@@ -114,8 +114,8 @@ impl Admin {
         .await
     }
 
-    /// Records changes already made: published back to back, acknowledgements awaited
-    /// together. An entry the stream could not take (its leader being elected on a
+    /// Records changes already made: published back to back with up to
+    /// [`PUBLISH_WINDOW`] acknowledgements awaited at once (a sliding window). An entry the stream could not take (its leader being elected on a
     /// cluster, a timeout) is published again with the same message id, so it is
     /// stored once, for up to [`RECORD_PATIENCE`].
     pub(crate) async fn record_all(&self, changes: Vec<Change>) -> Result<(), SchedulerError> {
@@ -128,41 +128,46 @@ impl Admin {
         loop {
             let mut failed = Vec::new();
             let mut last_error = None;
-            for window in pending.chunks(PUBLISH_WINDOW) {
-                let mut acks = Vec::with_capacity(window.len());
-                for &(n, change) in window {
-                    let entry = AuditEntry {
-                        id: 0,
-                        at,
-                        actor: self.actor.clone(),
-                        action: change.action.clone(),
-                        target: change.target.clone(),
-                        app: change.app.clone(),
-                        before: change.before.clone().map(cap_snapshot),
-                        after: change.after.clone().map(cap_snapshot),
-                    };
-                    let body = codec::encode_json("audit entry", &entry)
-                        .map_err(|e| not_recorded(change, e))?;
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert(HEADER_MSG_ID, format!("audit.{batch}.{n}").as_str());
-                    let subject = self.nats.topo.audit_subject(change.app.as_deref());
-                    let sent = self
-                        .nats
-                        .js
-                        .publish_with_headers(subject, headers, body)
-                        .await;
-                    acks.push(async move {
-                        match sent {
-                            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    });
+            let mut acks = FuturesOrdered::new();
+            for &(n, change) in &pending {
+                if acks.len() >= PUBLISH_WINDOW
+                    && let Some((Err(e), n, change)) = acks.next().await
+                {
+                    failed.push((n, change));
+                    last_error = Some(e);
                 }
-                for (result, &(n, change)) in join_all(acks).await.into_iter().zip(window) {
-                    if let Err(e) = result {
-                        failed.push((n, change));
-                        last_error = Some(e);
-                    }
+                let entry = AuditEntry {
+                    id: 0,
+                    at,
+                    actor: self.actor.clone(),
+                    action: change.action.clone(),
+                    target: change.target.clone(),
+                    app: change.app.clone(),
+                    before: change.before.clone().map(cap_snapshot),
+                    after: change.after.clone().map(cap_snapshot),
+                };
+                let body = codec::encode_json("audit entry", &entry)
+                    .map_err(|e| not_recorded(change, e))?;
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(HEADER_MSG_ID, format!("audit.{batch}.{n}").as_str());
+                let subject = self.nats.topo.audit_subject(change.app.as_deref());
+                let sent = self
+                    .nats
+                    .js
+                    .publish_with_headers(subject, headers, body)
+                    .await;
+                acks.push_back(async move {
+                    let result = match sent {
+                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (result, n, change)
+                });
+            }
+            while let Some((result, n, change)) = acks.next().await {
+                if let Err(e) = result {
+                    failed.push((n, change));
+                    last_error = Some(e);
                 }
             }
             let Some(error) = last_error else {

@@ -117,11 +117,7 @@ impl Admin {
 
         // Which slots have an instance: all claims read at once.
         let topo = &self.nats.topo;
-        let keys: Vec<String> = ids
-            .iter()
-            .map(|id| topo.instance_claim_key(app, job, id))
-            .collect();
-        let claimed = join_all(keys.iter().map(|key| self.claimed(key))).await;
+        let claimed = join_all(ids.iter().map(|id| self.store.locate(id))).await;
 
         // A trigger for each of the others, published back to back; the acks after.
         let subject = topo.trigger_subject(app, job);

@@ -13,7 +13,7 @@ use antares_schemas::spec::{JobSpec, SpecError, child_cycle, export_toml};
 use futures::future::join_all;
 
 use super::versions::{JobChange, Unwritten};
-use super::{Admin, ApplyAction, ApplyOutcome, RMW_ATTEMPTS, current};
+use super::{Admin, ApplyAction, ApplyOutcome, RMW_ATTEMPTS, current, current_many};
 use crate::error::SchedulerError;
 
 /// The error for a job that is not there.
@@ -81,21 +81,19 @@ impl Admin {
             found?;
         }
 
-        // What is stored now, read all at once.
-        let store = &self.buckets.jobs;
+        // What is stored now, read all at once (one scan per app for many jobs).
         let keys: Vec<String> = specs
             .iter()
             .map(|s| self.nats.topo.job_key(&s.app, &s.name))
             .collect();
-        let stored = join_all(keys.iter().map(|key| current(store, key))).await;
+        let stored = current_many(&self.nats, &self.buckets.jobs, &keys).await?;
         let now = now();
         let mut plan = Vec::with_capacity(specs.len());
         for (spec, cur) in specs.into_iter().zip(stored) {
-            let cur = cur?;
             let old = cur
                 .value
                 .as_ref()
-                .and_then(|entry| codec::decode::<JobSpec>("job", &entry.value).ok());
+                .and_then(|value| codec::decode::<JobSpec>("job", value).ok());
             check_at(&spec, old.as_ref(), now)?;
             let outcome = match (&cur.value, &old) {
                 (None, _) => ApplyAction::Created,
@@ -266,7 +264,7 @@ impl Admin {
         let change = JobChange {
             app: app.to_string(),
             job: job.to_string(),
-            old: codec::decode::<JobSpec>("job", &entry.value).ok(),
+            old: codec::decode::<JobSpec>("job", entry).ok(),
             spec_revision: cur.revision,
             new: None,
             action: VersionAction::Delete,

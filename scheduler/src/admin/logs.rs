@@ -33,6 +33,8 @@ const YOUNG: Duration = Duration::from_secs(10);
 struct Reader {
     messages: Ordered,
     store: InstanceStore,
+    app: String,
+    job: String,
     id: InstanceId,
     follow: bool,
     caught_up: bool,
@@ -70,7 +72,7 @@ impl Admin {
         }
         let topo = &self.nats.topo;
         let stream = self.nats.stream(&topo.logs_stream()).await?;
-        let filter = topo.instance_logs_filter(id, shard);
+        let filter = topo.instance_logs_filter(&instance.app, &instance.job, id, shard);
         let op = || format!("read logs of {id}");
         let consumer = stream
             .create_consumer(OrderedConfig {
@@ -94,6 +96,8 @@ impl Admin {
         let reader = Reader {
             messages,
             store: self.store.clone(),
+            app: instance.app.clone(),
+            job: instance.job.clone(),
             id: *id,
             follow,
             caught_up,
@@ -163,7 +167,7 @@ impl Reader {
                             }
                         }
                     } else {
-                        match self.store.find(&self.id).await {
+                        match self.store.find_in(&self.app, &self.job, &self.id).await {
                             Ok(Some((_, s))) if s.instance.summary.status.is_final() => self.ended = true,
                             Ok(_) => {}
                             Err(e) => tracing::debug!(error = %e, "instance status not read; will retry"),

@@ -169,7 +169,7 @@ impl Admin {
                     }
                     match event.kind {
                         EventKind::InstanceFinished => {
-                            if let Some(s) = self.final_summary(id).await? {
+                            if let Some(s) = self.final_summary(app, job, id).await? {
                                 return Ok(s);
                             }
                         }
@@ -183,7 +183,7 @@ impl Admin {
                     }
                 }
                 _ = recheck.tick() => {
-                    if let Some(s) = self.final_summary(id).await? {
+                    if let Some(s) = self.final_summary(app, job, id).await? {
                         return Ok(s);
                     }
                 }
@@ -191,14 +191,16 @@ impl Admin {
         }
     }
 
-    /// The instance's summary if it has ended.
+    /// The instance's summary if it has ended (read directly: its app and job are known).
     async fn final_summary(
         &self,
+        app: &str,
+        job: &str,
         id: &InstanceId,
     ) -> Result<Option<InstanceSummary>, SchedulerError> {
         Ok(self
             .store
-            .find(id)
+            .find_in(app, job, id)
             .await?
             .map(|(_, stored)| stored.instance.summary)
             .filter(|s| s.status.is_final()))

@@ -20,14 +20,13 @@ use antares_schemas::limits::MAX_JOB_VERSIONS;
 use antares_schemas::names::check_name;
 use antares_schemas::spec::JobSpec;
 use futures::StreamExt;
-use futures::future::join_all;
 
 use super::audit::Change;
-use super::{Admin, current};
+use super::{Admin, Current, current_many};
 use crate::error::SchedulerError;
 
-/// Writes sent before their acknowledgements are awaited.
-const WRITE_WINDOW: usize = 1024;
+/// Writes whose acknowledgements are awaited at once (a sliding window).
+const WRITE_WINDOW: usize = kv::MAX_PIPELINE;
 /// Longest wait for the next kept version while reading them.
 const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -103,38 +102,27 @@ impl Admin {
             .iter()
             .map(|c| topo.job_key(&c.app, &c.job))
             .collect();
-        let latest = join_all(keys.iter().map(|key| current(versions, key))).await;
+        let latest = match current_many(&self.nats, versions, &keys).await {
+            Ok(latest) => latest,
+            Err(e) => {
+                let why = e.to_string();
+                return changes
+                    .iter()
+                    .map(|_| {
+                        Err(Unwritten::Failed(SchedulerError::Nats(NatsError::Config(
+                            why.clone(),
+                        ))))
+                    })
+                    .collect();
+            }
+        };
 
         // Each change's version, numbered after the latest one.
         let at = now();
         let mut out: Vec<Result<JobVersion, Unwritten>> = Vec::with_capacity(changes.len());
         let mut writes = Vec::new();
         for ((change, key), latest) in changes.iter().zip(&keys).zip(latest) {
-            let numbered = latest.and_then(|cur| {
-                let number = match &cur.value {
-                    None => 0,
-                    Some(entry) => {
-                        codec::decode::<JobVersion>("job version", &entry.value)
-                            .map_err(|e| {
-                                SchedulerError::Invalid(format!(
-                                    "the latest version of job `{}/{}` cannot be read ({e}), so the next one cannot be numbered",
-                                    change.app, change.job
-                                ))
-                            })?
-                            .version
-                    }
-                };
-                let version = JobVersion {
-                    version: number + 1,
-                    at,
-                    actor: self.actor.clone(),
-                    action: change.action,
-                    from_version: change.from_version,
-                    spec: change.new.clone(),
-                };
-                let body = codec::encode("job version", &version)?;
-                Ok((version, body, cur.revision))
-            });
+            let numbered = self.next_version(change, latest, at);
             match numbered {
                 Ok((version, body, revision)) => {
                     writes.push((
@@ -189,6 +177,39 @@ impl Admin {
         out
     }
 
+    /// The version a change makes, numbered after the latest one, encoded, with the
+    /// revision its write expects.
+    fn next_version(
+        &self,
+        change: &JobChange,
+        latest: Current,
+        at: antares_schemas::Timestamp,
+    ) -> Result<(JobVersion, bytes::Bytes, u64), SchedulerError> {
+        let number = match &latest.value {
+            None => 0,
+            Some(value) => {
+                codec::decode::<JobVersion>("job version", value)
+                    .map_err(|e| {
+                        SchedulerError::Invalid(format!(
+                            "the latest version of job `{}/{}` cannot be read ({e}), so the next one cannot be numbered",
+                            change.app, change.job
+                        ))
+                    })?
+                    .version
+            }
+        };
+        let version = JobVersion {
+            version: number + 1,
+            at,
+            actor: self.actor.clone(),
+            action: change.action,
+            from_version: change.from_version,
+            spec: change.new.clone(),
+        };
+        let body = codec::encode("job version", &version)?;
+        Ok((version, body, latest.revision))
+    }
+
     /// One change: [`Self::write_changes`] of one.
     pub(crate) async fn write_change(&self, change: &JobChange) -> Result<JobVersion, Unwritten> {
         self.write_changes(std::slice::from_ref(change))
@@ -201,20 +222,15 @@ impl Admin {
             })
     }
 
-    /// Writes pipelined, [`WRITE_WINDOW`] at a time; each result with its tag.
+    /// Writes pipelined, up to [`WRITE_WINDOW`] unacknowledged at a time; each result
+    /// with its tag.
     async fn write_windowed(
         &self,
         writes: Vec<(usize, Write)>,
     ) -> Vec<(usize, Result<u64, NatsError>)> {
-        let mut out = Vec::with_capacity(writes.len());
-        let mut writes = writes.into_iter().peekable();
-        while writes.peek().is_some() {
-            let (tags, window): (Vec<usize>, Vec<Write>) =
-                writes.by_ref().take(WRITE_WINDOW).unzip();
-            let results = kv::write_all(&self.nats, window).await;
-            out.extend(tags.into_iter().zip(results));
-        }
-        out
+        let (tags, writes): (Vec<usize>, Vec<Write>) = writes.into_iter().unzip();
+        let results = kv::write_pipelined(&self.nats, writes, WRITE_WINDOW).await;
+        tags.into_iter().zip(results).collect()
     }
 
     /// The kept versions of a job, oldest first (empty when it never had one).

@@ -166,10 +166,11 @@ impl InstanceStore {
             }
             // The id's claim lasts as long as the history entry (both expire after the
             // history retention from now), however long the instance ran.
+            let (claim_key, claim_value) = self.claim(s);
             mine.push(Write::put(
                 &self.claims.name,
-                self.nats.topo.instance_claim_key(&s.app, &s.job, &s.id),
-                bytes::Bytes::from(s.id.to_string()),
+                claim_key,
+                claim_value,
                 Expect::Any,
             ));
             owners.extend(std::iter::repeat_n(i, mine.len()));

@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) mod append;
 pub(crate) mod bucket;
+pub(crate) mod bulk;
 pub(crate) mod walk;
 
 #[cfg(test)]

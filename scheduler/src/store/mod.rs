@@ -25,6 +25,7 @@ use antares_schemas::instance::{Instance, InstanceStatus, InstanceSummary, Shard
 use antares_schemas::topology::{SHARD_CHUNK, chunk_count, chunk_of};
 
 pub mod archive;
+mod import;
 pub(crate) mod index;
 pub mod jobstate;
 mod query;
@@ -35,6 +36,7 @@ mod write;
 pub use archive::Progress;
 use async_nats::jetstream::kv::Store;
 use futures::future::join_all;
+pub use import::HistoryImport;
 pub use query::{ListCost, ListQuery};
 
 /// A running instance with the revisions of its keys.
@@ -260,19 +262,60 @@ impl InstanceStore {
         }))
     }
 
-    /// Finds an instance by id alone, running or ended.
+    /// Finds an instance by id alone, running or ended: its claim names its app and job
+    /// (one read), then [`Self::find_in`]. Never a scan, however many instances there are.
     pub async fn find(&self, id: &InstanceId) -> Result<Option<(Place, Stored)>, NatsError> {
-        let filter = self.nats.topo.instance_by_id_filter(id);
+        match self.locate(id).await? {
+            Some((app, job)) => self.find_in(&app, &job, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Finds an instance of `app/job`, running or ended: read directly in the instances
+    /// bucket, then in history.
+    pub async fn find_in(
+        &self,
+        app: &str,
+        job: &str,
+        id: &InstanceId,
+    ) -> Result<Option<(Place, Stored)>, NatsError> {
         for place in [Place::Live, Place::History] {
-            let found = kv::scan(&self.nats, self.bucket(place), &filter, false).await?;
-            if let Some(hit) = found.into_iter().next() {
-                let summary: InstanceSummary = codec::decode("instance", &hit.value)?;
-                if let Some(stored) = self.load_shards(place, summary, hit.revision).await? {
-                    return Ok(Some((place, stored)));
-                }
+            if let Some(stored) = self.load(place, app, job, id).await? {
+                return Ok(Some((place, stored)));
             }
         }
         Ok(None)
+    }
+
+    /// The app and job of an instance, from its id's claim; `None` when the id was never
+    /// claimed (or its claim expired with its history).
+    pub async fn locate(&self, id: &InstanceId) -> Result<Option<(String, String)>, NatsError> {
+        let key = self.nats.topo.instance_claim_key(id);
+        let Some(raw) = kv::get_raw(&self.claims, &key).await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&raw);
+        let mut parts = text.splitn(3, '.');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(app), Some(job), Some(named)) if named == id.to_string() => {
+                Ok(Some((app.to_string(), job.to_string())))
+            }
+            _ => Err(NatsError::Decode {
+                what: "instance claim",
+                message: format!(
+                    "the claim {}/{key} holds `{text}`, not the key of instance {id}",
+                    self.claims.name
+                ),
+            }),
+        }
+    }
+
+    /// The claim of an instance's id: its key, and its value naming where it lives.
+    fn claim(&self, s: &InstanceSummary) -> (String, bytes::Bytes) {
+        (
+            self.nats.topo.instance_claim_key(&s.id),
+            bytes::Bytes::from(self.summary_key(s)),
+        )
     }
 
     /// Every running instance (for a scheduler that just took over).

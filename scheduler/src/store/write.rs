@@ -66,7 +66,7 @@ impl InstanceStore {
         let topo = &self.nats.topo;
         let s = &instance.summary;
         let id_text = bytes::Bytes::from(s.id.to_string());
-        let claim_key = topo.instance_claim_key(&s.app, &s.job, &s.id);
+        let (claim_key, claim_value) = self.claim(s);
         let key_claim = s
             .key
             .as_ref()
@@ -83,7 +83,7 @@ impl InstanceStore {
         let mut writes = vec![Write::put(
             claims,
             claim_key,
-            id_text.clone(),
+            claim_value,
             Expect::Revision(0),
         )];
         let has_key = key_claim.is_some();

@@ -49,6 +49,10 @@ pub fn parse_jobs(text: &str, format: SpecFormat) -> Result<Vec<JobSpec>, SpecEr
     };
     let many = raw.len() > 1;
     let mut jobs: Vec<JobSpec> = Vec::with_capacity(raw.len());
+    // Where each job is in the file, by app and name: a repeat is found in one lookup,
+    // however many jobs the file holds.
+    let mut seen: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::with_capacity(raw.len());
     for (i, value) in raw.into_iter().enumerate() {
         let label = label(&value, i, many);
         let job = decode(&value).map_err(|e| e.in_job(label.clone()))?;
@@ -56,7 +60,8 @@ pub fn parse_jobs(text: &str, format: SpecFormat) -> Result<Vec<JobSpec>, SpecEr
             e.job = Some(label.clone());
             e
         })?;
-        if let Some(j) = jobs.iter().position(|other| other.key() == job.key()) {
+        let key = (job.app.clone(), job.name.clone());
+        if let Some(j) = seen.get(&key) {
             return Err(SpecError::new(
                 "name",
                 format!(
@@ -67,6 +72,7 @@ pub fn parse_jobs(text: &str, format: SpecFormat) -> Result<Vec<JobSpec>, SpecEr
             )
             .in_job(label));
         }
+        seen.insert(key, jobs.len());
         jobs.push(job);
     }
     Ok(jobs)

@@ -126,13 +126,11 @@ impl Bench {
     /// Waits for a log line of the instance that contains `text`.
     pub async fn log_containing(
         &self,
-        instance: InstanceId,
+        task: &ShardTask,
         text: &str,
     ) -> anyhow::Result<Vec<LogLine>> {
-        self.logs_until(instance, |lines| {
-            lines.iter().any(|l| l.line.contains(text))
-        })
-        .await
+        self.logs_until(task, |lines| lines.iter().any(|l| l.line.contains(text)))
+            .await
     }
 
     /// The next report, whatever it is.
@@ -183,13 +181,18 @@ impl Bench {
     /// Reads log lines of an instance until `done` says enough.
     pub async fn logs_until(
         &self,
-        instance: InstanceId,
+        task: &ShardTask,
         done: impl Fn(&[LogLine]) -> bool,
     ) -> anyhow::Result<Vec<LogLine>> {
         let stream = self.nats.stream(&self.nats.topo.logs_stream()).await?;
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: self.nats.topo.instance_logs_filter(&instance, None),
+                filter_subject: self.nats.topo.instance_logs_filter(
+                    &task.app,
+                    &task.job,
+                    &task.instance,
+                    None,
+                ),
                 deliver_policy: DeliverPolicy::All,
                 ..Default::default()
             })

@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::append::append;
+use super::bulk::PageFill;
 use super::walk::Walk;
 use super::{IndexEntry, IndexHead, IndexPage, PageKey, PageStore, Pages, read_head};
 
@@ -312,4 +313,53 @@ fn the_head_is_written_again_well_within_the_retention() {
     );
     assert_eq!(super::touch_after_ms(Duration::from_secs(80)), 10_000);
     assert_eq!(super::touch_after_ms(Duration::ZERO), 3_600_000);
+}
+
+/// The pages of `n` entries loaded in bulk into a fresh store.
+async fn bulk(n: u64) -> Memory {
+    let store = Memory::default();
+    let mut fill = PageFill::default();
+    let mut writes = Vec::new();
+    for i in 0..n {
+        writes.extend(fill.push(entry(i)).expect("in order"));
+    }
+    writes.extend(fill.finish(Timestamp(1)).expect("finish"));
+    let writes = writes.into_iter().map(|(k, v)| (k, v, 0)).collect();
+    for res in store.put_all(writes).await {
+        res.expect("fresh keys");
+    }
+    store
+}
+
+#[tokio::test]
+async fn pages_loaded_in_bulk_are_those_appends_make() {
+    for n in [0u64, 1, 255, 256, 512, 700] {
+        let appended = Memory::default();
+        let ids: Vec<u64> = (0..n).collect();
+        for chunk in ids.chunks(60) {
+            add(&appended, chunk).await;
+        }
+        let loaded = bulk(n).await;
+        assert_eq!(
+            read_head(&loaded).await.expect("head").0,
+            read_head(&appended).await.expect("head").0,
+            "{n}"
+        );
+        for page in 0..=n / INDEX_PAGE as u64 {
+            assert_eq!(
+                stored_page(&loaded, page).await,
+                stored_page(&appended, page).await,
+                "{n}: page {page}"
+            );
+        }
+        assert_eq!(page_through(&loaded, 50).await.0, newest_first(n));
+    }
+    let mut fill = PageFill::default();
+    fill.push(entry(5)).expect("first");
+    assert!(fill.push(entry(4)).is_err(), "older after newer");
+}
+
+async fn stored_page(store: &Memory, n: u64) -> Option<IndexPage> {
+    let (raw, _) = store.get(PageKey::Page(n)).await.expect("get");
+    raw.map(|r| antares_nats::codec::decode("index page", &r).expect("page"))
 }
