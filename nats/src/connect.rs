@@ -5,6 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use antares_schemas::Topology;
+use antares_schemas::cluster::ClusterSettings;
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, kv::Store};
 
 use crate::error::{NatsError, Result};
@@ -132,9 +136,48 @@ pub struct Buckets {
 }
 
 impl Nats {
-    /// Connects with the given options.
+    /// Connects with the given options. The topology takes the number of partitions
+    /// stored at provision (see [`Self::cluster_settings`]), so every process splits
+    /// the jobs the same way.
     pub async fn connect(opts: &ConnectOptions, topo: Topology) -> Result<Self> {
-        Ok(Self::from_client(opts.connect().await?, topo))
+        Self::from_client(opts.connect().await?, topo)
+            .with_stored_settings()
+            .await
+    }
+
+    /// This handle with the topology the stored cluster settings give.
+    pub async fn with_stored_settings(mut self) -> Result<Self> {
+        let settings = self.cluster_settings().await?.unwrap_or_default();
+        self.topo = self.topo.clone().with_partitions(settings.partitions);
+        Ok(self)
+    }
+
+    /// The cluster settings `antares provision` stored; `None` before the first
+    /// provisioning (or one by a version that stored none: one partition).
+    pub async fn cluster_settings(&self) -> Result<Option<ClusterSettings>> {
+        let bucket = self.topo.settings_bucket();
+        let stream = match self.js.get_stream(format!("KV_{bucket}")).await {
+            Ok(s) => s,
+            Err(e) => {
+                return match e.kind() {
+                    GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(NatsError::op("read the cluster settings", e)),
+                };
+            }
+        };
+        let subject = self
+            .topo
+            .kv_subject(&bucket, &self.topo.cluster_settings_key());
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) if m.payload.is_empty() => Ok(None),
+            Ok(m) => Ok(Some(crate::codec::decode("cluster settings", &m.payload)?)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(NatsError::op("read the cluster settings", e)),
+        }
     }
 
     /// Wraps an existing connection.

@@ -97,3 +97,18 @@ impl WorkerInfo {
         }
     }
 }
+
+/// Settings every process of a namespace must agree on, stored by `antares provision`
+/// under [`crate::Topology::cluster_settings_key`] and read at connect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// How many partitions the jobs are split into (1 to
+    /// [`crate::limits::MAX_PARTITIONS`]).
+    pub partitions: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self { partitions: 1 }
+    }
+}

@@ -73,3 +73,7 @@ mod tests {
         assert!(c.ends_with('…'));
     }
 }
+
+/// Most partitions the jobs may be split into: each has a lease, a trigger consumer and
+/// a results consumer, and a scheduler checks every lease at each renewal.
+pub const MAX_PARTITIONS: u32 = 64;

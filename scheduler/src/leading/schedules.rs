@@ -52,6 +52,9 @@ impl Leading {
     pub(super) async fn plan_all(&mut self) {
         self.timers.clear();
         for (app, job) in self.catalog.job_names() {
+            if !self.mine(&app, &job) {
+                continue;
+            }
             self.plan_job(&app, &job).await;
         }
     }
