@@ -198,7 +198,7 @@ async fn partitions_are_stored_and_streams_split_by_them() -> anyhow::Result<()>
             .await?
             .await?;
     }
-    let mut stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    let stream = nats.stream(&nats.topo.triggers_stream()).await?;
     let mut seen = std::collections::BTreeSet::new();
     for (app, job) in &jobs {
         let msg = stream

@@ -408,7 +408,7 @@ async fn backfill_queues_the_slots_without_an_instance() -> anyhow::Result<()> {
         let header = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_string());
         assert_eq!(
             msg.subject.as_str(),
-            nats.topo.trigger_subject("billing", "tick")
+            nats.topo.stored_trigger_subject("billing", "tick")
         );
         assert_eq!(header(HEADER_TRIGGER).as_deref(), Some("backfill"));
         assert_eq!(header(HEADER_SLOT), Some(slots[i].millis().to_string()));

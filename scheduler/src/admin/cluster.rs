@@ -54,6 +54,7 @@ impl Admin {
         }
         workers.sort_by(|a, b| (&a.app, &a.id).cmp(&(&b.app, &b.id)));
         Ok(ClusterView {
+            partitions: topo.partitions(),
             schedulers,
             workers,
         })
