@@ -21,7 +21,10 @@
 //! Everything the bench creates for itself is removed afterwards: the raw stream, and
 //! (on a given server) the `bench` app and its jobs if the bench created them.
 
+mod catalog;
 mod e2e;
+mod fires;
+mod listing;
 mod raw;
 
 use std::time::Duration;
@@ -37,9 +40,27 @@ use serde::Serialize;
 /// Messages of the unmeasured raw round.
 const RAW_WARM_UP: u32 = 2_000;
 
+/// What a bench run measures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scenario {
+    /// Shard items per second end to end against raw JetStream, and start latency
+    #[default]
+    Shards,
+    /// Fire lateness and fires per second: many jobs, bursts due at once, a steady rate
+    Fires,
+    /// Applying many jobs: apply time, scheduler memory, takeover time
+    Catalog,
+    /// A page of instances with a long history behind it
+    Listing,
+}
+
 /// `antares bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// What to measure
+    #[arg(long, value_enum, default_value_t = Scenario::Shards)]
+    pub scenario: Scenario,
+
     /// Shard items of the end-to-end run, and messages of the raw JetStream run
     #[arg(long, env = "ANTARES_SHARDS", value_name = "N", default_value_t = 20_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -134,16 +155,24 @@ pub async fn run(
             opts
         }
     };
-    let result = bench(&args, &opts, &topo, local.is_some(), &say).await;
+    let is_local = local.is_some();
+    let result = match args.scenario {
+        Scenario::Shards => bench(&args, &opts, &topo, is_local, &say)
+            .await
+            .and_then(|r| Ok((serde_json::to_value(&r)?, human(&r)))),
+        Scenario::Fires => fires::run(&args, &opts, &topo, is_local, &say).await,
+        Scenario::Catalog => catalog::run(&args, &opts, &topo, is_local, &say).await,
+        Scenario::Listing => listing::run(&args, &opts, &topo, is_local, &say).await,
+    };
     if let Some(mut server) = local {
         // Graceful stop (SIGTERM, waits up to 5 s); blocking, so off the runtime.
         let _ = tokio::task::spawn_blocking(move || server.stop()).await;
     }
-    let report = result?;
+    let (json, text) = result?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", human(&report));
+        print!("{text}");
     }
     Ok(())
 }
