@@ -173,6 +173,9 @@ async fn rebalance(
     order: &[usize],
 ) {
     let at = now();
+    // Which partitions we led without a lapse until now: leading one that we did not is
+    // a new term (even when the lease lapsed and was taken again between two looks).
+    let led_before: Vec<bool> = parts.iter().map(Partition::leads).collect();
     // Release what was given up at the last renewal; renew the rest of what we hold.
     let released = join_all(
         parts
@@ -241,9 +244,8 @@ async fn rebalance(
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the leases; renewing only"),
     }
-    for (i, p) in parts.iter_mut().enumerate() {
+    for ((i, p), was) in parts.iter_mut().enumerate().zip(led_before) {
         let leads = p.leads();
-        let was = p.tx.borrow().until.is_some();
         if leads && !was {
             p.term += 1;
             tracing::info!(id = %settings.id, partition = i, term = p.term, "took the partition lease: leading it");
@@ -258,7 +260,7 @@ async fn rebalance(
     }
 }
 
-/// Who holds each lease key (the live ones), and how many schedulers are live
+/// Who else holds each lease key (the live ones), and how many schedulers are live
 /// (counting us, even before our first heartbeat).
 async fn look(
     nats: &Nats,
@@ -272,8 +274,11 @@ async fn look(
     );
     let mut holders = BTreeMap::new();
     for hit in held? {
-        // An unreadable value is nobody's lease (as the lease itself reads it).
-        if let Ok(r) = codec::decode::<LeaseRecord>("lease", &hit.value) {
+        // An unreadable value is nobody's lease, and one in our name that we do not hold
+        // (a restart with the same id) is ours to take again, as the lease reads them.
+        if let Ok(r) = codec::decode::<LeaseRecord>("lease", &hit.value)
+            && r.holder != me
+        {
             holders.insert(hit.key, r.holder);
         }
     }
