@@ -1,5 +1,5 @@
-//! Partitions: the jobs split into 4, led by two `antares scheduler` processes that
-//! share them (each leads some, none both); one is SIGKILLed and its partitions move to
+//! Partitions: the jobs split into 4, led by one `antares scheduler` process, then by
+//! two that share them (each leads some, none both); one is SIGKILLed and its partitions move to
 //! the other; every 1-second slot of jobs spread over all partitions fires exactly once
 //! throughout, and triggers and reports of every partition's jobs are taken. A lone
 //! scheduler leads every partition, and a child in another partition than its parent is
@@ -102,8 +102,11 @@ async fn two_schedulers_split_the_partitions_and_a_killed_ones_move() -> anyhow:
     env.apply(APP, &jobs_toml()).await?;
     env.run_worker(env.worker(APP)).await?;
 
+    // Alone, the first leads every partition; when the second comes, it gives half up.
     let url = env.server.url();
     let mut a = scheduler_process(&url, "sched-a")?;
+    split_among(&env, &["sched-a"]).await?;
+    each_job_fires(&env, 2, Timestamp(0)).await?;
     let b = scheduler_process(&url, "sched-b")?;
     let split = split_among(&env, &["sched-a", "sched-b"]).await?;
     println!("split: {split:?}");
@@ -113,7 +116,8 @@ async fn two_schedulers_split_the_partitions_and_a_killed_ones_move() -> anyhow:
             "{id} leads its fair share, 2 of {PARTITIONS}: {split:?}"
         );
     }
-    each_job_fires(&env, 3, Timestamp(0)).await?;
+    let joined = now();
+    each_job_fires(&env, 3, joined).await?;
     trigger_all(&env).await?;
 
     a.start_kill()?;
