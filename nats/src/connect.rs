@@ -13,6 +13,9 @@ use async_nats::jetstream::{self, kv::Store};
 
 use crate::error::{NatsError, Result};
 
+/// Reads of the cluster settings at connect before giving up.
+const SETTINGS_TRIES: u32 = 5;
+
 /// How to reach and authenticate with NATS (the global CLI flags).
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
@@ -145,9 +148,24 @@ impl Nats {
             .await
     }
 
-    /// This handle with the topology the stored cluster settings give.
+    /// This handle with the topology the stored cluster settings give. A read that
+    /// fails (a stream leader election on a cluster) is tried again, a few times with a
+    /// growing pause, before it is an error.
     pub async fn with_stored_settings(mut self) -> Result<Self> {
-        let settings = self.cluster_settings().await?.unwrap_or_default();
+        let mut pause = Duration::from_millis(250);
+        let mut tries = 1;
+        let settings = loop {
+            match self.cluster_settings().await {
+                Ok(s) => break s.unwrap_or_default(),
+                Err(e) if tries < SETTINGS_TRIES => {
+                    tracing::warn!(error = %e, "cluster settings not read yet; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.topo = self.topo.clone().with_partitions(settings.partitions);
         Ok(self)
     }
