@@ -19,6 +19,7 @@
 //! an option: two schedulers can never split the jobs differently.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use antares_nats::{Nats, NatsError};
@@ -28,6 +29,7 @@ use tokio::task::JoinSet;
 use crate::error::SchedulerError;
 use crate::leader::{self, Leadership, LeaseSettings};
 use crate::leading::{Leading, Stop};
+use crate::metrics::SchedulerMetrics;
 use crate::store::InstanceStore;
 
 /// How a scheduler runs.
@@ -46,6 +48,8 @@ pub struct SchedulerOptions {
     /// How long an instance waits for a live worker that can run its shards before it
     /// fails saying so (contract §8).
     pub no_worker_wait: Duration,
+    /// Where this scheduler counts what it does (served by `--metrics-listen`).
+    pub metrics: Arc<SchedulerMetrics>,
 }
 
 impl Default for SchedulerOptions {
@@ -57,6 +61,7 @@ impl Default for SchedulerOptions {
             heartbeat: Duration::from_secs(1),
             results_batch: 1000,
             no_worker_wait: Duration::from_secs(300),
+            metrics: Arc::new(SchedulerMetrics::new()),
         }
     }
 }
@@ -102,7 +107,13 @@ pub async fn run(
         stop_rx,
     ));
     tracing::info!(%id, partitions, "scheduler started; standing by until it holds a partition lease");
-    supervise(nats, opts, &id, shutdown, lease_task, rxs, stop_tx).await
+    let sampler = tokio::spawn(crate::metrics::sample(
+        nats.clone(),
+        Arc::clone(&opts.metrics),
+    ));
+    let result = supervise(nats, opts, &id, shutdown, lease_task, rxs, stop_tx).await;
+    sampler.abort();
+    result
 }
 
 /// Runs each partition's loop for as long as the lease task lives; its end (other than
@@ -182,7 +193,9 @@ async fn lead_partition(
                 }
             }
         };
+        opts.metrics.set_leading(partition, true);
         let stop = leading.lead(&mut shutdown).await;
+        opts.metrics.set_leading(partition, false);
         drop(leading);
         let pause = match &stop {
             Stop::Shutdown => return,
