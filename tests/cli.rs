@@ -320,7 +320,7 @@ fn last_trigger(url: &str, app: &str, job: &str) -> anyhow::Result<(HeaderMap, V
         let nats = Nats::connect(&ConnectOptions::url(url), Topology::new("ats")?).await?;
         let stream = nats.stream(&nats.topo.triggers_stream()).await?;
         let msg = stream
-            .get_last_raw_message_by_subject(&nats.topo.trigger_subject(app, job))
+            .get_last_raw_message_by_subject(&nats.topo.stored_trigger_subject(app, job))
             .await?;
         let body = if msg.payload.is_empty() {
             Value::Null

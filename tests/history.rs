@@ -46,7 +46,7 @@ async fn ended_runs_are_listed_counted_and_the_newest_is_the_last_state() -> any
     let listed = wait_for("the runs to move to history", WAIT, || async move {
         let listed = store.list(q).await.ok()?;
         let done = listed.len() == 6 && listed.iter().all(|s| s.status == InstanceStatus::Success);
-        (done && store.running().await.ok()?.is_empty()).then_some(listed)
+        (done && store.running(|_, _| true).await.ok()?.is_empty()).then_some(listed)
     })
     .await
     .map_err(anyhow::Error::msg)?;

@@ -271,8 +271,8 @@ async fn deleted_consumers_do_not_stall_the_leader() -> anyhow::Result<()> {
     env.finished(&id).await?;
     let topo = env.nats.topo.clone();
     for (stream, consumer) in [
-        (topo.triggers_stream(), topo.triggers_consumer()),
-        (topo.results_stream(), topo.results_consumer()),
+        (topo.triggers_stream(), topo.triggers_consumer(0)),
+        (topo.results_stream(), topo.results_consumer(0)),
     ] {
         env.nats
             .stream(&stream)

@@ -5,9 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use antares_schemas::Topology;
+use antares_schemas::cluster::ClusterSettings;
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, kv::Store};
 
 use crate::error::{NatsError, Result};
+
+/// Reads of the cluster settings at connect before giving up.
+const SETTINGS_TRIES: u32 = 5;
 
 /// How to reach and authenticate with NATS (the global CLI flags).
 #[derive(Clone, Debug, Default)]
@@ -132,9 +139,63 @@ pub struct Buckets {
 }
 
 impl Nats {
-    /// Connects with the given options.
+    /// Connects with the given options. The topology takes the number of partitions
+    /// stored at provision (see [`Self::cluster_settings`]), so every process splits
+    /// the jobs the same way.
     pub async fn connect(opts: &ConnectOptions, topo: Topology) -> Result<Self> {
-        Ok(Self::from_client(opts.connect().await?, topo))
+        Self::from_client(opts.connect().await?, topo)
+            .with_stored_settings()
+            .await
+    }
+
+    /// This handle with the topology the stored cluster settings give. A read that
+    /// fails (a stream leader election on a cluster) is tried again, a few times with a
+    /// growing pause, before it is an error.
+    pub async fn with_stored_settings(mut self) -> Result<Self> {
+        let mut pause = Duration::from_millis(250);
+        let mut tries = 1;
+        let settings = loop {
+            match self.cluster_settings().await {
+                Ok(s) => break s.unwrap_or_default(),
+                Err(e) if tries < SETTINGS_TRIES => {
+                    tracing::warn!(error = %e, "cluster settings not read yet; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.topo = self.topo.clone().with_partitions(settings.partitions);
+        Ok(self)
+    }
+
+    /// The cluster settings `antares provision` stored; `None` before the first
+    /// provisioning (or one by a version that stored none: one partition).
+    pub async fn cluster_settings(&self) -> Result<Option<ClusterSettings>> {
+        let bucket = self.topo.settings_bucket();
+        let stream = match self.js.get_stream(format!("KV_{bucket}")).await {
+            Ok(s) => s,
+            Err(e) => {
+                return match e.kind() {
+                    GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(NatsError::op("read the cluster settings", e)),
+                };
+            }
+        };
+        let subject = self
+            .topo
+            .kv_subject(&bucket, &self.topo.cluster_settings_key());
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) if m.payload.is_empty() => Ok(None),
+            Ok(m) => Ok(Some(crate::codec::decode("cluster settings", &m.payload)?)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(NatsError::op("read the cluster settings", e)),
+        }
     }
 
     /// Wraps an existing connection.

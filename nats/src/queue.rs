@@ -80,10 +80,35 @@ pub async fn durable_expiring(
     spec: &ConsumerSpec,
     inactive: Option<Duration>,
 ) -> Result<PullConsumer> {
+    consumer(nats, spec, spec.filter.iter().cloned().collect(), inactive).await
+}
+
+/// Like [`durable`], with several subject filters (`spec.filter` is not used).
+pub async fn durable_filtered(
+    nats: &Nats,
+    spec: &ConsumerSpec,
+    filters: Vec<String>,
+) -> Result<PullConsumer> {
+    consumer(nats, spec, filters, None).await
+}
+
+async fn consumer(
+    nats: &Nats,
+    spec: &ConsumerSpec,
+    mut filters: Vec<String>,
+    inactive: Option<Duration>,
+) -> Result<PullConsumer> {
     let stream = nats.stream(&spec.stream).await?;
+    // One filter goes as `filter_subject`, which servers before 2.10 understand too.
+    let (filter_subject, filter_subjects) = if filters.len() == 1 {
+        (filters.pop().unwrap_or_default(), Vec::new())
+    } else {
+        (String::new(), filters)
+    };
     let cfg = pull::Config {
         durable_name: Some(spec.durable.clone()),
-        filter_subject: spec.filter.clone().unwrap_or_default(),
+        filter_subject,
+        filter_subjects,
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait: spec.ack_wait,

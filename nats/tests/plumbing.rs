@@ -24,7 +24,8 @@ async fn provisioning_is_idempotent() -> anyhow::Result<()> {
     let (_server, nats) = setup().await?;
     let again = provision(&nats, &ProvisionOptions::default()).await?;
     assert_eq!(again.streams.len(), 5);
-    assert_eq!(again.buckets.len(), 16);
+    assert_eq!(again.buckets.len(), 17);
+    assert_eq!(again.partitions, 1);
     nats.buckets().await?;
     let bad = provision(
         &nats,
@@ -156,5 +157,126 @@ async fn released_lease_is_free_at_once() -> anyhow::Result<()> {
     assert!(!b.tick(Timestamp(1)).await?);
     a.release().await?;
     assert!(b.tick(Timestamp(2)).await?);
+    Ok(())
+}
+
+/// The number of partitions is stored at provision and read at connect; the streams
+/// store each trigger and report under its job's partition, the one `partition_of`
+/// computes; splitting anew is refused while a scheduler runs or a message waits.
+#[tokio::test]
+async fn partitions_are_stored_and_streams_split_by_them() -> anyhow::Result<()> {
+    let server = LocalServer::start_temp()?;
+    let opts = ConnectOptions::url(server.url());
+    let nats = Nats::connect(&opts, Topology::new("ats")?).await?;
+    assert_eq!(
+        nats.topo.partitions(),
+        1,
+        "nothing stored yet: one partition"
+    );
+    let four = ProvisionOptions {
+        partitions: Some(4),
+        ..ProvisionOptions::default()
+    };
+    assert_eq!(provision(&nats, &four).await?.partitions, 4);
+    let nats = Nats::connect(&opts, Topology::new("ats")?).await?;
+    assert_eq!(nats.topo.partitions(), 4, "read back at connect");
+    // Provisioning again without the flag keeps the stored number.
+    assert_eq!(
+        provision(&nats, &ProvisionOptions::default())
+            .await?
+            .partitions,
+        4
+    );
+
+    // Many jobs: each stored subject names the partition `partition_of` gives.
+    let jobs: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("app{}", i % 3), format!("job-{i}")))
+        .collect();
+    for (app, job) in &jobs {
+        nats.js
+            .publish(nats.topo.trigger_subject(app, job), Bytes::new())
+            .await?
+            .await?;
+    }
+    let stream = nats.stream(&nats.topo.triggers_stream()).await?;
+    let mut seen = std::collections::BTreeSet::new();
+    for (app, job) in &jobs {
+        let msg = stream
+            .get_last_raw_message_by_subject(&nats.topo.stored_trigger_subject(app, job))
+            .await?;
+        let (a, j, p) = nats
+            .topo
+            .parse_trigger_subject(&msg.subject)
+            .ok_or_else(|| anyhow::anyhow!("unparsed {}", msg.subject))?;
+        assert_eq!((a, j), (app.as_str(), job.as_str()));
+        seen.insert(p);
+    }
+    assert_eq!(seen.len(), 4, "40 jobs fall in every partition: {seen:?}");
+    let id = antares_schemas::InstanceId::for_fire("app1", "job-1", Timestamp(1));
+    nats.js
+        .publish(
+            nats.topo.control_subject("app1", "job-1", &id),
+            Bytes::new(),
+        )
+        .await?
+        .await?;
+    let results = nats.stream(&nats.topo.results_stream()).await?;
+    results
+        .get_last_raw_message_by_subject(&nats.topo.stored_control_subject("app1", "job-1", &id))
+        .await?;
+
+    // Waiting triggers were stored under the old split: refused.
+    let two = ProvisionOptions {
+        partitions: Some(2),
+        ..ProvisionOptions::default()
+    };
+    let busy = provision(&nats, &two).await;
+    assert!(
+        busy.as_ref()
+            .is_err_and(|e| e.to_string().contains("still holds")),
+        "{busy:?}"
+    );
+    stream.purge().await?;
+    results.purge().await?;
+    // A live scheduler leads by the old split: refused.
+    let b = nats.buckets().await?;
+    b.schedulers.put("s1", Bytes::from_static(b"x")).await?;
+    let running = provision(&nats, &two).await;
+    assert!(
+        running
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("stop every scheduler")),
+        "{running:?}"
+    );
+    b.schedulers.delete("s1").await?;
+    // Stopped and drained: the new split is stored, and the consumers of partitions
+    // that are gone are deleted.
+    let spec = |p: u32| antares_nats::queue::ConsumerSpec {
+        stream: nats.topo.triggers_stream(),
+        durable: nats.topo.triggers_consumer(p),
+        filter: Some(nats.topo.partition_triggers_filter(p)),
+        ack_wait: Duration::from_secs(5),
+        max_ack_pending: 10,
+    };
+    antares_nats::queue::durable(&nats, &spec(3)).await?;
+    assert_eq!(provision(&nats, &two).await?.partitions, 2);
+    let names: Vec<String> = futures::TryStreamExt::try_collect(
+        nats.stream(&nats.topo.triggers_stream())
+            .await?
+            .consumer_names(),
+    )
+    .await?;
+    assert!(names.is_empty(), "{names:?}");
+    let nats = Nats::connect(&opts, Topology::new("ats")?).await?;
+    assert_eq!(nats.topo.partitions(), 2);
+    let bad = provision(
+        &nats,
+        &ProvisionOptions {
+            partitions: Some(0),
+            ..ProvisionOptions::default()
+        },
+    )
+    .await;
+    assert!(bad.is_err_and(|e| e.to_string().contains("--partitions 0")));
     Ok(())
 }

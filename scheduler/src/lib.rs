@@ -1,8 +1,9 @@
 //! The Antares scheduler, and the control operations the CLI and console use.
 //!
-//! A scheduler process ([`runner`]) holds the lease of a partition of the jobs (standby
-//! until it can take one, [`leader`]), and while it leads, one loop owns all leader state
-//! (`leading`). For the jobs of the partitions it leads it:
+//! A scheduler process ([`runner`]) holds the leases of its fair share of the partitions
+//! of the jobs (standby until it can take one, [`leader`]), and for each partition it
+//! leads, one loop owns all of that partition's leader state (`leading`). For the jobs
+//! of the partitions it leads it:
 //! - plans and fires their schedules with their misfire policy ([`firing`], `schedules`);
 //! - turns durable triggers from `<ns>.trigger.<app>.<job>` into instances (`triggers`);
 //! - claims each instance and admits it by its overlap policy ([`overlap`]), then

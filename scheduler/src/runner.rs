@@ -1,13 +1,22 @@
-//! The scheduler process: standby until it holds the lease, then the work loop.
+//! The scheduler process: for each partition of the jobs, standby until it holds the
+//! partition's lease, then the partition's work loop.
 //!
 //! ```text
-//!            lease taken                       lease lost / shutdown
-//!  standby ──────────────▶ leading (work loop) ─────────────────────▶ standby / exit
+//!            lease taken                       lease lost / given up / shutdown
+//!  standby ──────────────▶ leading (work loop) ──────────────────────────────▶ standby / exit
 //! ```
 //!
-//! A round of leading is the leader loop (`leading`); when it stops (the lease is lost, another
-//! scheduler wrote, something it relies on broke) the scheduler stands by and starts
-//! over from the stored state. The lease task is supervised: if it dies, `run` fails.
+//! One lease task ([`crate::leader`]) keeps the leases of every partition and decides
+//! which this scheduler leads (its fair share); each partition has its own loop here,
+//! and a round of leading a partition is the leader loop (`leading`) for its jobs alone.
+//! Rounds of different partitions share nothing but the connection, so each is exactly
+//! once on its own, as with a single partition. When a round stops (the lease is lost,
+//! another scheduler wrote, something it relies on broke) its partition stands by and
+//! starts over from the stored state. The lease task is supervised: if it dies, `run`
+//! fails.
+//!
+//! The number of partitions is the one stored at provision (read again at start), never
+//! an option: two schedulers can never split the jobs differently.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +24,7 @@ use std::time::Duration;
 
 use antares_nats::{Nats, NatsError};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::error::SchedulerError;
 use crate::leader::{self, Leadership, LeaseSettings};
@@ -29,10 +39,8 @@ pub struct SchedulerOptions {
     pub id: Option<String>,
     /// Lease time to live (use >= 10 s on an R3 cluster).
     pub lease_ttl: Duration,
-    /// How often the lease is renewed (or a standby retries).
+    /// How often the leases are renewed (or a standby retries).
     pub lease_renew: Duration,
-    /// Number of job partitions (one lease each); 1 for now.
-    pub partitions: u32,
     /// How often the scheduler's heartbeat is written.
     pub heartbeat: Duration,
     /// Most results folded in one batch.
@@ -50,7 +58,6 @@ impl Default for SchedulerOptions {
             id: None,
             lease_ttl: Duration::from_secs(3),
             lease_renew: Duration::from_secs(1),
-            partitions: 1,
             heartbeat: Duration::from_secs(1),
             results_batch: 1000,
             no_worker_wait: Duration::from_secs(300),
@@ -66,11 +73,6 @@ pub async fn run(
     opts: SchedulerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SchedulerError> {
-    if opts.partitions != 1 {
-        return Err(SchedulerError::Invalid(
-            "partitions: only 1 partition is supported in this version".into(),
-        ));
-    }
     if opts.lease_renew >= opts.lease_ttl {
         return Err(SchedulerError::Invalid(format!(
             "--lease-renew ({:?}) must be shorter than --lease-ttl ({:?})",
@@ -84,11 +86,16 @@ pub async fn run(
     antares_schemas::names::check_worker_id(&id)?;
     // Fail early, with the provisioning hint, when the buckets are missing.
     nats.buckets().await?;
+    // The split stored at provision, whatever the handle was made with.
+    let nats = nats.with_stored_settings().await?;
     InstanceStore::open(&nats).await?;
 
-    let (lead_tx, lead_rx) = watch::channel(Leadership::default());
+    let partitions = nats.topo.partitions();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..partitions)
+        .map(|_| watch::channel(Leadership::default()))
+        .unzip();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let lease_task = tokio::spawn(leader::keep_lease(
+    let lease_task = tokio::spawn(leader::keep_leases(
         nats.clone(),
         LeaseSettings {
             id: id.clone(),
@@ -96,42 +103,81 @@ pub async fn run(
             renew: opts.lease_renew,
             heartbeat: opts.heartbeat,
         },
-        lead_tx,
+        txs,
         stop_rx,
     ));
-    tracing::info!(%id, "scheduler started; standing by until it holds the lease");
+    tracing::info!(%id, partitions, "scheduler started; standing by until it holds a partition lease");
     let sampler = tokio::spawn(crate::metrics::sample(
         nats.clone(),
         Arc::clone(&opts.metrics),
     ));
-    let result = supervise(nats, opts, &id, shutdown, lease_task, lead_rx, stop_tx).await;
+    let result = supervise(nats, opts, &id, shutdown, lease_task, rxs, stop_tx).await;
     sampler.abort();
     result
 }
 
-/// Stands by and leads in turn, for as long as the lease task lives; its end (other
-/// than at shutdown) is an error.
+/// Runs each partition's loop for as long as the lease task lives; its end (other than
+/// at shutdown) is an error.
 async fn supervise(
     nats: Nats,
     opts: SchedulerOptions,
     id: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
     mut lease_task: tokio::task::JoinHandle<()>,
-    mut lead_rx: watch::Receiver<Leadership>,
+    lead_rxs: Vec<watch::Receiver<Leadership>>,
     stop_tx: watch::Sender<bool>,
 ) -> Result<(), SchedulerError> {
-    let mut shutdown = Box::pin(shutdown);
-    let result = loop {
+    let (quit_tx, quit_rx) = watch::channel(false);
+    let mut loops = JoinSet::new();
+    for (partition, lead_rx) in (0u32..).zip(lead_rxs) {
+        loops.spawn(lead_partition(
+            nats.clone(),
+            opts.clone(),
+            id.to_string(),
+            partition,
+            lead_rx,
+            quit_rx.clone(),
+        ));
+    }
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        _ = &mut lease_task => Err(lease_task_died()),
+    };
+    // Every work loop ends before the leases go, so no one leads a partition it gave up.
+    let _ = quit_tx.send(true);
+    while loops.join_next().await.is_some() {}
+    let _ = stop_tx.send(true);
+    if !lease_task.is_finished() {
+        let _ = (&mut lease_task).await;
+    }
+    let _ = nats.flush().await;
+    tracing::info!(%id, "scheduler stopped");
+    result
+}
+
+/// One partition: stands by and leads in turn until `quit` (or the lease task ends).
+async fn lead_partition(
+    nats: Nats,
+    opts: SchedulerOptions,
+    id: String,
+    partition: u32,
+    mut lead_rx: watch::Receiver<Leadership>,
+    mut quit: watch::Receiver<bool>,
+) {
+    let mut shutdown = Box::pin(async move {
+        let _ = quit.wait_for(|q| *q).await;
+    });
+    loop {
         // Standby.
         tokio::select! {
-            _ = &mut shutdown => break Ok(()),
+            _ = &mut shutdown => return,
             r = lead_rx.wait_for(Leadership::is_leading) => if r.is_err() {
-                break Err(lease_task_died());
+                return;
             },
-            _ = &mut lease_task => break Err(lease_task_died()),
         }
         let mut leading = match Leading::new(
             &nats,
+            partition,
             lead_rx.clone(),
             opts.results_batch,
             opts.no_worker_wait,
@@ -140,45 +186,37 @@ async fn supervise(
         {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(%id, error = %e, "cannot start leading; retrying");
+                tracing::error!(%id, partition, error = %e, "cannot start leading; retrying");
                 tokio::select! {
-                    _ = &mut shutdown => break Ok(()),
+                    _ = &mut shutdown => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
+        opts.metrics.set_leading(partition, true);
         let stop = leading.lead(&mut shutdown).await;
+        opts.metrics.set_leading(partition, false);
         drop(leading);
         let pause = match &stop {
-            Stop::Shutdown => break Ok(()),
+            Stop::Shutdown => return,
             Stop::LeaseLost => {
-                if lease_task.is_finished() {
-                    break Err(lease_task_died());
-                }
-                tracing::warn!(%id, "lost the lease: standing by");
+                tracing::info!(%id, partition, "no longer leading the partition: standing by");
                 Duration::from_millis(200)
             }
             Stop::Conflict => {
-                tracing::warn!(%id, "another scheduler wrote: starting over from the stored state");
+                tracing::warn!(%id, partition, "another scheduler wrote: starting over from the stored state");
                 Duration::from_millis(200)
             }
             Stop::Broken(why) => {
-                tracing::error!(%id, %why, "leading stopped; starting over from the stored state");
+                tracing::error!(%id, partition, %why, "leading stopped; starting over from the stored state");
                 Duration::from_secs(1)
             }
         };
         tokio::select! {
-            _ = &mut shutdown => break Ok(()),
+            _ = &mut shutdown => return,
             _ = tokio::time::sleep(pause) => {}
         }
-    };
-    let _ = stop_tx.send(true);
-    if !lease_task.is_finished() {
-        let _ = (&mut lease_task).await;
     }
-    let _ = nats.flush().await;
-    tracing::info!(%id, "scheduler stopped");
-    result
 }
 
 fn lease_task_died() -> SchedulerError {
@@ -205,6 +243,7 @@ mod tests {
         provision(&nats, &ProvisionOptions::default()).await?;
         let (lead_tx, lead_rx) = watch::channel(Leadership::default());
         let (stop_tx, _stop_rx) = watch::channel(false);
+        let lead_rx = vec![lead_rx];
         // A lease task that ends at once, as one would that failed.
         let lease_task = tokio::spawn(async move { drop(lead_tx) });
         let run = supervise(

@@ -240,7 +240,7 @@ async fn trigger_publishes_a_durable_message_carrying_the_id() -> anyhow::Result
 
     let stream = nats.stream(&nats.topo.triggers_stream()).await?;
     let msg = stream
-        .get_last_raw_message_by_subject(&nats.topo.trigger_subject("billing", "report"))
+        .get_last_raw_message_by_subject(&nats.topo.stored_trigger_subject("billing", "report"))
         .await?;
     let header = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_string());
     assert_eq!(header(HEADER_INSTANCE), Some(id.to_string()));
@@ -327,7 +327,7 @@ async fn a_used_trigger_key_starts_nothing_and_names_the_instance() -> anyhow::R
     assert_eq!(triggers_stored(&nats).await?, 2);
     let stream = nats.stream(&nats.topo.triggers_stream()).await?;
     let msg = stream
-        .get_last_raw_message_by_subject(&nats.topo.trigger_subject("billing", "report"))
+        .get_last_raw_message_by_subject(&nats.topo.stored_trigger_subject("billing", "report"))
         .await?;
     let body = TriggerRequest::parse(&msg.payload).map_err(anyhow::Error::msg)?;
     assert_eq!(body.key.as_deref(), Some("order-43"));
@@ -408,7 +408,7 @@ async fn backfill_queues_the_slots_without_an_instance() -> anyhow::Result<()> {
         let header = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_string());
         assert_eq!(
             msg.subject.as_str(),
-            nats.topo.trigger_subject("billing", "tick")
+            nats.topo.stored_trigger_subject("billing", "tick")
         );
         assert_eq!(header(HEADER_TRIGGER).as_deref(), Some("backfill"));
         assert_eq!(header(HEADER_SLOT), Some(slots[i].millis().to_string()));
@@ -666,7 +666,9 @@ async fn instances_get_cancel_and_wait() -> anyhow::Result<()> {
     admin.cancel_instance(&id).await?;
     let results = nats.stream(&nats.topo.results_stream()).await?;
     let msg = results
-        .get_last_raw_message_by_subject(&nats.topo.control_subject("billing", "report", &id))
+        .get_last_raw_message_by_subject(
+            &nats.topo.stored_control_subject("billing", "report", &id),
+        )
         .await?;
     let control: antares_schemas::messages::Control = codec::decode("control", &msg.payload)?;
     assert!(

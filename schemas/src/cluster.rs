@@ -79,7 +79,11 @@ pub struct LeaseRecord {
 /// `antares cluster --json` and `GET /api/cluster`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterView {
-    /// Live schedulers; `leader` marks the lease holder.
+    /// How many partitions the jobs are split into.
+    #[serde(default = "one")]
+    pub partitions: u32,
+    /// Live schedulers; `leader` marks a holder of partition leases, `partitions` says
+    /// which.
     pub schedulers: Vec<SchedulerInfo>,
     /// Live workers.
     pub workers: Vec<WorkerInfo>,
@@ -95,5 +99,24 @@ impl WorkerInfo {
             Execution::Command { .. } | Execution::Script { .. } => self.allow_scripts,
             Execution::Http { .. } => self.http,
         }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Settings every process of a namespace must agree on, stored by `antares provision`
+/// under [`crate::Topology::cluster_settings_key`] and read at connect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// How many partitions the jobs are split into (1 to
+    /// [`crate::limits::MAX_PARTITIONS`]).
+    pub partitions: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self { partitions: 1 }
     }
 }

@@ -60,6 +60,10 @@ pub fn cap(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// Most partitions the jobs may be split into: each has a lease, a trigger consumer and
+/// a results consumer, and a scheduler checks every lease at each renewal.
+pub const MAX_PARTITIONS: u32 = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,16 +5,17 @@
 //!
 //! | what | name | notes |
 //! | --- | --- | --- |
-//! | trigger subject | `ats.trigger.<app>.<job>` | contract; stream `ATS_TRIGGERS` (work queue) |
+//! | trigger subject | `ats.trigger.<app>.<job>` | contract; stream `ATS_TRIGGERS` (work queue), stored as `ats.trigger.<app>.<job>.<partition>`; durable `scheduler-<partition>` per partition |
 //! | shard items | `ats.shard.<app>.<job>.<instance>.<item>` | stream `ATS_SHARDS` (work queue); durable `app-<app>` filters `ats.shard.<app>.>` |
 //! | per-worker delivery | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | same stream; durable `worker-<app>-<worker>` filters `ats.direct.<app>.<worker>.>` (disjoint from the app's) |
 //! | worker ping | `ats.ping.<app>.<worker>` | core NATS request/reply: a worker answers (routing `failover`) |
-//! | results | `ats.result.<app>.<job>.<instance>.<item>` | stream `ATS_RESULTS` (work queue) |
-//! | control | `ats.control.<app>.<job>.<instance>` | same stream as results, so a cancel is ordered with them |
+//! | results | `ats.result.<app>.<job>.<instance>.<item>` | stream `ATS_RESULTS` (work queue), stored as `ats.result.<app>.<job>.<partition>.<instance>.<item>`; durable `scheduler-<partition>` per partition |
+//! | control | `ats.control.<app>.<job>.<instance>` | same stream as results (stored as `ats.control.<app>.<job>.<partition>.<instance>`), so a cancel is ordered with them |
 //! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
 //! | stop | `ats.stop.<app>.<job>.<instance>` | core NATS: workers stop running shards (cancel, timeout) |
 //! | events | `ats.event.<app>.<job>` | contract; core NATS, JSON |
 //! | audit | `ats.audit.<app>` (`ats.audit.-` for changes outside apps) | stream `ATS_AUDIT` (limits, kept for the audit retention) |
+//! | cluster settings | `ats-settings`, key `cluster` | written by `antares provision` (the number of partitions), read at connect |
 //! | buckets | `ats-apps`, `ats-jobs`, `ats-instances`, `ats-history`, `ats-leases`, `ats-workers`, `ats-schedulers`, `ats-cursors`, `ats-claims` | |
 //! | history views | `ats-index` (pages of ended instances), `ats-jobstate` (each job's last run), `ats-stats` (counts per day) | written when an instance ends |
 //! | console | `ats-versions` (job spec versions), `ats-users`, `ats-tokens`, `ats-sessions` | |
@@ -22,9 +23,16 @@
 //! Every subject names the app right after its kind, so NATS permissions can scope an
 //! app's credentials to `ats.*.<app>.>` and the `$KV.ats-*.<app>.>` keys.
 //!
-//! Jobs are split into partitions by a stable hash of `app/job`; each partition has its
-//! own lease key, so several schedulers can share the load and each job is still
-//! scheduled by exactly one of them.
+//! Jobs are split into partitions by a stable hash of `app` and `job`; each partition
+//! has its own lease key, so several schedulers can share the load and each job is still
+//! scheduled by exactly one of them. Publishers never name the partition (the trigger
+//! subject is the contract's): the trigger and results streams insert it as they store a
+//! message, by a subject transform using NATS's `partition()` function, and each
+//! partition's leader consumes only its own subjects. [`Topology::partition_of`]
+//! computes the same hash (FNV-1a, 32 bits, over the app and job tokens one after the
+//! other), so the scheduler knows which jobs are its own. The number of partitions is
+//! stored at provision ([`Topology::settings_bucket`]) and read at connect, so every
+//! process uses the same one.
 
 use crate::ids::InstanceId;
 use crate::instance::InstanceStatus;
@@ -40,6 +48,11 @@ pub const HEADER_INSTANCE: &str = "Antares-Instance";
 pub const HEADER_TRIGGER: &str = "Antares-Trigger";
 /// Header of a backfill trigger: the slot (milliseconds since the epoch) it fills.
 pub const HEADER_SLOT: &str = "Antares-Slot";
+/// Header of a child trigger (one sent to a job of another partition): the parent
+/// instance.
+pub const HEADER_PARENT: &str = "Antares-Parent";
+/// Header of a child trigger: how deep in its chain of parents the child is.
+pub const HEADER_DEPTH: &str = "Antares-Depth";
 /// JetStream's de-duplication header.
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 
@@ -76,10 +89,25 @@ impl Topology {
         self.partitions
     }
 
-    /// The partition a job belongs to.
+    /// The partition a job belongs to: the one NATS's `{{partition(n, app, job)}}`
+    /// subject transform gives its subjects (FNV-1a over the two tokens, concatenated).
     pub fn partition_of(&self, app: &str, job: &str) -> u32 {
-        let h = xxhash_rust::xxh3::xxh3_64(format!("{app}/{job}").as_bytes());
-        u32::try_from(h % u64::from(self.partitions)).unwrap_or(0)
+        let mut h: u32 = 0x811c_9dc5;
+        for b in app.bytes().chain(job.bytes()) {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        h % self.partitions
+    }
+
+    /// The cluster settings (`ats-settings`): written by `antares provision`, read by
+    /// every process at connect.
+    pub fn settings_bucket(&self) -> String {
+        self.bucket("settings")
+    }
+    /// The key of [`crate::cluster::ClusterSettings`] in [`Self::settings_bucket`].
+    pub fn cluster_settings_key(&self) -> String {
+        "cluster".to_string()
     }
 
     fn stream(&self, kind: &str) -> String {
@@ -96,25 +124,58 @@ impl Topology {
     pub fn triggers_stream(&self) -> String {
         self.stream("TRIGGERS")
     }
-    /// Subjects of the trigger stream.
+    /// Subjects of the trigger stream: exactly `<ns>.trigger.<app>.<job>`.
     pub fn triggers_stream_subjects(&self) -> Vec<String> {
-        vec![format!("{}.trigger.>", self.ns)]
+        vec![format!("{}.trigger.*.*", self.ns)]
+    }
+    /// The trigger stream's subject transform (source, destination): appends the job's
+    /// partition as the subject is stored.
+    pub fn triggers_transform(&self) -> (String, String) {
+        (
+            format!("{}.trigger.*.*", self.ns),
+            format!(
+                "{}.trigger.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{partition({},1,2)}}}}",
+                self.ns, self.partitions
+            ),
+        )
+    }
+    /// The subject a trigger of `app/job` is stored under.
+    pub fn stored_trigger_subject(&self, app: &str, job: &str) -> String {
+        format!(
+            "{}.trigger.{app}.{job}.{}",
+            self.ns,
+            self.partition_of(app, job)
+        )
+    }
+    /// The stored triggers of one partition.
+    pub fn partition_triggers_filter(&self, partition: u32) -> String {
+        format!("{}.trigger.*.*.{partition}", self.ns)
     }
     /// `<ns>.trigger.<app>.<job>`.
     pub fn trigger_subject(&self, app: &str, job: &str) -> String {
         format!("{}.trigger.{app}.{job}", self.ns)
     }
-    /// Splits a trigger subject into (app, job) tokens, unchecked.
-    pub fn parse_trigger_subject<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
+    /// Splits a stored trigger subject into (app, job, partition) tokens, unchecked.
+    pub fn parse_trigger_subject<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str, u32)> {
         let rest = subject
             .strip_prefix(self.ns.as_str())?
             .strip_prefix(".trigger.")?;
-        let (app, job) = rest.split_once('.')?;
-        (!job.contains('.')).then_some((app, job))
+        let mut t = rest.split('.');
+        let (app, job, partition) = (t.next()?, t.next()?, t.next()?.parse().ok()?);
+        t.next().is_none().then_some((app, job, partition))
     }
-    /// Durable consumer of the trigger stream used by schedulers.
-    pub fn triggers_consumer(&self) -> String {
-        "scheduler".to_string()
+    /// Durable consumer of one partition's triggers (and of its results: the two
+    /// streams name consumers apart).
+    pub fn triggers_consumer(&self, partition: u32) -> String {
+        format!("scheduler-{partition}")
+    }
+    /// Whether a consumer of the trigger or results stream is a scheduler's: one of a
+    /// partition, or the single one of versions before partitions.
+    pub fn is_scheduler_consumer(&self, name: &str) -> bool {
+        name == "scheduler"
+            || name
+                .strip_prefix("scheduler-")
+                .is_some_and(|p| p.parse::<u32>().is_ok())
     }
 
     // ---- shard items ----
@@ -215,20 +276,47 @@ impl Topology {
     pub fn results_stream(&self) -> String {
         self.stream("RESULTS")
     }
-    /// Subjects of the results stream.
+    /// Subjects of the results stream: exactly the report and control subjects.
     pub fn results_stream_subjects(&self) -> Vec<String> {
         vec![
-            format!("{}.result.>", self.ns),
-            format!("{}.control.>", self.ns),
+            format!("{}.result.*.*.*.*", self.ns),
+            format!("{}.control.*.*.*", self.ns),
+        ]
+    }
+    /// The results stream's subject transform (source, destination): inserts the job's
+    /// partition after the job as a report or command is stored.
+    pub fn results_transform(&self) -> (String, String) {
+        (
+            format!("{}.*.*.*.>", self.ns),
+            format!(
+                "{}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}.{{{{partition({},2,3)}}}}.>",
+                self.ns, self.partitions
+            ),
+        )
+    }
+    /// The stored reports and commands of one partition.
+    pub fn partition_results_filters(&self, partition: u32) -> Vec<String> {
+        vec![
+            format!("{}.result.*.*.{partition}.>", self.ns),
+            format!("{}.control.*.*.{partition}.>", self.ns),
         ]
     }
     /// Where a worker reports on one shard item.
     pub fn result_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
         format!("{}.result.{app}.{job}.{instance}.{item}", self.ns)
     }
-    /// Every report on one instance's shard items.
+    /// Every report on one instance's shard items, as published.
     pub fn instance_results_filter(&self, app: &str, job: &str, instance: &InstanceId) -> String {
         format!("{}.result.{app}.{job}.{instance}.>", self.ns)
+    }
+    /// Every report on one instance's shard items, as stored (whatever the partition).
+    pub fn stored_instance_results_filter(
+        &self,
+        app: &str,
+        job: &str,
+        instance: &InstanceId,
+    ) -> String {
+        format!("{}.result.{app}.{job}.*.{instance}.>", self.ns)
     }
     /// The shard item named by the last token of a shard or result subject.
     pub fn item_of(&self, subject: &str) -> Option<u32> {
@@ -237,6 +325,14 @@ impl Topology {
     /// Where commands about one instance (cancel) go.
     pub fn control_subject(&self, app: &str, job: &str, instance: &InstanceId) -> String {
         format!("{}.control.{app}.{job}.{instance}", self.ns)
+    }
+    /// The subject a command about one instance is stored under.
+    pub fn stored_control_subject(&self, app: &str, job: &str, instance: &InstanceId) -> String {
+        format!(
+            "{}.control.{app}.{job}.{}.{instance}",
+            self.ns,
+            self.partition_of(app, job)
+        )
     }
     /// Whether a subject of the results stream is a control command (not a report).
     pub fn is_control_subject(&self, subject: &str) -> bool {
@@ -251,9 +347,9 @@ impl Topology {
         let mut tokens = rest.split('.').skip(1);
         Some((tokens.next()?, tokens.next()?))
     }
-    /// Durable consumer of the results stream used by schedulers.
-    pub fn results_consumer(&self) -> String {
-        "scheduler".to_string()
+    /// Durable consumer of one partition's reports and commands.
+    pub fn results_consumer(&self, partition: u32) -> String {
+        format!("scheduler-{partition}")
     }
 
     // ---- stopping running shards ----
@@ -538,12 +634,13 @@ mod tests {
             "ats.event.billing.report"
         );
         assert_eq!(
-            t.parse_trigger_subject("ats.trigger.billing.report"),
-            Some(("billing", "report"))
+            t.parse_trigger_subject(&t.stored_trigger_subject("billing", "report")),
+            Some(("billing", "report", 0))
         );
-        assert_eq!(t.parse_trigger_subject("ats.trigger.billing"), None);
+        assert_eq!(t.parse_trigger_subject("ats.trigger.billing.report"), None);
         assert_eq!(t.parse_trigger_subject("ats.trigger.a.b.c"), None);
-        assert_eq!(t.parse_trigger_subject("other.trigger.a.b"), None);
+        assert_eq!(t.parse_trigger_subject("ats.trigger.a.b.1.2"), None);
+        assert_eq!(t.parse_trigger_subject("other.trigger.a.b.0"), None);
         let id = InstanceId::for_fire("a", "j", Timestamp(1));
         let control = t.control_subject("shop", "sweep", &id);
         assert!(t.is_control_subject(&control));
@@ -581,6 +678,19 @@ mod tests {
         assert!(p < 4);
         assert_eq!(p, t.partition_of("billing", "report"));
         assert_eq!(Topology::new("ats").expect("ns").partition_of("x", "y"), 0);
+        // What nats-server's `partition(4,1,2)` gives these subjects.
+        for (app, job, p) in [
+            ("billing", "report", 2),
+            ("a", "b", 2),
+            ("shop", "sweep", 3),
+            ("x", "y", 2),
+        ] {
+            assert_eq!(t.partition_of(app, job), p, "{app}/{job}");
+        }
+        assert!(t.is_scheduler_consumer("scheduler-3"));
+        assert!(t.is_scheduler_consumer("scheduler"));
+        assert!(!t.is_scheduler_consumer("scheduler-x"));
+        assert!(!t.is_scheduler_consumer("app-shop"));
     }
 
     #[test]

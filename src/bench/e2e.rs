@@ -252,7 +252,15 @@ pub(super) async fn preflight(driver: &Nats) -> anyhow::Result<()> {
     let topo = &driver.topo;
     let ns = topo.namespace();
     let leases = driver.bucket(&topo.leases_bucket()).await?;
-    if let Some(h) = lease::holder(&leases, &topo.lease_key(0)).await? {
+    let keys: Vec<String> = (0..topo.partitions()).map(|p| topo.lease_key(p)).collect();
+    let holders = futures::future::join_all(keys.iter().map(|k| lease::holder(&leases, k))).await;
+    if let Some(h) = holders
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .next()
+    {
         anyhow::bail!(
             "scheduler `{}` is running in namespace `{ns}`; the bench needs a namespace where \
              no scheduler runs (e.g. --namespace bench)",

@@ -19,13 +19,17 @@ pub async fn run(ctx: &Ctx, args: ClusterArgs) -> anyhow::Result<ExitCode> {
         output::json(&view)?;
         return Ok(ExitCode::SUCCESS);
     }
-    outln!("SCHEDULERS");
+    outln!(
+        "SCHEDULERS (jobs split into {} partition(s))",
+        view.partitions
+    );
     if view.schedulers.is_empty() {
         outln!("none running: start one with `antares scheduler`");
     } else {
         let mut t = Table::new(&[
             "ID",
             "ROLE",
+            "PARTITIONS",
             "HOST",
             "PID",
             "STARTED (UTC)",
@@ -36,6 +40,12 @@ pub async fn run(ctx: &Ctx, args: ClusterArgs) -> anyhow::Result<ExitCode> {
             t.row(vec![
                 s.id.clone(),
                 if s.leader { "leader" } else { "standby" }.to_string(),
+                if s.partitions.is_empty() {
+                    "-".to_string()
+                } else {
+                    let led: Vec<String> = s.partitions.iter().map(u32::to_string).collect();
+                    led.join(",")
+                },
                 s.host.clone(),
                 s.pid.to_string(),
                 output::time(s.started_at),

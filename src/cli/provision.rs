@@ -23,6 +23,11 @@ pub struct ProvisionArgs {
     /// How long log lines are kept
     #[arg(long, value_name = "DURATION")]
     log_retention: Option<String>,
+    /// How many partitions the jobs are split into (each led by one scheduler; default:
+    /// keep the stored number, 1 at first). Changing it needs every scheduler stopped
+    /// and the trigger and result queues empty
+    #[arg(long, value_name = "N")]
+    partitions: Option<String>,
 }
 
 /// `antares provision` settings, resolved.
@@ -36,6 +41,8 @@ pub struct ProvisionSettings {
     /// `--log-retention`.
     #[serde(with = "crate::config::duration")]
     pub log_retention: Duration,
+    /// `--partitions` (none: keep the stored number).
+    pub partitions: Option<u32>,
 }
 
 impl Default for ProvisionSettings {
@@ -45,6 +52,7 @@ impl Default for ProvisionSettings {
             replicas: d.replicas,
             history_retention: d.history_retention,
             log_retention: d.log_retention,
+            partitions: None,
         }
     }
 }
@@ -60,14 +68,16 @@ pub async fn run(ctx: &Ctx, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         replicas: s.replicas,
         history_retention: s.history_retention,
         log_retention: s.log_retention,
+        partitions: s.partitions,
         ..ProvisionOptions::default()
     };
     let nats = ctx.connect().await?;
     let report = provision(&nats, &opts).await?;
     outln!(
-        "provisioned namespace `{}` with {} replica(s): history kept {}, logs kept {}",
+        "provisioned namespace `{}` with {} replica(s), jobs split into {} partition(s): history kept {}, logs kept {}",
         nats.topo.namespace(),
         opts.replicas,
+        report.partitions,
         format_duration(opts.history_retention),
         format_duration(opts.log_retention),
     );

@@ -34,9 +34,19 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_partitioned(1).await
+    }
+
+    /// A server provisioned with the jobs split into `partitions`.
+    pub async fn start_partitioned(partitions: u32) -> anyhow::Result<Self> {
         let server = LocalServer::start_temp()?;
         let nats = Nats::connect(&ConnectOptions::url(server.url()), Topology::new("ats")?).await?;
-        provision(&nats, &ProvisionOptions::default()).await?;
+        let opts = ProvisionOptions {
+            partitions: Some(partitions),
+            ..ProvisionOptions::default()
+        };
+        provision(&nats, &opts).await?;
+        let nats = nats.with_stored_settings().await?;
         let admin = Admin::open(&nats).await?;
         Ok(Self {
             server,
@@ -377,6 +387,19 @@ pub async fn signal(child: &tokio::process::Child, sig: &str) -> anyhow::Result<
 }
 
 impl Env {
+    /// Which partitions each live scheduler leads, by the leases (only schedulers that
+    /// lead some).
+    pub async fn partition_leaders(&self) -> Option<std::collections::BTreeMap<String, Vec<u32>>> {
+        let view = self.admin.cluster().await.ok()?;
+        Some(
+            view.schedulers
+                .into_iter()
+                .filter(|s| !s.partitions.is_empty())
+                .map(|s| (s.id, s.partitions))
+                .collect(),
+        )
+    }
+
     /// The scheduler holding the (first) lease, if any.
     pub async fn lease_holder(&self) -> Option<String> {
         let store = self.nats.buckets().await.ok()?.leases.clone();

@@ -1,8 +1,10 @@
 //! The cluster view (schedulers and workers) and cron previews.
 
-use antares_nats::{codec, kv, lease};
+use std::collections::BTreeMap;
+
+use antares_nats::{codec, kv};
 use antares_schemas::Timestamp;
-use antares_schemas::cluster::{ClusterView, SchedulerInfo, WorkerInfo};
+use antares_schemas::cluster::{ClusterView, LeaseRecord, SchedulerInfo, WorkerInfo};
 use antares_schemas::cron::CronExpr;
 
 use super::Admin;
@@ -12,18 +14,27 @@ use crate::error::SchedulerError;
 pub const MAX_PREVIEW: usize = 1000;
 
 impl Admin {
-    /// Live schedulers (the holder of the first partition's lease marked `leader`) and
-    /// live workers.
+    /// Live schedulers, each with the partitions whose lease it holds (`leader` when
+    /// it holds any), and live workers.
     pub async fn cluster(&self) -> Result<ClusterView, SchedulerError> {
         let b = &self.buckets;
-        let holder = lease::holder(&b.leases, &self.nats.topo.lease_key(0))
-            .await?
-            .map(|h| h.record.holder);
+        let topo = &self.nats.topo;
+        // Who holds each partition, as the leases say (a heartbeat may be a beat old).
+        let mut held: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for hit in kv::scan(&self.nats, &b.leases, ">", false).await? {
+            let partition = (0..topo.partitions()).find(|p| topo.lease_key(*p) == hit.key);
+            if let (Some(p), Ok(r)) = (partition, codec::decode::<LeaseRecord>("lease", &hit.value))
+            {
+                held.entry(r.holder).or_default().push(p);
+            }
+        }
         let mut schedulers = Vec::new();
         for hit in kv::scan(&self.nats, &b.schedulers, ">", false).await? {
             match codec::decode::<SchedulerInfo>("scheduler heartbeat", &hit.value) {
                 Ok(mut s) => {
-                    s.leader = holder.as_deref() == Some(s.id.as_str());
+                    s.partitions = held.remove(&s.id).unwrap_or_default();
+                    s.partitions.sort_unstable();
+                    s.leader = !s.partitions.is_empty();
                     schedulers.push(s);
                 }
                 Err(e) => {
@@ -43,6 +54,7 @@ impl Admin {
         }
         workers.sort_by(|a, b| (&a.app, &a.id).cmp(&(&b.app, &b.id)));
         Ok(ClusterView {
+            partitions: topo.partitions(),
             schedulers,
             workers,
         })

@@ -5,7 +5,9 @@
 //! stops half-way and a new one that finishes the job make each child once. A child
 //! chain longer than [`MAX_CHILD_DEPTH`] is refused (a guard against cycles that slipped
 //! past `job apply`), as is a child job that does not exist: both with a
-//! `trigger_rejected` event saying so. If a step fails (NATS unreachable) the instance
+//! `trigger_rejected` event saying so. A child of a job in another partition is not
+//! made here but sent to its leader as a trigger naming its id, parent and depth (the
+//! instance claim makes it once however often it is sent). If a step fails (NATS unreachable) the instance
 //! stays where it is and the maintenance tick tries again.
 //!
 //! The moves themselves go in batches ([`crate::store::archive`]): every instance that
@@ -23,7 +25,12 @@ use antares_schemas::instance::{InstanceStatus, InstanceSummary, NewInstance, Tr
 use antares_schemas::limits::MAX_CHILD_DEPTH;
 use antares_schemas::messages::Event;
 use antares_schemas::names::split_job_ref;
+use antares_schemas::topology::{
+    HEADER_DEPTH, HEADER_INSTANCE, HEADER_MSG_ID, HEADER_PARENT, HEADER_TRIGGER,
+};
 use antares_schemas::{InstanceId, Timestamp};
+use async_nats::HeaderMap;
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::Leading;
@@ -168,6 +175,10 @@ impl Leading {
         let at = parent.finished_at.unwrap_or_else(antares_nats::now);
         for child in children {
             match self.child_instance(parent, &child, at) {
+                Ok(new) if !self.mine(&new.app, &new.job) => {
+                    self.send_child(&new).await?;
+                    tracing::debug!(parent = %parent.id, id = %new.id, "child sent to its partition");
+                }
                 Ok(new) => {
                     if let Created::New(id) = self.create_instance(new).await? {
                         tracing::debug!(parent = %parent.id, %id, "child fired");
@@ -178,6 +189,29 @@ impl Leading {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Sends a child of a job in another partition to that partition's leader: a
+    /// trigger with the child's id (also its de-duplication id), parent and depth.
+    async fn send_child(&self, new: &NewInstance) -> Result<(), NatsError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_TRIGGER, "child");
+        headers.insert(HEADER_INSTANCE, new.id.to_string().as_str());
+        headers.insert(HEADER_MSG_ID, new.id.to_string().as_str());
+        if let Some(parent) = new.parent {
+            headers.insert(HEADER_PARENT, parent.to_string().as_str());
+        }
+        headers.insert(HEADER_DEPTH, new.depth.to_string().as_str());
+        let subject = self.nats.topo.trigger_subject(&new.app, &new.job);
+        let op = || format!("send child to {subject}");
+        self.nats
+            .js
+            .publish_with_headers(subject.clone(), headers, Bytes::new())
+            .await
+            .map_err(|e| NatsError::op(op(), e))?
+            .await
+            .map_err(|e| NatsError::op(op(), e))?;
         Ok(())
     }
 

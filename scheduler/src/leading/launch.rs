@@ -428,7 +428,7 @@ impl Leading {
             ),
             (
                 &self.results_stream,
-                topo.instance_results_filter(app, job, id),
+                topo.stored_instance_results_filter(app, job, id),
             ),
         ] {
             let mut subjects = stream

@@ -16,6 +16,13 @@
 //! lost workers, publications to retry) and `finish` (children, moving ended instances
 //! to history in batches beside the loop, admitting the next waiting instance).
 //!
+//! A round leads one partition of the jobs: it plans only their schedules, loads only
+//! their instances, and consumes only their triggers and reports (consumers filtered by
+//! the partition token the streams insert). Everything it keeps is keyed by app and job,
+//! so rounds of different partitions, in one scheduler or in several, never hold the
+//! same instance. A child of a job in another partition is started by a trigger to that
+//! job, which its own leader takes.
+//!
 //! Leading ends with a [`Stop`]: the one way to say why. It ends as soon as the loop sees
 //! that its lease lapsed, even for a moment or only by the lease's term: whatever it
 //! skipped while not leading (a slot, an input) is redone from the stored state (cursors,
@@ -77,6 +84,8 @@ const RESULTS_LINGER: Duration = Duration::from_millis(3);
 /// Everything the leader owns.
 pub(crate) struct Leading {
     nats: Nats,
+    /// The partition this round leads.
+    partition: u32,
     buckets: std::sync::Arc<Buckets>,
     store: InstanceStore,
     shards_stream: JsStream,
@@ -136,6 +145,7 @@ impl Leading {
     /// A leader with nothing loaded yet.
     pub(crate) async fn new(
         nats: &Nats,
+        partition: u32,
         leadership: watch::Receiver<Leadership>,
         results_batch: usize,
         no_worker_wait: Duration,
@@ -143,6 +153,7 @@ impl Leading {
         let term = leadership.borrow().term;
         Ok(Self {
             nats: nats.clone(),
+            partition,
             buckets: nats.buckets().await?,
             store: InstanceStore::open(nats).await?,
             shards_stream: nats.stream(&nats.topo.shards_stream()).await?,
@@ -174,6 +185,11 @@ impl Leading {
             targets: HashMap::new(),
             unrouted: HashMap::new(),
         })
+    }
+
+    /// Whether a job belongs to the partition this round leads.
+    fn mine(&self, app: &str, job: &str) -> bool {
+        self.nats.topo.partition_of(app, job) == self.partition
     }
 
     /// Whether we may still act as leader.
@@ -240,14 +256,17 @@ impl Leading {
             ack_wait: Duration::from_secs(5),
             max_ack_pending,
         };
-        let triggers = queue::durable(
+        let p = self.partition;
+        let triggers = queue::durable_filtered(
             &self.nats,
-            &consumer(topo.triggers_stream(), topo.triggers_consumer(), 1000),
+            &consumer(topo.triggers_stream(), topo.triggers_consumer(p), 1000),
+            vec![topo.partition_triggers_filter(p)],
         )
         .await?;
-        let results = queue::durable(
+        let results = queue::durable_filtered(
             &self.nats,
-            &consumer(topo.results_stream(), topo.results_consumer(), 50_000),
+            &consumer(topo.results_stream(), topo.results_consumer(p), 50_000),
+            topo.partition_results_filters(p),
         )
         .await?;
         let mut triggers = triggers
@@ -263,7 +282,10 @@ impl Leading {
             .await
             .map_err(|e| NatsError::op("pull results", e))?
             .ready_chunks(self.results_batch);
-        tracing::info!("leading: schedules planned, consuming triggers and results");
+        tracing::info!(
+            partition = p,
+            "leading: schedules planned, consuming triggers and results"
+        );
         self.start_archive();
 
         // Reports wait up to RESULTS_LINGER (or until a full batch) so that one round of
@@ -289,7 +311,9 @@ impl Leading {
                 change = changes.recv() => match change {
                     Some(change) => {
                         for (app, job) in self.catalog.apply(change) {
-                            self.replan_after_edit(&app, &job);
+                            if self.mine(&app, &job) {
+                                self.replan_after_edit(&app, &job);
+                            }
                         }
                     }
                     None => break Stop::Broken("the job catalog watch ended".into()),

@@ -1,6 +1,6 @@
-//! Taking over: finishing what a previous leader left.
+//! Taking over: finishing what a previous leader of the partition left.
 //!
-//! Every instance still in the instances bucket is loaded, its counts and finality
+//! Every instance of the partition's jobs still in the instances bucket is loaded, its counts and finality
 //! checked against its shard records (a summary written apart from its chunks may lag
 //! behind them), and missing chunks of a pending one written. Ended ones are finished
 //! (children, history). Waiting ones queue up again by job, oldest first. Running ones
@@ -34,7 +34,10 @@ impl Leading {
         let mut ended = Vec::new();
         let mut jobs = BTreeSet::new();
         let mut loaded = Vec::new();
-        for mut stored in self.store.running().await? {
+        let topo = self.nats.topo.clone();
+        let partition = self.partition;
+        let ours = |app: &str, job: &str| topo.partition_of(app, job) == partition;
+        for mut stored in self.store.running(ours).await? {
             let s = &stored.instance.summary;
             if s.status == InstanceStatus::Pending {
                 // Its creator may have stopped before writing every chunk.

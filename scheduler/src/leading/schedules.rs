@@ -83,6 +83,9 @@ impl Leading {
         let at = now();
         let mut missed = Vec::new();
         for (app, job) in self.catalog.job_names() {
+            if !self.mine(&app, &job) {
+                continue;
+            }
             if let Some(e) = self.plan_from(&app, &job, at) {
                 missed.push(e);
             }

@@ -5,9 +5,13 @@
 //! manual trigger (`antares job trigger`, the console) carries the id it promised its
 //! caller in a header; any other message gets an id derived from its stream sequence.
 //! A backfill trigger (`antares job backfill`) names a slot and gets the id the schedule
-//! would have given it. Either way a redelivered trigger finds its instance already there
+//! would have given it. A child trigger (sent by the leader of another partition when a
+//! parent there succeeded) carries the child's id, parent and depth. Either way a redelivered trigger finds its instance already there
 //! and starts nothing; a trigger whose `key` was used within 24 h starts nothing either
 //! and is reported as rejected, naming the instance the key made.
+//!
+//! Each partition's leader consumes only the triggers the stream stored under its
+//! partition; one that is not its own (stored under another split) is rejected.
 //!
 //! A trigger that cannot run (unknown app or job, a body that is not a valid trigger,
 //! overrides the job refuses) is acked so it never loops, logged, and reported as a
@@ -19,7 +23,9 @@ use antares_schemas::InstanceId;
 use antares_schemas::Timestamp;
 use antares_schemas::instance::TriggerKind;
 use antares_schemas::messages::{Event, TriggerRequest};
-use antares_schemas::topology::{HEADER_INSTANCE, HEADER_SLOT, HEADER_TRIGGER};
+use antares_schemas::topology::{
+    HEADER_DEPTH, HEADER_INSTANCE, HEADER_PARENT, HEADER_SLOT, HEADER_TRIGGER,
+};
 use async_nats::jetstream::Message;
 
 use super::Leading;
@@ -81,7 +87,7 @@ impl Leading {
 
     /// What the trigger led to; `Err` is a NATS failure worth retrying.
     async fn trigger_instance(&mut self, msg: &Message) -> Result<Handled, NatsError> {
-        let Some((app, job)) = self.nats.topo.parse_trigger_subject(&msg.subject) else {
+        let Some((app, job, partition)) = self.nats.topo.parse_trigger_subject(&msg.subject) else {
             // Not app.job: report it under the raw tokens we have.
             let tail = msg
                 .subject
@@ -108,6 +114,13 @@ impl Leading {
                 reason,
             })
         };
+        if partition != self.partition || !self.mine(&app, &job) {
+            return reject(format!(
+                "stored under partition {partition}, but `{app}/{job}` belongs to partition {} of {}",
+                self.nats.topo.partition_of(&app, &job),
+                self.nats.topo.partitions()
+            ));
+        }
         if self.catalog.app(&app).is_none() {
             return reject(format!("unknown app `{app}`"));
         }
@@ -159,12 +172,38 @@ impl Leading {
                     slot,
                 )
             }
+            Some("child") => {
+                let id = match headers
+                    .and_then(|h| h.get(HEADER_INSTANCE))
+                    .map(|v| v.as_str().parse::<InstanceId>())
+                {
+                    Some(Ok(id)) => id,
+                    Some(Err(e)) => return reject(e.to_string()),
+                    None => {
+                        return reject(format!(
+                            "a child trigger needs the header {HEADER_INSTANCE}"
+                        ));
+                    }
+                };
+                (id, TriggerKind::Child, id.time())
+            }
             _ => {
                 let id = InstanceId::for_trigger(&app, &job, info.stream_sequence, stored_at);
                 (id, TriggerKind::Event, id.time())
             }
         };
         let mut new = entry.spec.new_instance(id, trigger, scheduled_at, items);
+        if trigger == TriggerKind::Child {
+            let header = |name: &str| {
+                headers
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_string())
+            };
+            new.parent = header(HEADER_PARENT).and_then(|v| v.parse().ok());
+            new.depth = header(HEADER_DEPTH)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+        }
         if let Some(params) = &req.params {
             new.params.clone_from(params);
         }

@@ -318,12 +318,17 @@ impl InstanceStore {
         )
     }
 
-    /// Every running instance (for a scheduler that just took over).
-    pub async fn running(&self) -> Result<Vec<Stored>, NatsError> {
+    /// Every running instance of the jobs `wanted(app, job)` accepts (for a scheduler
+    /// that just took over a partition).
+    pub async fn running(
+        &self,
+        wanted: impl Fn(&str, &str) -> bool,
+    ) -> Result<Vec<Stored>, NatsError> {
         let filter = self.nats.topo.instance_summaries_filter(None, None);
         let mut out = Vec::new();
         for hit in kv::scan(&self.nats, &self.live, &filter, false).await? {
             match codec::decode::<InstanceSummary>("instance", &hit.value) {
+                Ok(summary) if !wanted(&summary.app, &summary.job) => {}
                 Ok(summary) => {
                     let id = summary.id;
                     match self
