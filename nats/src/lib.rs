@@ -23,7 +23,7 @@ pub mod server;
 pub mod wait;
 
 pub use async_nats;
-pub use connect::{ConnectOptions, Nats};
+pub use connect::{ConnectOptions, Denials, Nats};
 pub use error::NatsError;
 
 /// The current time, as Antares records it.

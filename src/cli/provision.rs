@@ -23,6 +23,18 @@ pub struct ProvisionArgs {
     /// How long log lines are kept
     #[arg(long, value_name = "DURATION")]
     log_retention: Option<String>,
+    /// Largest size in bytes of each work queue (triggers, shard items, results); a full
+    /// queue refuses new messages and keeps what it holds
+    #[arg(long, value_name = "BYTES")]
+    queue_max_bytes: Option<String>,
+    /// Largest size in bytes of each catalog bucket (apps, jobs, versions, cursors, job
+    /// states, users, tokens); a full bucket refuses writes
+    #[arg(long, value_name = "BYTES")]
+    catalog_max_bytes: Option<String>,
+    /// Largest size in bytes of the log stream, oldest lines dropped first (0: kept by
+    /// age alone)
+    #[arg(long, value_name = "BYTES")]
+    log_max_bytes: Option<String>,
 }
 
 /// `antares provision` settings, resolved.
@@ -36,6 +48,12 @@ pub struct ProvisionSettings {
     /// `--log-retention`.
     #[serde(with = "crate::config::duration")]
     pub log_retention: Duration,
+    /// `--queue-max-bytes`.
+    pub queue_max_bytes: i64,
+    /// `--catalog-max-bytes`.
+    pub catalog_max_bytes: i64,
+    /// `--log-max-bytes`.
+    pub log_max_bytes: i64,
 }
 
 impl Default for ProvisionSettings {
@@ -45,6 +63,9 @@ impl Default for ProvisionSettings {
             replicas: d.replicas,
             history_retention: d.history_retention,
             log_retention: d.log_retention,
+            queue_max_bytes: d.queue_max_bytes,
+            catalog_max_bytes: d.catalog_max_bytes,
+            log_max_bytes: d.log_max_bytes,
         }
     }
 }
@@ -60,6 +81,9 @@ pub async fn run(ctx: &Ctx, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         replicas: s.replicas,
         history_retention: s.history_retention,
         log_retention: s.log_retention,
+        queue_max_bytes: s.queue_max_bytes,
+        catalog_max_bytes: s.catalog_max_bytes,
+        log_max_bytes: s.log_max_bytes,
         ..ProvisionOptions::default()
     };
     let nats = ctx.connect().await?;
@@ -72,6 +96,19 @@ pub async fn run(ctx: &Ctx, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         format_duration(opts.log_retention),
     );
     outln!("streams: {}", report.streams.join(", "));
+    outln!(
+        "limits: each work queue {} bytes, each catalog bucket {} bytes, logs {}",
+        opts.queue_max_bytes,
+        opts.catalog_max_bytes,
+        if opts.log_max_bytes > 0 {
+            format!("{} bytes", opts.log_max_bytes)
+        } else {
+            "by age".to_string()
+        }
+    );
     outln!("buckets: {}", report.buckets.join(", "));
+    if !report.consumers.is_empty() {
+        outln!("app consumers: {}", report.consumers.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
