@@ -16,6 +16,7 @@ pub mod connect;
 pub mod error;
 pub mod kv;
 pub mod lease;
+pub mod permissions;
 pub mod process;
 pub mod provision;
 pub mod queue;

@@ -104,6 +104,16 @@ impl Ctx {
         connect(&self.settings.connect, topo).await
     }
 
+    /// Connects as a worker of `app`: replies arrive under the app's own inbox prefix,
+    /// so per-app permissions can keep each app to its own replies.
+    pub async fn connect_as_worker(&self, app: &str) -> anyhow::Result<Nats> {
+        let ns = &self.settings.namespace;
+        let topo = Topology::new(ns).with_context(|| format!("--namespace `{ns}`"))?;
+        let mut opts = self.settings.connect.clone();
+        opts.inbox_prefix = Some(topo.app_inbox_prefix(app));
+        connect(&opts, topo).await
+    }
+
     /// Connects and opens the control operations (which need a provisioned NATS),
     /// recording the changes as made by [`Self::actor`].
     pub async fn admin(&self) -> anyhow::Result<Admin> {

@@ -141,7 +141,8 @@ pub async fn worker(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             "which app? pass --app APP (or set ANTARES_APP, or `app` in the config file)"
         )
     })?;
-    let nats = ctx.connect().await?;
+    antares_schemas::names::check_name("app", &app)?;
+    let nats = ctx.connect_as_worker(&app).await?;
     let mut builder = Worker::builder()
         .app(app)
         .nats(nats)
