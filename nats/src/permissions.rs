@@ -26,8 +26,8 @@ const JS_API: &str = "$JS.API";
 pub struct Allow {
     /// The subject (may end in a wildcard).
     pub subject: String,
-    /// Why the worker needs it.
-    pub why: &'static str,
+    /// Why the worker needs it (empty: the reason above it covers it).
+    pub why: String,
 }
 
 /// What the workers of one app may publish and subscribe to.
@@ -45,7 +45,10 @@ pub struct WorkerPermissions {
 pub fn worker_permissions(topo: &Topology, app: &str, workers: &[&str]) -> WorkerPermissions {
     let stream = topo.shards_stream();
     let shared = topo.app_consumer(app);
-    let allow = |subject: String, why: &'static str| Allow { subject, why };
+    let allow = |subject: String, why: &str| Allow {
+        subject,
+        why: why.to_string(),
+    };
     let mut publish = vec![
         allow(
             format!("{JS_API}.CONSUMER.INFO.{stream}.{shared}"),
@@ -66,13 +69,12 @@ pub fn worker_permissions(topo: &Topology, app: &str, workers: &[&str]) -> Worke
         publish.extend([
             allow(
                 format!("{JS_API}.CONSUMER.CREATE.{stream}.{own}.{filter}"),
-                "make worker's own consumer (for items sent to it by name)",
+                &format!(
+                    "worker `{w}`'s own consumer (items sent to it by name): make, pull, settle"
+                ),
             ),
-            allow(
-                format!("{JS_API}.CONSUMER.MSG.NEXT.{stream}.{own}"),
-                "pull from it",
-            ),
-            allow(format!("$JS.ACK.{stream}.{own}.>"), "settle its items"),
+            allow(format!("{JS_API}.CONSUMER.MSG.NEXT.{stream}.{own}"), ""),
+            allow(format!("$JS.ACK.{stream}.{own}.>"), ""),
         ]);
     }
     publish.extend([
@@ -104,12 +106,15 @@ impl WorkerPermissions {
     pub fn user_conf(&self, user: &str, password: &str, indent: usize) -> String {
         let pad = " ".repeat(indent);
         let list = |allows: &[Allow]| {
-            let width = allows.iter().map(|a| a.subject.len()).max().unwrap_or(0) + 2;
             allows
                 .iter()
                 .map(|a| {
-                    let quoted = format!("\"{}\"", a.subject);
-                    format!("{pad}            {quoted:<width$}  # {}\n", a.why)
+                    let why = if a.why.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{pad}            # {}\n", a.why)
+                    };
+                    format!("{why}{pad}            \"{}\"\n", a.subject)
                 })
                 .collect::<String>()
         };

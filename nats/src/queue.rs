@@ -43,6 +43,26 @@ impl From<Settle> for AckKind {
     }
 }
 
+/// Whether a publish was refused because its stream is at its limit (discard-new).
+pub fn is_full(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("maximum bytes exceeded") || e.contains("maximum messages exceeded")
+}
+
+/// A publish's error; a stream at its limit is said to be full, and what to do.
+pub fn publish_error(stream: &str, op: String, e: impl Into<async_nats::Error>) -> NatsError {
+    let e = e.into();
+    if is_full(&e.to_string()) {
+        NatsError::Config(format!(
+            "{op}: the work queue {stream} is full ({e}); nothing it holds was dropped, and \
+             it takes new messages again as its consumers take old ones (or raise \
+             `antares provision --queue-max-bytes`)"
+        ))
+    } else {
+        NatsError::op(op, e)
+    }
+}
+
 /// Settles a message (fire and forget: flush the connection before exiting).
 pub async fn settle(msg: &Message, how: Settle) -> Result<()> {
     msg.ack_with(how.into())
