@@ -11,9 +11,9 @@
 //! - logs and history expire after their retention (logs also by bytes if asked);
 //! - the catalog buckets (apps, jobs, versions, cursors, job states, users, tokens)
 //!   by `catalog_max_bytes`, beyond which writes are refused;
-//! - leases, worker and scheduler heartbeats and sessions use per-message TTLs (server
-//!   >= 2.11), so an entry disappears when its writer stops renewing it; claims, index
-//!   pages and daily counts expire with their age limit.
+//! - leases, worker and scheduler heartbeats and sessions use per-message TTLs (nats-server
+//!   2.11 or newer), so an entry disappears when its writer stops renewing it; claims,
+//!   index pages and daily counts expire with their age limit.
 //!
 //! Existing apps get their shared consumer (see [`crate::queue::app_consumer_spec`]), so
 //! workers never need the right to create it.
