@@ -6,6 +6,7 @@
 mod support;
 
 use antares_nats::provision::{MIN_MAX_BYTES, ProvisionOptions, provision};
+use antares_nats::queue;
 use antares_schemas::instance::InstanceStatus;
 use antares_schemas::messages::TriggerRequest;
 use support::{Env, WAIT};
@@ -54,7 +55,18 @@ async fn a_full_queue_refuses_new_work_and_keeps_what_it_holds() -> anyhow::Resu
     )
     .await?;
     env.admin.create_app("ghost", "").await?;
-    // Re-provisioning with small queues keeps what is stored.
+    let topo = env.nats.topo.clone();
+    let shop_consumer = queue::app_consumer_spec(&topo, "shop", queue::DEFAULT_ACK_WAIT);
+    assert!(
+        queue::bind(&env.nats, &shop_consumer).await?.is_some(),
+        "app create made it"
+    );
+    env.nats
+        .js
+        .delete_consumer_from_stream(&shop_consumer.durable, &shop_consumer.stream)
+        .await?;
+    // Re-provisioning with small queues keeps what is stored, and makes the consumers
+    // of existing apps.
     provision(
         &env.nats,
         &ProvisionOptions {
@@ -64,7 +76,7 @@ async fn a_full_queue_refuses_new_work_and_keeps_what_it_holds() -> anyhow::Resu
     )
     .await?;
     assert_eq!(env.admin.list_jobs(Some("shop")).await?.len(), 1);
-    let topo = env.nats.topo.clone();
+    assert!(queue::bind(&env.nats, &shop_consumer).await?.is_some());
 
     // A trigger stream at its limit: the publisher is told, the queued triggers stay.
     let (taken, refusal) = fill(&env, "ats.trigger.ghost.nothing").await?;

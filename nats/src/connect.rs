@@ -104,7 +104,7 @@ impl ConnectOptions {
         }
         let client = opts.connect(urls).await.map_err(|e| {
             let hint = if self.tls_ca.is_some() {
-                "is the server's certificate signed by --tls-ca, for this host name?"
+                "is nats-server running there, with a certificate signed by --tls-ca for this host name?"
             } else {
                 "is nats-server running with JetStream? check --nats-url; a server that requires TLS needs --tls-ca"
             };

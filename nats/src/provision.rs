@@ -172,7 +172,7 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         nats.js
             .create_or_update_stream(cfg)
             .await
-            .map_err(|e| NatsError::op(format!("provision stream {name}"), e))?;
+            .map_err(|e| refused(format!("provision stream {name}"), e))?;
         report.streams.push(name);
     }
 
@@ -216,7 +216,7 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
     for cfg in buckets {
         let name = cfg.bucket.clone();
         nats.js.create_or_update_key_value(cfg).await.map_err(|e| {
-            NatsError::op(
+            refused(
                 format!("provision bucket {name} (needs nats-server >= 2.11 with JetStream)"),
                 e,
             )
@@ -225,6 +225,21 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
     }
     report.consumers = app_consumers(nats).await?;
     Ok(report)
+}
+
+/// A create refused; when for lack of room, says which limits to change (every byte
+/// limit reserves its size in the server's JetStream store).
+fn refused(op: String, e: impl Into<async_nats::Error>) -> NatsError {
+    let e = e.into();
+    if e.to_string().to_ascii_lowercase().contains("insufficient") {
+        NatsError::Config(format!(
+            "{op}: {e}: the byte limits reserve their size in the server's JetStream store; \
+             lower --queue-max-bytes / --catalog-max-bytes or raise the server's \
+             max_file_store (max_memory_store)"
+        ))
+    } else {
+        NatsError::op(op, e)
+    }
 }
 
 /// Makes the shared consumer of every existing app that lacks one (all at once).
