@@ -383,3 +383,19 @@ fn durations() {
     assert_eq!(format_duration(Duration::from_secs(7 * 86_400)), "7d");
     assert_eq!(format_duration(Duration::from_millis(1500)), "1s 500ms");
 }
+
+/// The configuration shipped with the systemd units is read by every process kind.
+#[test]
+fn shipped_deploy_config_is_valid() -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/antares.toml"),
+    )?;
+    let file = File::new(&text);
+    let s = settings(Some(&file), &[], &["scheduler"])?;
+    assert_eq!(s.connect.urls.split(',').count(), 3);
+    assert!(s.connect.creds.is_some() && s.connect.tls_ca.is_some());
+    let sched = scheduler(Some(&file), &[], &[])?;
+    assert_eq!(sched.lease_ttl, Duration::from_secs(10));
+    worker(Some(&file), &[], &["--app", "billing"])?;
+    Ok(())
+}

@@ -20,6 +20,7 @@ use antares_nats::{NatsError, codec, now};
 use antares_schemas::audit::{AuditEntry, cap_snapshot};
 use antares_schemas::limits::MAX_LIST_LIMIT;
 use antares_schemas::names::check_name;
+use antares_schemas::topology::HEADER_MSG_ID;
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::stream::Stream;
 use futures::StreamExt;
@@ -38,6 +39,9 @@ const READ_WAIT: Duration = Duration::from_secs(10);
 /// Entries published before their acknowledgements are awaited (the client's limit on
 /// acknowledgements in flight is higher).
 const PUBLISH_WINDOW: usize = 1024;
+/// How long entries the audit stream does not take yet are published again: longer
+/// than a stream leader election on a cluster (about 6 s measured).
+const RECORD_PATIENCE: Duration = Duration::from_secs(20);
 
 /// One change to record.
 #[derive(Clone, Debug)]
@@ -111,44 +115,73 @@ impl Admin {
     }
 
     /// Records changes already made: published back to back, acknowledgements awaited
-    /// together.
+    /// together. An entry the stream could not take (its leader being elected on a
+    /// cluster, a timeout) is published again with the same message id, so it is
+    /// stored once, for up to [`RECORD_PATIENCE`].
     pub(crate) async fn record_all(&self, changes: Vec<Change>) -> Result<(), SchedulerError> {
         let at = now();
-        for window in changes.chunks(PUBLISH_WINDOW) {
-            let mut acks = Vec::with_capacity(window.len());
-            for change in window {
-                let entry = AuditEntry {
-                    id: 0,
-                    at,
-                    actor: self.actor.clone(),
-                    action: change.action.clone(),
-                    target: change.target.clone(),
-                    app: change.app.clone(),
-                    before: change.before.clone().map(cap_snapshot),
-                    after: change.after.clone().map(cap_snapshot),
-                };
-                let subject = self.nats.topo.audit_subject(change.app.as_deref());
-                let sent = match codec::encode_json("audit entry", &entry) {
-                    Ok(body) => self
+        // Unique per call: the message ids only deduplicate this call's own retries.
+        let batch = format!("{:016x}", rand::random::<u64>());
+        let mut pending: Vec<(usize, &Change)> = changes.iter().enumerate().collect();
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for window in pending.chunks(PUBLISH_WINDOW) {
+                let mut acks = Vec::with_capacity(window.len());
+                for &(n, change) in window {
+                    let entry = AuditEntry {
+                        id: 0,
+                        at,
+                        actor: self.actor.clone(),
+                        action: change.action.clone(),
+                        target: change.target.clone(),
+                        app: change.app.clone(),
+                        before: change.before.clone().map(cap_snapshot),
+                        after: change.after.clone().map(cap_snapshot),
+                    };
+                    let body = codec::encode_json("audit entry", &entry)
+                        .map_err(|e| not_recorded(change, e))?;
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(HEADER_MSG_ID, format!("audit.{batch}.{n}").as_str());
+                    let subject = self.nats.topo.audit_subject(change.app.as_deref());
+                    let sent = self
                         .nats
                         .js
-                        .publish(subject, body)
-                        .await
-                        .map_err(|e| not_recorded(change, e)),
-                    Err(e) => Err(not_recorded(change, e)),
-                };
-                acks.push(async move {
-                    match sent {
-                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| not_recorded(change, e)),
-                        Err(e) => Err(e),
+                        .publish_with_headers(subject, headers, body)
+                        .await;
+                    acks.push(async move {
+                        match sent {
+                            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    });
+                }
+                for (result, &(n, change)) in join_all(acks).await.into_iter().zip(window) {
+                    if let Err(e) = result {
+                        failed.push((n, change));
+                        last_error = Some(e);
                     }
-                });
+                }
             }
-            for result in join_all(acks).await {
-                result?;
+            let Some(error) = last_error else {
+                return Ok(());
+            };
+            if started.elapsed() + pause > RECORD_PATIENCE {
+                let (_, change) = failed[0];
+                return Err(not_recorded(change, error));
             }
+            tracing::warn!(
+                entries = failed.len(),
+                error = %error,
+                "the audit log did not take {} entries yet; trying again in {pause:?}",
+                failed.len()
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            pending = failed;
         }
-        Ok(())
     }
 
     /// Audit entries, newest first: up to `limit` (at most
