@@ -9,6 +9,7 @@ use antares_nats::provision::{MIN_MAX_BYTES, ProvisionOptions, provision};
 use antares_nats::queue;
 use antares_schemas::instance::InstanceStatus;
 use antares_schemas::messages::TriggerRequest;
+use futures::StreamExt;
 use support::{Env, WAIT};
 
 /// Publishes 1 KiB messages on `subject.<n>` until the stream refuses one, then tiny
@@ -107,11 +108,19 @@ async fn a_full_queue_refuses_new_work_and_keeps_what_it_holds() -> anyhow::Resu
     // A new instance's items do not fit: it waits for room, losing nothing.
     env.run_worker(env.worker("shop")).await?;
     env.scheduler("s1").await?;
+    // Core NATS sees every publication, the refused ones too.
+    let mut attempts = env
+        .nats
+        .client
+        .subscribe(topo.app_shards_filter("shop"))
+        .await?;
     let id = env
         .trigger("shop", "sweep", &TriggerRequest::default())
         .await?;
-    let admin = &env.admin;
-    wait_for_status(admin, &id, InstanceStatus::Pending).await?;
+    tokio::time::timeout(WAIT, attempts.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no publication of shop's items"))?;
+    wait_for_status(&env.admin, &id, InstanceStatus::Pending).await?;
     assert_eq!(messages(&env, &topo.shards_stream()).await?, (garbage, 1));
 
     // Deleting the app purges its queued items; the instance then runs.
