@@ -47,17 +47,23 @@ shard_params = "shop-param-1;shop-param-2;shop-param-3"
 params = "shop-params"
 "#;
 
-/// The server's accounts: the scheduler unrestricted, each app's workers by
-/// [`worker_permissions`].
-fn accounts(topo: &Topology) -> String {
-    let billing = worker_permissions(topo, "billing", &["billing-1"]);
+/// The server's accounts: the scheduler unrestricted, billing's workers as
+/// `antares app permissions` prints them, shop's by [`worker_permissions`].
+fn accounts(topo: &Topology) -> anyhow::Result<String> {
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_antares"))
+        .args(["app", "permissions", "billing", "--worker", "billing-1"])
+        .output()?;
+    anyhow::ensure!(printed.status.success(), "{printed:?}");
+    let billing = String::from_utf8(printed.stdout)?.replace(
+        "$ATS_WORKER_BILLING_PASSWORD",
+        &format!("\"{BILLING_PASSWORD}\""),
+    );
     let shop = worker_permissions(topo, "shop", &["shop-1"]);
-    format!(
+    Ok(format!(
         "accounts {{\n  ATS {{\n    jetstream: enabled\n    users: [\n\
-         \x20     {{ user: \"scheduler\", password: \"{SCHEDULER_PASSWORD}\" }}\n{}{}    ]\n  }}\n}}\n",
-        billing.user_conf("worker-billing", &format!("\"{BILLING_PASSWORD}\""), 6),
+         \x20     {{ user: \"scheduler\", password: \"{SCHEDULER_PASSWORD}\" }}\n{billing}{}    ]\n  }}\n}}\n",
         shop.user_conf("worker-shop", &format!("\"{SHOP_PASSWORD}\""), 6),
-    )
+    ))
 }
 
 fn as_user(url: &str, user: &str, password: &str) -> ConnectOptions {
@@ -126,7 +132,7 @@ async fn each_app_runs_its_own_shards_and_reaches_nothing_of_another() -> anyhow
     let topo = Topology::new("ats")?;
     let dir = tempfile::tempdir()?;
     let conf = dir.path().join("accounts.conf");
-    std::fs::write(&conf, accounts(&topo))?;
+    std::fs::write(&conf, accounts(&topo)?)?;
     let server = LocalServer::start(&ServerOptions {
         store_dir: dir.path().join("store"),
         config: Some(conf),
