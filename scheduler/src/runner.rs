@@ -10,6 +10,7 @@
 //! over from the stored state. The lease task is supervised: if it dies, `run` fails.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use antares_nats::{Nats, NatsError};
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 use crate::error::SchedulerError;
 use crate::leader::{self, Leadership, LeaseSettings};
 use crate::leading::{Leading, Stop};
+use crate::metrics::SchedulerMetrics;
 use crate::store::InstanceStore;
 
 /// How a scheduler runs.
@@ -38,6 +40,8 @@ pub struct SchedulerOptions {
     /// How long an instance waits for a live worker that can run its shards before it
     /// fails saying so (contract §8).
     pub no_worker_wait: Duration,
+    /// Where this scheduler counts what it does (served by `--metrics-listen`).
+    pub metrics: Arc<SchedulerMetrics>,
 }
 
 impl Default for SchedulerOptions {
@@ -50,6 +54,7 @@ impl Default for SchedulerOptions {
             heartbeat: Duration::from_secs(1),
             results_batch: 1000,
             no_worker_wait: Duration::from_secs(300),
+            metrics: Arc::new(SchedulerMetrics::new()),
         }
     }
 }
@@ -95,7 +100,13 @@ pub async fn run(
         stop_rx,
     ));
     tracing::info!(%id, "scheduler started; standing by until it holds the lease");
-    supervise(nats, opts, &id, shutdown, lease_task, lead_rx, stop_tx).await
+    let sampler = tokio::spawn(crate::metrics::sample(
+        nats.clone(),
+        Arc::clone(&opts.metrics),
+    ));
+    let result = supervise(nats, opts, &id, shutdown, lease_task, lead_rx, stop_tx).await;
+    sampler.abort();
+    result
 }
 
 /// Stands by and leads in turn, for as long as the lease task lives; its end (other

@@ -1,9 +1,11 @@
 //! The long-running processes: `antares scheduler` and `antares worker`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use antares_scheduler::SchedulerOptions;
+use antares_scheduler::metrics::SchedulerMetrics;
 use antares_worker::Worker;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,9 @@ pub struct SchedulerArgs {
     /// plugin, or scripts) before it fails saying so
     #[arg(long, value_name = "DURATION")]
     no_worker_wait: Option<String>,
+    /// Serve Prometheus metrics on this address (HOST:PORT): GET /metrics
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 /// `antares scheduler` settings, resolved.
@@ -44,6 +49,8 @@ pub struct SchedulerSettings {
     /// `--no-worker-wait`.
     #[serde(with = "crate::config::duration")]
     pub no_worker_wait: Duration,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for SchedulerSettings {
@@ -54,6 +61,7 @@ impl Default for SchedulerSettings {
             lease_ttl: d.lease_ttl,
             lease_renew: d.lease_renew,
             no_worker_wait: d.no_worker_wait,
+            metrics_listen: None,
         }
     }
 }
@@ -83,6 +91,9 @@ pub struct WorkerArgs {
     /// environment reaches a script)
     #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     script_env: Vec<String>,
+    /// Serve Prometheus metrics on this address (HOST:PORT): GET /metrics
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 /// `antares worker` settings, resolved.
@@ -99,6 +110,8 @@ pub struct WorkerSettings {
     /// `--script-env`: a list in the file, comma-separated as a flag or variable.
     #[serde(deserialize_with = "crate::config::list::deserialize")]
     pub script_env: Vec<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for WorkerSettings {
@@ -109,6 +122,7 @@ impl Default for WorkerSettings {
             concurrency: antares_worker::DEFAULT_CONCURRENCY,
             allow_scripts: false,
             script_env: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -120,11 +134,18 @@ impl Section for WorkerSettings {
 /// Runs one scheduler until Ctrl-C or SIGTERM.
 pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCode> {
     let s: SchedulerSettings = ctx.settings.section(&args)?;
+    let metrics = Arc::new(SchedulerMetrics::new());
+    if let Some(addr) = &s.metrics_listen {
+        let listener = crate::metrics_http::bind(addr).await?;
+        let m = Arc::clone(&metrics);
+        crate::metrics_http::serve(listener, Arc::new(move || m.render()))?;
+    }
     let opts = SchedulerOptions {
         id: s.id,
         lease_ttl: s.lease_ttl,
         lease_renew: s.lease_renew,
         no_worker_wait: s.no_worker_wait,
+        metrics,
         ..SchedulerOptions::default()
     };
     let nats = ctx.connect().await?;
@@ -142,6 +163,10 @@ pub async fn worker(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     antares_schemas::names::check_name("app", &app)?;
+    let listener = match &s.metrics_listen {
+        Some(addr) => Some(crate::metrics_http::bind(addr).await?),
+        None => None,
+    };
     let nats = ctx.connect_as_worker(&app).await?;
     let mut builder = Worker::builder()
         .app(app)
@@ -154,6 +179,10 @@ pub async fn worker(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         builder = builder.id(id);
     }
     let worker = builder.build().await?;
+    if let Some(listener) = listener {
+        let m = worker.metrics();
+        crate::metrics_http::serve(listener, Arc::new(move || m.render()))?;
+    }
     worker.run().await?;
     Ok(ExitCode::SUCCESS)
 }
