@@ -1,7 +1,8 @@
 //! Connecting to NATS, and the handle every other part of Antares holds.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use antares_schemas::Topology;
@@ -31,6 +32,9 @@ pub struct ConnectOptions {
     pub tls_ca: Option<PathBuf>,
     /// Connection name shown by the server's monitoring.
     pub name: String,
+    /// Prefix of the connection's reply subjects instead of `_INBOX` (a worker uses its
+    /// app's, [`Topology::app_inbox_prefix`], so its permissions can keep it to its own).
+    pub inbox_prefix: Option<String>,
 }
 
 impl ConnectOptions {
@@ -45,6 +49,12 @@ impl ConnectOptions {
 
     /// Connects.
     pub async fn connect(&self) -> Result<async_nats::Client> {
+        Ok(self.connect_watched().await?.0)
+    }
+
+    /// Connects, and keeps the permission violations the server reports on the
+    /// connection (also logged as errors) so failures can name the subject refused.
+    pub async fn connect_watched(&self) -> Result<(async_nats::Client, Denials)> {
         let urls: Vec<async_nats::ServerAddr> = self
             .urls
             .split(',')
@@ -63,6 +73,22 @@ impl ConnectOptions {
             .name(&self.name)
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None);
+        if let Some(prefix) = &self.inbox_prefix {
+            opts = opts.custom_inbox_prefix(prefix);
+        }
+        let denials = Denials::default();
+        let seen = denials.clone();
+        opts = opts.event_callback(move |event| {
+            let seen = seen.clone();
+            async move {
+                if let async_nats::Event::ServerError(async_nats::ServerError::Other(m)) = event
+                    && m.to_ascii_lowercase().contains("permissions violation")
+                {
+                    tracing::error!("NATS refused this user: {m}");
+                    seen.record(m);
+                }
+            }
+        });
         if let Some(creds) = &self.creds {
             opts = opts.credentials_file(creds).await.map_err(|e| {
                 NatsError::Config(format!("--creds: cannot read `{}`: {e}", creds.display()))
@@ -83,9 +109,58 @@ impl ConnectOptions {
             }
             opts = opts.add_root_certificates(ca.clone()).require_tls(true);
         }
-        opts.connect(urls).await.map_err(|e| NatsError::Connect {
-            url: self.urls.clone(),
-            message: format!("{e} (is nats-server running with JetStream? check --nats-url)"),
+        let client = opts.connect(urls).await.map_err(|e| {
+            let hint = if self.tls_ca.is_some() {
+                "is nats-server running there, with a certificate signed by --tls-ca for this host name?"
+            } else {
+                "is nats-server running with JetStream? check --nats-url; a server that requires TLS needs --tls-ca"
+            };
+            NatsError::Connect {
+                url: self.urls.clone(),
+                message: format!("{e} ({hint})"),
+            }
+        })?;
+        Ok((client, denials))
+    }
+}
+
+/// Most permission violations kept per connection.
+const DENIALS_KEPT: usize = 16;
+
+/// The permission violations the server reported on one connection, newest last
+/// (bounded). A refused publish reaches the client as a timeout, so an operation that
+/// failed looks here for the subject it was refused.
+#[derive(Clone, Debug, Default)]
+pub struct Denials(Arc<Mutex<(u64, VecDeque<String>)>>);
+
+impl Denials {
+    fn record(&self, message: String) {
+        if let Ok(mut d) = self.0.lock() {
+            d.0 += 1;
+            if d.1.len() == DENIALS_KEPT {
+                d.1.pop_front();
+            }
+            d.1.push_back(message);
+        }
+    }
+
+    /// How many were reported so far: pass it to [`Self::since`] after an operation.
+    pub fn mark(&self) -> u64 {
+        self.0.lock().map(|d| d.0).unwrap_or(0)
+    }
+
+    /// The violations reported after `mark`, joined, if any.
+    pub fn since(&self, mark: u64) -> Option<String> {
+        let d = self.0.lock().ok()?;
+        let new = usize::try_from(d.0.saturating_sub(mark))
+            .unwrap_or(usize::MAX)
+            .min(d.1.len());
+        (new > 0).then(|| {
+            d.1.iter()
+                .skip(d.1.len() - new)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
         })
     }
 }
@@ -99,6 +174,8 @@ pub struct Nats {
     pub js: jetstream::Context,
     /// Every name.
     pub topo: Topology,
+    /// What the server refused this connection (empty for a wrapped client).
+    pub denials: Denials,
 }
 
 /// Handles of every bucket (see [`Topology`] for what each holds).
@@ -143,9 +220,10 @@ impl Nats {
     /// stored at provision (see [`Self::cluster_settings`]), so every process splits
     /// the jobs the same way.
     pub async fn connect(opts: &ConnectOptions, topo: Topology) -> Result<Self> {
-        Self::from_client(opts.connect().await?, topo)
-            .with_stored_settings()
-            .await
+        let (client, denials) = opts.connect_watched().await?;
+        let mut nats = Self::from_client(client, topo);
+        nats.denials = denials;
+        nats.with_stored_settings().await
     }
 
     /// This handle with the topology the stored cluster settings give. A read that
@@ -204,15 +282,35 @@ impl Nats {
             .timeout(Duration::from_secs(5))
             .max_ack_inflight(4096)
             .build(client.clone());
-        Self { client, js, topo }
+        Self {
+            client,
+            js,
+            topo,
+            denials: Denials::default(),
+        }
+    }
+
+    /// Why an operation started at `mark` failed, when the server refused a subject
+    /// to this user meanwhile: its words and where the permissions are described.
+    pub fn refused_since(&self, mark: u64) -> Option<String> {
+        self.denials.since(mark).map(|d| {
+            format!(
+                "NATS refused this user: {d} (grant it in the server's permissions; \
+                 see the per-app permissions in nats/config/README.md)"
+            )
+        })
     }
 
     /// Opens a bucket, with an error that says to provision when it is missing.
     pub async fn bucket(&self, name: &str) -> Result<Store> {
+        let mark = self.denials.mark();
         self.js.get_key_value(name).await.map_err(|e| {
-            NatsError::Config(format!(
-                "bucket `{name}` is not there ({e}): run `antares provision` against this NATS first"
-            ))
+            NatsError::Config(match self.refused_since(mark) {
+                Some(refused) => format!("cannot open bucket `{name}` ({e}): {refused}"),
+                None => format!(
+                    "bucket `{name}` is not there ({e}): run `antares provision` against this NATS first"
+                ),
+            })
         })
     }
 
@@ -269,10 +367,14 @@ impl Nats {
 
     /// Opens a stream, with an error that says to provision when it is missing.
     pub async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream> {
+        let mark = self.denials.mark();
         self.js.get_stream(name).await.map_err(|e| {
-            NatsError::Config(format!(
-                "stream `{name}` is not there ({e}): run `antares provision` against this NATS first"
-            ))
+            NatsError::Config(match self.refused_since(mark) {
+                Some(refused) => format!("cannot open stream `{name}` ({e}): {refused}"),
+                None => format!(
+                    "stream `{name}` is not there ({e}): run `antares provision` against this NATS first"
+                ),
+            })
         })
     }
 

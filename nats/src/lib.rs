@@ -18,6 +18,7 @@ pub mod error;
 pub mod kv;
 pub mod lease;
 pub mod live_keys;
+pub mod permissions;
 pub mod process;
 pub mod provision;
 pub mod queue;
@@ -25,7 +26,7 @@ pub mod server;
 pub mod wait;
 
 pub use async_nats;
-pub use connect::{ConnectOptions, Nats};
+pub use connect::{ConnectOptions, Denials, Nats};
 pub use error::NatsError;
 
 /// The current time, as Antares records it.

@@ -1,11 +1,22 @@
 //! Creating and updating every stream and bucket.
 //!
 //! Idempotent: running it again with the same options changes nothing; with other
-//! options (replicas, retention) it updates what the server allows to be updated.
-//! Work queues (triggers, shard items, results) keep a message until it is acked, with
-//! no age limit, so nothing is dropped while no one consumes. Logs and history expire
-//! after their retention. Leases, worker and scheduler heartbeats use per-message TTLs
-//! (server >= 2.11), so an entry disappears when its writer stops renewing it.
+//! options (replicas, retention, limits) it updates what the server allows to be
+//! updated, keeping every message.
+//!
+//! Everything is bounded, so garbage or a runaway publisher cannot fill the disk:
+//! - work queues (triggers, shard items, results) keep a message until it is acked,
+//!   with no age limit, up to `queue_max_bytes` each, beyond which the server refuses
+//!   new messages (discard-new: the publisher gets an error, nothing queued is dropped);
+//! - logs and history expire after their retention (logs also by bytes if asked);
+//! - the catalog buckets (apps, jobs, versions, cursors, job states, users, tokens)
+//!   by `catalog_max_bytes`, beyond which writes are refused;
+//! - leases, worker and scheduler heartbeats and sessions use per-message TTLs (nats-server
+//!   2.11 or newer), so an entry disappears when its writer stops renewing it; claims,
+//!   index pages and daily counts expire with their age limit.
+//!
+//! Existing apps get their shared consumer (see [`crate::queue::app_consumer_spec`]), so
+//! workers never need the right to create it.
 //!
 //! The number of partitions is stored here, in the cluster settings, and nowhere else:
 //! every process reads it at connect. The trigger and results streams insert each
@@ -24,12 +35,13 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use antares_schemas::Topology;
 use antares_schemas::cluster::ClusterSettings;
 use antares_schemas::limits::{MAX_JOB_VERSIONS, MAX_PARTITIONS};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::codec;
 use crate::connect::Nats;
 use crate::error::{NatsError, Result};
 use crate::kv;
+use crate::queue;
 
 /// What to provision with.
 #[derive(Clone, Debug)]
@@ -42,6 +54,10 @@ pub struct ProvisionOptions {
     pub log_retention: Duration,
     /// Largest log stream in bytes (oldest lines go first), 0 for no limit.
     pub log_max_bytes: i64,
+    /// Largest size of each work queue (triggers, shard items, results) in bytes.
+    pub queue_max_bytes: i64,
+    /// Largest size of each catalog bucket in bytes.
+    pub catalog_max_bytes: i64,
     /// Keep everything in memory instead of files (tests and benchmarks only).
     pub memory: bool,
     /// How many partitions the jobs are split into; `None` keeps the stored number
@@ -56,6 +72,8 @@ impl Default for ProvisionOptions {
             history_retention: Duration::from_secs(7 * 24 * 3600),
             log_retention: Duration::from_secs(7 * 24 * 3600),
             log_max_bytes: 0,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            catalog_max_bytes: DEFAULT_CATALOG_MAX_BYTES,
             memory: false,
             partitions: None,
         }
@@ -73,6 +91,13 @@ pub const AUDIT_MAX_BYTES: i64 = 1 << 30;
 /// How long a day's counts are kept.
 pub const STATS_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 
+/// Default largest size of each work queue: 512 MiB (about a million shard items).
+pub const DEFAULT_QUEUE_MAX_BYTES: i64 = 512 << 20;
+/// Default largest size of each catalog bucket: 256 MiB.
+pub const DEFAULT_CATALOG_MAX_BYTES: i64 = 256 << 20;
+/// Smallest byte limit taken (a stream needs room for at least a few messages).
+pub const MIN_MAX_BYTES: i64 = 64 << 10;
+
 /// What provisioning did, for the CLI to print.
 #[derive(Clone, Debug, Default)]
 pub struct ProvisionReport {
@@ -82,6 +107,8 @@ pub struct ProvisionReport {
     pub buckets: Vec<String>,
     /// How many partitions the jobs are split into.
     pub partitions: u32,
+    /// Apps whose shared consumer was made.
+    pub consumers: Vec<String>,
 }
 
 /// Creates or updates every stream and bucket.
@@ -90,6 +117,22 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         return Err(NatsError::Config(format!(
             "--replicas {}: use 1 (single node) to 5",
             opts.replicas
+        )));
+    }
+    for (flag, v) in [
+        ("--queue-max-bytes", opts.queue_max_bytes),
+        ("--catalog-max-bytes", opts.catalog_max_bytes),
+    ] {
+        if v < MIN_MAX_BYTES {
+            return Err(NatsError::Config(format!(
+                "{flag} {v}: use at least {MIN_MAX_BYTES} bytes"
+            )));
+        }
+    }
+    if opts.log_max_bytes != 0 && opts.log_max_bytes < MIN_MAX_BYTES {
+        return Err(NatsError::Config(format!(
+            "--log-max-bytes {}: use 0 (no limit) or at least {MIN_MAX_BYTES} bytes",
+            opts.log_max_bytes
         )));
     }
     let stored = nats.cluster_settings().await?;
@@ -119,6 +162,8 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         storage,
         num_replicas: opts.replicas,
         duplicate_window: DUPLICATE_WINDOW,
+        max_bytes: opts.queue_max_bytes,
+        discard: DiscardPolicy::New,
         ..Default::default()
     };
     let transform = |(source, destination): (String, String)| {
@@ -171,7 +216,7 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         nats.js
             .create_or_update_stream(cfg)
             .await
-            .map_err(|e| NatsError::op(format!("provision stream {name}"), e))?;
+            .map_err(|e| refused(format!("provision stream {name}"), e))?;
         report.streams.push(name);
     }
 
@@ -185,34 +230,38 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         limit_markers: ttl_markers.then_some(Duration::from_secs(60)),
         ..Default::default()
     };
+    let catalog = |name: String, history: i64| jskv::Config {
+        max_bytes: opts.catalog_max_bytes,
+        ..bucket(name, history, Duration::ZERO, false)
+    };
     let forever = Duration::ZERO;
     let buckets = vec![
-        bucket(t.apps_bucket(), 1, forever, false),
-        bucket(t.jobs_bucket(), 10, forever, false),
+        catalog(t.apps_bucket(), 1),
+        catalog(t.jobs_bucket(), 10),
         bucket(t.instances_bucket(), 1, forever, true),
         bucket(t.history_bucket(), 1, opts.history_retention, false),
         bucket(t.leases_bucket(), 1, forever, true),
         bucket(t.workers_bucket(), 1, forever, true),
         bucket(t.schedulers_bucket(), 1, forever, true),
-        bucket(t.cursors_bucket(), 1, forever, false),
+        catalog(t.cursors_bucket(), 1),
         // Instance ids stay claimed as long as history keeps instances (trigger keys
         // carry their own shorter TTL), so no id is ever made twice.
         bucket(t.claims_bucket(), 1, opts.history_retention, true),
-        bucket(t.versions_bucket(), MAX_JOB_VERSIONS, forever, false),
+        catalog(t.versions_bucket(), MAX_JOB_VERSIONS),
         // Index pages are rewritten while they fill, so a page lives as long as the
         // newest instance it lists.
         bucket(t.index_bucket(), 1, opts.history_retention, false),
-        bucket(t.jobstate_bucket(), 1, forever, false),
+        catalog(t.jobstate_bucket(), 1),
         bucket(t.stats_bucket(), 1, STATS_RETENTION, false),
-        bucket(t.users_bucket(), 1, forever, false),
-        bucket(t.tokens_bucket(), 1, forever, false),
+        catalog(t.users_bucket(), 1),
+        catalog(t.tokens_bucket(), 1),
         bucket(t.sessions_bucket(), 1, forever, true),
         bucket(t.settings_bucket(), 1, forever, false),
     ];
     for cfg in buckets {
         let name = cfg.bucket.clone();
         nats.js.create_or_update_key_value(cfg).await.map_err(|e| {
-            NatsError::op(
+            refused(
                 format!("provision bucket {name} (needs nats-server >= 2.11 with JetStream)"),
                 e,
             )
@@ -227,6 +276,7 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         .map_err(|e| NatsError::op("store the cluster settings", e))?;
     drop_stale_consumers(nats, t).await?;
     report.partitions = partitions;
+    report.consumers = app_consumers(nats).await?;
     Ok(report)
 }
 
@@ -291,4 +341,42 @@ async fn drop_stale_consumers(nats: &Nats, t: &Topology) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A create refused; when for lack of room, says which limits to change (every byte
+/// limit reserves its size in the server's JetStream store).
+fn refused(op: String, e: impl Into<async_nats::Error>) -> NatsError {
+    let e = e.into();
+    if e.to_string().to_ascii_lowercase().contains("insufficient") {
+        NatsError::Config(format!(
+            "{op}: {e}: the byte limits reserve their size in the server's JetStream store; \
+             lower --queue-max-bytes / --catalog-max-bytes or raise the server's \
+             max_file_store (max_memory_store)"
+        ))
+    } else {
+        NatsError::op(op, e)
+    }
+}
+
+/// Makes the shared consumer of every existing app that lacks one (all at once).
+async fn app_consumers(nats: &Nats) -> Result<Vec<String>> {
+    let apps = nats.bucket(&nats.topo.apps_bucket()).await?;
+    let names: Vec<String> = apps
+        .keys()
+        .await
+        .map_err(|e| NatsError::op("list apps", e))?
+        .filter_map(|k| async move { k.ok() })
+        .collect()
+        .await;
+    let specs: Vec<_> = names
+        .iter()
+        .map(|app| queue::app_consumer_spec(&nats.topo, app, queue::DEFAULT_ACK_WAIT))
+        .collect();
+    futures::stream::iter(specs.iter().map(|s| queue::ensure(nats, s)))
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    Ok(names)
 }

@@ -9,8 +9,12 @@
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::Message;
+use async_nats::jetstream::stream::{ConsumerError as ContextConsumerError, ConsumerErrorKind};
+
+use antares_schemas::Topology;
 
 use crate::connect::Nats;
 use crate::error::{NatsError, Result};
@@ -36,6 +40,26 @@ impl From<Settle> for AckKind {
             Settle::Progress => AckKind::Progress,
             Settle::Term => AckKind::Term,
         }
+    }
+}
+
+/// Whether a publish was refused because its stream is at its limit (discard-new).
+pub fn is_full(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("maximum bytes exceeded") || e.contains("maximum messages exceeded")
+}
+
+/// A publish's error; a stream at its limit is said to be full, and what to do.
+pub fn publish_error(stream: &str, op: String, e: impl Into<async_nats::Error>) -> NatsError {
+    let e = e.into();
+    if is_full(&e.to_string()) {
+        NatsError::Config(format!(
+            "{op}: the work queue {stream} is full ({e}); nothing it holds was dropped, and \
+             it takes new messages again as its consumers take old ones (or raise \
+             `antares provision --queue-max-bytes`)"
+        ))
+    } else {
+        NatsError::op(op, e)
     }
 }
 
@@ -68,6 +92,39 @@ pub struct ConsumerSpec {
     pub max_ack_pending: i64,
 }
 
+/// Default time a delivered shard item may go without an ack or in-progress ack.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(5);
+/// Unacknowledged shard items one shard consumer allows (all workers of an app together).
+pub const MAX_ACK_PENDING: i64 = 1_000_000;
+
+/// The consumer all workers of an app share (made by `antares app create`, so workers
+/// whose permissions forbid creating consumers can bind to it).
+pub fn app_consumer_spec(topo: &Topology, app: &str, ack_wait: Duration) -> ConsumerSpec {
+    ConsumerSpec {
+        stream: topo.shards_stream(),
+        durable: topo.app_consumer(app),
+        filter: Some(topo.app_shards_filter(app)),
+        ack_wait,
+        max_ack_pending: MAX_ACK_PENDING,
+    }
+}
+
+/// The consumer of one worker's own deliveries (made by the worker itself).
+pub fn worker_consumer_spec(
+    topo: &Topology,
+    app: &str,
+    worker: &str,
+    ack_wait: Duration,
+) -> ConsumerSpec {
+    ConsumerSpec {
+        stream: topo.shards_stream(),
+        durable: topo.worker_consumer(app, worker),
+        filter: Some(topo.worker_direct_filter(app, worker)),
+        ack_wait,
+        max_ack_pending: MAX_ACK_PENDING,
+    }
+}
+
 /// Creates (or updates) a durable pull consumer and returns it.
 pub async fn durable(nats: &Nats, spec: &ConsumerSpec) -> Result<PullConsumer> {
     durable_expiring(nats, spec, None).await
@@ -75,6 +132,10 @@ pub async fn durable(nats: &Nats, spec: &ConsumerSpec) -> Result<PullConsumer> {
 
 /// Like [`durable`], but the server deletes the consumer once nobody pulled from it for
 /// `inactive` (a worker's own consumer, whose worker may never come back).
+///
+/// One request, `$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>`, with no stream
+/// info: a user whose permissions name exactly that subject can create or update its
+/// own consumer and no other.
 pub async fn durable_expiring(
     nats: &Nats,
     spec: &ConsumerSpec,
@@ -98,7 +159,6 @@ async fn consumer(
     mut filters: Vec<String>,
     inactive: Option<Duration>,
 ) -> Result<PullConsumer> {
-    let stream = nats.stream(&spec.stream).await?;
     // One filter goes as `filter_subject`, which servers before 2.10 understand too.
     let (filter_subject, filter_subjects) = if filters.len() == 1 {
         (filters.pop().unwrap_or_default(), Vec::new())
@@ -117,8 +177,116 @@ async fn consumer(
         inactive_threshold: inactive.unwrap_or_default(),
         ..Default::default()
     };
-    stream
-        .create_consumer(cfg)
+    let mark = nats.denials.mark();
+    nats.js
+        .create_consumer_on_stream(cfg, &spec.stream)
         .await
-        .map_err(|e| NatsError::op(format!("consumer {} on {}", spec.durable, spec.stream), e))
+        .map_err(|e| consumer_error(nats, mark, "create", spec, e))
+}
+
+/// Binds to a durable consumer that exists, without creating it or reading the stream
+/// (one `$JS.API.CONSUMER.INFO.<stream>.<durable>` request); `None` when it does not
+/// exist.
+pub async fn bind(nats: &Nats, spec: &ConsumerSpec) -> Result<Option<PullConsumer>> {
+    let mark = nats.denials.mark();
+    match nats
+        .js
+        .get_consumer_from_stream::<pull::Config, _, _>(&spec.durable, &spec.stream)
+        .await
+    {
+        Ok(c) => Ok(Some(c)),
+        Err(e)
+            if matches!(e.kind(), ConsumerErrorKind::JetStream(ref j)
+                if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(consumer_error(nats, mark, "bind to", spec, e)),
+    }
+}
+
+/// Binds to a durable consumer, creating it when missing (an existing one keeps its
+/// settings).
+pub async fn ensure(nats: &Nats, spec: &ConsumerSpec) -> Result<PullConsumer> {
+    match bind(nats, spec).await? {
+        Some(c) => Ok(c),
+        None => durable(nats, spec).await,
+    }
+}
+
+/// What [`remove_app_queue`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Whether the app's consumer was there.
+    pub consumer: bool,
+    /// Shard items purged (queued for the app or for one of its workers).
+    pub items: u64,
+}
+
+/// Deletes an app's shared consumer and purges every shard item still queued for the
+/// app or one of its workers: with the app gone nothing would ever take them. (Its
+/// workers' own consumers go by themselves once unused.)
+pub async fn remove_app_queue(nats: &Nats, app: &str) -> Result<Removed> {
+    let t = &nats.topo;
+    let stream = nats
+        .js
+        .get_stream_no_info(t.shards_stream())
+        .await
+        .map_err(|e| NatsError::op(format!("open stream {}", t.shards_stream()), e))?;
+    let consumer = match stream.delete_consumer(&t.app_consumer(app)).await {
+        Ok(_) => true,
+        Err(e)
+            if matches!(e.kind(), ConsumerErrorKind::JetStream(ref j)
+                if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
+        {
+            false
+        }
+        Err(e) => {
+            return Err(NatsError::op(
+                format!("delete consumer {}", t.app_consumer(app)),
+                e,
+            ));
+        }
+    };
+    let mut items = 0;
+    for filter in [t.app_shards_filter(app), t.app_direct_filter(app)] {
+        let purged = stream
+            .purge()
+            .filter(&filter)
+            .await
+            .map_err(|e| NatsError::op(format!("purge {filter}"), e))?;
+        items += purged.purged;
+    }
+    Ok(Removed { consumer, items })
+}
+
+/// Whether a bound consumer has the settings of `spec` that a worker cares about.
+pub fn matches(consumer: &PullConsumer, spec: &ConsumerSpec) -> bool {
+    let c = &consumer.cached_info().config;
+    c.ack_wait == spec.ack_wait
+        && c.filter_subject == spec.filter.clone().unwrap_or_default()
+        && c.max_ack_pending == spec.max_ack_pending
+}
+
+/// A consumer operation's error, saying what to do: provision, or grant the subject
+/// the server refused.
+fn consumer_error(
+    nats: &Nats,
+    mark: u64,
+    what: &str,
+    spec: &ConsumerSpec,
+    e: ContextConsumerError,
+) -> NatsError {
+    let op = format!("{what} consumer {} of stream {}", spec.durable, spec.stream);
+    if let Some(refused) = nats.refused_since(mark) {
+        return NatsError::Config(format!("cannot {op} ({e}): {refused}"));
+    }
+    if let ConsumerErrorKind::JetStream(j) = e.kind()
+        && j.error_code() == ErrorCode::STREAM_NOT_FOUND
+    {
+        return NatsError::Config(format!(
+            "cannot {op}: the stream is not there; run `antares provision` against this NATS first"
+        ));
+    }
+    NatsError::op(op, e)
 }

@@ -265,6 +265,21 @@ impl Topology {
     pub fn worker_ping_subject(&self, app: &str, worker: &str) -> String {
         format!("{}.ping.{app}.{worker}", self.ns)
     }
+    /// Every ping to an app's workers.
+    pub fn app_ping_filter(&self, app: &str) -> String {
+        format!("{}.ping.{app}.*", self.ns)
+    }
+    /// Every per-worker shard item of an app, whatever the worker.
+    pub fn app_direct_filter(&self, app: &str) -> String {
+        format!("{}.direct.{app}.>", self.ns)
+    }
+
+    /// Prefix of the reply subjects of an app's workers (`_INBOX_<ns>.<app>`), instead
+    /// of the shared `_INBOX`: pulled shard items and API answers arrive there, so
+    /// permissions can keep each app to its own replies.
+    pub fn app_inbox_prefix(&self, app: &str) -> String {
+        format!("_INBOX_{}.{app}", self.ns)
+    }
     /// The `Nats-Msg-Id` of a shard item's publication.
     pub fn shard_msg_id(&self, instance: &InstanceId, item: u32, attempt: u32) -> String {
         format!("{instance}.{item}.{attempt}")
@@ -305,7 +320,11 @@ impl Topology {
     pub fn result_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
         format!("{}.result.{app}.{job}.{instance}.{item}", self.ns)
     }
-    /// Every report on one instance's shard items, as published.
+    /// Every report on an app's shard items.
+    pub fn app_results_filter(&self, app: &str) -> String {
+        format!("{}.result.{app}.>", self.ns)
+    }
+    /// Every report on one instance's shard items.
     pub fn instance_results_filter(&self, app: &str, job: &str, instance: &InstanceId) -> String {
         format!("{}.result.{app}.{job}.{instance}.>", self.ns)
     }
@@ -376,6 +395,10 @@ impl Topology {
     /// Where a shard's log lines go.
     pub fn log_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
         format!("{}.log.{app}.{job}.{instance}.{item}", self.ns)
+    }
+    /// Every log line of an app's shards.
+    pub fn app_logs_filter(&self, app: &str) -> String {
+        format!("{}.log.{app}.>", self.ns)
     }
     /// The log lines of one instance of `app/job`, or of one shard of it.
     pub fn instance_logs_filter(
@@ -669,6 +692,9 @@ mod tests {
         );
         assert_eq!(t.parse_direct_subject(&shard), None);
         assert_eq!(t.worker_ping_subject("a", "w1"), "ats.ping.a.w1");
+        assert_eq!(t.app_inbox_prefix("a"), "_INBOX_ats.a");
+        assert!(direct.starts_with(&t.app_direct_filter("a").replace('>', "")));
+        assert!(!direct.starts_with(&t.app_direct_filter("b").replace('>', "")));
     }
 
     #[test]

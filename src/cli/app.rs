@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use antares_nats::permissions::worker_permissions;
+use antares_schemas::names::{check_name, check_worker_id};
 use clap::Subcommand;
 
 use super::{Ctx, JsonFlag};
@@ -33,7 +35,8 @@ pub enum AppCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Delete an app (it must have no jobs left)
+    /// Delete an app (it must have no jobs left), with its consumer and every shard item
+    /// still queued for it
     Delete {
         /// App name
         app: String,
@@ -48,18 +51,67 @@ pub enum AppCommand {
         /// App name
         app: String,
     },
+    /// Print the NATS permissions of an app's workers: a `users` entry of a nats-server
+    /// configuration (see nats/config/README.md); connects to nothing
+    Permissions {
+        /// App name
+        app: String,
+        /// Id of each worker of the app (repeat or separate with commas): each has a
+        /// consumer of its own, which a wildcard cannot name
+        #[arg(
+            long = "worker",
+            value_name = "ID",
+            value_delimiter = ',',
+            required = true
+        )]
+        workers: Vec<String>,
+        /// NATS user name of the app's workers (default `worker-<app>`)
+        #[arg(long, value_name = "NAME")]
+        nats_user: Option<String>,
+    },
+}
+
+/// The permissions entry of `app`'s workers, the password read from the server's
+/// environment variable `ATS_WORKER_<APP>_PASSWORD`.
+fn permissions(
+    ns: &str,
+    app: &str,
+    workers: &[String],
+    user: Option<String>,
+) -> anyhow::Result<String> {
+    let topo = antares_schemas::Topology::new(ns)?;
+    check_name("app", app)?;
+    for w in workers {
+        check_worker_id(w)?;
+    }
+    let ids: Vec<&str> = workers.iter().map(String::as_str).collect();
+    let user = user.unwrap_or_else(|| format!("worker-{app}"));
+    let var = format!(
+        "$ATS_WORKER_{}_PASSWORD",
+        app.to_ascii_uppercase().replace('-', "_")
+    );
+    Ok(worker_permissions(&topo, app, &ids).user_conf(&user, &var, 0))
 }
 
 /// Runs an app command.
 pub async fn run(ctx: &Ctx, cmd: AppCommand) -> anyhow::Result<ExitCode> {
-    let admin = ctx.admin().await?;
+    // Every command but `permissions` works on the apps there are.
+    let admin = async || ctx.admin().await;
     match cmd {
+        AppCommand::Permissions {
+            app,
+            workers,
+            nats_user,
+        } => {
+            let conf = permissions(&ctx.settings.namespace, &app, &workers, nats_user)?;
+            outln!("{}", conf.trim_end());
+        }
         AppCommand::Create {
             app,
             description,
             json,
         } => {
-            let created = admin.create_app(&app, &description).await?;
+            let created = admin().await?.create_app(&app, &description).await?;
             if json.json {
                 output::json(&created)?;
             } else {
@@ -67,6 +119,7 @@ pub async fn run(ctx: &Ctx, cmd: AppCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AppCommand::List { json } => {
+            let admin = admin().await?;
             let apps = admin.list_apps().await?;
             if json.json {
                 output::json(&apps)?;
@@ -91,6 +144,7 @@ pub async fn run(ctx: &Ctx, cmd: AppCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AppCommand::Get { app, json } => {
+            let admin = admin().await?;
             let a = admin.get_app(&app).await?;
             if json.json {
                 output::json(&a)?;
@@ -112,15 +166,15 @@ pub async fn run(ctx: &Ctx, cmd: AppCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AppCommand::Delete { app } => {
-            admin.delete_app(&app).await?;
+            admin().await?.delete_app(&app).await?;
             outln!("deleted app {app}");
         }
         AppCommand::Pause { app } => {
-            admin.set_app_enabled(&app, false).await?;
+            admin().await?.set_app_enabled(&app, false).await?;
             outln!("paused app {app}: its schedules do not fire until `antares app resume {app}`");
         }
         AppCommand::Resume { app } => {
-            admin.set_app_enabled(&app, true).await?;
+            admin().await?.set_app_enabled(&app, true).await?;
             outln!("resumed app {app}");
         }
     }

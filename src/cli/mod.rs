@@ -104,6 +104,16 @@ impl Ctx {
         connect(&self.settings.connect, topo).await
     }
 
+    /// Connects as a worker of `app`: replies arrive under the app's own inbox prefix,
+    /// so per-app permissions can keep each app to its own replies.
+    pub async fn connect_as_worker(&self, app: &str) -> anyhow::Result<Nats> {
+        let ns = &self.settings.namespace;
+        let topo = Topology::new(ns).with_context(|| format!("--namespace `{ns}`"))?;
+        let mut opts = self.settings.connect.clone();
+        opts.inbox_prefix = Some(topo.app_inbox_prefix(app));
+        connect(&opts, topo).await
+    }
+
     /// Connects and opens the control operations (which need a provisioned NATS),
     /// recording the changes as made by [`Self::actor`].
     pub async fn admin(&self) -> anyhow::Result<Admin> {
@@ -148,13 +158,26 @@ fn os_user() -> String {
 pub async fn connect(opts: &antares_nats::ConnectOptions, topo: Topology) -> anyhow::Result<Nats> {
     match Nats::connect(opts, topo).await {
         Ok(nats) => Ok(nats),
-        Err(NatsError::Connect { url, message }) => Err(anyhow::anyhow!(
-            "cannot connect to NATS at {url}: {}\n  \
-             start a nats-server with JetStream there (or run `antares dev` for a local one), \
-             or point --nats-url (ANTARES_NATS_URL) at your server",
-            // The hint below replaces the library's shorter one.
-            message.split(" (is nats-server").next().unwrap_or(&message)
-        )),
+        Err(NatsError::Connect { url, message }) => {
+            // The hints below replace the library's shorter ones.
+            let message = message.split(" (").next().unwrap_or(&message);
+            let lower = message.to_ascii_lowercase();
+            let hint = if lower.contains("certificate") || lower.contains("tls") {
+                if opts.tls_ca.is_some() {
+                    "the server's certificate is not signed by the CA given with --tls-ca \
+                     (ANTARES_TLS_CA), or not for this host name"
+                } else {
+                    "the server requires TLS with a certificate this machine does not trust: \
+                     pass its CA certificate with --tls-ca FILE (ANTARES_TLS_CA)"
+                }
+            } else {
+                "start a nats-server with JetStream there (or run `antares dev` for a local one), \
+                 or point --nats-url (ANTARES_NATS_URL) at your server"
+            };
+            Err(anyhow::anyhow!(
+                "cannot connect to NATS at {url}: {message}\n  {hint}"
+            ))
+        }
         Err(e) => Err(e.into()),
     }
 }

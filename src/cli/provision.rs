@@ -28,6 +28,18 @@ pub struct ProvisionArgs {
     /// and the trigger and result queues empty
     #[arg(long, value_name = "N")]
     partitions: Option<String>,
+    /// Largest size in bytes of each work queue (triggers, shard items, results); a full
+    /// queue refuses new messages and keeps what it holds
+    #[arg(long, value_name = "BYTES")]
+    queue_max_bytes: Option<String>,
+    /// Largest size in bytes of each catalog bucket (apps, jobs, versions, cursors, job
+    /// states, users, tokens); a full bucket refuses writes
+    #[arg(long, value_name = "BYTES")]
+    catalog_max_bytes: Option<String>,
+    /// Largest size in bytes of the log stream, oldest lines dropped first (0: kept by
+    /// age alone)
+    #[arg(long, value_name = "BYTES")]
+    log_max_bytes: Option<String>,
 }
 
 /// `antares provision` settings, resolved.
@@ -43,6 +55,12 @@ pub struct ProvisionSettings {
     pub log_retention: Duration,
     /// `--partitions` (none: keep the stored number).
     pub partitions: Option<u32>,
+    /// `--queue-max-bytes`.
+    pub queue_max_bytes: i64,
+    /// `--catalog-max-bytes`.
+    pub catalog_max_bytes: i64,
+    /// `--log-max-bytes`.
+    pub log_max_bytes: i64,
 }
 
 impl Default for ProvisionSettings {
@@ -53,6 +71,9 @@ impl Default for ProvisionSettings {
             history_retention: d.history_retention,
             log_retention: d.log_retention,
             partitions: None,
+            queue_max_bytes: d.queue_max_bytes,
+            catalog_max_bytes: d.catalog_max_bytes,
+            log_max_bytes: d.log_max_bytes,
         }
     }
 }
@@ -69,6 +90,9 @@ pub async fn run(ctx: &Ctx, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         history_retention: s.history_retention,
         log_retention: s.log_retention,
         partitions: s.partitions,
+        queue_max_bytes: s.queue_max_bytes,
+        catalog_max_bytes: s.catalog_max_bytes,
+        log_max_bytes: s.log_max_bytes,
         ..ProvisionOptions::default()
     };
     let nats = ctx.connect().await?;
@@ -82,6 +106,19 @@ pub async fn run(ctx: &Ctx, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         format_duration(opts.log_retention),
     );
     outln!("streams: {}", report.streams.join(", "));
+    outln!(
+        "limits: each work queue {} bytes, each catalog bucket {} bytes, logs {}",
+        opts.queue_max_bytes,
+        opts.catalog_max_bytes,
+        if opts.log_max_bytes > 0 {
+            format!("{} bytes", opts.log_max_bytes)
+        } else {
+            "by age".to_string()
+        }
+    );
     outln!("buckets: {}", report.buckets.join(", "));
+    if !report.consumers.is_empty() {
+        outln!("app consumers: {}", report.consumers.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -162,11 +162,12 @@ pub async fn worker(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             "which app? pass --app APP (or set ANTARES_APP, or `app` in the config file)"
         )
     })?;
+    antares_schemas::names::check_name("app", &app)?;
     let listener = match &s.metrics_listen {
         Some(addr) => Some(crate::metrics_http::bind(addr).await?),
         None => None,
     };
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect_as_worker(&app).await?;
     let mut builder = Worker::builder()
         .app(app)
         .nats(nats)

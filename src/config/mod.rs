@@ -317,6 +317,7 @@ impl Settings {
                 password: conn.password,
                 tls_ca: conn.tls_ca,
                 name: "antares".to_string(),
+                inbox_prefix: None,
             },
             namespace: conn.namespace,
             nats_url_given,

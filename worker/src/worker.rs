@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+use antares_nats::async_nats::jetstream::consumer::PullConsumer;
 use antares_nats::queue::{self, ConsumerSpec};
 use antares_nats::{ConnectOptions, Nats, now};
 use antares_schemas::Topology;
@@ -32,7 +33,7 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 /// Default heartbeat interval (a worker is gone after three missed beats).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Default time a delivered shard item may go without an ack or in-progress ack.
-pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(5);
+pub const DEFAULT_ACK_WAIT: Duration = queue::DEFAULT_ACK_WAIT;
 /// Default delay before a shard item that returned `Later` is delivered again.
 pub const DEFAULT_LATER_DELAY: Duration = Duration::from_secs(5);
 /// Default delay before a running shard's start is reported (see
@@ -45,8 +46,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
 /// Largest concurrency a worker takes.
 pub const MAX_CONCURRENCY: usize = 100_000;
-/// Unacknowledged shard items the app's consumer allows across all its workers.
-const MAX_ACK_PENDING: i64 = 1_000_000;
 /// A worker's own consumer is deleted by the server after this long unused (its worker
 /// is gone for good; the scheduler has moved its items long before).
 const OWN_CONSUMER_INACTIVE: Duration = Duration::from_secs(3600);
@@ -190,7 +189,8 @@ impl WorkerBuilder {
     /// How long a shard item may go without an ack before the queue hands it to another
     /// worker (default 5 s). Running shards send in-progress acks every second (or every
     /// half `ack_wait` if shorter). This is a setting of the app's shared consumer: the
-    /// last worker to start sets it for all.
+    /// last worker to start sets it for all (a worker whose permissions forbid updating
+    /// the consumer keeps the consumer's, and says so).
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.ack_wait = wait;
         self
@@ -312,6 +312,9 @@ impl WorkerBuilder {
                 if let Some(url) = self.url {
                     opts.urls = url;
                 }
+                if opts.inbox_prefix.is_none() {
+                    opts.inbox_prefix = Some(topo.app_inbox_prefix(&app));
+                }
                 if opts.name.is_empty() || opts.name == "antares" {
                     opts.name = format!("antares-worker {id}");
                 }
@@ -319,23 +322,18 @@ impl WorkerBuilder {
             }
         };
         let topo = &nats.topo;
-        nats.bucket(&topo.workers_bucket()).await?;
-        let spec = ConsumerSpec {
-            stream: topo.shards_stream(),
-            durable: topo.app_consumer(&app),
-            filter: Some(topo.app_shards_filter(&app)),
-            ack_wait: self.ack_wait,
-            max_ack_pending: MAX_ACK_PENDING,
-        };
-        let consumer = queue::durable(&nats, &spec).await?;
-        let own_spec = ConsumerSpec {
-            stream: topo.shards_stream(),
-            durable: topo.worker_consumer(&app, &id),
-            filter: Some(topo.worker_direct_filter(&app, &id)),
-            ack_wait: self.ack_wait,
-            max_ack_pending: MAX_ACK_PENDING,
-        };
-        let own = queue::durable_expiring(&nats, &own_spec, Some(OWN_CONSUMER_INACTIVE)).await?;
+        let spec = queue::app_consumer_spec(topo, &app, self.ack_wait);
+        let consumer = bind_app_consumer(&nats, &spec).await?;
+        let ack_wait = consumer.cached_info().config.ack_wait;
+        let own_spec = queue::worker_consumer_spec(topo, &app, &id, ack_wait);
+        let own = queue::durable_expiring(&nats, &own_spec, Some(OWN_CONSUMER_INACTIVE))
+            .await
+            .map_err(|e| {
+                WorkerError::Config(format!(
+                    "{e} (every worker makes a consumer of its own; with per-app permissions \
+                     the worker's id must be listed in them)"
+                ))
+            })?;
         let sources = [
             Source {
                 spec,
@@ -369,7 +367,7 @@ impl WorkerBuilder {
             script_env: self.script_env,
             later_delay: self.later_delay,
             report_start_after: self.report_start_after,
-            progress_every: (self.ack_wait / 2).min(Duration::from_secs(1)),
+            progress_every: (ack_wait / 2).min(Duration::from_secs(1)),
             stop_grace: self.stop_grace,
             logs,
             running: AtomicU32::new(0),
@@ -387,6 +385,33 @@ impl WorkerBuilder {
             grace: self.grace,
             phase: Arc::new(phase),
         })
+    }
+}
+
+/// Binds to the app's shared consumer, which `antares app create` made. Creates it (or
+/// updates its `ack_wait` to this worker's) only when missing (or different) and the
+/// worker's permissions allow; otherwise keeps what is there.
+async fn bind_app_consumer(nats: &Nats, spec: &ConsumerSpec) -> Result<PullConsumer> {
+    match queue::bind(nats, spec).await? {
+        Some(c) if queue::matches(&c, spec) => Ok(c),
+        Some(c) => match queue::durable(nats, spec).await {
+            Ok(updated) => Ok(updated),
+            Err(e) => {
+                tracing::warn!(
+                    "keeping consumer {}'s ack_wait {:?} instead of {:?}: {e}",
+                    spec.durable,
+                    c.cached_info().config.ack_wait,
+                    spec.ack_wait
+                );
+                Ok(c)
+            }
+        },
+        None => queue::durable(nats, spec).await.map_err(|e| {
+            WorkerError::Config(format!(
+                "{e} (the app's consumer is made by `antares app create`; \
+                 create the app first)"
+            ))
+        }),
     }
 }
 

@@ -2,6 +2,7 @@
 //! log).
 
 use antares_nats::kv::{self, Expect, Write};
+use antares_nats::queue;
 use antares_nats::{NatsError, codec, now};
 use antares_schemas::app::App;
 use antares_schemas::names::{check_name, closest};
@@ -65,6 +66,10 @@ impl Admin {
             }
             Err(e) => return Err(e.into()),
         }
+        // The app's consumer exists before its workers start, so workers need no right
+        // to create consumers (a worker that may still updates its settings).
+        let spec = queue::app_consumer_spec(&self.nats.topo, name, queue::DEFAULT_ACK_WAIT);
+        queue::ensure(&self.nats, &spec).await?;
         self.record_all(vec![Change::of_app("app.create", name, name).after(&app)])
             .await?;
         Ok(app)
@@ -95,7 +100,8 @@ impl Admin {
         }
     }
 
-    /// Deletes an app that has no jobs left.
+    /// Deletes an app that has no jobs left, with its consumer and every shard item still
+    /// queued for it.
     pub async fn delete_app(&self, name: &str) -> Result<(), SchedulerError> {
         check_name("app", name)?;
         let store = &self.buckets.apps;
@@ -131,6 +137,14 @@ impl Admin {
                 )));
             }
             Err(e) => return Err(e.into()),
+        }
+        let removed = queue::remove_app_queue(&self.nats, name).await?;
+        if removed.items > 0 {
+            tracing::info!(
+                app = name,
+                items = removed.items,
+                "queued shard items of a deleted app purged"
+            );
         }
         let mut change = Change::of_app("app.delete", name, name);
         if let Some(app) = before {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use antares_nats::queue;
 use antares_nats::{NatsError, codec, now};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::InstanceSummary;
@@ -89,7 +90,7 @@ impl Admin {
             .await
             .map_err(|e| NatsError::op(op(), e))?
             .await
-            .map_err(|e| NatsError::op(op(), e))?;
+            .map_err(|e| queue::publish_error(&self.nats.topo.triggers_stream(), op(), e))?;
         let mut after = serde_json::to_value(req).unwrap_or_default();
         if let Some(fields) = after.as_object_mut() {
             fields.insert("instance".to_string(), serde_json::json!(id));

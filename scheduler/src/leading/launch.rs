@@ -103,7 +103,14 @@ impl PublishError {
     fn of(e: &dyn std::fmt::Display) -> Self {
         let text = e.to_string();
         let lower = text.to_ascii_lowercase();
-        if lower.contains("payload") || lower.contains("exceeds") || lower.contains("permission") {
+        if antares_nats::queue::is_full(&text) {
+            Self::Passing(format!(
+                "the shard queue is full ({text}): waiting for room"
+            ))
+        } else if lower.contains("payload")
+            || lower.contains("exceeds")
+            || lower.contains("permission")
+        {
             Self::Lasting(text)
         } else {
             Self::Passing(text)
