@@ -15,6 +15,7 @@ use std::time::Duration;
 use antares_nats::{Nats, NatsError};
 use tokio::sync::watch;
 
+use crate::alarm::{self, AlarmOptions};
 use crate::error::SchedulerError;
 use crate::leader::{self, Leadership, LeaseSettings};
 use crate::leading::{Leading, Stop};
@@ -38,6 +39,8 @@ pub struct SchedulerOptions {
     /// How long an instance waits for a live worker that can run its shards before it
     /// fails saying so (contract §8).
     pub no_worker_wait: Duration,
+    /// Alarm delivery settings (webhook secret, SMTP) and their rate limit.
+    pub alarms: AlarmOptions,
 }
 
 impl Default for SchedulerOptions {
@@ -50,6 +53,7 @@ impl Default for SchedulerOptions {
             heartbeat: Duration::from_secs(1),
             results_batch: 1000,
             no_worker_wait: Duration::from_secs(300),
+            alarms: AlarmOptions::default(),
         }
     }
 }
@@ -77,6 +81,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(antares_nats::process::default_id);
     antares_schemas::names::check_worker_id(&id)?;
+    alarm::deliver::check(&opts.alarms).map_err(SchedulerError::Invalid)?;
     // Fail early, with the provisioning hint, when the buckets are missing.
     nats.buckets().await?;
     InstanceStore::open(&nats).await?;
@@ -94,8 +99,16 @@ pub async fn run(
         lead_tx,
         stop_rx,
     ));
+    // Every scheduler process delivers alarms, leading or not.
+    let alarms_task = tokio::spawn(alarm::deliver::run(
+        nats.clone(),
+        opts.alarms.clone(),
+        stop_tx.subscribe(),
+    ));
     tracing::info!(%id, "scheduler started; standing by until it holds the lease");
-    supervise(nats, opts, &id, shutdown, lease_task, lead_rx, stop_tx).await
+    let result = supervise(nats, opts, &id, shutdown, lease_task, lead_rx, stop_tx).await;
+    let _ = alarms_task.await;
+    result
 }
 
 /// Stands by and leads in turn, for as long as the lease task lives; its end (other
@@ -124,6 +137,7 @@ async fn supervise(
             lead_rx.clone(),
             opts.results_batch,
             opts.no_worker_wait,
+            &opts.alarms,
         )
         .await
         {

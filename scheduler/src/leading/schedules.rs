@@ -89,6 +89,7 @@ impl Leading {
             e.reason = Some(missed_reason(&missed, misfire));
             tracing::warn!(app, job, "{}", e.reason.as_deref().unwrap_or_default());
             events::emit(&self.nats, &e).await;
+            self.alarm_misfire(app, job, e.reason.clone()).await;
         }
         self.replan.remove(&key);
         self.timers.set(app, job, plan.next);
