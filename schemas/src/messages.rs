@@ -367,11 +367,7 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Why an alarm was raised (`alarm` events; the JSON key is `kind`).
-    #[serde(
-        default,
-        rename = "kind",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "kind", skip_serializing_if = "Option::is_none")]
     pub alarm: Option<crate::alarm::AlarmKind>,
     /// Alarms of the same job and kind left out since the last one (rate limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]

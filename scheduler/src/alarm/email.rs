@@ -158,7 +158,13 @@ mod tests {
 
     #[tokio::test]
     async fn good_settings_make_a_mailer() {
-        assert!(Mailer::new("smtps://me:pw@mail.example.com:465", Some("ops@example.com")).is_ok());
+        assert!(
+            Mailer::new(
+                "smtps://me:pw@mail.example.com:465",
+                Some("ops@example.com")
+            )
+            .is_ok()
+        );
         assert!(Mailer::new("smtp://127.0.0.1:2525", Some("Antares <a@example.com>")).is_ok());
     }
 }

@@ -79,7 +79,10 @@ impl Default for AlarmOptions {
 impl std::fmt::Debug for AlarmOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlarmOptions")
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "***"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "***"),
+            )
             .field("smtp_url", &self.smtp_url.as_deref().map(email::redact_url))
             .field("smtp_from", &self.smtp_from)
             .field("first_retry", &self.first_retry)
@@ -106,7 +109,9 @@ mod tests {
     #[test]
     fn retries_double_up_to_five_minutes_over_about_ten() {
         let o = AlarmOptions::default();
-        let waits: Vec<u64> = (1..o.attempts).map(|a| o.retry_delay(a).as_secs()).collect();
+        let waits: Vec<u64> = (1..o.attempts)
+            .map(|a| o.retry_delay(a).as_secs())
+            .collect();
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300]);
         let total: u64 = waits.iter().sum();
         assert!((540..=720).contains(&total), "{total}");

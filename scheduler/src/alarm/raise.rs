@@ -117,7 +117,8 @@ impl Alarms {
     fn admit(&mut self, app: &str, job: &str, kind: AlarmKind, now: Instant) -> Option<u32> {
         if self.recent.len() >= MAX_RECENT {
             let window = self.window;
-            self.recent.retain(|_, (at, n)| *n > 0 || now - *at < window);
+            self.recent
+                .retain(|_, (at, n)| *n > 0 || now - *at < window);
         }
         let key = (app.to_string(), job.to_string(), kind);
         match self.recent.get_mut(&key) {
@@ -226,8 +227,8 @@ pub(crate) fn alarm_event(p: &AlarmPayload, reason: Option<String>) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use antares_nats::server::LocalServer;
     use antares_nats::ConnectOptions;
+    use antares_nats::server::LocalServer;
     use antares_schemas::Topology;
 
     #[tokio::test]

@@ -124,7 +124,9 @@ impl Leading {
             if age < after {
                 continue;
             }
-            let age = Dur(Duration::from_millis(u64::try_from(age).unwrap_or(0) / 1000 * 1000));
+            let age = Dur(Duration::from_millis(
+                u64::try_from(age).unwrap_or(0) / 1000 * 1000,
+            ));
             let error = match (&s.no_worker_since, &s.reason) {
                 (Some(_), Some(reason)) => {
                     format!("waiting for a capable worker {age} after it started: {reason}")

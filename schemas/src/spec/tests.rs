@@ -743,7 +743,13 @@ fn alarms_are_accepted_and_nonsense_refused() {
     let mut bad = job.clone();
     bad.alarm.webhooks.push("ftp://h.example/x".into());
     refused(&bad, "alarm.webhooks[1]", &["ftp://h.example/x", "http://"]);
-    for email in ["ops", "ops@localhost", "a b@x.org", "x@y.org\r\nBcc: z@w.org", "@x.org"] {
+    for email in [
+        "ops",
+        "ops@localhost",
+        "a b@x.org",
+        "x@y.org\r\nBcc: z@w.org",
+        "@x.org",
+    ] {
         let mut bad = job.clone();
         bad.alarm.emails = vec!["ok@x.org".into(), email.into()];
         refused(&bad, "alarm.emails[1]", &["not an email address"]);

@@ -94,7 +94,12 @@ fn alarm_fields(spec: &JobSpec) -> Result<(), SpecError> {
     }
     for (i, email) in alarm.emails.iter().enumerate() {
         let field = format!("alarm.emails[{i}]");
-        check_size(&field, "the address is", email.len(), MAX_ALARM_TARGET_BYTES)?;
+        check_size(
+            &field,
+            "the address is",
+            email.len(),
+            MAX_ALARM_TARGET_BYTES,
+        )?;
         if !is_email(email) {
             return Err(err(
                 field,
@@ -127,7 +132,9 @@ fn is_email(email: &str) -> bool {
         && !host.starts_with('.')
         && !host.ends_with('.')
         && user.chars().all(plain)
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
 /// Whether `url` is an absolute http(s) URL with a host.
