@@ -19,7 +19,6 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    init_tracing(cli.command.is_daemon());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,8 +40,9 @@ fn main() -> ExitCode {
 
 /// Logs to stderr: `info` for the long-running commands, only warnings for the others;
 /// `RUST_LOG` overrides. Colour only when stderr is a terminal, so files and collectors
-/// get plain lines.
-fn init_tracing(daemon: bool) {
+/// get plain lines; `--log-format json` writes one JSON object per line.
+pub fn init_tracing(daemon: bool, format: config::LogFormat) {
+    let _ = LOG_FORMAT.set(format);
     use tracing_subscriber::EnvFilter;
     let default = if daemon {
         "info,async_nats=warn"
@@ -50,16 +50,28 @@ fn init_tracing(daemon: bool) {
         "warn,async_nats=error"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
-/// `error: what went wrong`, then each cause that adds something.
+/// The log format chosen, once settings are read (text until then).
+static LOG_FORMAT: std::sync::OnceLock<config::LogFormat> = std::sync::OnceLock::new();
+
+/// `error: what went wrong`, then each cause that adds something; with `--log-format
+/// json`, one JSON log line instead, so a collector reads the reason a process ended.
 fn print_error(e: &anyhow::Error) {
+    if LOG_FORMAT.get() == Some(&config::LogFormat::Json) {
+        tracing::error!(error = format!("{e:#}"), "exiting");
+        return;
+    }
     let mut shown = e.to_string();
     eprintln!("error: {shown}");
     for cause in e.chain().skip(1) {

@@ -4,7 +4,9 @@
 //! Every API operation goes through [`antares_scheduler::admin::Admin`], the same code
 //! the CLI runs, acting as the logged-in user or token so that changes are recorded as
 //! theirs. The console keeps nothing of its own: users, sessions and tokens are in NATS
-//! buckets, so several consoles can run side by side behind one address.
+//! buckets, so several consoles can run side by side behind one address. (It holds one
+//! live copy: the job names, followed from the jobs bucket, so that the jobs listings
+//! page through them without a scan.)
 //!
 //! ```no_run
 //! # async fn run(nats: antares_nats::Nats) -> Result<(), antares_console::ConsoleError> {

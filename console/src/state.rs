@@ -1,12 +1,13 @@
 //! What every request handler shares: the control operations, the access records, the
 //! metrics and the shutdown signal. Nothing here is state of the console's own beyond
-//! counters and the login throttle: users, sessions and tokens live in NATS.
+//! counters, the login throttle and the live list of job names (a copy of the jobs
+//! bucket's keys, for the paged jobs listings): users, sessions and tokens live in NATS.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use antares_nats::Nats;
-use antares_scheduler::admin::Admin;
+use antares_scheduler::admin::{Admin, JobNames};
 use tokio_util::sync::CancellationToken;
 
 use crate::ConsoleOptions;
@@ -30,6 +31,8 @@ pub struct State {
     pub nats: Nats,
     /// The control operations (each request acts through `acting_as`).
     pub admin: Admin,
+    /// Every job's name, kept live: what the jobs listings page through.
+    pub job_names: JobNames,
     /// Users.
     pub users: Users,
     /// Sessions.
@@ -63,9 +66,19 @@ impl State {
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             streams: AtomicUsize::new(0),
+            job_names: JobNames::watch(&admin),
             nats,
             admin,
             options,
+        }
+    }
+
+    /// After this console wrote a job (or deleted one): waits, bounded, until the job
+    /// names have seen it, so the next page shows it. The write stands either way; a
+    /// listing that lags is only logged.
+    pub async fn names_written(&self) {
+        if let Err(e) = self.job_names.sync().await {
+            tracing::warn!(error = %e, "the job names have not seen this console's write yet");
         }
     }
 

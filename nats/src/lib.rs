@@ -7,6 +7,7 @@
 //! - [`kv`]: revision-checked writes (the fencing every scheduler write relies on),
 //!   per-message TTLs, and scans of keys by subject filter;
 //! - [`lease`]: the lease a scheduler holds to lead a partition;
+//! - [`live_keys`]: a bucket's keys kept sorted in memory by a watcher, for listings by name;
 //! - [`queue`]: pulling from work queues and settling messages (ack, nak, progress, term);
 //! - [`server`]: a local nats-server process for `antares dev`, benchmarks and tests;
 //! - [`process`]: host, default id and stop signals of an Antares process.
@@ -16,6 +17,7 @@ pub mod connect;
 pub mod error;
 pub mod kv;
 pub mod lease;
+pub mod live_keys;
 pub mod process;
 pub mod provision;
 pub mod queue;

@@ -24,6 +24,7 @@ mod audit;
 mod backfill;
 mod cluster;
 mod instances;
+mod job_pages;
 mod jobs;
 mod logs;
 mod stats;
@@ -32,6 +33,7 @@ mod versions;
 
 pub use backfill::{BackfillAction, BackfillSlot, MAX_BACKFILL_SLOTS};
 pub use cluster::{MAX_PREVIEW, cron_next};
+pub use job_pages::{DEFAULT_JOB_PAGE, JobNames, JobPage, JobPageQuery, NamePage};
 pub use logs::LogLines;
 pub use stats::{MAX_STATS_DAYS, last_days};
 pub use triggers::Triggered;

@@ -21,10 +21,12 @@
 //! Both dialects take names (`JAN-DEC`, `SUN-SAT`, any case), lists, ranges (a range
 //! whose end comes first wraps: `FRI-MON`), steps (`*/15`, `5/20` = from 5 to the end,
 //! `10-40/10`), `?`, and the Quartz specials: day-of-month `L` (last day), `L-3` (the
-//! third day before the last; alone in its field, with no day-of-week), `LW` (last
-//! weekday), `15W` (the weekday nearest the 15th, never leaving the month);
-//! day-of-week `5L`/`FRIL` (the last Friday, Unix numbering; `6L` in Quartz) and
-//! `MON#2` (the second Monday).
+//! third day before the last; alone in its field, with no day-of-week), `L-3W` (the
+//! weekday nearest that day), `LW` (last weekday), `15W` (the weekday nearest the 15th,
+//! never leaving the month); day-of-week `5L`/`FRIL` (the last Friday, Unix numbering;
+//! `6L` in Quartz) and `MON#2` (the second Monday). In Quartz expressions these stand
+//! alone in their field, as Quartz requires (`1,L` or `SAT,SUN,L` is an error there);
+//! Unix expressions may list them with other days.
 //!
 //! # Time zones and daylight saving time
 //!
@@ -153,8 +155,8 @@ pub struct CronExpr {
     tz: Tz,
     /// Boxed: it is large, and [`crate::schedule::Schedule`] holds a `CronExpr`.
     cron: Box<croner::Cron>,
-    /// `L-n` in the day of month (see `parse::Parsed`).
-    last_minus: Option<u32>,
+    /// `L-n` or `L-nW` in the day of month (see `parse::Parsed`).
+    last_minus: Option<parse::LastMinus>,
 }
 
 /// Upper bound of evaluator calls for one `next_after` (each `L-n` step moves at least
@@ -241,14 +243,18 @@ impl CronExpr {
         let (mut from, mut inclusive) = (from, inclusive);
         for _ in 0..MAX_STEPS {
             let next = self.cron.find_next_occurrence(&from, inclusive).ok()?;
-            let Some(n) = self.last_minus else {
+            let Some(lm) = self.last_minus else {
                 return Some(next);
             };
             let date = next.date();
             let first = date.with_day0(0)?;
             let next_month = first.checked_add_months(chrono::Months::new(1))?;
             let last = next_month.pred_opt()?;
-            let target = last.day0().checked_sub(n).and_then(|d| first.with_day0(d));
+            let target = last
+                .day0()
+                .checked_sub(lm.n)
+                .and_then(|d| first.with_day0(d))
+                .map(|t| if lm.weekday { nearest_weekday(t) } else { t });
             match target {
                 Some(t) if t == date => return Some(next),
                 Some(t) if t > date => from = t.and_hms_opt(0, 0, 0)?,
@@ -312,4 +318,24 @@ impl fmt::Display for CronExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// The weekday nearest to `day` without leaving its month (Quartz's `W`): a Saturday
+/// moves to the Friday before (or the Monday after, on the 1st), a Sunday to the Monday
+/// after (or the Friday before, on the last day).
+fn nearest_weekday(day: chrono::NaiveDate) -> chrono::NaiveDate {
+    use chrono::Weekday;
+    let month = day.month();
+    let moved = match day.weekday() {
+        Weekday::Sat => day
+            .pred_opt()
+            .filter(|d| d.month() == month)
+            .or_else(|| day.succ_opt().and_then(|d| d.succ_opt())),
+        Weekday::Sun => day
+            .succ_opt()
+            .filter(|d| d.month() == month)
+            .or_else(|| day.pred_opt().and_then(|d| d.pred_opt())),
+        _ => Some(day),
+    };
+    moved.unwrap_or(day)
 }

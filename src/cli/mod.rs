@@ -162,6 +162,7 @@ pub async fn connect(opts: &antares_nats::ConnectOptions, topo: Topology) -> any
 /// Runs a command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::resolve(&cli.global)?;
+    crate::init_tracing(cli.command.is_daemon(), settings.log_format);
     let ctx = Ctx { settings };
     match cli.command {
         Command::Dev(args) => crate::dev::run(&ctx, args).await,

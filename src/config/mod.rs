@@ -76,6 +76,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
 
+    /// How log lines are written on stderr: `text` (colour only on a terminal) or
+    /// `json` (one object per line, for log collectors)
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
     /// TOML file with settings: any global flag, and the flags of scheduler, worker,
     /// console, dev and provision, in snake case (e.g. `nats_url = "nats://host:4222"`)
     #[arg(long, global = true, env = "ANTARES_CONFIG", value_name = "FILE")]
@@ -157,6 +162,19 @@ pub struct Connection {
     /// `--tls-ca`.
     #[serde(deserialize_with = "optional_path")]
     pub tls_ca: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; colour only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of each event.
+    Json,
 }
 
 impl Default for Connection {
@@ -168,6 +186,7 @@ impl Default for Connection {
             user: None,
             password: None,
             tls_ca: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -270,6 +289,8 @@ pub struct Settings {
     pub namespace: String,
     /// Whether the NATS URL was chosen by the user (flag, environment or file).
     pub nats_url_given: bool,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// The layers under the flags, for the commands' own sections.
     pub layers: Layers,
 }
@@ -299,6 +320,7 @@ impl Settings {
             },
             namespace: conn.namespace,
             nats_url_given,
+            log_format: conn.log_format,
             layers,
         })
     }

@@ -1,7 +1,8 @@
 // The console in a real browser against the real system (see harness.mjs): log in;
 // create an app and a script job through the form; see a bad cron refused next to its
 // field; run the job and watch its instance succeed; see its output in the live logs;
-// pause it; roll back a version; make a token and a user; log out.
+// pause it; roll back a version; make a token and a user; page and filter the jobs
+// list; log out.
 //
 // Screenshots of the main pages go to target/screenshots/, or to the folder
 // ANTARES_SCREENSHOTS names: `ANTARES_SCREENSHOTS=docs/screenshots node --test
@@ -11,7 +12,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test as nodeTest } from 'node:test';
 
-import { DEV_LOGIN, ROOT, System } from './harness.mjs';
+import { DEV_LOGIN, ROOT, System, until } from './harness.mjs';
 
 const APP = 'shop';
 const JOB = 'report';
@@ -178,6 +179,33 @@ test('an API token shows its secret once; a user is added; the audit log has the
     await t('nav-audit').click();
     await page.locator('[data-test="audit-row"]', { hasText: 'user.' }).first().waitFor();
     await page.locator('[data-test="audit-row"]', { hasText: 'job.rollback' }).first().waitFor();
+});
+
+test('the jobs list pages by name and filters by the start of a name', async () => {
+    // 50 more jobs, made through the API with the browser's session: with the first one,
+    // 51 jobs make two pages of 50.
+    const made = await Promise.all(Array.from({ length: 50 }, (_, i) => {
+        const name = `bulk-${String(i).padStart(2, '0')}`;
+        return page.request.post(`${system.url}/api/apps/${APP}/jobs`, {
+            data: { app: APP, name, kind: 'script', command: 'true' },
+        });
+    }));
+    for (const res of made) assert.equal(res.status(), 201, await res.text());
+    await page.goto(`${system.url}/apps/${APP}`);
+    const rows = page.locator('[data-test="job-row"]');
+    await page.locator('[data-test="job-row"][data-job="bulk-49"]').waitFor();
+    assert.equal(await rows.count(), 50);
+    await t('older').click();
+    await page.locator(`[data-test="job-row"][data-job="${JOB}"]`).waitFor();
+    assert.equal(await rows.count(), 1);
+    await t('newer').click();
+    await page.locator('[data-test="job-row"][data-job="bulk-00"]').waitFor();
+
+    await t('job-filter').fill(JOB.slice(0, 3));
+    await until('one row', WAIT, async () => (await rows.count()) === 1);
+    await page.locator(`[data-test="job-row"][data-job="${JOB}"]`).waitFor();
+    await t('job-filter').fill('zzz');
+    await t('no-jobs-match').waitFor();
 });
 
 test('logging out ends the session', async () => {

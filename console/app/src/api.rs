@@ -135,6 +135,17 @@ pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
     decode(send(Request::get(path)).await?).await
 }
 
+/// The header of a paged listing that holds the next page's `after` (absent on the
+/// last page).
+const NEXT_AFTER: &str = "x-next-after";
+
+/// `GET path` of a paged listing: the page as JSON, and the next page's cursor.
+pub async fn get_page<T: DeserializeOwned>(path: &str) -> Result<(T, Option<String>), ApiError> {
+    let res = send(Request::get(path)).await?;
+    let next = res.headers().get(NEXT_AFTER).filter(|n| !n.is_empty());
+    Ok((decode(res).await?, next))
+}
+
 /// `POST path` with a JSON body, answer as JSON.
 pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
     decode(send_json(Request::post(path), body).await?).await

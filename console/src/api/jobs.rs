@@ -2,32 +2,81 @@
 //! `POST .../trigger|pause|resume`, and the jobs page's rows
 //! (`GET /api/apps/{app}/job-rows`).
 //!
+//! Both listings are pages by job name (`?limit=&after=&prefix=`), served from the
+//! console's live list of job names: a page view reads that page's jobs and nothing
+//! else. The body stays a plain JSON array; when more jobs follow, the header
+//! `X-Next-After` holds the name to ask the next page `after`. The console's own writes
+//! wait until that list has seen them, so the next page shows them.
+//!
 //! A spec body is read by the same parser as `antares job apply`, so a bad one is refused
 //! with the same message and the field at fault.
 
-use std::collections::HashMap;
-
-use antares_nats::now;
 use antares_scheduler::SchedulerError;
+use antares_scheduler::admin::{DEFAULT_JOB_PAGE, JobPage, JobPageQuery};
 use antares_schemas::access::Role;
 use antares_schemas::messages::TriggerRequest;
 use antares_schemas::spec::{JobSpec, SpecError, SpecFormat, parse_jobs};
 use antares_schemas::stats::JobRow;
 use axum::Json;
-use axum::http::StatusCode;
-use serde::Serialize;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 
+use super::number;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{ApiPath, RawBody};
+use crate::extract::{ApiPath, ApiQuery, RawBody};
+use crate::state::Shared;
 
-/// The jobs of an app.
+/// The header that holds the next page's `after`.
+pub const NEXT_AFTER: HeaderName = HeaderName::from_static("x-next-after");
+
+/// Query of the jobs listings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    limit: Option<String>,
+    after: Option<String>,
+    prefix: Option<String>,
+}
+
+impl PageParams {
+    fn query(self) -> Result<JobPageQuery, ApiError> {
+        let limit = match self.limit.as_deref().filter(|s| !s.is_empty()) {
+            None => DEFAULT_JOB_PAGE,
+            Some(text) => number::<usize>("limit", text)?,
+        };
+        let q = JobPageQuery {
+            after: self.after.filter(|s| !s.is_empty()),
+            prefix: self.prefix.filter(|s| !s.is_empty()),
+            limit,
+        };
+        q.check()?;
+        Ok(q)
+    }
+}
+
+/// A page as the JSON array of its items, with the next cursor in [`NEXT_AFTER`].
+fn paged<T: Serialize>(page: JobPage<T>) -> Response {
+    let mut res = Json(page.items).into_response();
+    if let Some(next) = page.next.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        res.headers_mut().insert(NEXT_AFTER, next);
+    }
+    res
+}
+
+/// A page of the jobs of an app, by name.
 pub async fn list(
     caller: Caller,
+    State(state): State<Shared>,
     ApiPath(app): ApiPath<String>,
-) -> Result<Json<Vec<JobSpec>>, ApiError> {
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
     caller.see_app(&app)?;
-    Ok(Json(caller.admin.list_jobs(Some(&app)).await?))
+    let q = p.query()?;
+    let page = caller.admin.job_page(&state.job_names, &app, &q).await?;
+    Ok(paged(page))
 }
 
 /// One job.
@@ -42,6 +91,7 @@ pub async fn get(
 /// Creates a job (admin); 409 when it exists (change it with PUT).
 pub async fn create(
     caller: Caller,
+    State(state): State<Shared>,
     ApiPath(app): ApiPath<String>,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<JobSpec>), ApiError> {
@@ -60,12 +110,14 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     }
     caller.admin.apply_jobs(vec![spec.clone()]).await?;
+    state.names_written().await;
     Ok((StatusCode::CREATED, Json(spec)))
 }
 
 /// Creates or replaces a job (admin); the body's `app` and `name` must be the path's.
 pub async fn update(
     caller: Caller,
+    State(state): State<Shared>,
     ApiPath((app, job)): ApiPath<(String, String)>,
     RawBody(body): RawBody,
 ) -> Result<Json<JobSpec>, ApiError> {
@@ -73,17 +125,20 @@ pub async fn update(
     caller.need(Role::Admin)?;
     let spec = parse_spec(&body, &app, Some(&job))?;
     caller.admin.apply_jobs(vec![spec.clone()]).await?;
+    state.names_written().await;
     Ok(Json(spec))
 }
 
 /// Deletes a job (admin).
 pub async fn delete(
     caller: Caller,
+    State(state): State<Shared>,
     ApiPath((app, job)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.see_app(&app)?;
     caller.need(Role::Admin)?;
     caller.admin.delete_job(&app, &job).await?;
+    state.names_written().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -143,47 +198,21 @@ async fn set_enabled(
     ))
 }
 
-/// The jobs page: each job of an app with whether its schedule runs, its last run and
-/// its next fire.
+/// A page of the jobs page's rows: each job of an app with whether its schedule runs,
+/// its last run and its next fire.
 pub async fn rows(
     caller: Caller,
+    State(state): State<Shared>,
     ApiPath(app): ApiPath<String>,
-) -> Result<Json<Vec<JobRow>>, ApiError> {
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
     caller.see_app(&app)?;
-    let admin = &caller.admin;
-    let (app_rec, jobs, states) = tokio::join!(
-        admin.get_app(&app),
-        admin.list_jobs(Some(&app)),
-        admin.job_states(Some(&app)),
-    );
-    let app_enabled = app_rec?.enabled;
-    let mut states: HashMap<String, _> = states?
-        .into_iter()
-        .filter(|s| s.app == app)
-        .map(|s| (s.job.clone(), s))
-        .collect();
-    let now = now();
-    let rows = jobs?
-        .into_iter()
-        .map(|spec| {
-            let active = spec.enabled && app_enabled;
-            let next_fire = if active {
-                spec.schedule()
-                    .ok()
-                    .flatten()
-                    .and_then(|s| s.next_after(now))
-            } else {
-                None
-            };
-            JobRow {
-                state: states.remove(&spec.name),
-                active,
-                next_fire,
-                spec,
-            }
-        })
-        .collect();
-    Ok(Json(rows))
+    let q = p.query()?;
+    let page: JobPage<JobRow> = caller
+        .admin
+        .job_row_page(&state.job_names, &app, &q)
+        .await?;
+    Ok(paged(page))
 }
 
 /// Reads one job spec from a JSON body, for the app in the path (and the job, for PUT).

@@ -4,6 +4,7 @@
 mod access;
 mod assets;
 mod endpoints;
+mod job_pages;
 mod live;
 mod start;
 mod support;

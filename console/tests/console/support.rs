@@ -23,6 +23,20 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// The configured admin's password.
 pub const ADMIN_PASSWORD: &str = "admin-password";
 
+/// The options of a test's console: admin `admin` / [`ADMIN_PASSWORD`], no web app.
+pub fn test_options() -> ConsoleOptions {
+    ConsoleOptions {
+        admin: AdminSeed {
+            user: "admin".into(),
+            password: Some(ADMIN_PASSWORD.into()),
+            reset: true,
+        },
+        // No web app unless a test gives one.
+        assets: Assets::Dir(std::env::temp_dir().join("antares-no-such-dist")),
+        ..ConsoleOptions::default()
+    }
+}
+
 /// A nats-server, provisioned, and a console serving on it.
 pub struct Setup {
     pub server: LocalServer,
@@ -60,23 +74,28 @@ impl Setup {
             base: String::new(),
             tasks: Vec::new(),
         };
-        let opts = change(ConsoleOptions {
-            admin: AdminSeed {
-                user: "admin".into(),
-                password: Some(ADMIN_PASSWORD.into()),
-                reset: true,
-            },
-            // No web app unless a test gives one.
-            assets: Assets::Dir(std::env::temp_dir().join("antares-no-such-dist")),
-            ..ConsoleOptions::default()
-        });
+        let opts = change(test_options());
         setup.base = setup.serve(opts).await?;
         Ok(setup)
     }
 
-    /// Serves another console (on the same NATS) and returns its base URL.
+    /// Serves another console (on the same NATS connection) and returns its base URL.
     pub async fn serve(&mut self, opts: ConsoleOptions) -> anyhow::Result<String> {
-        let console = Console::open(&self.nats, opts).await?;
+        self.serve_on(&self.nats.clone(), opts).await
+    }
+
+    /// A new connection to the test's server.
+    pub async fn connect(&self) -> anyhow::Result<Nats> {
+        Ok(Nats::connect(
+            &ConnectOptions::url(self.server.url()),
+            Topology::new("ats")?,
+        )
+        .await?)
+    }
+
+    /// Serves another console on `nats` and returns its base URL.
+    pub async fn serve_on(&mut self, nats: &Nats, opts: ConsoleOptions) -> anyhow::Result<String> {
+        let console = Console::open(nats, opts).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel::<()>();

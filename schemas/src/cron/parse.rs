@@ -13,9 +13,19 @@ pub(super) struct Parsed {
     pub dialect: Dialect,
     /// `sec min hour dom month dow year` in croner's syntax.
     pub croner: String,
-    /// `L-n` in the day of month: croner has no such thing, so it runs on every day
-    /// and the caller keeps only the n-th day before the last.
-    pub last_minus: Option<u32>,
+    /// `L-n` (or `L-nW`) in the day of month: croner has no such thing, so it runs on
+    /// every day and the caller keeps only that day.
+    pub last_minus: Option<LastMinus>,
+}
+
+/// `L-n`: the n-th day before the last of the month; with `weekday` (`L-nW`), the
+/// weekday nearest to it, never leaving the month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastMinus {
+    /// Days before the last.
+    pub n: u32,
+    /// Moved to the nearest weekday.
+    pub weekday: bool,
 }
 
 /// A field of the expression, in croner's order.
@@ -157,7 +167,7 @@ pub(super) fn parse(expr: &str) -> Result<Parsed, CronError> {
             Dialect::Unix => dom.starts_with('*') || dow.starts_with('*'),
         }
     };
-    if let Dom::LastMinus(_) = days
+    if let Dom::LastMinus(..) = days
         && !dow_any
     {
         return Err(Field::Dom.err(format!(
@@ -168,7 +178,13 @@ pub(super) fn parse(expr: &str) -> Result<Parsed, CronError> {
 
     let (dom_text, last_minus) = match &days {
         Dom::Any => ("*".to_string(), None),
-        Dom::LastMinus(n) => ("*".to_string(), Some(*n)),
+        Dom::LastMinus(n, weekday) => (
+            "*".to_string(),
+            Some(LastMinus {
+                n: *n,
+                weekday: *weekday,
+            }),
+        ),
         Dom::List(tokens) => (tokens.join(","), None),
     };
     let dow_text = match weekdays {
@@ -301,8 +317,8 @@ fn expand(field: Field, dialect: Dialect, item: &str) -> Result<Vec<u32>, CronEr
 enum Dom {
     /// `*` or `?`.
     Any,
-    /// `L-n`.
-    LastMinus(u32),
+    /// `L-n`, and whether it is `L-nW`.
+    LastMinus(u32, bool),
     /// croner tokens: numbers, `L`, `LW`, `NW`.
     List(Vec<String>),
 }
@@ -314,16 +330,31 @@ fn parse_dom(text: &str, dialect: Dialect) -> Result<Dom, CronError> {
     }
     let upper = text.to_ascii_uppercase();
     if let Some(n) = upper.strip_prefix("L-") {
+        let (n, weekday) = match n.strip_suffix('W') {
+            Some(n) => (n, true),
+            None => (n, false),
+        };
         let n = n.parse::<u32>().ok().filter(|n| *n <= 30).ok_or_else(|| {
             f.err(format!(
-                "day-of-month `{text}`: `L-n` (the n-th day before the last) needs n from 0 to 30, alone in the field"
+                "day-of-month `{text}`: `L-n` (the n-th day before the last) or `L-nW` (the weekday nearest to it) needs n from 0 to 30, alone in the field"
             ))
         })?;
-        return Ok(Dom::LastMinus(n));
+        return Ok(Dom::LastMinus(n, weekday));
     }
     let mut plain = BTreeSet::new();
     let mut special = Vec::new();
-    for item in upper.split(',') {
+    let items: Vec<&str> = upper.split(',').collect();
+    for item in &items {
+        let item = *item;
+        // Quartz allows `L`, `LW` and `nW` only alone in the field; so do we there.
+        if dialect == Dialect::Quartz
+            && items.len() > 1
+            && (item.starts_with('L') || item.ends_with('W'))
+        {
+            return Err(f.err(format!(
+                "day-of-month `{text}`: `{item}` must be alone in the field in a Quartz (6- or 7-field) expression, as Quartz requires"
+            )));
+        }
         if item == "L" || item == "LW" {
             special.push(item.to_string());
         } else if item.starts_with("L-") {
@@ -360,8 +391,19 @@ fn parse_dow(text: &str, dialect: Dialect) -> Result<Option<Vec<String>>, CronEr
     };
     let mut plain = BTreeSet::new();
     let mut special = BTreeSet::new();
-    for item in text.split(',') {
+    let items: Vec<&str> = text.split(',').collect();
+    for item in &items {
+        let item = *item;
         let upper = item.to_ascii_uppercase();
+        // Quartz allows `L`, `nL` and `n#k` only alone in the field; so do we there.
+        if dialect == Dialect::Quartz
+            && items.len() > 1
+            && (upper.contains('#') || upper.ends_with('L'))
+        {
+            return Err(f.err(format!(
+                "day-of-week `{text}`: `{item}` must be alone in the field in a Quartz (6- or 7-field) expression, as Quartz requires"
+            )));
+        }
         if let Some((day, nth)) = upper.split_once('#') {
             let d = to_croner(value(f, dialect, day, false)?);
             if nth == "L" {
@@ -425,7 +467,7 @@ fn check_feasible(
     };
     let fits = match days {
         Dom::Any => true,
-        Dom::LastMinus(n) => *n < longest,
+        Dom::LastMinus(n, _) => *n < longest,
         Dom::List(tokens) => tokens.iter().any(|t| {
             let day = t.trim_end_matches('W');
             day.starts_with('L') || day.parse::<u32>().is_ok_and(|d| d <= longest)

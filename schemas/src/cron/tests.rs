@@ -167,15 +167,58 @@ fn last_day_and_last_minus() {
         fires("0 0 12 LW * ?", "UTC", "2026-05-01T00:00:00Z", 1),
         ["2026-05-29T12:00:00Z"]
     );
-    // L together with a plain day.
+    // L together with a plain day: Unix only (Quartz wants `L` alone).
     assert_eq!(
-        fires("0 0 0 15,L * ?", "UTC", NEW_YEAR, 3),
+        fires("0 0 15,L * *", "UTC", NEW_YEAR, 3),
         [
             "2026-01-15T00:00:00Z",
             "2026-01-31T00:00:00Z",
             "2026-02-15T00:00:00Z"
         ]
     );
+}
+
+#[test]
+fn weekday_nearest_the_nth_day_before_the_last() {
+    // L-1W: the weekday nearest the day before the last (Quartz `0 15 10 L-1W * ?`).
+    assert_eq!(
+        fires("0 15 10 L-1W * ?", "UTC", "2026-05-01T00:00:00Z", 4),
+        [
+            "2026-05-29T10:15:00Z", // the 30th is a Saturday: the Friday before
+            "2026-06-29T10:15:00Z", // a Monday: itself
+            "2026-07-30T10:15:00Z",
+            "2026-08-31T10:15:00Z" // the 30th is a Sunday: the Monday after
+        ]
+    );
+    // Never leaving the month: the 1st, a Saturday, moves to Monday the 3rd.
+    assert_eq!(
+        fires("0 0 0 L-30W 8 ?", "UTC", NEW_YEAR, 1),
+        ["2026-08-03T00:00:00Z"]
+    );
+    // L-0W is LW.
+    assert_eq!(
+        fires("0 0 12 L-0W * ?", "UTC", NEW_YEAR, 4),
+        fires("0 0 12 LW * ?", "UTC", NEW_YEAR, 4)
+    );
+}
+
+/// Quartz refuses `L`, `W` and `#` inside lists; Antares does too in Quartz
+/// expressions, and keeps them in Unix ones.
+#[test]
+fn quartz_specials_stand_alone() {
+    for (expr, field) in [
+        ("0 0 0 1,5,29,L * ?", "day-of-month"),
+        ("0 0 0 1,LW * ?", "day-of-month"),
+        ("0 0 0 15W,20 * ?", "day-of-month"),
+        ("0 0 0 ? * SAT,SUN,L", "day-of-week"),
+        ("0 0 0 ? * 6L,2", "day-of-week"),
+        ("0 0 0 ? * MON#2,FRI#3", "day-of-week"),
+    ] {
+        let e = err(expr).to_string();
+        assert!(e.contains(field) && e.contains("alone"), "`{expr}`: {e}");
+    }
+    assert_eq!(fires("0 0 1,L * *", "UTC", NEW_YEAR, 2).len(), 2);
+    assert_eq!(fires("0 0 * * 5L,1#1", "UTC", NEW_YEAR, 2).len(), 2);
 }
 
 #[test]

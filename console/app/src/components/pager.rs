@@ -1,9 +1,11 @@
-//! Paging of newest-first lists with `limit` and `before`: "Older" goes on from the last
-//! item shown, "Newer" goes back a page. Nothing ever loads a whole history.
+//! Paging with a cursor (`before` for newest-first lists, `after` for lists by name):
+//! "Older" (or "Next") goes on from the cursor the page gave, "Newer" (or "Previous")
+//! goes back a page. Nothing ever loads a whole history or catalog.
 
 use leptos::prelude::*;
 
-/// The cursors of the pages seen: the last one is the current page's `before`.
+/// The cursors of the pages seen: the last one is the current page's `before` (or
+/// `after`).
 #[derive(Clone, Copy, Debug)]
 pub struct Cursor(RwSignal<Vec<String>>);
 
@@ -20,20 +22,31 @@ impl Cursor {
         self.0.with(|s| s.last().cloned().unwrap_or_default())
     }
 
-    /// Back to the newest page.
+    /// The current page's `after` (empty on the first page); tracked.
+    pub fn after(&self) -> String {
+        self.before()
+    }
+
+    /// Back to the first page.
     pub fn reset(&self) {
         self.0.set(Vec::new());
     }
 }
 
-/// "Newer" and "Older" buttons.
+/// "Newer" and "Older" buttons (or others, named by `back` and `on`).
 #[component]
 pub fn Pager(
     /// The cursor.
     cursor: Cursor,
-    /// The last item's cursor when the page was full (so more may follow).
+    /// The next page's cursor, when more may follow.
     #[prop(into)]
     next: Signal<Option<String>>,
+    /// The label of the button back a page.
+    #[prop(default = "← Newer")]
+    back: &'static str,
+    /// The label of the button on to the next page.
+    #[prop(default = "Older →")]
+    on: &'static str,
 ) -> impl IntoView {
     let stack = cursor.0;
     view! {
@@ -47,7 +60,7 @@ pub fn Pager(
                     s.pop();
                 })
             >
-                "← Newer"
+                {back}
             </button>
             <button
                 type="button"
@@ -60,7 +73,7 @@ pub fn Pager(
                     }
                 }
             >
-                "Older →"
+                {on}
             </button>
         </div>
     }

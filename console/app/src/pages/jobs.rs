@@ -1,5 +1,6 @@
-//! The jobs of one app (`GET /api/apps/{app}/job-rows`): schedule, next fire, last run;
-//! run or pause from the list; a new job from here.
+//! The jobs of one app (`GET /api/apps/{app}/job-rows`), a page at a time by name, with
+//! a filter by the start of the name: schedule, next fire, last run; run or pause from
+//! the list; a new job from here.
 
 use std::time::Duration;
 
@@ -14,10 +15,14 @@ use leptos_router::hooks::use_params_map;
 
 use crate::api::{self, Triggered};
 use crate::components::loaded::{Notice, NoticeLine, loaded};
+use crate::components::pager::{Cursor, Pager};
 use crate::components::status::{StatusBadge, name};
 use crate::events::on_event;
 use crate::format;
 use crate::session::use_session;
+
+/// Jobs per page.
+const PAGE: usize = 50;
 
 /// How a job's schedule reads: `cron 0 2 * * * (Asia/Shanghai)`, `every 30s`, ...
 pub fn schedule_text(spec: &JobSpec) -> String {
@@ -45,10 +50,29 @@ pub fn Jobs() -> impl IntoView {
         let path = format!("/api/apps/{}", api::enc(&app()));
         async move { api::get::<App>(&path).await }
     });
-    let rows = LocalResource::new(move || {
-        let path = format!("/api/apps/{}/job-rows", api::enc(&app()));
-        async move { api::get::<Vec<JobRow>>(&path).await }
+    let cursor = Cursor::default();
+    // Job names are lower case: so is what the filter matches.
+    let filter = RwSignal::new(String::new());
+    let prefix = move || filter.with(|f| f.trim().to_lowercase());
+    // Another app or another filter starts from the first page.
+    Effect::new(move |_| {
+        app();
+        filter.track();
+        cursor.reset();
     });
+    let rows = LocalResource::new(move || {
+        let limit = PAGE.to_string();
+        let url = api::with_query(
+            &format!("/api/apps/{}/job-rows", api::enc(&app())),
+            &[
+                ("limit", &limit),
+                ("after", &cursor.after()),
+                ("prefix", &prefix()),
+            ],
+        );
+        async move { api::get_page::<Vec<JobRow>>(&url).await }
+    });
+    let next = Signal::derive(move || rows.get().and_then(Result::ok).and_then(|(_, next)| next));
     let notice = RwSignal::new(None::<Notice>);
     on_event(
         move |e| e.app == app() && e.kind == EventKind::InstanceFinished,
@@ -101,8 +125,29 @@ pub fn Jobs() -> impl IntoView {
         {move || info.get().and_then(Result::ok).map(|a| view! { <p class="muted">{a.description}</p> })}
         <NoticeLine notice/>
         <section class="card">
-            {loaded(rows, move |rows| {
-                if rows.is_empty() {
+            <div class="filters">
+                <label>
+                    "Name starts with"
+                    <input
+                        data-test="job-filter"
+                        type="search"
+                        placeholder="any"
+                        autocomplete="off"
+                        prop:value=move || filter.get()
+                        on:input=move |ev| filter.set(event_target_value(&ev))
+                    />
+                </label>
+            </div>
+            {loaded(rows, move |(rows, _)| {
+                if rows.is_empty() && !prefix().is_empty() {
+                    return view! {
+                        <p class="empty" data-test="no-jobs-match">
+                            "No job here has a name that starts with “" {prefix()} "”."
+                        </p>
+                    }
+                    .into_any();
+                }
+                if rows.is_empty() && cursor.after().is_empty() {
                     return view! {
                         <p class="empty" data-test="no-jobs">
                             "No jobs yet: create one with “New job”, or "
@@ -191,6 +236,7 @@ pub fn Jobs() -> impl IntoView {
                 }
                 .into_any()
             })}
+            <Pager cursor next back="← Previous" on="Next →"/>
         </section>
     }
 }
