@@ -61,10 +61,11 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Scenario::Shards)]
     pub scenario: Scenario,
 
-    /// Shard items of the end-to-end run, and messages of the raw JetStream run
-    #[arg(long, env = "ANTARES_SHARDS", value_name = "N", default_value_t = 20_000,
+    /// shards: shard items of the end-to-end run, and messages of the raw JetStream run
+    /// [default: 20000]
+    #[arg(long, env = "ANTARES_SHARDS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub shards: u32,
+    pub shards: Option<u32>,
 
     /// Workers of the end-to-end run, and pull consumers of the raw run (a NATS
     /// connection each)
@@ -72,19 +73,103 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: u32,
 
-    /// Shard items each worker runs at once
-    #[arg(long, env = "ANTARES_CONCURRENCY", value_name = "N", default_value_t = 64,
+    /// shards: shard items each worker runs at once [default: 64]
+    #[arg(long, env = "ANTARES_CONCURRENCY", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub concurrency: u32,
+    pub concurrency: Option<u32>,
 
-    /// 1-shard triggers timed for the trigger-to-start latency (one at a time)
-    #[arg(long, env = "ANTARES_LATENCY_SAMPLES", value_name = "N", default_value_t = 200,
+    /// shards: 1-shard triggers timed for the trigger-to-start latency (one at a time)
+    /// [default: 200]
+    #[arg(long, env = "ANTARES_LATENCY_SAMPLES", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub latency_samples: u32,
+    pub latency_samples: Option<u32>,
+
+    /// fires: jobs on an hourly cron that do not fire during the run (the catalog the
+    /// leader holds and plans)
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub jobs: Option<u32>,
+
+    /// fires: jobs with `every = "1m"`, all due in the same second (the burst)
+    #[arg(long, value_name = "M",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub burst: Option<u32>,
+
+    /// fires: jobs with `every = "1s"`, so this many fires every second (the steady rate)
+    #[arg(long, value_name = "R",
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub rate: Option<u32>,
+
+    /// fires: seconds of steady rate measured before the burst
+    #[arg(long, value_name = "S",
+          value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub seconds: Option<u32>,
 
     /// Print one JSON object instead of the summary
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchArgs {
+    /// Refuses flags that the chosen scenario does not use, naming them.
+    fn check_flags(&self, given: &[&str]) -> anyhow::Result<()> {
+        let (scenario, used): (&str, &[&str]) = match self.scenario {
+            Scenario::Shards => (
+                "shards",
+                &["shards", "workers", "concurrency", "latency-samples"],
+            ),
+            Scenario::Fires => ("fires", &["jobs", "burst", "rate", "seconds", "workers"]),
+            Scenario::Catalog | Scenario::Listing => return Ok(()),
+        };
+        let unused: Vec<String> = given
+            .iter()
+            .filter(|f| !used.contains(f))
+            .map(|f| format!("--{f}"))
+            .collect();
+        if unused.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!(
+                "{} not used by --scenario {scenario} (it takes {})",
+                unused.join(", "),
+                used.iter()
+                    .map(|f| format!("--{f}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    }
+
+    /// The scenario flags given on the command line (or by their environment variable).
+    fn given(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (name, set) in [
+            ("shards", self.shards.is_some()),
+            ("concurrency", self.concurrency.is_some()),
+            ("latency-samples", self.latency_samples.is_some()),
+            ("jobs", self.jobs.is_some()),
+            ("burst", self.burst.is_some()),
+            ("rate", self.rate.is_some()),
+            ("seconds", self.seconds.is_some()),
+        ] {
+            if set {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    fn shards(&self) -> u32 {
+        self.shards.unwrap_or(20_000)
+    }
+
+    fn concurrency(&self) -> u32 {
+        self.concurrency.unwrap_or(64)
+    }
+
+    fn latency_samples(&self) -> u32 {
+        self.latency_samples.unwrap_or(200)
+    }
 }
 
 /// What a run found (`--json` prints this object).
@@ -137,6 +222,7 @@ pub async fn run(
     namespace: &str,
 ) -> anyhow::Result<()> {
     let topo = Topology::new(namespace).map_err(|e| anyhow::anyhow!("--namespace: {e}"))?;
+    args.check_flags(&args.given())?;
     let say = Say { quiet: args.json };
 
     // The server.
@@ -208,7 +294,7 @@ async fn bench(
     };
     say.line(&format!(
         "nats-server {version}, {storage_name} storage, {replicas} replica(s); {} shards, {} workers x {} slots",
-        args.shards, args.workers, args.concurrency
+        args.shards(), args.workers, args.concurrency()
     ));
 
     e2e::preflight(&driver).await?;
@@ -218,7 +304,7 @@ async fn bench(
     let mut settings = raw::Settings {
         connect: opts.clone(),
         topo: topo.clone(),
-        messages: args.shards.min(RAW_WARM_UP),
+        messages: args.shards().min(RAW_WARM_UP),
         consumers: args.workers,
         storage,
         replicas,
@@ -226,11 +312,11 @@ async fn bench(
     // A short unmeasured round first: a fresh server creates its first message blocks
     // and grows its buffers here, as the Antares side does in its warm-up probes.
     raw::run(&settings).await.context("raw JetStream warm-up")?;
-    settings.messages = args.shards;
+    settings.messages = args.shards();
     let raw = raw::run(&settings).await.context("raw JetStream run")?;
     say.line(&format!(
         "raw JetStream: {} messages in {:.3} s = {:.0}/s",
-        args.shards,
+        args.shards(),
         raw.seconds,
         raw.per_s()
     ));
@@ -240,9 +326,9 @@ async fn bench(
         &driver,
         opts,
         &e2e::Settings {
-            shards: args.shards,
+            shards: args.shards(),
             workers: args.workers,
-            concurrency: args.concurrency,
+            concurrency: args.concurrency(),
             manage_app: !local,
         },
         say,
@@ -256,7 +342,7 @@ async fn bench(
     cluster.stop().await;
     let (e2e, latency) = measured?;
 
-    let e2e_per_s = f64::from(args.shards) / e2e.seconds;
+    let e2e_per_s = f64::from(args.shards()) / e2e.seconds;
     let start = Percentiles::of(&latency.starts);
     Ok(Report {
         raw_per_s: round(raw.per_s(), 1),
@@ -265,16 +351,16 @@ async fn bench(
         start_p50_ms: round(start.p50, 3),
         start_p99_ms: round(start.p99, 3),
         start_max_ms: round(start.max, 3),
-        shards: args.shards,
+        shards: args.shards(),
         workers: args.workers,
-        concurrency: args.concurrency,
-        latency_samples: args.latency_samples,
+        concurrency: args.concurrency(),
+        latency_samples: args.latency_samples(),
         storage: storage_name,
         replicas,
         nats_server: version,
         server: if local { "local" } else { "given" },
         raw_seconds: round(raw.seconds, 4),
-        raw_publish_per_s: round(f64::from(args.shards) / raw.publish_seconds, 1),
+        raw_publish_per_s: round(f64::from(args.shards()) / raw.publish_seconds, 1),
         e2e_seconds: round(e2e.seconds, 4),
         e2e_stages: e2e.stages,
         start_legs_p50_ms: latency.legs_p50(),
@@ -288,24 +374,24 @@ async fn measure(
 ) -> anyhow::Result<(e2e::EndToEnd, e2e::Latency)> {
     say.line(&format!(
         "Antares end to end: one trigger of {} noop shards...",
-        args.shards
+        args.shards()
     ));
     let e2e = cluster.end_to_end().await.context("end-to-end run")?;
     say.line(&format!(
         "Antares end to end: {} shards in {:.3} s = {:.0}/s (all {} checked: success)",
-        args.shards,
+        args.shards(),
         e2e.seconds,
-        f64::from(args.shards) / e2e.seconds,
-        args.shards
+        f64::from(args.shards()) / e2e.seconds,
+        args.shards()
     ));
     // Let the end-to-end run's tail (archiving, acks) settle before timing starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     say.line(&format!(
         "start latency: {} one-shard triggers, one at a time...",
-        args.latency_samples
+        args.latency_samples()
     ));
     let latency = cluster
-        .latency(args.latency_samples)
+        .latency(args.latency_samples())
         .await
         .context("start latency run")?;
     Ok((e2e, latency))

@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod config;
 mod dev;
+mod metrics_http;
 mod output;
 
 fn main() -> ExitCode {

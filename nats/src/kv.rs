@@ -142,9 +142,26 @@ impl Write {
     }
 }
 
-/// Sends a batch of writes pipelined and waits for all; returns each one's new revision
-/// or its error, in order.
+/// Most writes of one [`write_all`] whose acks are awaited together.
+///
+/// The JetStream context lets a bounded number of publish acks be pending (a publish
+/// waits for room): a caller that sent thousands before awaiting any could wait on
+/// room that only its own unawaited acks hold. Windows keep every caller well inside.
+pub const WRITE_WINDOW: usize = 256;
+
+/// Sends a batch of writes pipelined (in windows of [`WRITE_WINDOW`]) and waits for
+/// all; returns each one's new revision or its error, in order.
 pub async fn write_all(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
+    let mut out = Vec::with_capacity(writes.len());
+    let mut writes = writes.into_iter().peekable();
+    while writes.peek().is_some() {
+        let window: Vec<Write> = writes.by_ref().take(WRITE_WINDOW).collect();
+        out.extend(write_window(nats, window).await);
+    }
+    out
+}
+
+async fn write_window(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
     let mut pending = Vec::with_capacity(writes.len());
     for w in writes {
         let subject = nats.topo.kv_subject(&w.bucket, &w.key);

@@ -27,6 +27,7 @@ pub mod firing;
 pub mod jobs;
 pub mod leader;
 mod leading;
+pub mod metrics;
 pub mod overlap;
 pub mod routing;
 pub mod runner;

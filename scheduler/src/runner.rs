@@ -10,6 +10,7 @@
 //! over from the stored state. The lease task is supervised: if it dies, `run` fails.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use antares_nats::{Nats, NatsError};
@@ -19,6 +20,7 @@ use crate::alarm::{self, AlarmOptions};
 use crate::error::SchedulerError;
 use crate::leader::{self, Leadership, LeaseSettings};
 use crate::leading::{Leading, Stop};
+use crate::metrics::SchedulerMetrics;
 use crate::store::InstanceStore;
 
 /// How a scheduler runs.
@@ -41,6 +43,8 @@ pub struct SchedulerOptions {
     pub no_worker_wait: Duration,
     /// Alarm delivery settings (webhook secret, SMTP) and their rate limit.
     pub alarms: AlarmOptions,
+    /// Where this scheduler counts what it does (served by `--metrics-listen`).
+    pub metrics: Arc<SchedulerMetrics>,
 }
 
 impl Default for SchedulerOptions {
@@ -54,6 +58,7 @@ impl Default for SchedulerOptions {
             results_batch: 1000,
             no_worker_wait: Duration::from_secs(300),
             alarms: AlarmOptions::default(),
+            metrics: Arc::new(SchedulerMetrics::new()),
         }
     }
 }
@@ -106,7 +111,12 @@ pub async fn run(
         stop_tx.subscribe(),
     ));
     tracing::info!(%id, "scheduler started; standing by until it holds the lease");
+    let sampler = tokio::spawn(crate::metrics::sample(
+        nats.clone(),
+        Arc::clone(&opts.metrics),
+    ));
     let result = supervise(nats, opts, &id, shutdown, lease_task, lead_rx, stop_tx).await;
+    sampler.abort();
     let _ = alarms_task.await;
     result
 }

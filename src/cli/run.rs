@@ -1,10 +1,12 @@
 //! The long-running processes: `antares scheduler` and `antares worker`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use antares_scheduler::SchedulerOptions;
 use antares_scheduler::alarm::AlarmOptions;
+use antares_scheduler::metrics::SchedulerMetrics;
 use antares_worker::Worker;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +44,9 @@ pub struct SchedulerArgs {
     /// Sender address of alarm emails (needed with --smtp-url)
     #[arg(long, value_name = "ADDRESS")]
     smtp_from: Option<String>,
+    /// Serve Prometheus metrics on this address (HOST:PORT): GET /metrics
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 /// `antares scheduler` settings, resolved.
@@ -64,6 +69,8 @@ pub struct SchedulerSettings {
     pub smtp_from: Option<String>,
     /// Key of the alarm webhooks' signature: environment or config file only.
     pub alarm_webhook_secret: Option<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for SchedulerSettings {
@@ -77,6 +84,7 @@ impl Default for SchedulerSettings {
             smtp_url: d.alarms.smtp_url,
             smtp_from: d.alarms.smtp_from,
             alarm_webhook_secret: d.alarms.webhook_secret,
+            metrics_listen: None,
         }
     }
 }
@@ -114,6 +122,7 @@ impl std::fmt::Debug for SchedulerSettings {
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_renew", &self.lease_renew)
             .field("no_worker_wait", &self.no_worker_wait)
+            .field("metrics_listen", &self.metrics_listen)
             .field(
                 "smtp_url",
                 &self
@@ -151,6 +160,9 @@ pub struct WorkerArgs {
     /// environment reaches a script)
     #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     script_env: Vec<String>,
+    /// Serve Prometheus metrics on this address (HOST:PORT): GET /metrics
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 /// `antares worker` settings, resolved.
@@ -167,6 +179,8 @@ pub struct WorkerSettings {
     /// `--script-env`: a list in the file, comma-separated as a flag or variable.
     #[serde(deserialize_with = "crate::config::list::deserialize")]
     pub script_env: Vec<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for WorkerSettings {
@@ -177,6 +191,7 @@ impl Default for WorkerSettings {
             concurrency: antares_worker::DEFAULT_CONCURRENCY,
             allow_scripts: false,
             script_env: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -188,7 +203,16 @@ impl Section for WorkerSettings {
 /// Runs one scheduler until Ctrl-C or SIGTERM.
 pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCode> {
     let s: SchedulerSettings = ctx.settings.section(&args)?;
-    let opts = s.options();
+    let metrics = Arc::new(SchedulerMetrics::new());
+    if let Some(addr) = &s.metrics_listen {
+        let listener = crate::metrics_http::bind(addr).await?;
+        let m = Arc::clone(&metrics);
+        crate::metrics_http::serve(listener, Arc::new(move || m.render()))?;
+    }
+    let opts = SchedulerOptions {
+        metrics,
+        ..s.options()
+    };
     let nats = ctx.connect().await?;
     antares_scheduler::run(nats, opts, antares_nats::process::stop_signal()).await?;
     tracing::info!("scheduler stopped");
@@ -203,6 +227,10 @@ pub async fn worker(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             "which app? pass --app APP (or set ANTARES_APP, or `app` in the config file)"
         )
     })?;
+    let listener = match &s.metrics_listen {
+        Some(addr) => Some(crate::metrics_http::bind(addr).await?),
+        None => None,
+    };
     let nats = ctx.connect().await?;
     let mut builder = Worker::builder()
         .app(app)
@@ -215,6 +243,10 @@ pub async fn worker(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         builder = builder.id(id);
     }
     let worker = builder.build().await?;
+    if let Some(listener) = listener {
+        let m = worker.metrics();
+        crate::metrics_http::serve(listener, Arc::new(move || m.render()))?;
+    }
     worker.run().await?;
     Ok(ExitCode::SUCCESS)
 }

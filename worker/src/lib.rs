@@ -83,6 +83,7 @@ mod heartbeat;
 mod http;
 mod job;
 mod logs;
+mod metrics;
 mod ping;
 pub mod protocol;
 mod pull;
@@ -95,6 +96,7 @@ pub use context::JobContext;
 pub use error::{Result, WorkerError};
 pub use heartbeat::MISSED_BEATS;
 pub use job::{Job, JobResult};
+pub use metrics::WorkerMetrics;
 pub use script::EXIT_LATER;
 pub use worker::{
     DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_LATER_DELAY,

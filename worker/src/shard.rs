@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::JobContext;
 use crate::job::{JobFuture, JobResult, Registry, panic_message};
 use crate::logs::LogSink;
+use crate::metrics::WorkerMetrics;
 use crate::stop::{Stop, Stoppers};
 use crate::{http, script};
 
@@ -67,17 +68,29 @@ pub(crate) struct Shared {
     pub(crate) logs: LogSink,
     /// Shards running now.
     pub(crate) running: AtomicU32,
+    /// What the worker exposes to Prometheus.
+    pub(crate) metrics: Arc<WorkerMetrics>,
     /// Fired when running shards must stop (forced shutdown).
     pub(crate) abort: CancellationToken,
     /// The running shards, for stop messages.
     pub(crate) stoppers: Stoppers,
 }
 
-struct RunningGuard<'a>(&'a AtomicU32);
+/// Counts a shard as running until dropped.
+struct RunningGuard<'a>(&'a Shared);
+
+impl<'a> RunningGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.running.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.started();
+        Self(shared)
+    }
+}
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+        self.0.metrics.stopped();
     }
 }
 
@@ -118,8 +131,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
         settle(&msg, Settle::Nak(Some(HAND_BACK_DELAY))).await;
         return;
     }
-    shared.running.fetch_add(1, Ordering::Relaxed);
-    let _running = RunningGuard(&shared.running);
+    let _running = RunningGuard::new(&shared);
+    let clock = Instant::now();
     let (_registration, stop) = shared.stoppers.register(task.instance, task.item, task.run);
     let attempt = task.attempt_base.saturating_add(queue::attempt(&msg));
     let topo = &shared.nats.topo;
@@ -173,6 +186,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
             return;
         }
     };
+    shared.metrics.ended(&task.exec, &outcome, clock.elapsed());
     let settle_with = match outcome {
         ShardOutcome::Success
         | ShardOutcome::Failed { .. }

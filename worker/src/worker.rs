@@ -19,6 +19,7 @@ use crate::error::{Result, WorkerError};
 use crate::heartbeat::{self, Identity};
 use crate::job::{Job, Registry};
 use crate::logs::LogSink;
+use crate::metrics::WorkerMetrics;
 use crate::ping;
 use crate::pull::{Phase, Puller, Source};
 use crate::shard::Shared;
@@ -372,6 +373,7 @@ impl WorkerBuilder {
             stop_grace: self.stop_grace,
             logs,
             running: AtomicU32::new(0),
+            metrics: Arc::new(WorkerMetrics::new(self.concurrency)),
             abort: CancellationToken::new(),
             stoppers: Stoppers::default(),
         });
@@ -462,6 +464,12 @@ impl Worker {
     /// The app it serves.
     pub fn app(&self) -> &str {
         &self.shared.app
+    }
+
+    /// Its Prometheus metrics (slots, slots in use, shards by outcome, durations), for
+    /// serving on an HTTP endpoint of your choice (`antares worker --metrics-listen`).
+    pub fn metrics(&self) -> Arc<WorkerMetrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// A handle to stop it once it runs.

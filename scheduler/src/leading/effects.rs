@@ -16,7 +16,8 @@ const STOP_REPEATS: [std::time::Duration; 2] = [
 
 use super::{Leading, Stop};
 use crate::events;
-use crate::store::Dirty;
+use crate::store::{Dirty, Stored};
+use std::collections::HashMap;
 
 impl Leading {
     /// Steps one instance, stores the change and carries out its effects. A write that
@@ -55,6 +56,76 @@ impl Leading {
                 self.live.remove(&id);
                 self.stop(Stop::Broken(format!("instance {id} not saved: {e}")));
             }
+        }
+    }
+
+    /// [`Leading::apply`] for many inputs at once (a burst of instances queued or
+    /// skipped): each instance is stepped, every change written in one pipelined round,
+    /// then the effects carried out. Failures end leading as with `apply`.
+    pub(super) async fn apply_many(&mut self, inputs: Vec<(InstanceId, Input)>) {
+        if !self.leading() || inputs.is_empty() {
+            return;
+        }
+        let at = now();
+        let mut order: Vec<InstanceId> = Vec::new();
+        let mut work: HashMap<InstanceId, (Stored, Dirty, Vec<machine::Effect>)> = HashMap::new();
+        for (id, input) in inputs {
+            let (stored, dirty, effects) = match work.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let Some(stored) = self.live.remove(&id) else {
+                        continue;
+                    };
+                    order.push(id);
+                    e.insert((stored, Dirty::default(), Vec::new()))
+                }
+            };
+            let step = machine::step(&mut stored.instance, &input, at);
+            if let Some(why) = step.ignored {
+                tracing::trace!(%id, why, "input ignored");
+                continue;
+            }
+            dirty.summary |= step.summary_changed;
+            dirty.items(&step.changed_items);
+            effects.extend(step.effects);
+        }
+        let mut taken: Vec<(InstanceId, Stored, Dirty, Vec<machine::Effect>)> = order
+            .into_iter()
+            .filter_map(|id| work.remove(&id).map(|(s, d, e)| (id, s, d, e)))
+            .collect();
+        // Only instances with something to write take a place in the batch.
+        let wrote: Vec<bool> = taken.iter().map(|t| !t.2.is_empty()).collect();
+        let outcomes = {
+            let mut batch: Vec<(&mut Stored, Dirty)> = taken
+                .iter_mut()
+                .filter(|t| !t.2.is_empty())
+                .map(|t| (&mut t.1, std::mem::take(&mut t.2)))
+                .collect();
+            self.store.save_many(&mut batch).await
+        };
+        let mut outcomes = outcomes.into_iter();
+        let mut done = Vec::new();
+        for ((id, stored, _, effects), wrote) in taken.into_iter().zip(wrote) {
+            let res = if wrote {
+                outcomes.next().unwrap_or(Ok(()))
+            } else {
+                Ok(())
+            };
+            match res {
+                Ok(()) => {
+                    self.live.insert(id, stored);
+                    done.push((id, effects));
+                }
+                Err(NatsError::WrongRevision { .. }) => {
+                    tracing::warn!(%id, "instance written by another scheduler");
+                    self.live.insert(id, stored);
+                    self.stop(Stop::Conflict);
+                }
+                Err(e) => self.stop(Stop::Broken(format!("instance {id} not saved: {e}"))),
+            }
+        }
+        for (id, effects) in done {
+            self.run_effects(id, effects).await;
         }
     }
 

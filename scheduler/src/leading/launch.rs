@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use super::Leading;
 use super::routing::Plan;
 use crate::overlap::Admission;
-use crate::store::{CreateError, Place};
+use crate::store::{CreateError, Place, Stored};
 
 /// Most messages of one publication window.
 const WINDOW_MESSAGES: usize = 1024;
@@ -51,6 +51,20 @@ pub(super) enum Created {
     Exists,
     /// Its trigger key already made this instance.
     KeyUsed(Option<InstanceId>),
+}
+
+/// A new instance not stored yet, with its admission (its room already taken).
+pub(super) struct Prepared {
+    pub(super) instance: Instance,
+    pub(super) admission: Admission,
+}
+
+impl Prepared {
+    /// Its app, job and id.
+    pub(super) fn names(&self) -> (String, String, InstanceId) {
+        let s = &self.instance.summary;
+        (s.app.clone(), s.job.clone(), s.id)
+    }
 }
 
 /// A publication that ended.
@@ -103,6 +117,17 @@ impl Leading {
         if self.live.contains_key(&new.id) {
             return Ok(Created::Exists);
         }
+        let prepared = self.prepare(new);
+        let (app, job, id) = prepared.names();
+        let created = self.store.create(prepared.instance).await;
+        self.created(app, job, id, prepared.admission, created)
+            .await
+    }
+
+    /// Builds a new instance and decides its admission by its job's overlap policy,
+    /// taking its room at once (so the next instance of the job decided before this one
+    /// is stored sees it); [`Leading::created`] gives the room back if it is not made.
+    pub(super) fn prepare(&mut self, new: NewInstance) -> Prepared {
         let (app, job) = (new.app.clone(), new.job.clone());
         let (overlap, max_parallel, routing, pinned) = self.catalog.job(&app, &job).map_or(
             (Default::default(), 1, Routing::Pull, Vec::new()),
@@ -126,31 +151,52 @@ impl Leading {
         let mut instance = Instance::create(new);
         instance.summary.routing = routing;
         instance.summary.workers = pinned;
-        if let Admission::Wait(reason) = &admission {
-            instance.summary.waiting = true;
-            instance.summary.reason = Some(reason.clone());
-        }
-        let stored = match self.store.create(instance).await {
-            Ok(s) => s,
-            Err(CreateError::Exists) => {
-                self.adopt(&app, &job, id).await?;
-                return Ok(Created::Exists);
+        match &admission {
+            Admission::Wait(reason) => {
+                instance.summary.waiting = true;
+                instance.summary.reason = Some(reason.clone());
+                self.runs.wait(&app, &job, id);
             }
-            Err(CreateError::KeyUsed(first)) => return Ok(Created::KeyUsed(first)),
-            Err(CreateError::Nats(e)) => return Err(e),
+            Admission::Start | Admission::Cover(_) => self.runs.start(&app, &job, id),
+            Admission::Skip(_) => {}
+        }
+        Prepared {
+            instance,
+            admission,
+        }
+    }
+
+    /// What storing a prepared instance came to: a new one is admitted (queued, left
+    /// waiting, skipped, or covering the running ones); one that exists is taken up.
+    pub(super) async fn created(
+        &mut self,
+        app: String,
+        job: String,
+        id: InstanceId,
+        admission: Admission,
+        created: Result<Stored, CreateError>,
+    ) -> Result<Created, NatsError> {
+        let stored = match created {
+            Ok(s) => s,
+            Err(e) => {
+                self.runs.end(&app, &job, &id);
+                return match e {
+                    CreateError::Exists => {
+                        self.adopt(&app, &job, id).await?;
+                        Ok(Created::Exists)
+                    }
+                    CreateError::KeyUsed(first) => Ok(Created::KeyUsed(first)),
+                    CreateError::Nats(e) => Err(e),
+                };
+            }
         };
         let items: Vec<u32> = stored.instance.shards.iter().map(|s| s.item).collect();
         self.live.insert(id, stored);
         match admission {
-            Admission::Start => {
-                self.runs.start(&app, &job, id);
-                self.publish(id, items, 0);
-            }
-            Admission::Wait(_) => self.runs.wait(&app, &job, id),
+            Admission::Start => self.publish(id, items, 0),
+            Admission::Wait(_) => {}
             Admission::Skip(reason) => self.apply(id, Input::Skip { reason }).await,
             Admission::Cover(old) => {
-                // Take the room first, so ending the old ones admits nothing else.
-                self.runs.start(&app, &job, id);
                 for o in old {
                     let reason = format!("covered by instance {id} (overlap = \"cover\")");
                     self.apply(
@@ -196,80 +242,65 @@ impl Leading {
             return;
         };
         let s = &stored.instance.summary;
-        let topo = self.nats.topo.clone();
-        let mut msgs = Vec::with_capacity(items.len());
-        let mut unencodable = None;
-        let mut to = Vec::new();
-        let mut unrouted = Vec::new();
-        // The item of each message, in order.
-        let mut sent_items = Vec::with_capacity(items.len());
-        for &item in &items {
-            let Some(shard) = usize::try_from(item)
-                .ok()
-                .and_then(|i| stored.instance.shards.get(i))
-            else {
-                continue;
-            };
-            let subject = match &plan {
-                Plan::Queue => topo.shard_subject(&s.app, &s.job, &s.id, item),
-                Plan::Targeted { to: chosen, .. } => match chosen.get(&item) {
-                    Some(worker) => {
-                        to.push((item, worker.clone()));
-                        topo.direct_subject(&s.app, worker, &s.job, &s.id, item)
-                    }
-                    None => {
-                        unrouted.push(item);
-                        continue;
-                    }
-                },
-                // The worker is known once one answers.
-                Plan::Failover { .. } => String::new(),
-            };
-            let task = ShardTask {
-                instance: s.id,
-                app: s.app.clone(),
-                job: s.job.clone(),
-                item,
-                total: s.shard_total,
-                param: shard.param.clone(),
-                params: s.params.clone(),
-                exec: s.exec.clone(),
-                timeout_ms: s.timeout_ms,
-                scheduled_at: s.scheduled_at,
-                run: shard.run,
-                attempt_base: shard.attempts,
-            };
-            match codec::encode("shard task", &task) {
-                Ok(payload) => {
-                    sent_items.push(item);
-                    msgs.push((subject, topo.shard_msg_id(&s.id, item, shard.run), payload));
-                }
-                Err(e) => {
-                    unencodable = Some(PublishError::Lasting(e.to_string()));
-                    break;
-                }
-            }
-        }
+        // Only what each message needs is taken here; the messages are built and
+        // encoded in the task, so a launch of 100,000 items does not hold up the loop.
+        let shards: Vec<(u32, String, u32, u32)> = items
+            .iter()
+            .filter_map(|&item| {
+                let shard = usize::try_from(item)
+                    .ok()
+                    .and_then(|i| stored.instance.shards.get(i))?;
+                Some((item, shard.param.clone(), shard.run, shard.attempts))
+            })
+            .collect();
+        let template = ShardTask {
+            instance: s.id,
+            app: s.app.clone(),
+            job: s.job.clone(),
+            item: 0,
+            total: s.shard_total,
+            param: String::new(),
+            params: s.params.clone(),
+            exec: s.exec.clone(),
+            timeout_ms: s.timeout_ms,
+            scheduled_at: s.scheduled_at,
+            run: 0,
+            attempt_base: 0,
+        };
         let nats = self.nats.clone();
-        let (app, job) = (s.app.clone(), s.job.clone());
         self.publishes.spawn(async move {
-            let result = match (unencodable, plan) {
-                (Some(e), _) => Err(e),
-                (None, Plan::Failover { order }) => {
-                    match first_answering(&nats, &app, &order).await {
-                        Some(worker) => {
-                            for (m, item) in msgs.iter_mut().zip(&sent_items) {
-                                m.0 = topo.direct_subject(&app, &worker, &job, &id, *item);
-                                to.push((*item, worker.clone()));
-                            }
-                            send(&nats.js, msgs).await
-                        }
-                        None => Err(PublishError::Passing(format!(
-                            "none of the workers {order:?} answered a ping (routing = \"failover\")"
-                        ))),
-                    }
+            let (app, job) = (template.app.clone(), template.job.clone());
+            let (msgs, mut to, unrouted) = match build_messages(&nats.topo, &plan, template, shards)
+            {
+                Ok(built) => built,
+                Err(e) => {
+                    return Published {
+                        id,
+                        app,
+                        job,
+                        items,
+                        tries,
+                        result: Err(e),
+                        to: Vec::new(),
+                        unrouted: Vec::new(),
+                    };
                 }
-                (None, _) => send(&nats.js, msgs).await,
+            };
+            let result = match plan {
+                Plan::Failover { order } => match first_answering(&nats, &app, &order).await {
+                    Some(worker) => {
+                        let mut msgs = msgs;
+                        for (m, item) in msgs.iter_mut() {
+                            m.0 = nats.topo.direct_subject(&app, &worker, &job, &id, *item);
+                            to.push((*item, worker.clone()));
+                        }
+                        send(&nats.js, msgs.into_iter().map(|(m, _)| m).collect()).await
+                    }
+                    None => Err(PublishError::Passing(format!(
+                        "none of the workers {order:?} answered a ping (routing = \"failover\")"
+                    ))),
+                },
+                _ => send(&nats.js, msgs.into_iter().map(|(m, _)| m).collect()).await,
             };
             Published {
                 id,
@@ -284,46 +315,51 @@ impl Leading {
         });
     }
 
-    /// A publication ended: mark the instance running, or try again later, or fail it.
-    pub(super) async fn on_published(&mut self, p: Published) {
-        let Some(stored) = self.live.get(&p.id) else {
-            // It ended (cancelled) while its items were being published.
-            self.purge_instance(&p.app, &p.job, &p.id).await;
-            return;
-        };
-        let status = stored.instance.summary.status;
-        if status.is_final() {
-            self.purge_instance(&p.app, &p.job, &p.id).await;
-            return;
-        }
-        match p.result {
-            Ok(()) => {
-                self.record_targets(p.id, p.to);
-                if !p.unrouted.is_empty() {
-                    self.unrouted.entry(p.id).or_default().extend(p.unrouted);
+    /// Publications ended: mark their instances running, or try again later, or fail
+    /// them; the instances' changes are written in one round.
+    pub(super) async fn on_published(&mut self, done: Vec<Published>) {
+        let mut inputs = Vec::new();
+        for p in done {
+            let Some(stored) = self.live.get(&p.id) else {
+                // It ended (cancelled) while its items were being published.
+                self.purge_instance(&p.app, &p.job, &p.id).await;
+                continue;
+            };
+            let status = stored.instance.summary.status;
+            if status.is_final() {
+                self.purge_instance(&p.app, &p.job, &p.id).await;
+                continue;
+            }
+            match p.result {
+                Ok(()) => {
+                    self.record_targets(p.id, p.to);
+                    if !p.unrouted.is_empty() {
+                        self.unrouted.entry(p.id).or_default().extend(p.unrouted);
+                    }
+                    if status == InstanceStatus::Pending {
+                        inputs.push((p.id, Input::Queued));
+                    }
                 }
-                if status == InstanceStatus::Pending {
-                    self.apply(p.id, Input::Queued).await;
+                Err(PublishError::Passing(e)) if p.tries + 1 < PUBLISH_TRIES => {
+                    let wait = Duration::from_millis(500)
+                        .saturating_mul(1 << p.tries.min(6))
+                        .min(Duration::from_secs(30));
+                    tracing::warn!(id = %p.id, error = %e, "shard items not queued yet; trying again in {wait:?}");
+                    self.republish.push(Republish {
+                        due: Instant::now() + wait,
+                        id: p.id,
+                        items: p.items,
+                        tries: p.tries + 1,
+                    });
+                }
+                Err(PublishError::Passing(e) | PublishError::Lasting(e)) => {
+                    let reason = format!("its shard items could not be queued: {e}");
+                    tracing::error!(id = %p.id, %reason, "instance fails");
+                    inputs.push((p.id, Input::Fail { reason }));
                 }
             }
-            Err(PublishError::Passing(e)) if p.tries + 1 < PUBLISH_TRIES => {
-                let wait = Duration::from_millis(500)
-                    .saturating_mul(1 << p.tries.min(6))
-                    .min(Duration::from_secs(30));
-                tracing::warn!(id = %p.id, error = %e, "shard items not queued yet; trying again in {wait:?}");
-                self.republish.push(Republish {
-                    due: Instant::now() + wait,
-                    id: p.id,
-                    items: p.items,
-                    tries: p.tries + 1,
-                });
-            }
-            Err(PublishError::Passing(e) | PublishError::Lasting(e)) => {
-                let reason = format!("its shard items could not be queued: {e}");
-                tracing::error!(id = %p.id, %reason, "instance fails");
-                self.apply(p.id, Input::Fail { reason }).await;
-            }
         }
+        self.apply_many(inputs).await;
     }
 
     /// Tries again the publications whose backoff is over, with only the items that are
@@ -443,6 +479,55 @@ async fn first_answering(nats: &antares_nats::Nats, app: &str, order: &[String])
         }
     }
     None
+}
+
+/// A message to publish: subject, `Nats-Msg-Id`, payload; with its item.
+type Message = ((String, String, Bytes), u32);
+
+/// The messages of a publication (subjects by its plan; a failover's are set once a
+/// worker answers), the items sent to one worker's own subject and to whom, and the
+/// items no live worker can take.
+#[allow(clippy::type_complexity)]
+fn build_messages(
+    topo: &antares_schemas::Topology,
+    plan: &Plan,
+    template: ShardTask,
+    shards: Vec<(u32, String, u32, u32)>,
+) -> Result<(Vec<Message>, Vec<(u32, String)>, Vec<u32>), PublishError> {
+    let mut msgs = Vec::with_capacity(shards.len());
+    let mut to = Vec::new();
+    let mut unrouted = Vec::new();
+    let (id, app, job) = (
+        template.instance,
+        template.app.clone(),
+        template.job.clone(),
+    );
+    let mut task = template;
+    for (item, param, run, attempts) in shards {
+        let subject = match plan {
+            Plan::Queue => topo.shard_subject(&app, &job, &id, item),
+            Plan::Targeted { to: chosen } => match chosen.get(&item) {
+                Some(worker) => {
+                    to.push((item, worker.clone()));
+                    topo.direct_subject(&app, worker, &job, &id, item)
+                }
+                None => {
+                    unrouted.push(item);
+                    continue;
+                }
+            },
+            // The worker is known once one answers.
+            Plan::Failover { .. } => String::new(),
+        };
+        task.item = item;
+        task.param = param;
+        task.run = run;
+        task.attempt_base = attempts;
+        let payload =
+            codec::encode("shard task", &task).map_err(|e| PublishError::Lasting(e.to_string()))?;
+        msgs.push(((subject, topo.shard_msg_id(&id, item, run), payload), item));
+    }
+    Ok((msgs, to, unrouted))
 }
 
 /// Publishes in windows bounded in messages and bytes: each window pipelined, then its

@@ -7,7 +7,8 @@
 //! the loop stays responsive while it is in flight.
 //!
 //! The leader's state is private to this module; each step of its work is a file of it:
-//! `schedules` (planning and firing), `triggers`, `launch` (creating instances and
+//! `schedules` (planning from cursors), `fires` (the pipeline that
+//! turns due slots into instances in batches), `triggers`, `launch` (creating instances and
 //! publishing shard items), `routing` (which worker gets each item, and moving items
 //! off workers that are gone), `results` (folding reports), `effects` (carrying out what
 //! the state machine asks), and the maintenance steps `recover` (taking over what a
@@ -20,7 +21,7 @@
 //! skipped while not leading (a slot, an input) is redone from the stored state (cursors,
 //! shard records) by the next round, never by this one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use antares_nats::queue::{self, ConsumerSpec};
 use antares_nats::{Nats, NatsError, now};
 use antares_schemas::{InstanceId, Timestamp};
 use async_nats::jetstream::stream::Stream as JsStream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -44,6 +45,7 @@ use launch::{Published, Republish};
 mod alarms;
 mod effects;
 mod finish;
+mod fires;
 mod launch;
 mod recover;
 mod rescue;
@@ -68,6 +70,8 @@ pub(crate) enum Stop {
 
 /// How often the maintenance tick runs.
 const TICK: Duration = Duration::from_millis(250);
+/// Most ended publications handled in one turn of the loop.
+const PUBLISHED_BATCH: usize = 1024;
 /// How long the first report of a batch may wait for others before they are folded.
 const RESULTS_LINGER: Duration = Duration::from_millis(3);
 
@@ -83,6 +87,12 @@ pub(crate) struct Leading {
     timers: Timers,
     /// The last slot fired per job, as stored in the cursors bucket.
     cursors: HashMap<(String, String), Timestamp>,
+    /// Slots due, waiting for a batch of the fire pipeline.
+    backlog: VecDeque<fires::JobFires>,
+    /// The fire pipeline's work beside the loop (creating batches, writing cursors).
+    firing: JoinSet<fires::FireWork>,
+    /// Batches being created.
+    creating: usize,
     /// Cursors whose write failed, written again by the tick.
     cursors_unsaved: HashMap<(String, String), Timestamp>,
     /// Jobs whose fire failed: re-planned from their cursor when their timer comes.
@@ -145,6 +155,9 @@ impl Leading {
             timers: Timers::default(),
             cursors: HashMap::new(),
             cursors_unsaved: HashMap::new(),
+            backlog: VecDeque::new(),
+            firing: JoinSet::new(),
+            creating: 0,
             replan: HashMap::new(),
             live: HashMap::new(),
             runs: Runs::default(),
@@ -216,7 +229,8 @@ impl Leading {
         // left, then plan every schedule.
         self.scan_workers().await;
         self.recover().await?;
-        self.plan_all().await;
+        self.plan_all().await?;
+        self.start_fires();
         if let Some(stop) = self.stop.take() {
             return Ok(stop);
         }
@@ -289,10 +303,26 @@ impl Leading {
                     self.fire_due().await;
                 }
                 Some(done) = self.publishes.join_next(), if !self.publishes.is_empty() => {
-                    match done {
-                        Ok(p) => self.on_published(p).await,
-                        Err(e) => break Stop::Broken(format!("a publication task failed: {e}")),
+                    // With every other one that has ended too, so a burst of instances
+                    // is marked running in one round of writes.
+                    let mut ended = Vec::new();
+                    let mut failed = None;
+                    let mut next = Some(done);
+                    while let Some(done) = next {
+                        match done {
+                            Ok(p) => ended.push(p),
+                            Err(e) => failed = Some(e),
+                        }
+                        next = if ended.len() < PUBLISHED_BATCH {
+                            self.publishes.join_next().now_or_never().flatten()
+                        } else {
+                            None
+                        };
                     }
+                    if let Some(e) = failed {
+                        break Stop::Broken(format!("a publication task failed: {e}"));
+                    }
+                    self.on_published(ended).await;
                 }
                 batch = results.next() => {
                     let Some(batch) = batch else {
@@ -314,6 +344,12 @@ impl Leading {
                 _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
                     flush_at = None;
                     self.on_results(std::mem::take(&mut pending)).await;
+                }
+                Some(done) = self.firing.join_next(), if !self.firing.is_empty() => {
+                    match done {
+                        Ok(work) => self.on_fire_work(work).await,
+                        Err(e) => break Stop::Broken(format!("a fire task failed: {e}")),
+                    }
                 }
                 Some(done) = self.archiving.join_next(), if !self.archiving.is_empty() => {
                     match done {
@@ -346,6 +382,8 @@ impl Leading {
         }
         watchers.abort_all();
         self.publishes.abort_all();
+        // Fires cut short are made again from the cursors by the next round.
+        self.firing.abort_all();
         // A batch cut short leaves its instances in the instances bucket: the next round
         // loads them and moves them again.
         self.archiving.abort_all();

@@ -19,6 +19,50 @@ impl InstanceStore {
     /// again. A claim without an instance in either bucket is an earlier attempt of ours
     /// that failed half-way: it is taken over.
     pub async fn create(&self, instance: Instance) -> Result<Stored, CreateError> {
+        self.create_many(vec![instance])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(NatsError::Config("instance not written".into()).into()))
+    }
+
+    /// [`InstanceStore::create`] for many instances in one pipelined round of writes
+    /// (a burst of fires); each gets its own outcome, in order. Only the rare outcomes
+    /// (an id made long ago, a trigger key already used, a chunk written by an earlier
+    /// attempt) take another round, for their instance alone.
+    pub async fn create_many(&self, instances: Vec<Instance>) -> Vec<Result<Stored, CreateError>> {
+        let mut planned = Vec::with_capacity(instances.len());
+        let mut writes = Vec::new();
+        for instance in instances {
+            match self.create_writes(instance) {
+                Ok((stored, which, ws, has_key)) => {
+                    planned.push(Ok((stored, which, ws.len(), has_key)));
+                    writes.extend(ws);
+                }
+                Err(e) => planned.push(Err(e)),
+            }
+        }
+        let mut results = kv::write_all(&self.nats, writes).await.into_iter();
+        let mut out = Vec::with_capacity(planned.len());
+        for p in planned {
+            match p {
+                Ok((stored, which, n, has_key)) => {
+                    let mine: Vec<_> = results.by_ref().take(n).collect();
+                    out.push(self.created(stored, which, mine, has_key).await);
+                }
+                Err(e) => out.push(Err(e.into())),
+            }
+        }
+        out
+    }
+
+    /// The writes that create one instance: its claim, its trigger key's claim (if
+    /// any), its summary, its chunks; with the chunks they write and whether a key
+    /// claim is among them.
+    #[allow(clippy::type_complexity)]
+    fn create_writes(
+        &self,
+        instance: Instance,
+    ) -> Result<(Stored, Vec<u32>, Vec<Write>, bool), NatsError> {
         let topo = &self.nats.topo;
         let s = &instance.summary;
         let id_text = bytes::Bytes::from(s.id.to_string());
@@ -29,7 +73,7 @@ impl InstanceStore {
             .map(|k| topo.trigger_key_claim(&s.app, &s.job, k));
         let summary = codec::encode("instance", s)?;
         let key = self.summary_key(s);
-        let mut stored = Stored {
+        let stored = Stored {
             chunk_revs: vec![0; chunk_count(instance.summary.shard_total) as usize],
             instance,
             summary_rev: 0,
@@ -42,10 +86,9 @@ impl InstanceStore {
             id_text.clone(),
             Expect::Revision(0),
         )];
-        if let Some(k) = &key_claim {
-            writes.push(
-                Write::put(claims, k.clone(), id_text, Expect::Revision(0)).with_ttl(KEY_WINDOW),
-            );
+        let has_key = key_claim.is_some();
+        if let Some(k) = key_claim {
+            writes.push(Write::put(claims, k, id_text, Expect::Revision(0)).with_ttl(KEY_WINDOW));
         }
         writes.push(Write::put(
             &self.live.name,
@@ -54,13 +97,21 @@ impl InstanceStore {
             Expect::Revision(0),
         ));
         writes.extend(chunks);
-        let mut results = kv::write_all(&self.nats, writes).await.into_iter();
+        Ok((stored, which, writes, has_key))
+    }
+
+    /// Decides what the writes of one create came to.
+    async fn created(
+        &self,
+        mut stored: Stored,
+        which: Vec<u32>,
+        results: Vec<Result<u64, NatsError>>,
+        has_key: bool,
+    ) -> Result<Stored, CreateError> {
+        let topo = &self.nats.topo;
+        let mut results = results.into_iter();
         let claim = results.next();
-        let key_claimed = if key_claim.is_some() {
-            results.next()
-        } else {
-            None
-        };
+        let key_claimed = if has_key { results.next() } else { None };
         let written = results.next();
         let chunk_results: Vec<_> = results.collect();
         match written {
@@ -83,17 +134,27 @@ impl InstanceStore {
             Some(Err(e)) => return Err(e.into()),
             None => return Err(NatsError::Config("instance not claimed".into()).into()),
         }
-        if let (Some(k), Some(Err(NatsError::WrongRevision { .. }))) = (&key_claim, &key_claimed) {
-            let holder = kv::get_raw(&self.claims, k).await?;
-            let holder = holder.and_then(|b| String::from_utf8(b.to_vec()).ok());
-            let ours = stored.instance.summary.id.to_string();
-            if holder.as_deref() != Some(ours.as_str()) {
-                self.remove_live(&stored).await?;
-                let first = holder.and_then(|h| h.parse().ok());
-                return Err(CreateError::KeyUsed(first));
+        if has_key {
+            let s = &stored.instance.summary;
+            let k = s
+                .key
+                .as_ref()
+                .map(|k| topo.trigger_key_claim(&s.app, &s.job, k))
+                .unwrap_or_default();
+            match key_claimed {
+                Some(Err(NatsError::WrongRevision { .. })) => {
+                    let holder = kv::get_raw(&self.claims, &k).await?;
+                    let holder = holder.and_then(|b| String::from_utf8(b.to_vec()).ok());
+                    let ours = s.id.to_string();
+                    if holder.as_deref() != Some(ours.as_str()) {
+                        self.remove_live(&stored).await?;
+                        let first = holder.and_then(|h| h.parse().ok());
+                        return Err(CreateError::KeyUsed(first));
+                    }
+                }
+                Some(Err(e)) => return Err(e.into()),
+                _ => {}
             }
-        } else if let Some(Err(e)) = key_claimed {
-            return Err(e.into());
         }
         self.record_chunk_writes(&mut stored, which, chunk_results.into_iter())
             .await?;

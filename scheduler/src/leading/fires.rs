@@ -1,0 +1,294 @@
+//! The fire pipeline: slots that are due become instances in pipelined batches.
+//!
+//! Every slot due at once (the top of the hour, a takeover's late slots) joins the
+//! backlog; the loop cuts it into batches of up to [`FIRE_BATCH`] slots and, for each,
+//! decides admission (overlap) in memory, then a task beside the loop claims and creates
+//! all of the batch's instances in one pipelined round of writes. When the round is
+//! back the loop queues the new instances' items (in the background, see
+//! [`super::launch`]) and writes the batch's cursors in one more round beside the loop.
+//! At most [`BATCHES_IN_FLIGHT`] batches are in flight, so a burst of 100,000 slots is
+//! bounded in memory and never keeps the loop from its other inputs (results,
+//! triggers, the lease).
+//!
+//! Exactly once holds as for one fire: a slot's id is claimed and its instance created
+//! ("must not exist") before its cursor moves, and a job's cursor moves only past slots
+//! whose instance exists, so a crash anywhere leaves either a slot whose instance is
+//! there (a new leader finds it taken) or a cursor behind it (the slot fires again, and
+//! its claim makes that the same instance).
+
+use std::collections::HashMap;
+
+use antares_nats::kv::{self, Expect, Write};
+use antares_nats::{Nats, NatsError, codec};
+use antares_schemas::instance::TriggerKind;
+use antares_schemas::machine::Input;
+use antares_schemas::messages::Event;
+use antares_schemas::{InstanceId, Timestamp};
+
+use super::Leading;
+use crate::events;
+use crate::overlap::Admission;
+use crate::store::{CreateError, Stored};
+
+/// Most slots in one batch.
+const FIRE_BATCH: usize = 1024;
+/// Most batches being created at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The slots of one job to fire now, and what follows once they are made.
+#[derive(Debug)]
+pub(super) struct JobFires {
+    pub(super) app: String,
+    pub(super) job: String,
+    /// Oldest first, with how each is labelled.
+    pub(super) fires: Vec<(Timestamp, TriggerKind)>,
+    /// The `misfired` event to send once they are made.
+    pub(super) missed: Option<Event>,
+    /// The job's next slot after these.
+    pub(super) next: Option<Timestamp>,
+}
+
+/// One slot of a batch.
+pub(super) struct Slot {
+    slot: Timestamp,
+    id: InstanceId,
+    /// `None`: nothing to create (it exists, or the job cannot make it).
+    admission: Option<Admission>,
+}
+
+/// Work of the pipeline that ran beside the loop.
+pub(super) enum FireWork {
+    /// A batch was created: its jobs and slots, and the outcome of each create (in the
+    /// order of the slots that had one).
+    Created {
+        groups: Vec<(JobFires, Vec<Slot>)>,
+        outcomes: Vec<Result<Stored, CreateError>>,
+    },
+    /// Cursors were written.
+    Cursors(Vec<(String, String, Timestamp, bool)>),
+}
+
+/// Logs and sends a `misfired` event.
+pub(super) async fn report_missed(nats: &Nats, e: &Event) {
+    tracing::warn!(app = %e.app, job = %e.job, "{}", e.reason.as_deref().unwrap_or_default());
+    events::emit(nats, e).await;
+}
+
+impl Leading {
+    /// Starts batches from the backlog while there is room for them.
+    pub(super) fn start_fires(&mut self) {
+        while self.creating < BATCHES_IN_FLIGHT && !self.backlog.is_empty() {
+            if !self.leading() {
+                self.backlog.clear();
+                return;
+            }
+            let mut groups = Vec::new();
+            let mut instances = Vec::new();
+            let mut n = 0;
+            while n < FIRE_BATCH {
+                let Some(g) = self.backlog.pop_front() else {
+                    break;
+                };
+                n += g.fires.len();
+                if let Some(slots) = self.prepare_fires(&g, &mut instances) {
+                    groups.push((g, slots));
+                }
+            }
+            let store = self.store.clone();
+            self.creating += 1;
+            self.firing.spawn(async move {
+                let outcomes = store.create_many(instances).await;
+                FireWork::Created { groups, outcomes }
+            });
+        }
+    }
+
+    /// The slots of one job, their instances added to `instances`; `None` when the job
+    /// no longer fires (deleted, paused: its timer was set by the edit).
+    fn prepare_fires(
+        &mut self,
+        g: &JobFires,
+        instances: &mut Vec<antares_schemas::instance::Instance>,
+    ) -> Option<Vec<Slot>> {
+        if !self.catalog.schedule_active(&g.app, &g.job) {
+            return None;
+        }
+        let mut slots = Vec::with_capacity(g.fires.len());
+        for &(slot, kind) in &g.fires {
+            let id = InstanceId::for_fire(&g.app, &g.job, slot);
+            let entry = self.catalog.job(&g.app, &g.job)?;
+            let new = match entry.spec.shard_items(&Default::default()) {
+                Ok(_) if self.live.contains_key(&id) => None,
+                Ok(items) => Some(entry.spec.new_instance(id, kind, slot, items)),
+                Err(e) => {
+                    tracing::error!(app = %g.app, job = %g.job, error = %e, "job cannot fire");
+                    None
+                }
+            };
+            let admission = new.map(|new| {
+                let prepared = self.prepare(new);
+                instances.push(prepared.instance);
+                prepared.admission
+            });
+            slots.push(Slot {
+                slot,
+                id,
+                admission,
+            });
+        }
+        Some(slots)
+    }
+
+    /// What the pipeline did beside the loop.
+    pub(super) async fn on_fire_work(&mut self, work: FireWork) {
+        match work {
+            FireWork::Created { groups, outcomes } => {
+                self.creating = self.creating.saturating_sub(1);
+                self.on_created(groups, outcomes).await;
+                self.start_fires();
+            }
+            FireWork::Cursors(written) => {
+                for (app, job, slot, ok) in written {
+                    let key = (app, job);
+                    // Written again by the tick, unless a later one was saved since.
+                    if !ok && self.cursors.get(&key) == Some(&slot) {
+                        self.cursors_unsaved.insert(key, slot);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_created(
+        &mut self,
+        groups: Vec<(JobFires, Vec<Slot>)>,
+        outcomes: Vec<Result<Stored, CreateError>>,
+    ) {
+        let mut outcomes = outcomes.into_iter();
+        let mut skips = Vec::new();
+        let mut cursors = Vec::new();
+        let mut missed = Vec::new();
+        for (g, slots) in groups {
+            let mut failed: Option<NatsError> = None;
+            let mut cursor = None;
+            for s in slots {
+                let res = match s.admission {
+                    None => Ok(()),
+                    Some(admission) => {
+                        let created = outcomes.next().unwrap_or_else(|| {
+                            Err(NatsError::Config("instance not created".into()).into())
+                        });
+                        match (admission, created) {
+                            (Admission::Skip(reason), Ok(stored)) => {
+                                self.live.insert(s.id, stored);
+                                skips.push((s.id, Input::Skip { reason }));
+                                Ok(())
+                            }
+                            (admission, created) => self
+                                .created(g.app.clone(), g.job.clone(), s.id, admission, created)
+                                .await
+                                .map(|_| ()),
+                        }
+                    }
+                };
+                match res {
+                    // The cursor moves past a slot only when every slot before it is made.
+                    Ok(()) if failed.is_none() => cursor = Some(s.slot),
+                    Ok(()) => {}
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(c) = cursor {
+                cursors.push((g.app.clone(), g.job.clone(), c));
+            }
+            match failed {
+                None => {
+                    let key = (g.app, g.job);
+                    self.replan.remove(&key);
+                    let next = g
+                        .next
+                        .filter(|_| self.catalog.schedule_active(&key.0, &key.1));
+                    self.timers.set(&key.0, &key.1, next);
+                    missed.extend(g.missed);
+                }
+                Some(e) => self.fire_failed(&g.app, &g.job, &e),
+            }
+        }
+        self.apply_many(skips).await;
+        self.write_cursors(cursors);
+        for e in missed {
+            report_missed(&self.nats, &e).await;
+            self.alarm_misfire(&e.app, &e.job, e.reason.clone()).await;
+        }
+    }
+
+    /// Writes jobs' cursors in one round beside the loop (after their instances exist).
+    fn write_cursors(&mut self, cursors: Vec<(String, String, Timestamp)>) {
+        let mut last: HashMap<(String, String), Timestamp> = HashMap::new();
+        for (app, job, slot) in cursors {
+            let key = (app, job);
+            if self.cursors.get(&key).is_some_and(|c| *c >= slot) {
+                continue;
+            }
+            let e = last.entry(key).or_insert(slot);
+            *e = (*e).max(slot);
+        }
+        if last.is_empty() {
+            return;
+        }
+        let bucket = self.buckets.cursors.name.clone();
+        let mut writes = Vec::with_capacity(last.len());
+        let mut names = Vec::with_capacity(last.len());
+        for ((app, job), slot) in last {
+            match codec::encode("cursor", &slot) {
+                Ok(value) => {
+                    let key = self.nats.topo.job_key(&app, &job);
+                    writes.push(Write::put(&bucket, key, value, Expect::Any));
+                    self.cursors.insert((app.clone(), job.clone()), slot);
+                    names.push((app, job, slot));
+                }
+                Err(e) => tracing::error!(%app, %job, error = %e, "cursor not encoded"),
+            }
+        }
+        let nats = self.nats.clone();
+        self.firing.spawn(async move {
+            let results = kv::write_all(&nats, writes).await;
+            let written = names
+                .into_iter()
+                .zip(results)
+                .map(|((app, job, slot), r)| {
+                    if let Err(e) = &r {
+                        tracing::warn!(%app, %job, error = %e, "cursor not saved yet; retrying");
+                    }
+                    (app, job, slot, r.is_ok())
+                })
+                .collect();
+            FireWork::Cursors(written)
+        });
+    }
+
+    async fn write_cursor(&self, app: &str, job: &str, slot: Timestamp) -> Result<(), NatsError> {
+        let value = codec::encode("cursor", &slot)?;
+        let key = self.nats.topo.job_key(app, job);
+        kv::write(
+            &self.nats,
+            Write::put(&self.buckets.cursors.name, key, value, Expect::Any),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Writes the cursors whose write failed.
+    pub(super) async fn save_unsaved_cursors(&mut self) {
+        for ((app, job), slot) in std::mem::take(&mut self.cursors_unsaved) {
+            if self.cursors.get(&(app.clone(), job.clone())) != Some(&slot) {
+                continue;
+            }
+            if self.write_cursor(&app, &job, slot).await.is_err() {
+                self.cursors_unsaved.insert((app, job), slot);
+            }
+        }
+    }
+}
