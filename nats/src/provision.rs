@@ -88,6 +88,9 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 pub const AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Largest audit log (oldest entries go first).
 pub const AUDIT_MAX_BYTES: i64 = 1 << 30;
+/// Largest alarm delivery queue: a publisher past it gets an error (the alarm event
+/// still goes out), nothing queued is dropped.
+pub const ALARMS_MAX_BYTES: i64 = 64 << 20;
 /// How long a day's counts are kept.
 pub const STATS_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 
@@ -181,6 +184,11 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
         stream::Config {
             subject_transform: transform(t.results_transform()),
             ..work_queue(t.results_stream(), t.results_stream_subjects())
+        },
+        stream::Config {
+            max_bytes: ALARMS_MAX_BYTES,
+            discard: DiscardPolicy::New,
+            ..work_queue(t.alarms_stream(), t.alarms_stream_subjects())
         },
         stream::Config {
             name: t.logs_stream(),

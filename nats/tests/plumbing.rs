@@ -23,9 +23,17 @@ async fn setup() -> anyhow::Result<(LocalServer, Nats)> {
 async fn provisioning_is_idempotent() -> anyhow::Result<()> {
     let (_server, nats) = setup().await?;
     let again = provision(&nats, &ProvisionOptions::default()).await?;
-    assert_eq!(again.streams.len(), 5);
+    assert_eq!(again.streams.len(), 6);
     assert_eq!(again.buckets.len(), 17);
     assert_eq!(again.partitions, 1);
+    // Alarm deliveries: a work queue bounded by bytes that refuses new ones when full.
+    let mut alarms = nats.stream(&nats.topo.alarms_stream()).await?;
+    let cfg = alarms.info().await?.config.clone();
+    assert_eq!(cfg.max_bytes, antares_nats::provision::ALARMS_MAX_BYTES);
+    assert_eq!(
+        cfg.discard,
+        async_nats::jetstream::stream::DiscardPolicy::New
+    );
     nats.buckets().await?;
     let bad = provision(
         &nats,

@@ -13,13 +13,15 @@
 //! - keeps every shard going: retries due, attempts past their timeout, shards of lost
 //!   workers (`rescue`); finishes ended instances: children, history, the next waiting
 //!   instance (`finish`); completes what a previous leader left (`recover`);
-//! - emits lifecycle events ([`events`]).
+//! - emits lifecycle events ([`events`]) and raises alarms, which every scheduler
+//!   process delivers ([`alarm`]).
 //!
 //! [`store`] is where instances live; [`admin`] holds what operators do (apps, jobs,
 //! triggers, backfill, cancels, queries, logs, cluster); it needs no running scheduler,
 //! only NATS.
 
 pub mod admin;
+pub mod alarm;
 pub mod error;
 pub mod events;
 pub mod firing;

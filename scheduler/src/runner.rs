@@ -26,6 +26,7 @@ use antares_nats::{Nats, NatsError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::alarm::{self, AlarmOptions};
 use crate::error::SchedulerError;
 use crate::leader::{self, Leadership, LeaseSettings};
 use crate::leading::{Leading, Stop};
@@ -48,6 +49,8 @@ pub struct SchedulerOptions {
     /// How long an instance waits for a live worker that can run its shards before it
     /// fails saying so (contract §8).
     pub no_worker_wait: Duration,
+    /// Alarm delivery settings (webhook secret, SMTP) and their rate limit.
+    pub alarms: AlarmOptions,
     /// Where this scheduler counts what it does (served by `--metrics-listen`).
     pub metrics: Arc<SchedulerMetrics>,
 }
@@ -61,6 +64,7 @@ impl Default for SchedulerOptions {
             heartbeat: Duration::from_secs(1),
             results_batch: 1000,
             no_worker_wait: Duration::from_secs(300),
+            alarms: AlarmOptions::default(),
             metrics: Arc::new(SchedulerMetrics::new()),
         }
     }
@@ -84,6 +88,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(antares_nats::process::default_id);
     antares_schemas::names::check_worker_id(&id)?;
+    alarm::deliver::check(&opts.alarms).map_err(SchedulerError::Invalid)?;
     // Fail early, with the provisioning hint, when the buckets are missing.
     nats.buckets().await?;
     // The split stored at provision, whatever the handle was made with.
@@ -106,6 +111,12 @@ pub async fn run(
         txs,
         stop_rx,
     ));
+    // Every scheduler process delivers alarms, leading or not.
+    let alarms_task = tokio::spawn(alarm::deliver::run(
+        nats.clone(),
+        opts.alarms.clone(),
+        stop_tx.subscribe(),
+    ));
     tracing::info!(%id, partitions, "scheduler started; standing by until it holds a partition lease");
     let sampler = tokio::spawn(crate::metrics::sample(
         nats.clone(),
@@ -113,6 +124,7 @@ pub async fn run(
     ));
     let result = supervise(nats, opts, &id, shutdown, lease_task, rxs, stop_tx).await;
     sampler.abort();
+    let _ = alarms_task.await;
     result
 }
 
@@ -181,6 +193,7 @@ async fn lead_partition(
             lead_rx.clone(),
             opts.results_batch,
             opts.no_worker_wait,
+            &opts.alarms,
         )
         .await
         {

@@ -8,11 +8,13 @@
 //! - [`instance`], [`app`], [`cluster`]: stored records and their JSON views;
 //! - [`messages`]: what schedulers, workers and integrations send each other;
 //! - [`machine`]: the instance/shard state machine as a pure function;
+//! - [`alarm`]: alarms raised, what webhooks receive, what is queued for delivery;
 //! - [`limits`]: the bounds on sizes, retries and waits;
 //! - [`access`], [`audit`], [`stats`]: the console's users and tokens, the audit log and
 //!   job versions, and the counts its dashboard shows.
 
 pub mod access;
+pub mod alarm;
 pub mod app;
 pub mod audit;
 pub mod cluster;

@@ -366,6 +366,12 @@ pub struct Event {
     /// Why a trigger was rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why an alarm was raised (`alarm` events; the JSON key is `kind`).
+    #[serde(default, rename = "kind", skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<crate::alarm::AlarmKind>,
+    /// Alarms of the same job and kind left out since the last one (rate limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u32>,
 }
 
 impl Event {
@@ -390,6 +396,8 @@ impl Event {
             error: None,
             trigger: None,
             reason: None,
+            alarm: None,
+            suppressed: None,
         }
     }
 

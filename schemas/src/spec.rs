@@ -138,7 +138,7 @@ fn default_alarm_on() -> Vec<AlarmOn> {
     vec![AlarmOn::Fail, AlarmOn::Timeout, AlarmOn::Misfire]
 }
 
-/// `alarm = { emails, webhooks, on }`.
+/// `alarm = { emails, webhooks, on, stuck_after }` (contract §10; see [`crate::alarm`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmSpec {

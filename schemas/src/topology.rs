@@ -14,6 +14,7 @@
 //! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
 //! | stop | `ats.stop.<app>.<job>.<instance>` | core NATS: workers stop running shards (cancel, timeout) |
 //! | events | `ats.event.<app>.<job>` | contract; core NATS, JSON |
+//! | alarm deliveries | `ats.alarm.<app>.<job>` | stream `ATS_ALARMS` (work queue, bounded by bytes, discard new); durable `alarms` shared by every scheduler |
 //! | audit | `ats.audit.<app>` (`ats.audit.-` for changes outside apps) | stream `ATS_AUDIT` (limits, kept for the audit retention) |
 //! | cluster settings | `ats-settings`, key `cluster` | written by `antares provision` (the number of partitions), read at connect |
 //! | buckets | `ats-apps`, `ats-jobs`, `ats-instances`, `ats-history`, `ats-leases`, `ats-workers`, `ats-schedulers`, `ats-cursors`, `ats-claims` | |
@@ -482,6 +483,24 @@ impl Topology {
     /// the key's history (the bucket keeps [`crate::limits::MAX_JOB_VERSIONS`]).
     pub fn versions_bucket(&self) -> String {
         self.bucket("versions")
+    }
+
+    /// Alarm deliveries waiting to be sent (one message per alarm and target).
+    pub fn alarms_stream(&self) -> String {
+        self.stream("ALARMS")
+    }
+    /// Subjects of [`Self::alarms_stream`].
+    pub fn alarms_stream_subjects(&self) -> Vec<String> {
+        vec![format!("{}.alarm.>", self.ns)]
+    }
+    /// Where an alarm of `app/job` is queued for delivery.
+    pub fn alarm_subject(&self, app: &str, job: &str) -> String {
+        format!("{}.alarm.{app}.{job}", self.ns)
+    }
+    /// The durable consumer every scheduler process delivers alarms from (each message
+    /// goes to one of them).
+    pub fn alarms_consumer(&self) -> String {
+        "alarms".to_string()
     }
 
     /// The audit log: who changed what, when, before and after.

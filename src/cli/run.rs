@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use antares_scheduler::SchedulerOptions;
+use antares_scheduler::alarm::AlarmOptions;
 use antares_scheduler::metrics::SchedulerMetrics;
 use antares_worker::Worker;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,12 @@ use crate::config::Section;
 /// `antares scheduler` flags (each also `ANTARES_*` and a config file key; see
 /// [`SchedulerSettings`] for their types and defaults).
 #[derive(Debug, clap::Args, Serialize)]
+#[command(
+    after_help = "Alarms: webhooks are signed (X-Antares-Signature: sha256=<hex HMAC-SHA256 of the body>) with\n\
+    ANTARES_ALARM_WEBHOOK_SECRET (or `alarm_webhook_secret` in the --config file; never a flag).\n\
+    Alarm emails need --smtp-url and --smtp-from; prefer giving a password in the URL through\n\
+    ANTARES_SMTP_URL or the --config file."
+)]
 pub struct SchedulerArgs {
     /// Scheduler id, unique in the cluster [default: <host>-<pid>-<random>]
     #[arg(long)]
@@ -30,13 +37,20 @@ pub struct SchedulerArgs {
     /// plugin, or scripts) before it fails saying so
     #[arg(long, value_name = "DURATION")]
     no_worker_wait: Option<String>,
+    /// Mail server for alarm emails: smtp://host:port (plain; add ?tls=required for
+    /// STARTTLS) or smtps://user:pass@host:port (TLS)
+    #[arg(long, value_name = "URL")]
+    smtp_url: Option<String>,
+    /// Sender address of alarm emails (needed with --smtp-url)
+    #[arg(long, value_name = "ADDRESS")]
+    smtp_from: Option<String>,
     /// Serve Prometheus metrics on this address (HOST:PORT): GET /metrics
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
 }
 
 /// `antares scheduler` settings, resolved.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct SchedulerSettings {
     /// `--id`.
     pub id: Option<String>,
@@ -49,6 +63,12 @@ pub struct SchedulerSettings {
     /// `--no-worker-wait`.
     #[serde(with = "crate::config::duration")]
     pub no_worker_wait: Duration,
+    /// `--smtp-url`.
+    pub smtp_url: Option<String>,
+    /// `--smtp-from`.
+    pub smtp_from: Option<String>,
+    /// Key of the alarm webhooks' signature: environment or config file only.
+    pub alarm_webhook_secret: Option<String>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<String>,
 }
@@ -61,6 +81,9 @@ impl Default for SchedulerSettings {
             lease_ttl: d.lease_ttl,
             lease_renew: d.lease_renew,
             no_worker_wait: d.no_worker_wait,
+            smtp_url: d.alarms.smtp_url,
+            smtp_from: d.alarms.smtp_from,
+            alarm_webhook_secret: d.alarms.webhook_secret,
             metrics_listen: None,
         }
     }
@@ -68,6 +91,52 @@ impl Default for SchedulerSettings {
 
 impl Section for SchedulerSettings {
     const COMMAND: Option<&'static str> = Some("scheduler");
+    const NO_FLAG: &'static [&'static str] = &["alarm_webhook_secret"];
+}
+
+impl SchedulerSettings {
+    /// The scheduler's options.
+    pub fn options(self) -> SchedulerOptions {
+        let empty_none = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        SchedulerOptions {
+            id: self.id,
+            lease_ttl: self.lease_ttl,
+            lease_renew: self.lease_renew,
+            no_worker_wait: self.no_worker_wait,
+            alarms: AlarmOptions {
+                webhook_secret: empty_none(self.alarm_webhook_secret),
+                smtp_url: empty_none(self.smtp_url),
+                smtp_from: empty_none(self.smtp_from),
+                ..AlarmOptions::default()
+            },
+            ..SchedulerOptions::default()
+        }
+    }
+}
+
+/// Says whether the secret is set, never what it is (settings are debug-logged).
+impl std::fmt::Debug for SchedulerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerSettings")
+            .field("id", &self.id)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("lease_renew", &self.lease_renew)
+            .field("no_worker_wait", &self.no_worker_wait)
+            .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "smtp_url",
+                &self
+                    .smtp_url
+                    .as_deref()
+                    .map(antares_scheduler::alarm::email::redact_url),
+            )
+            .field("smtp_from", &self.smtp_from)
+            .field(
+                "alarm_webhook_secret",
+                &self.alarm_webhook_secret.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
 }
 
 /// `antares worker` flags (each also `ANTARES_*` and a config file key; see
@@ -141,12 +210,8 @@ pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCod
         crate::metrics_http::serve(listener, Arc::new(move || m.render()))?;
     }
     let opts = SchedulerOptions {
-        id: s.id,
-        lease_ttl: s.lease_ttl,
-        lease_renew: s.lease_renew,
-        no_worker_wait: s.no_worker_wait,
         metrics,
-        ..SchedulerOptions::default()
+        ..s.options()
     };
     let nats = ctx.connect().await?;
     antares_scheduler::run(nats, opts, antares_nats::process::stop_signal()).await?;

@@ -399,3 +399,39 @@ fn shipped_deploy_config_is_valid() -> anyhow::Result<()> {
     worker(Some(&file), &[], &["--app", "billing"])?;
     Ok(())
 }
+
+#[test]
+fn scheduler_alarm_settings_and_the_secret_from_env_or_file_only() -> anyhow::Result<()> {
+    let d = scheduler(None, &[], &[])?;
+    assert_eq!(
+        (d.smtp_url.as_deref(), d.smtp_from.as_deref()),
+        (None, None)
+    );
+    assert_eq!(d.alarm_webhook_secret, None);
+    let file =
+        File::new("alarm_webhook_secret = \"from-the-file\"\nsmtp_from = \"ops@example.com\"\n");
+    let s = scheduler(
+        Some(&file),
+        &[("ANTARES_SMTP_URL", "smtps://me:pa55@mail.example.com:465")],
+        &["--smtp-from", "antares@example.com"],
+    )?;
+    assert_eq!(s.alarm_webhook_secret.as_deref(), Some("from-the-file"));
+    assert_eq!(s.smtp_from.as_deref(), Some("antares@example.com"));
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("from-the-file") && !shown.contains("pa55"),
+        "{shown}"
+    );
+    let opts = s.options();
+    assert_eq!(opts.alarms.webhook_secret.as_deref(), Some("from-the-file"));
+    assert_eq!(
+        opts.alarms.smtp_url.as_deref(),
+        Some("smtps://me:pa55@mail.example.com:465")
+    );
+    let s = scheduler(None, &[("ANTARES_ALARM_WEBHOOK_SECRET", "env")], &[])?;
+    assert_eq!(s.alarm_webhook_secret.as_deref(), Some("env"));
+    // Not a flag: it would show in the process list.
+    let all = ["antares", "scheduler", "--alarm-webhook-secret", "x"];
+    assert!(Cli::try_parse_from(all).is_err());
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //! of a job spec (contract §2).
 //!
 //! Editing starts from the stored spec and writes back only what the form shows, so
-//! fields the form cannot change yet (alarms) keep their values. Numbers
+//! fields the form does not show keep their values. Numbers
 //! and durations are checked here, naming the field, before anything is sent; the rest
 //! (cron, names, time zones, counts that must agree) the server checks and names.
 
@@ -84,6 +84,13 @@ pub struct JobForm {
     pub misfire: String,
     /// `app/job` names, separated by commas, spaces or lines.
     pub children: String,
+    /// Alarm email addresses, separated by commas, spaces or lines.
+    pub alarm_emails: String,
+    /// Alarm webhook URLs, separated by commas, spaces or lines.
+    pub alarm_webhooks: String,
+    /// What raises an alarm (`fail, timeout, misfire, stuck, recovered`).
+    pub alarm_on: String,
+    pub alarm_stuck_after: String,
     pub enabled: bool,
 }
 
@@ -147,7 +154,7 @@ impl JobForm {
             }
             _ => text(spec, &["shard_params"]),
         };
-        let joined = |field: &str| match spec.get(field) {
+        let joined_at = |v: Option<&Value>| match v {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|i| text(i, &[]))
@@ -155,6 +162,8 @@ impl JobForm {
                 .join(", "),
             _ => String::new(),
         };
+        let joined = |field: &str| joined_at(spec.get(field));
+        let alarm = |field: &str| joined_at(spec.get("alarm").and_then(|a| a.get(field)));
         let children = joined("children");
         let workers = joined("workers");
         let kind = match text(spec, &["kind"]) {
@@ -206,6 +215,13 @@ impl JobForm {
             retry_max_backoff: or(text(spec, &["retry", "max_backoff"]), "10m"),
             misfire: or(text(spec, &["misfire"]), "fire_once"),
             children,
+            alarm_emails: alarm("emails"),
+            alarm_webhooks: alarm("webhooks"),
+            alarm_on: match spec.get("alarm").and_then(|a| a.get("on")) {
+                Some(_) => alarm("on"),
+                None => "fail, timeout, misfire".to_string(),
+            },
+            alarm_stuck_after: or(text(spec, &["alarm", "stuck_after"]), "0s"),
             enabled: spec.get("enabled").and_then(Value::as_bool).unwrap_or(true),
         }
     }
@@ -358,6 +374,19 @@ impl JobForm {
         );
         set(&mut spec, "misfire", json!(self.misfire));
         set(&mut spec, "children", json!(words(&self.children)));
+        duration("alarm.stuck_after", &self.alarm_stuck_after)?;
+        let mut alarm = json!({
+            "emails": words(&self.alarm_emails),
+            "webhooks": words(&self.alarm_webhooks),
+            "on": words(&self.alarm_on),
+        });
+        let stuck_after = self.alarm_stuck_after.trim();
+        if stuck_after.parse::<Dur>().is_ok_and(|d| !d.is_zero())
+            && let Some(a) = alarm.as_object_mut()
+        {
+            a.insert("stuck_after".into(), json!(stuck_after));
+        }
+        set(&mut spec, "alarm", alarm);
         set(&mut spec, "enabled", json!(self.enabled));
         Ok(Value::Object(spec))
     }
@@ -371,7 +400,7 @@ fn words(text: &str) -> Vec<&str> {
 }
 
 /// The spec paths the editor shows an input for, where a field error is displayed.
-pub const SHOWN: [&str; 32] = [
+pub const SHOWN: [&str; 36] = [
     "name",
     "description",
     "enabled",
@@ -404,16 +433,18 @@ pub const SHOWN: [&str; 32] = [
     "retry.max_backoff",
     "misfire",
     "children",
+    "alarm.emails",
+    "alarm.webhooks",
+    "alarm.on",
+    "alarm.stuck_after",
 ];
 
 /// The shown field an error about `field` belongs to: the longest shown path that is
 /// `field` or contains it (`script.source` -> `script`, `children[2]` -> `children`);
-/// `alarm...` belongs to the alarm section; `None` for the form as a whole.
+/// any other `alarm...` belongs to the alarm section's first field; `None` for the form
+/// as a whole.
 pub fn owner(field: &str) -> Option<&'static str> {
-    if field == "alarm" || field.starts_with("alarm.") || field.starts_with("alarm[") {
-        return Some("alarm");
-    }
-    SHOWN
+    let shown = SHOWN
         .iter()
         .filter(|shown| {
             field == **shown
@@ -422,7 +453,11 @@ pub fn owner(field: &str) -> Option<&'static str> {
                     .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
         })
         .max_by_key(|shown| shown.len())
-        .copied()
+        .copied();
+    match shown {
+        None if field == "alarm" || field.starts_with("alarm.") => Some("alarm.emails"),
+        other => other,
+    }
 }
 
 /// What to show next to a field: the message without the `job ...: field `...`: ` it
@@ -484,7 +519,7 @@ mod tests {
             retry = { max = 2, backoff = "5s", multiplier = 1.5, max_backoff = "1m" }
             misfire = "catch_up"
             children = ["billing/a", "shop/b"]
-            alarm = { emails = ["ops@example.com"], on = ["fail"] }
+            alarm = { emails = ["ops@example.com"], webhooks = ["https://h.example/x?a=1"], on = ["fail", "stuck"], stuck_after = "5m" }
             enabled = false
             "#,
         )
@@ -561,7 +596,9 @@ mod tests {
         assert_eq!(owner("script.source"), Some("script"));
         assert_eq!(owner("children[1]"), Some("children"));
         assert_eq!(owner("retry.max_backoff"), Some("retry.max_backoff"));
-        assert_eq!(owner("alarm.emails[0]"), Some("alarm"));
+        assert_eq!(owner("alarm.emails[0]"), Some("alarm.emails"));
+        assert_eq!(owner("alarm.on[1]"), Some("alarm.on"));
+        assert_eq!(owner("alarm"), Some("alarm.emails"));
         assert_eq!(owner("shardsx"), None);
         assert_eq!(owner(""), None);
     }

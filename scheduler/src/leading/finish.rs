@@ -59,6 +59,7 @@ impl Leading {
             return;
         }
         let (app, job) = (summary.app.clone(), summary.job.clone());
+        self.alarm_on_end(id).await;
         // The room it held is free whatever happens next.
         self.runs.end(&app, &job, &id);
         self.admit_waiting(&app, &job);

@@ -220,6 +220,7 @@ impl Leading {
         self.write_cursors(cursors);
         for e in missed {
             report_missed(&self.nats, &e).await;
+            self.alarm_misfire(&e.app, &e.job, e.reason.clone()).await;
         }
     }
 

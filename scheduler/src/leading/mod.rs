@@ -49,6 +49,7 @@ use crate::store::{InstanceStore, Progress, Stored};
 use finish::Archived;
 use launch::{Published, Republish};
 
+mod alarms;
 mod effects;
 mod finish;
 mod fires;
@@ -139,6 +140,8 @@ pub(crate) struct Leading {
     targets: HashMap<InstanceId, HashMap<u32, String>>,
     /// Items no live worker can take yet, published when one can.
     unrouted: HashMap<InstanceId, BTreeSet<u32>>,
+    /// Alarms raised: rate limits, each job's last end, stuck instances.
+    alarms: crate::alarm::raise::Alarms,
 }
 
 impl Leading {
@@ -149,6 +152,7 @@ impl Leading {
         leadership: watch::Receiver<Leadership>,
         results_batch: usize,
         no_worker_wait: Duration,
+        alarms: &crate::alarm::AlarmOptions,
     ) -> Result<Self, NatsError> {
         let term = leadership.borrow().term;
         Ok(Self {
@@ -184,6 +188,7 @@ impl Leading {
             workers: routing::Registry::default(),
             targets: HashMap::new(),
             unrouted: HashMap::new(),
+            alarms: crate::alarm::raise::Alarms::new(nats, alarms.repeat_window),
         })
     }
 

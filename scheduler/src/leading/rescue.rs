@@ -38,6 +38,7 @@ impl Leading {
         self.expire_attempts().await;
         if self.ticks.is_multiple_of(LOST_CHECK_TICKS) {
             self.rerun_lost().await;
+            self.alarm_stuck().await;
         }
         self.republish_due().await;
         self.repeat_stops().await;

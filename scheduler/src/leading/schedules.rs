@@ -92,6 +92,7 @@ impl Leading {
         }
         for e in missed {
             super::fires::report_missed(&self.nats, &e).await;
+            self.alarm_misfire(&e.app, &e.job, e.reason.clone()).await;
         }
         Ok(())
     }
@@ -103,6 +104,7 @@ impl Leading {
         let _ = self.load_cursor(app, job).await;
         if let Some(e) = self.plan_from(app, job, now()) {
             super::fires::report_missed(&self.nats, &e).await;
+            self.alarm_misfire(&e.app, &e.job, e.reason.clone()).await;
         }
     }
 

@@ -205,11 +205,15 @@ pub enum AlarmOn {
     Timeout,
     /// A fire was missed.
     Misfire,
-    /// An instance succeeded.
+    /// An instance still runs `stuck_after` after it started.
+    Stuck,
+    /// The first success after a failure.
+    Recovered,
+    /// An instance succeeded (not raised by this version: refused).
     Success,
-    /// An instance was cancelled.
+    /// An instance was cancelled (not raised by this version: refused).
     Cancel,
-    /// A fire was skipped (overlap `discard`).
+    /// A fire was skipped, overlap `discard` (not raised by this version: refused).
     Skip,
 }
 
@@ -220,6 +224,8 @@ impl AlarmOn {
             Self::Fail => "fail",
             Self::Timeout => "timeout",
             Self::Misfire => "misfire",
+            Self::Stuck => "stuck",
+            Self::Recovered => "recovered",
             Self::Success => "success",
             Self::Cancel => "cancel",
             Self::Skip => "skip",

@@ -721,32 +721,55 @@ fn refused(job: &JobSpec, field: &str, words: &[&str]) {
 }
 
 #[test]
-fn fields_not_run_yet_are_refused() {
-    const NOT_YET: &str = "not supported in this version yet";
+fn alarms_are_accepted_and_nonsense_refused() {
     let mut job = base();
-    job.alarm.emails = vec!["ops@example.com".into()];
-    refused(&job, "alarm.emails", &[NOT_YET]);
-    let mut job = base();
-    job.alarm.webhooks = vec!["https://hooks.example.com/x".into()];
-    refused(&job, "alarm.webhooks", &[NOT_YET]);
-    let mut job = base();
-    job.alarm.on = vec![AlarmOn::Fail];
-    refused(&job, "alarm.on", &[NOT_YET, "\"fail\""]);
-    job.alarm.on = vec![
-        AlarmOn::Fail,
-        AlarmOn::Timeout,
-        AlarmOn::Misfire,
-        AlarmOn::Success,
-    ];
-    refused(&job, "alarm.on", &[NOT_YET, "\"success\""]);
-    // The default, in any order, is what runs: accepted.
-    job.alarm.on = vec![AlarmOn::Misfire, AlarmOn::Fail, AlarmOn::Timeout];
-    assert!(job.validate().is_ok());
-    job.alarm.stuck_after = Dur::from_secs(60);
-    refused(&job, "alarm.stuck_after", &[NOT_YET]);
+    job.alarm = AlarmSpec {
+        emails: vec!["ops@example.com".into(), "a.b+c@mail.example.org".into()],
+        webhooks: vec!["https://hooks.example.com/x?y=1".into()],
+        on: vec![
+            AlarmOn::Fail,
+            AlarmOn::Timeout,
+            AlarmOn::Misfire,
+            AlarmOn::Stuck,
+            AlarmOn::Recovered,
+        ],
+        stuck_after: Dur::from_secs(600),
+    };
+    assert!(job.validate().is_ok(), "{:?}", job.validate());
+    let text = "app = \"billing\"\nname = \"x\"\nalarm = { webhooks = [\"http://h.example/a\"], on = [\"recovered\", \"stuck\"], stuck_after = \"5m\" }\n";
+    let parsed = toml_one(text).expect("valid");
+    assert_eq!(parsed.alarm.on, [AlarmOn::Recovered, AlarmOn::Stuck]);
+
+    let mut bad = job.clone();
+    bad.alarm.webhooks.push("ftp://h.example/x".into());
+    refused(&bad, "alarm.webhooks[1]", &["ftp://h.example/x", "http://"]);
+    for email in [
+        "ops",
+        "ops@localhost",
+        "a b@x.org",
+        "x@y.org\r\nBcc: z@w.org",
+        "@x.org",
+    ] {
+        let mut bad = job.clone();
+        bad.alarm.emails = vec!["ok@x.org".into(), email.into()];
+        refused(&bad, "alarm.emails[1]", &["not an email address"]);
+    }
+    let mut bad = job.clone();
+    bad.alarm.webhooks = vec!["https://h.example/".into(); 17];
+    refused(&bad, "alarm.webhooks", &["at most 16"]);
+    let mut bad = job.clone();
+    bad.alarm.on = vec![AlarmOn::Fail, AlarmOn::Success];
+    bad.alarm.stuck_after = Dur::default();
+    refused(&bad, "alarm.on[1]", &["\"success\"", "not supported"]);
+    let mut bad = job.clone();
+    bad.alarm.stuck_after = Dur::default();
+    refused(&bad, "alarm.stuck_after", &["\"stuck\""]);
+    let mut bad = job.clone();
+    bad.alarm.on = vec![AlarmOn::Fail];
+    refused(&bad, "alarm.stuck_after", &["lacks \"stuck\""]);
     let parsed = toml_one("app = \"billing\"\nname = \"x\"\nalarm = { stuck_after = \"0s\" }\n");
     assert!(parsed.is_ok(), "the contract's field is known: {parsed:?}");
-    // Stored records with them still decode.
+    // Stored records with kinds this version refuses still decode.
     let stored = rmp_serde::to_vec_named(&unsupported()).expect("msgpack");
     let back: JobSpec = rmp_serde::from_slice(&stored).expect("decodes");
     assert_eq!(back, unsupported());

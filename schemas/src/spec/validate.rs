@@ -1,6 +1,7 @@
 //! The checks of [`JobSpec::validate`], one field at a time.
 
 use super::{AlarmOn, JobKind, JobSpec, MAX_CHILDREN, MAX_SHARDS, Routing, SpecError};
+use crate::alarm::{MAX_ALARM_EMAILS, MAX_ALARM_TARGET_BYTES, MAX_ALARM_WEBHOOKS};
 use crate::limits::{
     MAX_HTTP_HEADER_BYTES, MAX_HTTP_HEADERS, MAX_PARAMS_BYTES, MAX_SHARD_PARAMS_BYTES,
     MAX_SOURCE_BYTES,
@@ -44,54 +45,96 @@ pub(crate) fn params_bytes(items: &[String]) -> usize {
     items.iter().map(String::len).sum()
 }
 
-/// Fields that are accepted by the format but not run by this version: refused, so
-/// that nothing written in a spec is silently ignored.
-fn not_yet(spec: &JobSpec) -> Result<(), SpecError> {
-    const NOT_YET: &str = "is not supported in this version yet";
-    if !spec.alarm.emails.is_empty() {
+/// `alarm`: what raises one, and where it goes (contract §10). Kinds of `on` that this
+/// version never raises are refused, as is `stuck` without `stuck_after` and the other
+/// way round, so nothing written is silently ignored.
+fn alarm_fields(spec: &JobSpec) -> Result<(), SpecError> {
+    let alarm = &spec.alarm;
+    for (i, on) in alarm.on.iter().enumerate() {
+        if matches!(on, AlarmOn::Success | AlarmOn::Cancel | AlarmOn::Skip) {
+            return Err(err(
+                format!("alarm.on[{i}]"),
+                format!(
+                    "\"{}\" is not supported in this version yet: use fail, timeout, misfire, stuck or recovered",
+                    on.as_str()
+                ),
+            ));
+        }
+    }
+    let stuck = alarm.on.contains(&AlarmOn::Stuck);
+    if stuck && alarm.stuck_after.is_zero() {
         return Err(err(
-            "alarm.emails",
-            format!(
-                "alarm emails {NOT_YET}: remove them (the `instance_finished` events on <ns>.event.<app>.<job> report failures)"
-            ),
+            "alarm.stuck_after",
+            "`on` has \"stuck\": say after how long an instance is stuck (`stuck_after = \"10m\"`)",
         ));
     }
-    if !spec.alarm.webhooks.is_empty() {
+    if !stuck && !alarm.stuck_after.is_zero() {
+        return Err(err(
+            "alarm.stuck_after",
+            "is set but `on` lacks \"stuck\": add it to `on`, or remove `stuck_after`",
+        ));
+    }
+    if alarm.webhooks.len() > MAX_ALARM_WEBHOOKS {
         return Err(err(
             "alarm.webhooks",
             format!(
-                "alarm webhooks {NOT_YET}: remove them (the `instance_finished` events on <ns>.event.<app>.<job> report failures)"
+                "{} webhooks: a job has at most {MAX_ALARM_WEBHOOKS}",
+                alarm.webhooks.len()
             ),
         ));
     }
-    if !spec.alarm.stuck_after.is_zero() {
+    if alarm.emails.len() > MAX_ALARM_EMAILS {
         return Err(err(
-            "alarm.stuck_after",
-            format!("alarms for stuck instances {NOT_YET}: remove `stuck_after`"),
-        ));
-    }
-    if !is_default_alarm_on(&spec.alarm.on) {
-        let names: Vec<String> = spec
-            .alarm
-            .on
-            .iter()
-            .map(|o| format!("\"{}\"", o.as_str()))
-            .collect();
-        return Err(err(
-            "alarm.on",
+            "alarm.emails",
             format!(
-                "choosing what raises an alarm (`on = [{}]`) {NOT_YET}: remove `on` (the default is fail, timeout, misfire)",
-                names.join(", ")
+                "{} addresses: a job has at most {MAX_ALARM_EMAILS}",
+                alarm.emails.len()
             ),
         ));
+    }
+    for (i, email) in alarm.emails.iter().enumerate() {
+        let field = format!("alarm.emails[{i}]");
+        check_size(
+            &field,
+            "the address is",
+            email.len(),
+            MAX_ALARM_TARGET_BYTES,
+        )?;
+        if !is_email(email) {
+            return Err(err(
+                field,
+                format!("`{email}` is not an email address (like ops@example.com)"),
+            ));
+        }
+    }
+    for (i, hook) in alarm.webhooks.iter().enumerate() {
+        let field = format!("alarm.webhooks[{i}]");
+        check_size(&field, "the URL is", hook.len(), MAX_ALARM_TARGET_BYTES)?;
+        if !is_http_url(hook) {
+            return Err(err(
+                field,
+                format!("`{hook}` is not an http:// or https:// URL"),
+            ));
+        }
     }
     Ok(())
 }
 
-/// Whether `on` names exactly the default kinds (in any order, repeats allowed).
-fn is_default_alarm_on(on: &[AlarmOn]) -> bool {
-    let default = super::default_alarm_on();
-    on.iter().all(|o| default.contains(o)) && default.iter().all(|d| on.contains(d))
+/// `user@host.domain`: one `@`, a non-empty user, a host with a dot, no spaces, no
+/// control characters or brackets (a mail header must not be injected through it).
+fn is_email(email: &str) -> bool {
+    let Some((user, host)) = email.split_once('@') else {
+        return false;
+    };
+    let plain = |c: char| !c.is_whitespace() && !c.is_control() && !"<>()[],;:\"@\\".contains(c);
+    !user.is_empty()
+        && host.contains('.')
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && user.chars().all(plain)
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
 /// Whether `url` is an absolute http(s) URL with a host.
@@ -373,28 +416,6 @@ fn other_fields(spec: &JobSpec) -> Result<(), SpecError> {
         ));
     }
     children(spec)?;
-    // Alarm targets are refused by `not_yet` until alarms are delivered; their checks
-    // stay for then.
-    for (i, email) in spec.alarm.emails.iter().enumerate() {
-        let ok = email
-            .split_once('@')
-            .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
-            && !email.chars().any(char::is_whitespace);
-        if !ok {
-            return Err(err(
-                format!("alarm.emails[{i}]"),
-                format!("`{email}` is not an email address"),
-            ));
-        }
-    }
-    for (i, hook) in spec.alarm.webhooks.iter().enumerate() {
-        if !is_http_url(hook) {
-            return Err(err(
-                format!("alarm.webhooks[{i}]"),
-                format!("`{hook}` is not an http:// or https:// URL"),
-            ));
-        }
-    }
     Ok(())
 }
 
@@ -405,9 +426,9 @@ pub(super) fn check(spec: &JobSpec) -> Result<(), SpecError> {
     if let Some(s) = &spec.schedule {
         Schedule::from_spec(s)?;
     }
-    not_yet(spec)?;
     kind_fields(spec)?;
     shard_fields(spec)?;
     routing_fields(spec)?;
+    alarm_fields(spec)?;
     other_fields(spec)
 }

@@ -2,8 +2,8 @@
 //! preview of the next cron fires as you type, a script editor, and the server's
 //! refusal shown next to the field it names.
 //!
-//! Fields the scheduler does not support yet (routing other than pull, pinning to
-//! workers, http jobs, alarms) are shown disabled, saying so.
+//! Alarms (contract §10) are edited like the rest: where they go (emails, webhooks),
+//! what raises them (`on`) and when a run counts as stuck.
 
 use std::time::Duration;
 
@@ -88,12 +88,6 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
         form.track();
         error.set(None);
     });
-    // Shown as stored: not editable yet.
-    let emails = list_text(&base, &["alarm", "emails"]).unwrap_or_default();
-    let webhooks = list_text(&base, &["alarm", "webhooks"]).unwrap_or_default();
-    let alarm_on =
-        list_text(&base, &["alarm", "on"]).unwrap_or_else(|| "fail, timeout, misfire".into());
-    let stuck_after = list_text(&base, &["alarm", "stuck_after"]).unwrap_or_else(|| "0s".into());
 
     let submit = {
         let app = app.clone();
@@ -445,24 +439,19 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
                 </div>
             </fieldset>
 
-            <fieldset class="card" disabled>
+            <fieldset class="card">
                 <legend>"Alarms"</legend>
-                <p class="note" data-test="alarm-note">
-                    "Alarms (e-mails, webhooks, on, stuck_after) are not supported yet: "
-                    "this job's alarm settings are kept as they are."
-                </p>
-                <Field label="E-mails" id="alarm-emails" field="alarm" error>
-                    <input id="alarm-emails" disabled prop:value=emails />
+                <Field label="E-mails" id="alarm-emails" field="alarm.emails" error note="Addresses mailed on an alarm, separated by commas (the scheduler needs --smtp-url).">
+                    {text(form, "alarm-emails", |f| f.alarm_emails.clone(), |f, v| f.alarm_emails = v)}
                 </Field>
-                // Errors about alarms show once, under the first of its fields.
-                <Field label="Webhooks" id="alarm-webhooks" field="" error>
-                    <input id="alarm-webhooks" disabled prop:value=webhooks />
+                <Field label="Webhooks" id="alarm-webhooks" field="alarm.webhooks" error note="http(s) URLs that get a POST of the alarm as JSON, separated by commas.">
+                    {text(form, "alarm-webhooks", |f| f.alarm_webhooks.clone(), |f, v| f.alarm_webhooks = v)}
                 </Field>
-                <Field label="On" id="alarm-on" field="" error>
-                    <input id="alarm-on" disabled prop:value=alarm_on />
+                <Field label="On" id="alarm-on" field="alarm.on" error note="What raises one: fail, timeout, misfire, stuck, recovered.">
+                    {text(form, "alarm-on", |f| f.alarm_on.clone(), |f, v| f.alarm_on = v)}
                 </Field>
-                <Field label="Stuck after" id="alarm-stuck" field="" error>
-                    <input id="alarm-stuck" disabled prop:value=stuck_after />
+                <Field label="Stuck after" id="alarm-stuck" field="alarm.stuck_after" error note="With stuck in On: a run still going this long after it started, like 30m.">
+                    {text(form, "alarm-stuck", |f| f.alarm_stuck_after.clone(), |f, v| f.alarm_stuck_after = v)}
                 </Field>
             </fieldset>
 
@@ -473,25 +462,6 @@ fn Editor(app: String, existing: Option<String>, base: Value) -> impl IntoView {
                 <a class="btn quiet" href=format!("/apps/{app}")>"Cancel"</a>
             </div>
         </form>
-    }
-}
-
-/// A list in the stored spec as `a, b` (for fields shown but not editable yet).
-fn list_text(spec: &Value, path: &[&str]) -> Option<String> {
-    let mut cur = spec;
-    for key in path {
-        cur = cur.get(key)?;
-    }
-    match cur {
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-        Value::String(s) => Some(s.clone()),
-        _ => None,
     }
 }
 
