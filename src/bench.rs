@@ -586,7 +586,7 @@ mod tests {
             .expect_err("--jobs is catalog's");
         assert!(
             refused.to_string().contains(
-                "--jobs is for --scenario catalog only; it does nothing in --scenario listing"
+                "--jobs is for --scenario catalog, fires only; it does nothing in --scenario listing"
             ),
             "{refused}"
         );

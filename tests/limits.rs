@@ -12,9 +12,9 @@ use antares_schemas::messages::TriggerRequest;
 use futures::StreamExt;
 use support::{Env, WAIT};
 
-/// Publishes 1 KiB messages on `subject.<n>` until the stream refuses one, then tiny
+/// Publishes 1 KiB messages on `<prefix><n>` until the stream refuses one, then tiny
 /// ones until no room is left; returns how many it took and the refusal.
-async fn fill(env: &Env, subject: &str) -> anyhow::Result<(u64, String)> {
+async fn fill(env: &Env, prefix: &str) -> anyhow::Result<(u64, String)> {
     // A limit of MIN_MAX_BYTES holds fewer than this many messages.
     let most = u64::try_from(MIN_MAX_BYTES)?;
     let mut taken = 0;
@@ -22,11 +22,11 @@ async fn fill(env: &Env, subject: &str) -> anyhow::Result<(u64, String)> {
     for size in [1024, 1] {
         let payload = bytes::Bytes::from(vec![b'x'; size]);
         loop {
-            anyhow::ensure!(taken < most, "{subject}: {most} messages were all taken");
+            anyhow::ensure!(taken < most, "{prefix}: {most} messages were all taken");
             let sent = env
                 .nats
                 .js
-                .publish(format!("{subject}.{taken}"), payload.clone())
+                .publish(format!("{prefix}{taken}"), payload.clone())
                 .await?
                 .await;
             match sent {
@@ -80,7 +80,7 @@ async fn a_full_queue_refuses_new_work_and_keeps_what_it_holds() -> anyhow::Resu
     assert!(queue::bind(&env.nats, &shop_consumer).await?.is_some());
 
     // A trigger stream at its limit: the publisher is told, the queued triggers stay.
-    let (taken, refusal) = fill(&env, "ats.trigger.ghost.nothing").await?;
+    let (taken, refusal) = fill(&env, "ats.trigger.ghost.nothing-").await?;
     assert!(taken > 0 && refusal.contains("maximum bytes"), "{refusal}");
     let e = env
         .admin
@@ -102,7 +102,7 @@ async fn a_full_queue_refuses_new_work_and_keeps_what_it_holds() -> anyhow::Resu
         .await?;
 
     // Shard items of an app nobody serves fill the shard queue.
-    let (garbage, refusal) = fill(&env, "ats.shard.ghost.j.x").await?;
+    let (garbage, refusal) = fill(&env, "ats.shard.ghost.j.x.").await?;
     assert!(refusal.contains("maximum bytes"), "{refusal}");
 
     // A new instance's items do not fit: it waits for room, losing nothing.

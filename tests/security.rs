@@ -161,7 +161,7 @@ async fn each_app_runs_its_own_shards_and_reaches_nothing_of_another() -> anyhow
         .await?;
 
     // Billing's credentials, connected as its workers are (their app's inbox prefix).
-    let billing = Nats::connect(
+    let billing = Nats::connect_for_work(
         &ConnectOptions {
             inbox_prefix: Some(topo.app_inbox_prefix("billing")),
             ..as_user(&url, "worker-billing", BILLING_PASSWORD)

@@ -220,10 +220,20 @@ impl Nats {
     /// stored at provision (see [`Self::cluster_settings`]), so every process splits
     /// the jobs the same way.
     pub async fn connect(opts: &ConnectOptions, topo: Topology) -> Result<Self> {
+        Self::connect_for_work(opts, topo)
+            .await?
+            .with_stored_settings()
+            .await
+    }
+
+    /// Connects without reading the stored cluster settings: for workers, which never
+    /// need the number of partitions (the streams place their reports) and whose
+    /// per-app permissions do not reach the settings bucket.
+    pub async fn connect_for_work(opts: &ConnectOptions, topo: Topology) -> Result<Self> {
         let (client, denials) = opts.connect_watched().await?;
         let mut nats = Self::from_client(client, topo);
         nats.denials = denials;
-        nats.with_stored_settings().await
+        Ok(nats)
     }
 
     /// This handle with the topology the stored cluster settings give. A read that

@@ -111,7 +111,7 @@ impl Ctx {
         let topo = Topology::new(ns).with_context(|| format!("--namespace `{ns}`"))?;
         let mut opts = self.settings.connect.clone();
         opts.inbox_prefix = Some(topo.app_inbox_prefix(app));
-        connect(&opts, topo).await
+        connect_with(&opts, topo, false).await
     }
 
     /// Connects and opens the control operations (which need a provisioned NATS),
@@ -156,7 +156,21 @@ fn os_user() -> String {
 
 /// Connects, with an error that says what to do.
 pub async fn connect(opts: &antares_nats::ConnectOptions, topo: Topology) -> anyhow::Result<Nats> {
-    match Nats::connect(opts, topo).await {
+    connect_with(opts, topo, true).await
+}
+
+/// Connects, reading the stored cluster settings unless `settings` is false (workers).
+async fn connect_with(
+    opts: &antares_nats::ConnectOptions,
+    topo: Topology,
+    settings: bool,
+) -> anyhow::Result<Nats> {
+    let connected = if settings {
+        Nats::connect(opts, topo).await
+    } else {
+        Nats::connect_for_work(opts, topo).await
+    };
+    match connected {
         Ok(nats) => Ok(nats),
         Err(NatsError::Connect { url, message }) => {
             // The hints below replace the library's shorter ones.

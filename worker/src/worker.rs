@@ -318,7 +318,7 @@ impl WorkerBuilder {
                 if opts.name.is_empty() || opts.name == "antares" {
                     opts.name = format!("antares-worker {id}");
                 }
-                Nats::connect(&opts, topo).await?
+                Nats::connect_for_work(&opts, topo).await?
             }
         };
         let topo = &nats.topo;
