@@ -194,6 +194,7 @@ async fn lead_partition(
             opts.results_batch,
             opts.no_worker_wait,
             &opts.alarms,
+            Arc::clone(&opts.metrics),
         )
         .await
         {

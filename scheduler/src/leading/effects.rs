@@ -133,7 +133,10 @@ impl Leading {
     pub(super) async fn run_effects(&mut self, id: InstanceId, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Emit(event) => events::emit(&self.nats, &event).await,
+                Effect::Emit(event) => {
+                    self.observe(id, &event);
+                    events::emit(&self.nats, &event).await;
+                }
                 Effect::PurgeQueued => {
                     if let Some(s) = self.live.get(&id) {
                         let s = &s.instance.summary;

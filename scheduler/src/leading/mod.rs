@@ -54,6 +54,7 @@ mod effects;
 mod finish;
 mod fires;
 mod launch;
+mod observe;
 mod recover;
 mod rescue;
 mod results;
@@ -108,6 +109,8 @@ pub(crate) struct Leading {
     replan: HashMap<(String, String), u32>,
     /// Every instance that has not moved to history.
     live: HashMap<InstanceId, Stored>,
+    /// What this scheduler counts (see `observe`).
+    metrics: std::sync::Arc<crate::metrics::SchedulerMetrics>,
     /// Which instances of each job run and which wait (overlap).
     runs: Runs,
     /// Shard retries by due time.
@@ -153,6 +156,7 @@ impl Leading {
         results_batch: usize,
         no_worker_wait: Duration,
         alarms: &crate::alarm::AlarmOptions,
+        metrics: std::sync::Arc<crate::metrics::SchedulerMetrics>,
     ) -> Result<Self, NatsError> {
         let term = leadership.borrow().term;
         Ok(Self {
@@ -171,6 +175,7 @@ impl Leading {
             creating: 0,
             replan: HashMap::new(),
             live: HashMap::new(),
+            metrics,
             runs: Runs::default(),
             retries: BTreeSet::new(),
             publishes: JoinSet::new(),
