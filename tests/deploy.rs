@@ -154,7 +154,10 @@ fn compose_file_describes_a_cluster() -> anyhow::Result<()> {
         }
     }
     let provision = &compose.services["provision"].command;
-    assert_eq!(provision, &["provision", "--replicas", "3"]);
+    assert_eq!(
+        provision,
+        &["provision", "--replicas", "3", "--partitions", "4"]
+    );
     for s in ["scheduler-a", "scheduler-b"] {
         let c = &compose.services[s].command;
         assert!(
