@@ -39,6 +39,7 @@ use async_nats::jetstream::Message;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::context::JobContext;
 use crate::job::{JobFuture, JobResult, Registry, panic_message};
@@ -113,6 +114,13 @@ pub(crate) async fn drive(shared: Arc<Shared>, msg: Message) {
             return;
         }
     };
+    // Every line logged about this shard names its instance and item.
+    let span = tracing::info_span!("shard", instance = %task.instance, item = task.item);
+    run_task(shared, msg, task).instrument(span).await;
+}
+
+/// [`drive`] once the task is read.
+async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
     // An item of the app's shared queue this worker cannot run goes back for one that
     // can (the scheduler routes around it once it has read this worker's heartbeat);
     // one sent to this worker by name is run, or failed saying why.

@@ -38,7 +38,7 @@ impl Leading {
         };
         let step = machine::step(&mut stored.instance, &input, now());
         if let Some(why) = step.ignored {
-            tracing::trace!(%id, why, "input ignored");
+            tracing::trace!(instance = %id, why, "input ignored");
             return;
         }
         let mut dirty = Dirty {
@@ -49,7 +49,7 @@ impl Leading {
         match self.store.save(stored, dirty).await {
             Ok(()) => self.run_effects(id, step.effects).await,
             Err(NatsError::WrongRevision { .. }) => {
-                tracing::warn!(%id, "instance written by another scheduler");
+                tracing::warn!(instance = %id, "instance written by another scheduler");
                 self.stop(Stop::Conflict);
             }
             Err(e) => {
@@ -82,7 +82,7 @@ impl Leading {
             };
             let step = machine::step(&mut stored.instance, &input, at);
             if let Some(why) = step.ignored {
-                tracing::trace!(%id, why, "input ignored");
+                tracing::trace!(instance = %id, why, "input ignored");
                 continue;
             }
             dirty.summary |= step.summary_changed;
@@ -117,7 +117,7 @@ impl Leading {
                     done.push((id, effects));
                 }
                 Err(NatsError::WrongRevision { .. }) => {
-                    tracing::warn!(%id, "instance written by another scheduler");
+                    tracing::warn!(instance = %id, "instance written by another scheduler");
                     self.live.insert(id, stored);
                     self.stop(Stop::Conflict);
                 }
@@ -177,7 +177,7 @@ impl Leading {
                                     .push((now + after, subject.clone(), body.clone()));
                             }
                         }
-                        Err(e) => tracing::warn!(%id, error = %e, "stop not encoded"),
+                        Err(e) => tracing::warn!(instance = %id, error = %e, "stop not encoded"),
                     }
                 }
                 Effect::Finished => self.finish(id).await,
@@ -220,7 +220,7 @@ impl Leading {
         }
         for filter in filters {
             if let Err(e) = self.shards_stream.purge().filter(filter).await {
-                tracing::warn!(%id, item, error = %e, "queued shard item not purged");
+                tracing::warn!(instance = %id, item, error = %e, "queued shard item not purged");
             }
         }
     }

@@ -138,7 +138,7 @@ impl Leading {
     fn finish_later(&mut self, id: InstanceId, why: &str) {
         let tries = self.unfinished.get(&id).map_or(0, |(n, _)| *n) + 1;
         let wait = Duration::from_secs(1 << tries.min(5)).min(Duration::from_secs(30));
-        tracing::warn!(%id, tries, "ended instance: {why}; trying again in {wait:?}");
+        tracing::warn!(instance = %id, tries, "ended instance: {why}; trying again in {wait:?}");
         self.unfinished.insert(id, (tries, Instant::now() + wait));
     }
 
@@ -178,7 +178,7 @@ impl Leading {
             match self.child_instance(parent, &child, at) {
                 Ok(new) if !self.mine(&new.app, &new.job) => {
                     self.send_child(&new).await?;
-                    tracing::debug!(parent = %parent.id, id = %new.id, "child sent to its partition");
+                    tracing::debug!(parent = %parent.id, instance = %new.id, "child sent to its partition");
                 }
                 Ok(new) => {
                     if let Created::New(id) = self.create_instance(new).await? {

@@ -232,7 +232,7 @@ impl Leading {
         if stored.instance.summary.status.is_final() {
             return Ok(());
         }
-        tracing::warn!(%id, "taking up an instance whose creation was not confirmed");
+        tracing::warn!(instance = %id, "taking up an instance whose creation was not confirmed");
         self.store.write_missing_chunks(&mut stored).await?;
         self.live.insert(id, stored);
         self.resume(id).await
@@ -351,7 +351,7 @@ impl Leading {
                     let wait = Duration::from_millis(500)
                         .saturating_mul(1 << p.tries.min(6))
                         .min(Duration::from_secs(30));
-                    tracing::warn!(id = %p.id, error = %e, "shard items not queued yet; trying again in {wait:?}");
+                    tracing::warn!(instance = %p.id, error = %e, "shard items not queued yet; trying again in {wait:?}");
                     self.republish.push(Republish {
                         due: Instant::now() + wait,
                         id: p.id,
@@ -361,7 +361,7 @@ impl Leading {
                 }
                 Err(PublishError::Passing(e) | PublishError::Lasting(e)) => {
                     let reason = format!("its shard items could not be queued: {e}");
-                    tracing::error!(id = %p.id, %reason, "instance fails");
+                    tracing::error!(instance = %p.id, %reason, "instance fails");
                     inputs.push((p.id, Input::Fail { reason }));
                 }
             }
@@ -399,7 +399,7 @@ impl Leading {
             match self.missing_items(&app, &job, &r.id, &wanted).await {
                 Ok(missing) => self.publish(r.id, missing, r.tries),
                 Err(e) => {
-                    tracing::warn!(id = %r.id, error = %e, "cannot check queued items; trying again");
+                    tracing::warn!(instance = %r.id, error = %e, "cannot check queued items; trying again");
                     self.republish.push(Republish {
                         due: now + Duration::from_secs(1),
                         ..r
@@ -465,7 +465,7 @@ impl Leading {
             topo.instance_direct_filter(app, job, id),
         ] {
             if let Err(e) = self.shards_stream.purge().filter(filter).await {
-                tracing::warn!(%id, error = %e, "queued shard items of an ended instance not purged");
+                tracing::warn!(instance = %id, error = %e, "queued shard items of an ended instance not purged");
             }
         }
     }

@@ -46,7 +46,7 @@ impl Leading {
             // The shard records are the truth: counts and finality follow from them.
             let step = machine::step(&mut stored.instance, &Input::Recount, now());
             if step.ignored.is_none() {
-                tracing::warn!(id = %stored.instance.summary.id, "instance summary lagged behind its shard records; corrected");
+                tracing::warn!(instance = %stored.instance.summary.id, "instance summary lagged behind its shard records; corrected");
                 let dirty = Dirty {
                     summary: true,
                     ..Dirty::default()
@@ -152,7 +152,7 @@ impl Leading {
         // Running, or admitted just before it was left.
         self.runs.start(&app, &job, id);
         if !missing.is_empty() || pending {
-            tracing::info!(%id, items = missing.len(), "completing the queueing of an instance");
+            tracing::info!(instance = %id, items = missing.len(), "completing the queueing of an instance");
             self.publish(id, missing, 0);
         }
     }

@@ -88,7 +88,7 @@ impl Leading {
             }
         }
         for (id, item) in expired {
-            tracing::warn!(%id, item, "attempt past its timeout and not reported on: ending it");
+            tracing::warn!(instance = %id, item, "attempt past its timeout and not reported on: ending it");
             self.apply(id, Input::Expired { item }).await;
         }
     }
@@ -139,7 +139,7 @@ impl Leading {
             }
         }
         for (id, item, worker) in lost {
-            tracing::warn!(%id, item, %worker, "worker gone (no heartbeat): running its shard again");
+            tracing::warn!(instance = %id, item, %worker, "worker gone (no heartbeat): running its shard again");
             self.apply(id, Input::Lost { item, worker }).await;
         }
     }
@@ -194,7 +194,7 @@ impl Leading {
         }
         for (id, input) in inputs {
             if let Input::NoWorker { reason } = &input {
-                tracing::warn!(%id, %reason, "no live worker can run this instance's shards");
+                tracing::warn!(instance = %id, %reason, "no live worker can run this instance's shards");
             }
             self.apply(id, input).await;
         }

@@ -82,12 +82,12 @@ impl Leading {
                 match self.load_live(&id, msgs.first()).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        tracing::debug!(%id, "results for an instance that is not running; dropped");
+                        tracing::debug!(instance = %id, "results for an instance that is not running; dropped");
                         settled.extend(msgs.into_iter().map(|m| (m, Settle::Ack)));
                         continue;
                     }
                     Err(e) => {
-                        tracing::warn!(%id, error = %e, "cannot load instance; results retried");
+                        tracing::warn!(instance = %id, error = %e, "cannot load instance; results retried");
                         settled.extend(msgs.into_iter().map(|m| (m, RETRY_LATER)));
                         continue;
                     }
@@ -113,7 +113,7 @@ impl Leading {
                 };
                 let step = machine::step(&mut stored.instance, &input, at);
                 if let Some(why) = step.ignored {
-                    tracing::trace!(%id, why, "input ignored");
+                    tracing::trace!(instance = %id, why, "input ignored");
                 }
                 d.summary |= step.summary_changed;
                 d.items(&step.changed_items);
@@ -151,13 +151,13 @@ impl Leading {
                         self.live.insert(id, s);
                     }
                     Err(NatsError::WrongRevision { .. }) => {
-                        tracing::warn!(%id, "instance written by another scheduler");
+                        tracing::warn!(instance = %id, "instance written by another scheduler");
                         self.stop(Stop::Conflict);
                     }
                     Err(e) => {
                         // Dropped from memory: the redelivered reports apply to the
                         // stored instance, read again.
-                        tracing::warn!(%id, error = %e, "instance not saved; results retried")
+                        tracing::warn!(instance = %id, error = %e, "instance not saved; results retried")
                     }
                 }
             }

@@ -374,7 +374,7 @@ impl Leading {
                     saved.push(id);
                 }
                 Err(NatsError::WrongRevision { .. }) => {
-                    tracing::warn!(%id, "instance written by another scheduler");
+                    tracing::warn!(instance = %id, "instance written by another scheduler");
                     self.stop(Stop::Conflict);
                 }
                 Err(e) => {

@@ -59,7 +59,7 @@ impl Leading {
         let outcome = self.trigger_instance(&msg).await;
         let how = match outcome {
             Ok(Handled::Started(Some(id))) => {
-                tracing::debug!(%id, subject = %msg.subject, "trigger started an instance");
+                tracing::debug!(instance = %id, subject = %msg.subject, "trigger started an instance");
                 Settle::Ack
             }
             Ok(Handled::Started(None)) => {

@@ -236,7 +236,7 @@ impl InstanceStore {
         {
             // A stored record is corrupt: the instance cannot go on; it fails saying so
             // rather than stopping whoever loads it.
-            tracing::error!(id = %summary.id, error = %why, "shard records of a running instance are corrupt");
+            tracing::error!(instance = %summary.id, error = %why, "shard records of a running instance are corrupt");
             let mut instance = Instance { summary, shards };
             let _ = antares_schemas::machine::step(
                 &mut instance,
@@ -339,7 +339,7 @@ impl InstanceStore {
                         // Ended, and its move to history was cut short: finish it.
                         None => match self.load_shards(Place::History, summary, 0).await? {
                             Some(done) => out.push(done),
-                            None => tracing::error!(%id, "instance lost shard records"),
+                            None => tracing::error!(instance = %id, "instance lost shard records"),
                         },
                     }
                 }
