@@ -81,3 +81,63 @@ async fn json_log_lines_parse_and_text_has_no_colour() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A line about an instance names it in the field `instance`.
+#[tokio::test]
+async fn lines_about_an_instance_name_it() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    env.apply(
+        "lonely",
+        "[[job]]\napp = \"lonely\"\nname = \"nobody\"\nhandler = \"noop\"\n",
+    )
+    .await?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_antares"))
+        .arg("--nats-url")
+        .arg(env.server.url())
+        .args([
+            "--log-format",
+            "json",
+            "scheduler",
+            "--id",
+            "s1",
+            "--lease-ttl",
+            "2s",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("stderr not captured"))?;
+    let mut reader = BufReader::new(stderr).lines();
+    // No worker of the app is alive, so the scheduler says so about the instance.
+    let id = env
+        .trigger("lonely", "nobody", &Default::default())
+        .await?
+        .to_string();
+    let found = async {
+        while let Some(line) = reader.next_line().await? {
+            let v: serde_json::Value = serde_json::from_str(&line)?;
+            if v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no live worker"))
+            {
+                return anyhow::Ok(v);
+            }
+        }
+        anyhow::bail!("the scheduler ended")
+    };
+    let line = tokio::time::timeout(WAIT, found)
+        .await
+        .map_err(|_| anyhow::anyhow!("no line about the waiting instance within {WAIT:?}"))??;
+    assert_eq!(
+        line["fields"]["instance"].as_str(),
+        Some(id.as_str()),
+        "{line}"
+    );
+    Ok(())
+}
