@@ -332,8 +332,28 @@ async fn run_scenario(victim: Victim) -> anyhow::Result<()> {
         let list = all_instances(admin_ref, TICK).await.ok()?;
         list.iter().all(|s| s.status.is_final()).then_some(list)
     })
-    .await
-    .map_err(anyhow::Error::msg)?;
+    .await;
+    let list = match list {
+        Ok(l) => l,
+        Err(e) => {
+            // Which ones did not end, and where each shard stands.
+            let mut detail = String::new();
+            for s in all_instances(admin_ref, TICK).await.unwrap_or_default() {
+                if s.status.is_final() {
+                    continue;
+                }
+                let shards = match admin.get_instance(&s.id).await {
+                    Ok(i) => serde_json::to_string(&i.shards).unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                detail.push_str(&format!(
+                    "{} {:?} {:?}: {shards}\n",
+                    s.id, s.status, s.reason
+                ));
+            }
+            anyhow::bail!("{e}; not ended:\n{detail}");
+        }
+    };
     for (_, mut p) in processes {
         let _ = p.start_kill();
     }
