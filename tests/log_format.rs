@@ -7,9 +7,15 @@ use antares_nats::wait::wait_for;
 use support::{Env, WAIT};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Starts `antares scheduler` with these extra global flags and returns the first
-/// lines it logs, up to and including the one saying it leads.
-async fn scheduler_lines(env: &Env, flags: &[&str]) -> anyhow::Result<Vec<String>> {
+/// An `antares scheduler` logging at `info` with these extra global flags, and its
+/// stderr read line by line.
+fn scheduler(
+    env: &Env,
+    flags: &[&str],
+) -> anyhow::Result<(
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+)> {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_antares"))
         .arg("--nats-url")
         .arg(env.server.url())
@@ -25,7 +31,13 @@ async fn scheduler_lines(env: &Env, flags: &[&str]) -> anyhow::Result<Vec<String
         .stderr
         .take()
         .ok_or_else(|| anyhow::anyhow!("stderr not captured"))?;
-    let mut reader = BufReader::new(stderr).lines();
+    Ok((child, BufReader::new(stderr).lines()))
+}
+
+/// Starts `antares scheduler` with these extra global flags and returns the first
+/// lines it logs, up to and including the one saying it leads.
+async fn scheduler_lines(env: &Env, flags: &[&str]) -> anyhow::Result<Vec<String>> {
+    let (mut child, mut reader) = scheduler(env, flags)?;
     let mut lines = Vec::new();
     let read = async {
         while let Some(line) = reader.next_line().await? {
@@ -91,29 +103,7 @@ async fn lines_about_an_instance_name_it() -> anyhow::Result<()> {
         "[[job]]\napp = \"lonely\"\nname = \"nobody\"\nhandler = \"noop\"\n",
     )
     .await?;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_antares"))
-        .arg("--nats-url")
-        .arg(env.server.url())
-        .args([
-            "--log-format",
-            "json",
-            "scheduler",
-            "--id",
-            "s1",
-            "--lease-ttl",
-            "2s",
-        ])
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("stderr not captured"))?;
-    let mut reader = BufReader::new(stderr).lines();
+    let (_child, mut reader) = scheduler(&env, &["--log-format", "json"])?;
     // No worker of the app is alive, so the scheduler says so about the instance.
     let id = env
         .trigger("lonely", "nobody", &Default::default())

@@ -324,54 +324,17 @@ pub async fn scan(
     filter: &str,
     headers_only: bool,
 ) -> Result<Vec<Scanned>> {
-    let op = || format!("scan {}/{filter}", store.name);
-    let prefix = nats.topo.kv_subject(&store.name, "");
-    let consumer = store
-        .stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: nats.client.new_inbox(),
-            filter_subject: format!("{prefix}{filter}"),
-            headers_only,
-            replay_policy: ReplayPolicy::Instant,
-            deliver_policy: DeliverPolicy::LastPerSubject,
-            ..Default::default()
+    let entries = last_entries(nats, store, filter, headers_only).await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| {
+            e.value.map(|value| Scanned {
+                key: e.key,
+                value,
+                revision: e.revision,
+            })
         })
-        .await
-        .map_err(|e| NatsError::op(op(), e))?;
-    let mut out = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(out);
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| NatsError::op(op(), e))?;
-    while let Some(msg) = messages.next().await {
-        let msg = msg.map_err(|e| NatsError::op(op(), e))?;
-        let info = msg.info().map_err(|e| NatsError::op(op(), e))?;
-        let (revision, pending) = (info.stream_sequence, info.pending);
-        let operation = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .map(|v| v.as_str().to_string());
-        let live = operation.is_none() && !is_marker(msg.headers.as_ref());
-        if live && let Some(key) = msg.subject.strip_prefix(prefix.as_str()) {
-            out.push(Scanned {
-                key: key.to_string(),
-                value: if headers_only {
-                    Bytes::new()
-                } else {
-                    msg.payload.clone()
-                },
-                revision,
-            });
-        }
-        if pending == 0 {
-            break;
-        }
-    }
-    Ok(out)
+        .collect())
 }
 
 /// Longest wait for the next key of a [`scan_last`].
@@ -392,6 +355,17 @@ pub struct Last {
 /// (with their marker's revision), read as of now in one pass: what a bulk
 /// read-compare-write needs instead of a GET per key.
 pub async fn scan_last(nats: &Nats, store: &Store, filter: &str) -> Result<Vec<Last>> {
+    last_entries(nats, store, filter, false).await
+}
+
+/// The last entry of every key matching `filter` (values left empty with
+/// `headers_only`), each wait for the next bounded by [`SCAN_WAIT`].
+async fn last_entries(
+    nats: &Nats,
+    store: &Store,
+    filter: &str,
+    headers_only: bool,
+) -> Result<Vec<Last>> {
     let op = || format!("scan {}/{filter}", store.name);
     let prefix = nats.topo.kv_subject(&store.name, "");
     let consumer = store
@@ -399,6 +373,7 @@ pub async fn scan_last(nats: &Nats, store: &Store, filter: &str) -> Result<Vec<L
         .create_consumer(push::OrderedConfig {
             deliver_subject: nats.client.new_inbox(),
             filter_subject: format!("{prefix}{filter}"),
+            headers_only,
             replay_policy: ReplayPolicy::Instant,
             deliver_policy: DeliverPolicy::LastPerSubject,
             ..Default::default()
@@ -433,7 +408,13 @@ pub async fn scan_last(nats: &Nats, store: &Store, filter: &str) -> Result<Vec<L
         if let Some(key) = msg.subject.strip_prefix(prefix.as_str()) {
             out.push(Last {
                 key: key.to_string(),
-                value: (!deleted).then(|| msg.payload.clone()),
+                value: (!deleted).then(|| {
+                    if headers_only {
+                        Bytes::new()
+                    } else {
+                        msg.payload.clone()
+                    }
+                }),
                 revision,
             });
         }
