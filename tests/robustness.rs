@@ -253,6 +253,44 @@ async fn a_half_published_launch_completes_without_running_an_item_twice() -> an
     Ok(())
 }
 
+/// An instance whose summary was written while its id's claim was lost (a write cut
+/// short by a NATS leader election): the takeover writes the claim, so the instance is
+/// found by its id while it waits, not only once it ends.
+#[tokio::test]
+async fn a_pending_instance_whose_claim_was_lost_is_found_by_its_id() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"manual\"\nhandler = \"noop\"\n",
+    )
+    .await?;
+    let id = InstanceId::for_manual(now(), 9);
+    let inst = instance(id, 2);
+    put_summary(&env, &inst).await?;
+    put_chunks(&env, &inst).await?;
+    // No worker: it stays open for as long as the test looks.
+    env.scheduler_with("s1", |o| antares_scheduler::SchedulerOptions {
+        no_worker_wait: std::time::Duration::from_secs(3600),
+        ..o
+    })
+    .await?;
+    let admin = &env.admin;
+    let found = antares_nats::wait::wait_for(
+        &format!("instance {id} to be found by its id"),
+        std::time::Duration::from_secs(20),
+        || async move { admin.get_instance(&id).await.ok() },
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    assert!(
+        !found.summary.status.is_final(),
+        "found only once it ended: {:?}",
+        found.summary
+    );
+    env.stop().await;
+    Ok(())
+}
+
 /// The leader's consumers are deleted under it (an operator's mistake, a server that
 /// lost them): it notices, starts over, and triggers and results flow again.
 #[tokio::test]

@@ -233,9 +233,18 @@ impl Leading {
             return Ok(());
         }
         tracing::warn!(instance = %id, "taking up an instance whose creation was not confirmed");
+        // Its claim may be what failed: direct reads find an instance by it.
+        self.store.confirm_claims(&[&stored]).await?;
         self.store.write_missing_chunks(&mut stored).await?;
         self.live.insert(id, stored);
-        self.resume(id).await
+        // Kept in memory only once its items are on their way: a failed look at the
+        // queues leaves it to be taken up again by the fire's next try.
+        let resumed = self.resume(id).await;
+        if resumed.is_err() {
+            self.live.remove(&id);
+            self.runs.end(app, job, &id);
+        }
+        resumed
     }
 
     /// Publishes shard items of a live instance in the background (their current run),

@@ -2,7 +2,7 @@
 //!
 //! Every instance of the partition's jobs still in the instances bucket is loaded, its counts and finality
 //! checked against its shard records (a summary written apart from its chunks may lag
-//! behind them), and missing chunks of a pending one written. Ended ones are finished
+//! behind them), and missing chunks and id claims of pending ones written. Ended ones are finished
 //! (children, history). Waiting ones queue up again by job, oldest first. Running ones
 //! (and pending ones that were being queued) get their retry timers back, and their
 //! pending items that are neither in the work queue nor reported on are published: a
@@ -62,6 +62,13 @@ impl Leading {
             loaded.push(id);
             self.live.insert(id, stored);
         }
+        // A pending one's claim may be what its creator did not get to write.
+        let pending: Vec<_> = self
+            .live
+            .values()
+            .filter(|s| s.instance.summary.status == InstanceStatus::Pending)
+            .collect();
+        self.store.confirm_claims(&pending).await?;
         let mut open = Vec::new();
         for id in loaded {
             let Some(stored) = self.live.get(&id) else {

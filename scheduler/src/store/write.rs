@@ -161,6 +161,27 @@ impl InstanceStore {
         Ok(stored)
     }
 
+    /// Writes the id claims of instances found in the store whose creation may have been
+    /// cut short (a claim lost while its summary was written), in one round; a claim
+    /// that is there already is left as it is.
+    pub async fn confirm_claims(&self, stored: &[&Stored]) -> Result<(), NatsError> {
+        let claims = &self.claims.name;
+        let writes = stored
+            .iter()
+            .map(|st| {
+                let (key, value) = self.claim(&st.instance.summary);
+                Write::put(claims, key, value, Expect::Revision(0))
+            })
+            .collect();
+        for r in kv::write_all(&self.nats, writes).await {
+            match r {
+                Ok(_) | Err(NatsError::WrongRevision { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes an instance's keys from the instances bucket (after a create that must not
     /// stand).
     async fn remove_live(&self, stored: &Stored) -> Result<(), NatsError> {
