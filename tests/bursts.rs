@@ -1,6 +1,8 @@
 //! Bursts: thousands of jobs due in the same second go through the fire pipeline in
 //! batches, and every slot still makes exactly one instance, which starts and ends,
-//! also when the leader is SIGKILLed in the middle of the burst.
+//! also when the leader is SIGKILLed in the middle of the burst. A job firing every
+//! second beside the burst (its fires go ahead of the burst's) still makes every one
+//! of its slots exactly once.
 
 mod support;
 
@@ -20,6 +22,8 @@ use support::{Env, scheduler_process, signal};
 use tokio::process::Child;
 
 const APP: &str = "burst";
+/// The app of the job firing every second beside the burst.
+const TICK_APP: &str = "burst-tick";
 /// Jobs due at once.
 const JOBS: u32 = 2_000;
 /// Their period: every job is due at each multiple of it.
@@ -184,17 +188,99 @@ async fn first_full_slot(seen: &Seen) -> anyhow::Result<Timestamp> {
     Ok(first.plus(Duration::from_secs(PERIOD_S)))
 }
 
+/// A job of its own app firing every second, catching up every slot it misses.
+async fn apply_tick_job(env: &Env) -> anyhow::Result<()> {
+    env.admin.create_app(TICK_APP, "").await?;
+    let spec = JobSpec {
+        app: TICK_APP.into(),
+        name: "tick".into(),
+        kind: JobKind::Plugin,
+        handler: Some("noop".into()),
+        schedule: Some(ScheduleSpec {
+            every: Some(Dur::from_secs(1)),
+            ..ScheduleSpec::default()
+        }),
+        misfire: antares_schemas::spec::Misfire::CatchUp,
+        overlap: antares_schemas::spec::Overlap::Parallel,
+        max_parallel: 100,
+        ..JobSpec::default()
+    };
+    env.admin.apply_jobs(vec![spec]).await?;
+    Ok(())
+}
+
+/// Waits until the tick job's instances of every second from `from` to `to` ended, and
+/// checks there is exactly one of each, which succeeded.
+async fn ticks_done_once(env: &Env, from: Timestamp, to: Timestamp) -> anyhow::Result<()> {
+    let want: Vec<Timestamp> = (0..)
+        .map(|s| from.plus(Duration::from_secs(s)))
+        .take_while(|t| *t <= to)
+        .collect();
+    let want_ref = &want;
+    let found = wait_for(
+        &format!("the tick job's instances of {from} to {to} to end"),
+        BURST_WAIT,
+        || async move {
+            let q = ListQuery {
+                app: Some(TICK_APP.to_string()),
+                limit: MAX_LIST_LIMIT,
+                ..ListQuery::default()
+            };
+            let page = env.admin.list_instances(&q).await.ok()?;
+            let mut by_slot: BTreeMap<Timestamp, Vec<InstanceSummary>> = BTreeMap::new();
+            for s in page {
+                if s.scheduled_at >= from && s.scheduled_at <= to {
+                    by_slot.entry(s.scheduled_at).or_default().push(s);
+                }
+            }
+            want_ref
+                .iter()
+                .all(|t| {
+                    by_slot
+                        .get(t)
+                        .is_some_and(|v| v.iter().all(|s| s.status.is_final()))
+                })
+                .then_some(by_slot)
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    for t in &want {
+        let made = found.get(t).map_or(0, Vec::len);
+        assert_eq!(made, 1, "tick instances of slot {t}");
+        for s in found.get(t).into_iter().flatten() {
+            assert_eq!(s.status, InstanceStatus::Success, "tick instance {}", s.id);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        want.len(),
+        "tick slots made from {from} to {to}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_burst_fires_every_slot_once_and_every_instance_starts() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
     apply_burst_jobs(&env).await?;
+    apply_tick_job(&env).await?;
     let seen = Seen::follow(&env).await?;
     env.run_worker(env.worker(APP).concurrency(512)).await?;
+    env.run_worker(env.worker(TICK_APP).concurrency(64)).await?;
     env.scheduler("sched-a").await?;
 
     let slot = first_full_slot(&seen).await?;
     seen.slot_done_once(&env, slot, true).await?;
+    // The seconds around the burst: each made once, none lost behind the burst.
+    ticks_done_once(
+        &env,
+        Timestamp(slot.0 - 3000),
+        slot.plus(Duration::from_secs(5)),
+    )
+    .await?;
     env.admin.set_app_enabled(APP, false).await?;
+    env.admin.set_app_enabled(TICK_APP, false).await?;
     env.stop().await;
     Ok(())
 }

@@ -10,16 +10,22 @@
 //! bounded in memory and never keeps the loop from its other inputs (results,
 //! triggers, the lease).
 //!
+//! The backlog is served earliest deadline first: a job's fire is due before its next
+//! slot, so a job firing every second goes ahead of a burst of jobs firing every
+//! minute, even one that came first. A fire whose deadline is near ([`URGENT`]) does
+//! not wait for a batch of the burst to come back either: one more batch, of urgent
+//! fires only, may be in flight beside the others.
+//!
 //! Exactly once holds as for one fire: a slot's id is claimed and its instance created
 //! ("must not exist") before its cursor moves, and a job's cursor moves only past slots
 //! whose instance exists, so a crash anywhere leaves either a slot whose instance is
 //! there (a new leader finds it taken) or a cursor behind it (the slot fires again, and
 //! its claim makes that the same instance).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use antares_nats::kv::{self, Expect, Write};
-use antares_nats::{Nats, NatsError, codec};
+use antares_nats::{Nats, NatsError, codec, now};
 use antares_schemas::instance::TriggerKind;
 use antares_schemas::machine::Input;
 use antares_schemas::messages::Event;
@@ -31,9 +37,12 @@ use crate::overlap::Admission;
 use crate::store::{CreateError, Stored};
 
 /// Most slots in one batch.
-const FIRE_BATCH: usize = 1024;
-/// Most batches being created at once.
-const BATCHES_IN_FLIGHT: usize = 4;
+const FIRE_BATCH: usize = 256;
+/// Most batches being created at once (besides one urgent batch): enough to keep NATS
+/// busy, few enough that an urgent fire's writes never queue behind seconds of others.
+const BATCHES_IN_FLIGHT: usize = 2;
+/// A fire whose deadline (its job's next slot) is this close is urgent.
+const URGENT: i64 = 10_000;
 
 /// The slots of one job to fire now, and what follows once they are made.
 #[derive(Debug)]
@@ -46,6 +55,53 @@ pub(super) struct JobFires {
     pub(super) missed: Option<Event>,
     /// The job's next slot after these.
     pub(super) next: Option<Timestamp>,
+}
+
+/// Slots due, earliest deadline first, and the batches in flight.
+#[derive(Default)]
+pub(super) struct Backlog {
+    /// By deadline (the job's next slot; none: last), then by arrival.
+    queue: BTreeMap<(Timestamp, u64), JobFires>,
+    arrivals: u64,
+    /// Batches being created.
+    creating: usize,
+    /// Whether the urgent batch is being created.
+    urgent: bool,
+}
+
+impl Backlog {
+    /// Adds a job's fires.
+    pub(super) fn push(&mut self, fires: JobFires) {
+        let deadline = fires.next.unwrap_or(Timestamp(i64::MAX));
+        self.arrivals += 1;
+        self.queue.insert((deadline, self.arrivals), fires);
+    }
+
+    /// Forgets every fire waiting (a round that ends; the next plans from cursors).
+    pub(super) fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// Whether a batch may start now and whether it is the urgent one (of fires due
+    /// before `urgent_by` only).
+    fn room(&self, urgent_by: Timestamp) -> Option<bool> {
+        let (&(deadline, _), _) = self.queue.first_key_value()?;
+        if self.creating < BATCHES_IN_FLIGHT {
+            Some(false)
+        } else if !self.urgent && deadline <= urgent_by {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// The most urgent job's fires, if due before `by`.
+    fn pop_before(&mut self, by: Timestamp) -> Option<JobFires> {
+        match self.queue.first_key_value() {
+            Some((&(deadline, _), _)) if deadline <= by => self.queue.pop_first().map(|(_, g)| g),
+            _ => None,
+        }
+    }
 }
 
 /// One slot of a batch.
@@ -63,6 +119,8 @@ pub(super) enum FireWork {
     Created {
         groups: Vec<(JobFires, Vec<Slot>)>,
         outcomes: Vec<Result<Stored, CreateError>>,
+        /// Whether it was the urgent batch.
+        urgent: bool,
     },
     /// Cursors were written.
     Cursors(Vec<(String, String, Timestamp, bool)>),
@@ -77,16 +135,22 @@ pub(super) async fn report_missed(nats: &Nats, e: &Event) {
 impl Leading {
     /// Starts batches from the backlog while there is room for them.
     pub(super) fn start_fires(&mut self) {
-        while self.creating < BATCHES_IN_FLIGHT && !self.backlog.is_empty() {
+        let urgent_by = Timestamp(now().0.saturating_add(URGENT));
+        while let Some(urgent) = self.backlog.room(urgent_by) {
             if !self.leading() {
                 self.backlog.clear();
                 return;
             }
+            let by = if urgent {
+                urgent_by
+            } else {
+                Timestamp(i64::MAX)
+            };
             let mut groups = Vec::new();
             let mut instances = Vec::new();
             let mut n = 0;
             while n < FIRE_BATCH {
-                let Some(g) = self.backlog.pop_front() else {
+                let Some(g) = self.backlog.pop_before(by) else {
                     break;
                 };
                 n += g.fires.len();
@@ -95,10 +159,18 @@ impl Leading {
                 }
             }
             let store = self.store.clone();
-            self.creating += 1;
+            if urgent {
+                self.backlog.urgent = true;
+            } else {
+                self.backlog.creating += 1;
+            }
             self.firing.spawn(async move {
                 let outcomes = store.create_many(instances).await;
-                FireWork::Created { groups, outcomes }
+                FireWork::Created {
+                    groups,
+                    outcomes,
+                    urgent,
+                }
             });
         }
     }
@@ -142,8 +214,16 @@ impl Leading {
     /// What the pipeline did beside the loop.
     pub(super) async fn on_fire_work(&mut self, work: FireWork) {
         match work {
-            FireWork::Created { groups, outcomes } => {
-                self.creating = self.creating.saturating_sub(1);
+            FireWork::Created {
+                groups,
+                outcomes,
+                urgent,
+            } => {
+                if urgent {
+                    self.backlog.urgent = false;
+                } else {
+                    self.backlog.creating = self.backlog.creating.saturating_sub(1);
+                }
                 self.on_created(groups, outcomes).await;
                 self.start_fires();
             }

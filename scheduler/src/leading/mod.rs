@@ -28,7 +28,7 @@
 //! skipped while not leading (a slot, an input) is redone from the stored state (cursors,
 //! shard records) by the next round, never by this one.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
@@ -98,11 +98,9 @@ pub(crate) struct Leading {
     /// The last slot fired per job, as stored in the cursors bucket.
     cursors: HashMap<(String, String), Timestamp>,
     /// Slots due, waiting for a batch of the fire pipeline.
-    backlog: VecDeque<fires::JobFires>,
+    backlog: fires::Backlog,
     /// The fire pipeline's work beside the loop (creating batches, writing cursors).
     firing: JoinSet<fires::FireWork>,
-    /// Batches being created.
-    creating: usize,
     /// Cursors whose write failed, written again by the tick.
     cursors_unsaved: HashMap<(String, String), Timestamp>,
     /// Jobs whose fire failed: re-planned from their cursor when their timer comes.
@@ -170,9 +168,8 @@ impl Leading {
             timers: Timers::default(),
             cursors: HashMap::new(),
             cursors_unsaved: HashMap::new(),
-            backlog: VecDeque::new(),
+            backlog: fires::Backlog::default(),
             firing: JoinSet::new(),
-            creating: 0,
             replan: HashMap::new(),
             live: HashMap::new(),
             metrics,

@@ -138,7 +138,7 @@ impl Leading {
         }
         // The timer is set when the fires are made (or the job is planned again).
         self.timers.set(app, job, None);
-        self.backlog.push_back(JobFires {
+        self.backlog.push(JobFires {
             app: key.0,
             job: key.1,
             fires: plan.fire,
@@ -188,7 +188,7 @@ impl Leading {
                 app,
                 job,
             };
-            self.backlog.push_back(fire);
+            self.backlog.push(fire);
         }
         self.start_fires();
     }
