@@ -119,6 +119,23 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=3_600))]
     pub seconds: Option<u32>,
 
+    /// fires: after the steady window, one instance of this many shards is triggered in
+    /// the same app and the steady fires are measured until it ends [default: none]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(antares_schemas::spec::MAX_SHARDS)))]
+    pub launch: Option<u32>,
+
+    /// fires: in-process schedulers sharing the partitions [default: 1]
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub schedulers: Option<u32>,
+
+    /// fires: partitions the jobs are split into, stored by provisioning the bench's
+    /// server (a local one, or a given one not provisioned yet) [default: the stored
+    /// number; 1 on a new server]
+    #[arg(long, value_name = "P",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(antares_schemas::limits::MAX_PARTITIONS)))]
+    pub partitions: Option<u32>,
+
     /// Print one JSON object instead of the summary
     #[arg(long)]
     pub json: bool,
@@ -157,7 +174,7 @@ impl BenchArgs {
     /// Refuses a flag given to a scenario it does nothing in.
     pub fn check(&self) -> anyhow::Result<()> {
         use Scenario::{Catalog, Fires, Listing, Shards};
-        let flags: [(&str, bool, &[Scenario]); 10] = [
+        let flags: [(&str, bool, &[Scenario]); 13] = [
             (
                 "--shards (ANTARES_SHARDS)",
                 self.shards.is_some(),
@@ -182,6 +199,9 @@ impl BenchArgs {
             ("--burst", self.burst.is_some(), &[Fires]),
             ("--rate", self.rate.is_some(), &[Fires]),
             ("--seconds", self.seconds.is_some(), &[Fires]),
+            ("--launch", self.launch.is_some(), &[Fires]),
+            ("--schedulers", self.schedulers.is_some(), &[Fires]),
+            ("--partitions", self.partitions.is_some(), &[Fires]),
             ("--history", self.history.is_some(), &[Listing]),
             ("--samples", self.samples.is_some(), &[Listing]),
         ];

@@ -14,12 +14,16 @@
 //! time part of its id. Measured: the steady jobs for `--seconds` before the burst, the
 //! burst (the first minute boundary after that), and the steady jobs whose slots fell
 //! while the burst was being fired. Fires per second is the burst's size over the time
-//! from its slot to its last start. Beside it, the raw JetStream round trip (one
+//! from its slot to its last start. With `--launch N`, one instance of N shards is
+//! triggered in the same app after the steady window, and the steady fires whose slots
+//! fall until it ends are measured apart (a large launch must not hold up a 1 s cron).
+//! With `--schedulers S` (and `--partitions P`, provisioned), S schedulers share the
+//! partitions, and the burst's fires/s is theirs together. Beside it, the raw
+//! JetStream round trip (one
 //! publish and its ack, one at a time, to a stream of the Antares shard stream's storage)
 //! measured in the same run: lateness is an absolute figure, and this says what one
 //! round trip costs on the machine.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use antares_nats::async_nats::jetstream::stream::{self, StorageType};
@@ -49,6 +53,12 @@ const RTT_SAMPLES: usize = 200;
 const WORKER_SLOTS: usize = 512;
 /// How long the burst may take to start entirely before the run fails.
 const BURST_DEADLINE: Duration = Duration::from_secs(300);
+/// How long the launch may take to end before the run fails.
+const LAUNCH_DEADLINE: Duration = Duration::from_secs(900);
+/// How long the schedulers may take to share the partitions.
+const SHARE_DEADLINE: Duration = Duration::from_secs(120);
+/// The job of the launch.
+const LAUNCH_JOB: &str = "launch";
 
 /// What the scenario found (`--json` prints this object).
 #[derive(Clone, Debug, Serialize)]
@@ -69,6 +79,18 @@ struct Report {
     burst_lateness: Lateness,
     /// Lateness of the steady fires due while the burst was being fired, ms.
     steady_during_burst: Lateness,
+    /// Shards of the launch (0: none).
+    launch: u32,
+    /// Lateness of the steady fires due from the launch's trigger to its end, ms.
+    steady_during_launch: Lateness,
+    /// From the launch's trigger to its `instance_started` (every item queued), ms.
+    launch_started_ms: Option<f64>,
+    /// From the launch's trigger to its `instance_finished`, ms.
+    launch_finished_ms: Option<f64>,
+    /// Schedulers sharing the partitions.
+    schedulers: u32,
+    /// Partitions the jobs are split into.
+    partitions: u32,
     /// The burst's fires over the time from its slot to its last start.
     burst_fires_per_s: f64,
     /// Steady fires started per second (over the steady window).
@@ -124,14 +146,19 @@ struct Settings {
     rate: u32,
     seconds: u32,
     workers: u32,
+    launch: u32,
+    schedulers: u32,
 }
 
-/// One `instance_started` of the app: which job, its slot, and when it started.
+/// One `instance_started` of the app (or the launch's `instance_finished`): which
+/// job, its slot, and when it started (ended).
 #[derive(Clone, Debug)]
 struct Started {
     job: String,
     slot: Timestamp,
     at: Timestamp,
+    id: InstanceId,
+    finished: bool,
 }
 
 /// Runs the scenario; returns its `--json` object and its summary.
@@ -148,13 +175,28 @@ pub(super) async fn run(
         rate: args.rate.unwrap_or(200),
         seconds: args.seconds.unwrap_or(20),
         workers: args.workers(),
+        launch: args.launch.unwrap_or(0),
+        schedulers: args.schedulers.unwrap_or(1),
     };
     let driver = Nats::connect(&named(opts, "antares-bench"), topo.clone()).await?;
     let version = driver.client.server_info().version;
-    if local || driver.buckets().await.is_err() {
-        provision::provision(&driver, &ProvisionOptions::default())
+    if local || args.partitions.is_some() || driver.buckets().await.is_err() {
+        let p = ProvisionOptions {
+            partitions: args.partitions,
+            ..ProvisionOptions::default()
+        };
+        provision::provision(&driver, &p)
             .await
             .context("cannot provision the streams and buckets")?;
+    }
+    // Connected again: the number of partitions is read on connecting.
+    let driver = Nats::connect(&named(opts, "antares-bench"), topo.clone()).await?;
+    let partitions = driver.topo.partitions();
+    if s.schedulers > partitions {
+        anyhow::bail!(
+            "--schedulers {}: the jobs are split into {partitions} partition(s), so at most {partitions} scheduler(s) can share them (give --partitions)",
+            s.schedulers
+        );
     }
     super::e2e::preflight(&driver).await?;
     let storage = driver
@@ -209,6 +251,12 @@ pub(super) async fn run(
         steady: m.steady,
         burst_lateness: m.burst,
         steady_during_burst: m.during,
+        launch: s.launch,
+        steady_during_launch: m.during_launch,
+        launch_started_ms: m.launch_started_ms,
+        launch_finished_ms: m.launch_finished_ms,
+        schedulers: s.schedulers,
+        partitions,
         burst_fires_per_s: round(m.burst_per_s, 1),
         steady_fires_per_s: round(m.steady_per_s, 1),
         leading_after_s: round(m.written_s, 3),
@@ -228,6 +276,9 @@ struct Measured {
     steady: Lateness,
     burst: Lateness,
     during: Lateness,
+    during_launch: Lateness,
+    launch_started_ms: Option<f64>,
+    launch_finished_ms: Option<f64>,
     burst_per_s: f64,
     steady_per_s: f64,
     written_s: f64,
@@ -237,17 +288,18 @@ fn job_names(s: &Settings) -> impl Iterator<Item = String> {
     let hourly = (0..s.jobs).map(|i| format!("hourly-{i}"));
     let tick = (0..s.rate).map(|i| format!("tick-{i}"));
     let burst = (0..s.burst).map(|i| format!("burst-{i}"));
-    hourly.chain(tick).chain(burst)
+    let launch = (s.launch > 0).then(|| LAUNCH_JOB.to_string());
+    hourly.chain(tick).chain(burst).chain(launch)
 }
 
-fn spec(name: &str, schedule: ScheduleSpec) -> JobSpec {
+fn spec(name: &str, schedule: Option<ScheduleSpec>, shards: u32) -> JobSpec {
     JobSpec {
         app: APP.into(),
         name: name.into(),
         kind: JobKind::Plugin,
         handler: Some("noop".into()),
-        shards: Some(1),
-        schedule: Some(schedule),
+        shards: Some(shards),
+        schedule,
         ..JobSpec::default()
     }
 }
@@ -269,14 +321,15 @@ async fn write_jobs(driver: &Nats, s: &Settings) -> anyhow::Result<()> {
     for window in names.chunks(WRITE_WINDOW) {
         let mut writes = Vec::with_capacity(window.len());
         for name in window {
-            let schedule = if name.starts_with("hourly-") {
-                hourly.clone()
+            let spec = if name == LAUNCH_JOB {
+                spec(name, None, s.launch)
+            } else if name.starts_with("hourly-") {
+                spec(name, Some(hourly.clone()), 1)
             } else if name.starts_with("tick-") {
-                every(1)
+                spec(name, Some(every(1)), 1)
             } else {
-                every(60)
+                spec(name, Some(every(60)), 1)
             };
-            let spec = spec(name, schedule);
             spec.validate()
                 .map_err(|e| anyhow::anyhow!("bench job {name}: {e}"))?;
             let key = driver.topo.job_key(APP, name);
@@ -318,7 +371,7 @@ async fn measure(
 ) -> anyhow::Result<Measured> {
     say.line(&format!(
         "writing {} job specs...",
-        s.jobs + s.rate + s.burst
+        s.jobs + s.rate + s.burst + u32::from(s.launch > 0)
     ));
     write_jobs(driver, s).await?;
 
@@ -334,19 +387,24 @@ async fn measure(
     let collector = tokio::spawn(async move {
         while let Some(msg) = sub.next().await {
             let p = &msg.payload[..];
-            if !p.windows(16).any(|w| w == b"instance_started") {
+            let started = p.windows(16).any(|w| w == b"instance_started");
+            if !started && !p.windows(17).any(|w| w == b"instance_finished") {
                 continue;
             }
             let Ok(e) = serde_json::from_slice::<Event>(p) else {
                 continue;
             };
-            let Some(id) = e.instance.filter(|_| e.kind == EventKind::InstanceStarted) else {
+            let finished = e.kind == EventKind::InstanceFinished;
+            let wanted = e.kind == EventKind::InstanceStarted || (finished && e.job == LAUNCH_JOB);
+            let Some(id) = e.instance.filter(|_| wanted) else {
                 continue;
             };
             let seen = Started {
                 job: e.job,
                 slot: InstanceId::time(&id),
                 at: e.at,
+                id,
+                finished,
             };
             if tx.send(seen).is_err() {
                 break;
@@ -375,29 +433,53 @@ async fn measure(
             tokio::spawn(worker.run_until(std::future::pending())),
         ));
     }
-    let sched_nats = Nats::connect(&named(opts, "antares-bench-scheduler"), topo.clone()).await?;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let sched_opts = SchedulerOptions {
-        id: Some(format!("bench-scheduler-{suffix}")),
-        ..SchedulerOptions::default()
-    };
     let t_start = Instant::now();
-    let scheduler = tokio::spawn(antares_scheduler::run(sched_nats, sched_opts, async move {
-        let _ = stop_rx.await;
-    }));
-    say.line("scheduler started; waiting for its first fires...");
+    let mut stops = Vec::new();
+    let mut schedulers = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..s.schedulers {
+        let name = format!("antares-bench-scheduler-{i}");
+        let sched_nats = Nats::connect(&named(opts, &name), topo.clone()).await?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let id = format!("bench-scheduler-{suffix}-{i}");
+        ids.push(id.clone());
+        let sched_opts = SchedulerOptions {
+            id: Some(id),
+            ..SchedulerOptions::default()
+        };
+        let task = tokio::spawn(antares_scheduler::run(sched_nats, sched_opts, async move {
+            let _ = stop_rx.await;
+        }));
+        stops.push(stop_tx);
+        schedulers.push(task);
+    }
+    say.line(&format!(
+        "{} scheduler(s) started; waiting for their first fires...",
+        s.schedulers
+    ));
 
-    let result = observe(&mut started, s, t_start, say).await;
+    let result = async {
+        if s.schedulers > 1 {
+            share(driver, &ids).await?;
+            say.line("the schedulers share the partitions");
+        }
+        observe(driver, &mut started, s, t_start, say).await
+    }
+    .await;
 
     for (handle, _) in &workers {
         handle.shutdown();
     }
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(30), scheduler).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!("bench scheduler: {e}"),
-        Ok(Err(e)) => tracing::warn!("bench scheduler: {e}"),
-        Err(_) => tracing::warn!("bench scheduler did not stop in time"),
+    for stop_tx in stops {
+        let _ = stop_tx.send(());
+    }
+    for scheduler in schedulers {
+        match tokio::time::timeout(Duration::from_secs(30), scheduler).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("bench scheduler: {e}"),
+            Ok(Err(e)) => tracing::warn!("bench scheduler: {e}"),
+            Err(_) => tracing::warn!("bench scheduler did not stop in time"),
+        }
     }
     for (handle, task) in workers {
         if tokio::time::timeout(Duration::from_secs(30), task)
@@ -411,8 +493,96 @@ async fn measure(
     result
 }
 
-/// Collects starts until the steady window and the burst are over.
+/// Waits until every one of the schedulers `ids` leads some of the partitions, and
+/// between them all.
+async fn share(driver: &Nats, ids: &[String]) -> anyhow::Result<()> {
+    let admin = Admin::open(driver).await?;
+    let admin = &admin;
+    let partitions = driver.topo.partitions();
+    antares_nats::wait::wait_for(
+        "the bench schedulers to share the partitions",
+        SHARE_DEADLINE,
+        || async move {
+            let view = admin.cluster().await.ok()?;
+            let mut led: Vec<u32> = Vec::new();
+            for id in ids {
+                let s = view.schedulers.iter().find(|s| &s.id == id)?;
+                if s.partitions.is_empty() {
+                    return None;
+                }
+                led.extend(&s.partitions);
+            }
+            led.sort_unstable();
+            (led == (0..partitions).collect::<Vec<_>>()).then_some(())
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+}
+
+/// The next start (or the launch's end), or an error naming `what` after `deadline`.
+async fn next_seen(
+    started: &mut mpsc::UnboundedReceiver<Started>,
+    deadline: tokio::time::Instant,
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<Started> {
+    match tokio::time::timeout_at(deadline, started.recv()).await {
+        Ok(Some(got)) => Ok(got),
+        Ok(None) => anyhow::bail!("the event subscription ended"),
+        Err(_) => anyhow::bail!("{}", what()),
+    }
+}
+
+/// The first minute boundary at least a second from now.
+fn next_minute() -> Timestamp {
+    Timestamp(((now().0 + 1000) / 60_000 + 1) * 60_000)
+}
+
+/// What the launch came to: its trigger time, start and end.
+struct Launched {
+    at: Timestamp,
+    started: Option<Timestamp>,
+    finished: Timestamp,
+}
+
+/// Triggers the launch and collects starts until it ended.
+async fn launch(
+    driver: &Nats,
+    started: &mut mpsc::UnboundedReceiver<Started>,
+    all: &mut Vec<Started>,
+    say: &Say,
+) -> anyhow::Result<Launched> {
+    let admin = Admin::open(driver).await?;
+    let at = now();
+    let id = admin
+        .trigger(APP, LAUNCH_JOB, &Default::default())
+        .await?
+        .id();
+    say.line(&format!("launch {id} triggered"));
+    let deadline = tokio::time::Instant::now() + LAUNCH_DEADLINE;
+    let mut begun = None;
+    loop {
+        let got = next_seen(started, deadline, || {
+            format!("the launch {id} did not end within {LAUNCH_DEADLINE:?}")
+        })
+        .await?;
+        if got.id == id {
+            if got.finished {
+                return Ok(Launched {
+                    at,
+                    started: begun,
+                    finished: got.at,
+                });
+            }
+            begun = Some(got.at);
+        }
+        all.push(got);
+    }
+}
+
+/// Collects starts until the steady window, the launch and the burst are over.
 async fn observe(
+    driver: &Nats,
     started: &mut mpsc::UnboundedReceiver<Started>,
     s: &Settings,
     t_start: Instant,
@@ -422,21 +592,34 @@ async fn observe(
     // The first fire says the scheduler leads and planned: the steady window starts
     // at the next whole second after it.
     let first_deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    let first = tokio::time::timeout_at(first_deadline, started.recv())
-        .await
-        .map_err(|_| anyhow::anyhow!("no fire within 600 s of starting the scheduler"))?
-        .ok_or_else(|| anyhow::anyhow!("the event subscription ended"))?;
+    let first = next_seen(started, first_deadline, || {
+        "no fire within 600 s of starting the scheduler".into()
+    })
+    .await?;
     let written_s = t_start.elapsed().as_secs_f64();
     let steady_from = Timestamp((first.at.0 / 1000 + 1) * 1000);
     all.push(first);
     let seconds = i64::from(s.seconds);
-    // The burst: the first minute boundary after the steady window.
-    let burst_slot = Timestamp(((steady_from.0 + seconds * 1000) / 60_000 + 1) * 60_000);
-    let steady_to = if s.burst > 0 {
-        burst_slot
+    let mut steady_to = Timestamp(steady_from.0 + seconds * 1000);
+    let launched = if s.launch > 0 {
+        say.line(&format!(
+            "leading after {written_s:.1} s; steady window {steady_from} .. {steady_to}, then a launch of {} shards",
+            s.launch
+        ));
+        while now() < steady_to {
+            let wait = tokio::time::Instant::now() + Duration::from_secs(30);
+            let got = next_seen(started, wait, || "no fire for 30 s".into()).await?;
+            all.push(got);
+        }
+        Some(launch(driver, started, &mut all, say).await?)
     } else {
-        Timestamp(steady_from.0 + seconds * 1000)
+        None
     };
+    // The burst: the first minute boundary after the steady window (or the launch).
+    let burst_slot = next_minute();
+    if s.burst > 0 && launched.is_none() {
+        steady_to = burst_slot;
+    }
     say.line(&format!(
         "leading after {written_s:.1} s; steady window {steady_from} .. {steady_to}, burst of {} at {burst_slot}",
         s.burst
@@ -445,33 +628,56 @@ async fn observe(
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(burst_slot.0 - now().0).unwrap_or(0))
         + BURST_DEADLINE;
+    let after = if s.burst > 0 { burst_slot } else { steady_to };
     loop {
-        let done_steady = now() > Timestamp(steady_to.0 + 2000);
-        if done_steady && burst_seen >= s.burst {
+        if now() > Timestamp(after.0 + 2000) && burst_seen >= s.burst {
             break;
         }
-        let got = tokio::time::timeout_at(deadline, started.recv())
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "only {burst_seen} of the {} burst fires started within {BURST_DEADLINE:?} of their slot",
-                    s.burst
-                )
-            })?;
-        let Some(got) = got else {
-            anyhow::bail!("the event subscription ended");
-        };
+        let got = next_seen(started, deadline, || {
+            format!(
+                "only {burst_seen} of the {} burst fires started within {BURST_DEADLINE:?} of their slot",
+                s.burst
+            )
+        })
+        .await?;
         if got.job.starts_with("burst-") && got.slot == burst_slot {
             burst_seen += 1;
         }
         all.push(got);
+    }
+    let burst_end = all
+        .iter()
+        .filter(|f| f.job.starts_with("burst-") && f.slot == burst_slot)
+        .map(|f| f.at)
+        .max()
+        .unwrap_or(burst_slot);
+    if s.burst > 0 && s.rate > 0 {
+        // The steady fires due while the burst was fired may start after its last one:
+        // they are waited for until steady fires two seconds later start (a job's fires
+        // are made in order, the most urgent first; one whose job still runs is skipped
+        // by its overlap policy and never starts), and a second more.
+        let past = Timestamp(burst_end.0 + 2000);
+        let deadline = tokio::time::Instant::now() + BURST_DEADLINE;
+        while !all
+            .iter()
+            .any(|f| f.job.starts_with("tick-") && f.slot >= past)
+        {
+            let got = next_seen(started, deadline, || {
+                format!("no steady fire started within {BURST_DEADLINE:?} after the burst")
+            })
+            .await?;
+            all.push(got);
+        }
+        let more = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Some(got)) = tokio::time::timeout_at(more, started.recv()).await {
+            all.push(got);
+        }
     }
     let late = |f: &Started| f.at.0 - f.slot.0;
     let burst: Vec<&Started> = all
         .iter()
         .filter(|f| f.job.starts_with("burst-") && f.slot == burst_slot)
         .collect();
-    let burst_end = burst.iter().map(|f| f.at).max().unwrap_or(burst_slot);
     let ticks = |from: Timestamp, to: Timestamp| -> Vec<i64> {
         all.iter()
             .filter(|f| f.job.starts_with("tick-") && f.slot >= from && f.slot < to)
@@ -484,24 +690,29 @@ async fn observe(
     } else {
         Vec::new()
     };
+    let during_launch = launched
+        .as_ref()
+        .map_or_else(Vec::new, |l| ticks(l.at, l.finished));
     let burst_late: Vec<i64> = burst.iter().map(|f| late(f)).collect();
     let span_ms = (burst_end.0 - burst_slot.0).max(1);
     #[allow(clippy::cast_precision_loss)]
     let burst_per_s = f64::from(s.burst) * 1000.0 / span_ms as f64;
     #[allow(clippy::cast_precision_loss)]
     let steady_per_s = steady.len() as f64 * 1000.0 / ((steady_to.0 - steady_from.0).max(1)) as f64;
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for f in &all {
-        let kind = f.job.split('-').next().unwrap_or_default();
-        *counts.entry(kind).or_default() += 1;
-    }
-    if counts.get("hourly").copied().unwrap_or(0) > 0 {
+    if all.iter().any(|f| f.job.starts_with("hourly-")) {
         tracing::warn!("hourly jobs fired during the run");
     }
+    #[allow(clippy::cast_precision_loss)]
+    let ms = |from: Timestamp, to: Timestamp| round((to.0 - from.0) as f64, 1);
     Ok(Measured {
         steady: Lateness::of(&steady),
         burst: Lateness::of(&burst_late),
         during: Lateness::of(&during),
+        during_launch: Lateness::of(&during_launch),
+        launch_started_ms: launched
+            .as_ref()
+            .and_then(|l| l.started.map(|t| ms(l.at, t))),
+        launch_finished_ms: launched.as_ref().map(|l| ms(l.at, l.finished)),
         burst_per_s,
         steady_per_s,
         written_s,
@@ -569,13 +780,16 @@ fn human(r: &Report) -> String {
     format!(
         "\
 antares bench --scenario fires: nats-server {ver} ({server}), {storage} storage
-  {jobs} hourly jobs, burst of {burst} (every 1m), {rate} jobs every 1s, {workers} workers
+  {jobs} hourly jobs, burst of {burst} (every 1m), {rate} jobs every 1s, {workers} workers,
+  {schedulers} scheduler(s) sharing {partitions} partition(s)
 
   raw JetStream publish+ack    p50 {rtt50:.3} ms, p99 {rtt99:.3} ms
   steady lateness              {steady}
   burst lateness               {burst_l}
   steady during the burst      {during}
-  burst fires/s                {bps:.0}  (its fires over slot to last start)
+  steady during the launch     {during_launch}
+  launch of {launch} shards      started after {launch_started}, ended after {launch_finished}
+  burst fires/s                {bps:.0}  (its fires over slot to last start, all schedulers)
   steady fires/s               {sps:.0}
   leading and planned after    {written:.1} s (first fire after starting the scheduler)
   peak RSS of the bench process {rss} (scheduler, workers and bench together)
@@ -587,11 +801,21 @@ antares bench --scenario fires: nats-server {ver} ({server}), {storage} storage
         burst = r.burst,
         rate = r.rate,
         workers = r.workers,
+        schedulers = r.schedulers,
+        partitions = r.partitions,
         rtt50 = r.raw_rtt_p50_ms,
         rtt99 = r.raw_rtt_p99_ms,
         steady = l(&r.steady),
         burst_l = l(&r.burst_lateness),
         during = l(&r.steady_during_burst),
+        during_launch = l(&r.steady_during_launch),
+        launch = r.launch,
+        launch_started = r
+            .launch_started_ms
+            .map_or_else(|| "-".to_string(), |m| format!("{m:.0} ms")),
+        launch_finished = r
+            .launch_finished_ms
+            .map_or_else(|| "-".to_string(), |m| format!("{m:.0} ms")),
         bps = r.burst_fires_per_s,
         sps = r.steady_fires_per_s,
         written = r.leading_after_s,
