@@ -37,10 +37,9 @@ use crate::overlap::Admission;
 use crate::store::{CreateError, Stored};
 
 /// Most slots in one batch.
-const FIRE_BATCH: usize = 256;
-/// Most batches being created at once (besides one urgent batch): enough to keep NATS
-/// busy, few enough that an urgent fire's writes never queue behind seconds of others.
-const BATCHES_IN_FLIGHT: usize = 2;
+const FIRE_BATCH: usize = 1024;
+/// Most batches being created at once (besides one urgent batch).
+const BATCHES_IN_FLIGHT: usize = 4;
 /// A fire whose deadline (its job's next slot) is this close is urgent.
 const URGENT: i64 = 10_000;
 
