@@ -616,7 +616,11 @@ async fn observe(
         None
     };
     // The burst: the first minute boundary after the steady window (or the launch).
-    let burst_slot = next_minute();
+    let burst_slot = if launched.is_some() {
+        next_minute()
+    } else {
+        Timestamp((steady_to.0 / 60_000 + 1) * 60_000).max(next_minute())
+    };
     if s.burst > 0 && launched.is_none() {
         steady_to = burst_slot;
     }
