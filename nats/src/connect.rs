@@ -11,6 +11,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, kv::Store};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{NatsError, Result};
 
@@ -176,7 +177,17 @@ pub struct Nats {
     pub topo: Topology,
     /// What the server refused this connection (empty for a wrapped client).
     pub denials: Denials,
+    /// Room for publish acknowledgements awaited in windows ([`Nats::ack_room`]).
+    ack_room: Arc<Semaphore>,
 }
+
+/// Most publish acknowledgements that windows of one connection (see
+/// [`Nats::ack_room`]) await at once.
+pub const ACK_ROOM: usize = 4096;
+
+/// Held while a window of publishes awaits its acknowledgements.
+#[derive(Debug)]
+pub struct AckRoom(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
 /// Handles of every bucket (see [`Topology`] for what each holds).
 #[derive(Clone, Debug)]
@@ -288,16 +299,31 @@ impl Nats {
 
     /// Wraps an existing connection.
     pub fn from_client(client: async_nats::Client, topo: Topology) -> Self {
+        // Twice the windows' room: a single publish awaited at once always finds room.
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
-            .max_ack_inflight(4096)
+            .max_ack_inflight(2 * ACK_ROOM)
             .build(client.clone());
         Self {
             client,
             js,
             topo,
             denials: Denials::default(),
+            ack_room: Arc::new(Semaphore::new(ACK_ROOM)),
         }
+    }
+
+    /// Takes room for a window of `n` publishes whose acknowledgements are awaited
+    /// together (at most [`ACK_ROOM`]); hold it until they are.
+    ///
+    /// The JetStream context holds a publish's place among the acknowledgements in
+    /// flight until it is awaited, and a publish with no place left waits for one. Two
+    /// tasks each half-way through sending a large window could wait on each other
+    /// forever; taking a window's whole room first, at once, rules that out.
+    pub async fn ack_room(&self, n: usize) -> AckRoom {
+        let n = u32::try_from(n.clamp(1, ACK_ROOM)).unwrap_or(1);
+        // The semaphore is never closed, so this never fails.
+        AckRoom(self.ack_room.clone().acquire_many_owned(n).await.ok())
     }
 
     /// Why an operation started at `mark` failed, when the server refused a subject

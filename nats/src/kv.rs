@@ -143,11 +143,8 @@ impl Write {
     }
 }
 
-/// Most writes of one [`write_all`] whose acks are awaited together.
-///
-/// The JetStream context lets a bounded number of publish acks be pending (a publish
-/// waits for room): a caller that sent thousands before awaiting any could wait on
-/// room that only its own unawaited acks hold. Windows keep every caller well inside.
+/// Most writes of one [`write_all`] whose acks are awaited together (each window takes
+/// its room first: [`Nats::ack_room`]).
 pub const WRITE_WINDOW: usize = 256;
 
 /// Sends a batch of writes pipelined (in windows of [`WRITE_WINDOW`]) and waits for
@@ -163,6 +160,7 @@ pub async fn write_all(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
 }
 
 async fn write_window(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
+    let _room = nats.ack_room(writes.len()).await;
     let mut pending = Vec::with_capacity(writes.len());
     for w in writes {
         let subject = nats.topo.kv_subject(&w.bucket, &w.key);
@@ -192,6 +190,7 @@ pub async fn write_pipelined(
     window: usize,
 ) -> Vec<Result<u64>> {
     let window = window.clamp(1, MAX_PIPELINE);
+    let _room = nats.ack_room(window).await;
     let mut in_flight = FuturesOrdered::new();
     let mut out = Vec::new();
     for w in writes {
@@ -215,7 +214,8 @@ pub async fn write_pipelined(
     out
 }
 
-/// Most acknowledgements [`write_pipelined`] keeps in flight (the connection allows 4096).
+/// Most acknowledgements [`write_pipelined`] keeps in flight (half of
+/// [`crate::connect::ACK_ROOM`]).
 pub const MAX_PIPELINE: usize = 2048;
 
 /// A sent write's outcome once acknowledged.

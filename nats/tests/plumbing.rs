@@ -288,3 +288,41 @@ async fn partitions_are_stored_and_streams_split_by_them() -> anyhow::Result<()>
     assert!(bad.is_err_and(|e| e.to_string().contains("--partitions 0")));
     Ok(())
 }
+
+/// Many tasks writing windows at once on one connection all finish: a window takes
+/// its room for acknowledgements before sending, so no two wait on each other's
+/// unawaited acknowledgements (sent piecemeal, 40 windows of 256 exceed the
+/// connection's room and stalled for good).
+#[tokio::test]
+async fn concurrent_windows_of_writes_never_wait_on_each_other() -> anyhow::Result<()> {
+    let (_server, nats) = setup().await?;
+    let bucket = nats.topo.cursors_bucket();
+    let tasks: Vec<_> = (0..40)
+        .map(|t| {
+            let nats = nats.clone();
+            let bucket = bucket.clone();
+            tokio::spawn(async move {
+                let writes = (0..600)
+                    .map(|i| {
+                        Write::put(
+                            &bucket,
+                            format!("t{t}.k{i}"),
+                            Bytes::from_static(b"x"),
+                            Expect::Any,
+                        )
+                    })
+                    .collect();
+                kv::write_all(&nats, writes).await
+            })
+        })
+        .collect();
+    let all = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(tasks))
+        .await
+        .map_err(|_| anyhow::anyhow!("windows of writes waited on each other"))?;
+    for results in all {
+        for r in results? {
+            r?;
+        }
+    }
+    Ok(())
+}

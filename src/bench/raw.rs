@@ -153,6 +153,7 @@ async fn measure(s: &Settings, publisher: &Nats, name: &str) -> anyhow::Result<R
     let payload = shard_sized_payload(s.messages)?;
     let run_id = rand::random::<u32>();
 
+    let _room = publisher.ack_room(WINDOW).await;
     let start = Instant::now();
     let mut acks = VecDeque::with_capacity(WINDOW);
     for i in 0..s.messages {

@@ -99,6 +99,7 @@ async fn run(nats: &Nats, name: &str, pipelined: u64, size: usize) -> anyhow::Re
     let mut seconds = 0.0;
     if pipelined > 0 {
         let start = Instant::now();
+        let _room = nats.ack_room(WINDOW).await;
         let mut acks = FuturesOrdered::new();
         for i in 0..pipelined {
             if acks.len() >= WINDOW

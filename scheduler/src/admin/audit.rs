@@ -129,6 +129,7 @@ impl Admin {
             let mut failed = Vec::new();
             let mut last_error = None;
             let mut acks = FuturesOrdered::new();
+            let _room = self.nats.ack_room(pending.len().min(PUBLISH_WINDOW)).await;
             for &(n, change) in &pending {
                 if acks.len() >= PUBLISH_WINDOW
                     && let Some((Err(e), n, change)) = acks.next().await

@@ -124,6 +124,7 @@ impl Admin {
         let op = || format!("publish backfill trigger to {subject}");
         let mut out = Vec::with_capacity(slots.len());
         let mut acks = Vec::new();
+        let _room = self.nats.ack_room(slots.len()).await;
         for ((slot, id), claim) in slots.into_iter().zip(ids).zip(claimed) {
             if claim?.is_some() {
                 out.push(BackfillSlot {

@@ -17,13 +17,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use antares_nats::{NatsError, codec};
+use antares_nats::{Nats, NatsError, codec};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, ShardStatus};
 use antares_schemas::machine::Input;
 use antares_schemas::messages::ShardTask;
 use antares_schemas::spec::Routing;
-use async_nats::jetstream::Context;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -310,13 +309,13 @@ impl Leading {
                             m.0 = nats.topo.direct_subject(&app, &worker, &job, &id, *item);
                             to.push((*item, worker.clone()));
                         }
-                        send(&nats.js, msgs.into_iter().map(|(m, _)| m).collect()).await
+                        send(&nats, msgs.into_iter().map(|(m, _)| m).collect()).await
                     }
                     None => Err(PublishError::Passing(format!(
                         "none of the workers {order:?} answered a ping (routing = \"failover\")"
                     ))),
                 },
-                _ => send(&nats.js, msgs.into_iter().map(|(m, _)| m).collect()).await,
+                _ => send(&nats, msgs.into_iter().map(|(m, _)| m).collect()).await,
             };
             Published {
                 id,
@@ -548,9 +547,11 @@ fn build_messages(
 
 /// Publishes in windows bounded in messages and bytes: each window pipelined, then its
 /// acks awaited.
-async fn send(js: &Context, msgs: Vec<(String, String, Bytes)>) -> Result<(), PublishError> {
+async fn send(nats: &Nats, msgs: Vec<(String, String, Bytes)>) -> Result<(), PublishError> {
+    let js = &nats.js;
     let mut it = msgs.into_iter().peekable();
     while it.peek().is_some() {
+        let _room = nats.ack_room(WINDOW_MESSAGES.min(it.len())).await;
         let mut acks = Vec::new();
         let mut bytes = 0;
         while let Some((subject, msg_id, payload)) = it.next_if(|m| {
