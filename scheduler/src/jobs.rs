@@ -427,3 +427,82 @@ fn decode_change(is_app: bool, key: &str, op: Operation, value: &[u8]) -> Option
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antares_schemas::spec::{SpecFormat, parse_jobs};
+
+    fn job(name: &str, schedule: &str) -> Change {
+        let toml =
+            format!("app = \"a\"\nname = \"{name}\"\nhandler = \"h\"\nschedule = {schedule}\n");
+        let spec = parse_jobs(&toml, SpecFormat::Toml)
+            .expect("spec")
+            .pop()
+            .expect("one");
+        Change::Job(format!("a.{name}"), Some(Box::new(spec)))
+    }
+
+    fn app(enabled: bool) -> Change {
+        let a = App {
+            name: "a".into(),
+            description: String::new(),
+            enabled,
+            created_at: antares_schemas::Timestamp(0),
+        };
+        Change::App("a".into(), Some(a))
+    }
+
+    #[test]
+    fn jobs_with_the_same_schedule_share_it() {
+        let c = Catalog::new(Topology::new("ats").expect("topology"));
+        c.apply(app(true));
+        c.apply(job("x", "{ cron = \"0 0 * * *\" }"));
+        c.apply(job("y", "{ cron = \"0 0 * * *\" }"));
+        c.apply(job("z", "{ cron = \"0 0 * * *\", tz = \"Europe/Berlin\" }"));
+        let schedule = |j: &str| c.job("a", j).and_then(|e| e.schedule.clone());
+        let (x, y, z) = (schedule("x"), schedule("y"), schedule("z"));
+        assert!(x.is_some() && z.is_some());
+        assert!(Arc::ptr_eq(x.as_ref().expect("x"), y.as_ref().expect("y")));
+        assert!(!Arc::ptr_eq(x.as_ref().expect("x"), z.as_ref().expect("z")));
+        assert_eq!(c.len(), 3);
+        assert!(c.schedule_active("a", "x"));
+    }
+
+    #[test]
+    fn a_follower_learns_which_jobs_of_its_partition_changed() {
+        let topo = Topology::new("ats").expect("topology").with_partitions(4);
+        let c = Catalog::new(topo.clone());
+        c.apply(app(true));
+        let names: Vec<String> = (0..40).map(|i| format!("j{i}")).collect();
+        let p = topo.partition_of("a", &names[0]);
+        let follow = c.follow(p);
+        for n in &names {
+            c.apply(job(n, "{ every = \"1s\" }"));
+        }
+        let mut changed = follow.take();
+        changed.sort();
+        let mut mine: Vec<(String, String)> = names
+            .iter()
+            .filter(|n| topo.partition_of("a", n) == p)
+            .map(|n| ("a".to_string(), n.clone()))
+            .collect();
+        mine.sort();
+        assert_eq!(changed, mine);
+        assert!(follow.take().is_empty(), "taken once");
+        assert_eq!(c.partition_jobs(p).len(), mine.len());
+
+        // Pausing the app changes every job's schedule; deleting a job too.
+        c.apply(app(false));
+        assert_eq!(follow.take().len(), mine.len());
+        assert!(!c.schedule_active("a", &mine[0].1));
+        c.apply(Change::Job(format!("a.{}", mine[0].1), None));
+        assert_eq!(follow.take(), vec![mine[0].clone()]);
+        assert!(c.job("a", &mine[0].1).is_none());
+
+        // A dropped follower stops collecting.
+        drop(follow);
+        c.apply(job(&mine[1].1, "{ every = \"2s\" }"));
+        assert!(c.follow(p).take().is_empty());
+    }
+}

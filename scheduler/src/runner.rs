@@ -277,8 +277,10 @@ mod tests {
         let lead_rx = vec![lead_rx];
         // A lease task that ends at once, as one would that failed.
         let lease_task = tokio::spawn(async move { drop(lead_tx) });
+        let catalog = crate::jobs::Catalog::new(nats.topo.clone());
         let run = supervise(
             nats,
+            catalog,
             SchedulerOptions::default(),
             "s1",
             std::future::pending(),
