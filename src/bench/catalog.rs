@@ -45,7 +45,7 @@ const APP: &str = "bench";
 /// The job that fires every second: its first fire after a takeover is timed.
 const PROBE: &str = "probe";
 /// What a scheduler logs once it leads.
-const TOOK_LEASE: &str = "took the lease";
+const TOOK_LEASE: &str = "took the partition lease";
 /// What a scheduler logs once every schedule is planned.
 const PLANNED: &str = "schedules planned";
 
