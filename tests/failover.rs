@@ -100,3 +100,85 @@ async fn killing_the_leader_hands_over_without_losing_or_doubling_a_fire() -> an
     env.stop().await;
     Ok(())
 }
+
+/// A standby keeps the job catalog current while it waits: what was edited, created,
+/// paused or deleted while it stood by is what it fires once it takes over.
+#[tokio::test]
+async fn a_standby_takes_over_with_the_edits_made_while_it_waited() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    let every = |name: &str, schedule: &str| {
+        format!("app = \"shop\"\nname = \"{name}\"\nhandler = \"record\"\nschedule = {schedule}\n")
+    };
+    env.apply("shop", &every("paused", "{ every = \"1s\" }"))
+        .await?;
+    env.apply("shop", &every("gone", "{ every = \"1s\" }"))
+        .await?;
+    env.apply("shop", &every("edited", "{ cron = \"0 0 1 1 *\" }"))
+        .await?;
+    let rec = Recorder::succeeding("record");
+    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
+        .await?;
+
+    let url = env.server.url();
+    let mut first = scheduler_process(&url, "sched-a")?;
+    let env_ref = &env;
+    wait_for("sched-a to lead", Duration::from_secs(20), || async move {
+        env_ref.lease_holder().await.filter(|h| h == "sched-a")
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let mut second = scheduler_process(&url, "sched-b")?;
+    // Its heartbeat: it has read the catalog and stands by.
+    wait_for(
+        "sched-b to stand by",
+        Duration::from_secs(20),
+        || async move {
+            let view = env_ref.admin.cluster().await.ok()?;
+            view.schedulers
+                .iter()
+                .any(|s| s.id == "sched-b")
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+
+    env.admin.set_job_enabled("shop", "paused", false).await?;
+    env.admin.delete_job("shop", "gone").await?;
+    env.apply("shop", &every("edited", "{ every = \"1s\" }"))
+        .await?;
+    env.apply("shop", &every("fresh", "{ every = \"1s\" }"))
+        .await?;
+    env.instances_where("shop", "fresh", 1, |_| true).await?;
+
+    first.kill().await?;
+    let killed_at = now();
+    wait_for("sched-b to lead", Duration::from_secs(20), || async move {
+        env_ref.lease_holder().await.filter(|h| h == "sched-b")
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let after = killed_at.plus(Duration::from_secs(1));
+    for job in ["edited", "fresh"] {
+        env.instances_where("shop", job, 2, |s| {
+            s.status == InstanceStatus::Success && s.scheduled_at > after
+        })
+        .await?;
+    }
+    for job in ["paused", "gone"] {
+        let late: Vec<_> = env
+            .all_instances("shop", job)
+            .await?
+            .into_iter()
+            .filter(|s| s.scheduled_at > killed_at)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "{job} fired after the takeover: {}",
+            support::describe(&late)
+        );
+    }
+    let _ = second.kill().await;
+    env.stop().await;
+    Ok(())
+}

@@ -366,6 +366,21 @@ async fn last_entries(
     filter: &str,
     headers_only: bool,
 ) -> Result<Vec<Last>> {
+    let mut out = Vec::new();
+    scan_each(nats, store, filter, headers_only, |last| out.push(last)).await?;
+    Ok(out)
+}
+
+/// [`scan_last`] handing each entry to `each` as it arrives, so a large bucket is never
+/// held whole: what is kept of each entry is up to the caller. A value is a slice of
+/// the connection's read buffer: copy what is kept for long.
+pub async fn scan_each(
+    nats: &Nats,
+    store: &Store,
+    filter: &str,
+    headers_only: bool,
+    mut each: impl FnMut(Last),
+) -> Result<()> {
     let op = || format!("scan {}/{filter}", store.name);
     let prefix = nats.topo.kv_subject(&store.name, "");
     let consumer = store
@@ -380,9 +395,8 @@ async fn last_entries(
         })
         .await
         .map_err(|e| NatsError::op(op(), e))?;
-    let mut out = Vec::new();
     if consumer.cached_info().num_pending == 0 {
-        return Ok(out);
+        return Ok(());
     }
     let mut messages = consumer
         .messages()
@@ -406,7 +420,7 @@ async fn last_entries(
             .as_ref()
             .is_some_and(|h| h.get("KV-Operation").is_some() || is_marker(Some(h)));
         if let Some(key) = msg.subject.strip_prefix(prefix.as_str()) {
-            out.push(Last {
+            each(Last {
                 key: key.to_string(),
                 value: (!deleted).then(|| {
                     if headers_only {
@@ -422,7 +436,7 @@ async fn last_entries(
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn is_marker(h: Option<&HeaderMap>) -> bool {

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::alarm::{self, AlarmOptions};
 use crate::error::SchedulerError;
+use crate::jobs::Catalog;
 use crate::leader::{self, Leadership, LeaseSettings};
 use crate::leading::{Leading, Stop};
 use crate::metrics::SchedulerMetrics;
@@ -94,6 +95,16 @@ pub async fn run(
     // The split stored at provision, whatever the handle was made with.
     let nats = nats.with_stored_settings().await?;
     InstanceStore::open(&nats).await?;
+    // The catalog, read before any lease is taken and kept current from then on, by
+    // leaders and standbys alike: a takeover plans at once.
+    let buckets = nats.buckets().await?;
+    let (catalog, marks) = Catalog::load(&nats, &buckets.apps, &buckets.jobs).await?;
+    tracing::info!(jobs = catalog.len(), "job catalog read");
+    let catalog_task = tokio::spawn(catalog.clone().follow_buckets(
+        buckets.apps.clone(),
+        buckets.jobs.clone(),
+        marks,
+    ));
 
     let partitions = nats.topo.partitions();
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..partitions)
@@ -122,16 +133,19 @@ pub async fn run(
         nats.clone(),
         Arc::clone(&opts.metrics),
     ));
-    let result = supervise(nats, opts, &id, shutdown, lease_task, rxs, stop_tx).await;
+    let result = supervise(nats, catalog, opts, &id, shutdown, lease_task, rxs, stop_tx).await;
     sampler.abort();
+    catalog_task.abort();
     let _ = alarms_task.await;
     result
 }
 
 /// Runs each partition's loop for as long as the lease task lives; its end (other than
 /// at shutdown) is an error.
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     nats: Nats,
+    catalog: Catalog,
     opts: SchedulerOptions,
     id: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -144,6 +158,7 @@ async fn supervise(
     for (partition, lead_rx) in (0u32..).zip(lead_rxs) {
         loops.spawn(lead_partition(
             nats.clone(),
+            catalog.clone(),
             opts.clone(),
             id.to_string(),
             partition,
@@ -170,6 +185,7 @@ async fn supervise(
 /// One partition: stands by and leads in turn until `quit` (or the lease task ends).
 async fn lead_partition(
     nats: Nats,
+    catalog: Catalog,
     opts: SchedulerOptions,
     id: String,
     partition: u32,
@@ -189,6 +205,7 @@ async fn lead_partition(
         }
         let mut leading = match Leading::new(
             &nats,
+            catalog.clone(),
             partition,
             lead_rx.clone(),
             opts.results_batch,
@@ -260,8 +277,10 @@ mod tests {
         let lead_rx = vec![lead_rx];
         // A lease task that ends at once, as one would that failed.
         let lease_task = tokio::spawn(async move { drop(lead_tx) });
+        let catalog = crate::jobs::Catalog::new(nats.topo.clone());
         let run = supervise(
             nats,
+            catalog,
             SchedulerOptions::default(),
             "s1",
             std::future::pending(),

@@ -46,7 +46,10 @@
 //! clock time; this module checks and translates each dialect for it and applies the
 //! rules above itself.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -153,10 +156,57 @@ pub struct CronExpr {
     text: String,
     dialect: Dialect,
     tz: Tz,
-    /// Boxed: it is large, and [`crate::schedule::Schedule`] holds a `CronExpr`.
-    cron: Box<croner::Cron>,
+    /// Shared: it is large, [`crate::schedule::Schedule`] holds a `CronExpr`, and the
+    /// same expression parsed again reuses it (see [`CronExpr::parse`]).
+    cron: Arc<croner::Cron>,
     /// `L-n` or `L-nW` in the day of month (see `parse::Parsed`).
     last_minus: Option<parse::LastMinus>,
+}
+
+/// How many parsed expressions each thread keeps (all are dropped when it is full).
+const PARSED_KEPT: usize = 1024;
+
+thread_local! {
+    /// Expressions parsed lately, by text and time zone, with their outcome.
+    static PARSED: RefCell<HashMap<(String, String), Result<CronExpr, CronError>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// A cache key looked up by `(&str, &str)` without building the owned key.
+trait ParsedKey {
+    fn key(&self) -> (&str, &str);
+}
+
+impl ParsedKey for (String, String) {
+    fn key(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl ParsedKey for (&str, &str) {
+    fn key(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn ParsedKey + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn ParsedKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn ParsedKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for dyn ParsedKey + '_ {}
+
+impl std::hash::Hash for dyn ParsedKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
 }
 
 /// Upper bound of evaluator calls for one `next_after` (each `L-n` step moves at least
@@ -166,7 +216,26 @@ const MAX_STEPS: usize = 4000;
 impl CronExpr {
     /// Parses `expr` (5 fields Unix, 6-7 fields Quartz, or an `@` shortcut) to be
     /// evaluated in the IANA time zone `tz` (empty = UTC).
+    ///
+    /// The last [`PARSED_KEPT`] expressions parsed on this thread are kept, with their
+    /// outcome: a file of many jobs repeats a few expressions, and parsing one costs
+    /// far more than finding it again.
     pub fn parse(expr: &str, tz: &str) -> Result<CronExpr, CronError> {
+        PARSED.with(|parsed| {
+            let mut parsed = parsed.borrow_mut();
+            if let Some(found) = parsed.get(&(expr, tz) as &dyn ParsedKey) {
+                return found.clone();
+            }
+            let outcome = Self::parse_new(expr, tz);
+            if parsed.len() >= PARSED_KEPT {
+                parsed.clear();
+            }
+            parsed.insert((expr.to_string(), tz.to_string()), outcome.clone());
+            outcome
+        })
+    }
+
+    fn parse_new(expr: &str, tz: &str) -> Result<CronExpr, CronError> {
         let text = expr.split_whitespace().collect::<Vec<_>>().join(" ");
         if text.is_empty() {
             return Err(CronError::Empty);
@@ -186,7 +255,7 @@ impl CronExpr {
             text,
             dialect: parsed.dialect,
             tz,
-            cron: Box::new(cron),
+            cron: Arc::new(cron),
             last_minus: parsed.last_minus,
         })
     }

@@ -45,7 +45,7 @@ const APP: &str = "bench";
 /// The job that fires every second: its first fire after a takeover is timed.
 const PROBE: &str = "probe";
 /// What a scheduler logs once it leads.
-const TOOK_LEASE: &str = "took the lease";
+const TOOK_LEASE: &str = "took the partition lease";
 /// What a scheduler logs once every schedule is planned.
 const PLANNED: &str = "schedules planned";
 
@@ -161,7 +161,9 @@ pub(super) async fn run(
     Ok((serde_json::to_value(&report)?, text))
 }
 
-/// N hourly cron jobs, all at one minute half an hour from now, and the probe.
+/// N hourly cron jobs, all at one minute half an hour from now, and the probe (side by
+/// side: with no worker in the run, each of its slots still starts an instance, instead
+/// of queueing behind the first one until it gives up waiting for a worker).
 fn jobs_file(n: u32) -> String {
     let minute = (chrono::Utc::now().timestamp() / 60 + 30) % 60;
     let mut text = String::with_capacity(n as usize * 100 + 200);
@@ -173,7 +175,7 @@ fn jobs_file(n: u32) -> String {
     }
     let _ = writeln!(
         text,
-        "[[job]]\napp = \"{APP}\"\nname = \"{PROBE}\"\nhandler = \"noop\"\nschedule = {{ every = \"1s\" }}"
+        "[[job]]\napp = \"{APP}\"\nname = \"{PROBE}\"\nhandler = \"noop\"\nschedule = {{ every = \"1s\" }}\noverlap = \"parallel\"\nmax_parallel = 1000"
     );
     text
 }

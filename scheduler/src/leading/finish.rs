@@ -238,18 +238,18 @@ impl Leading {
             );
             return Err((app, job, reason));
         }
-        let Some(spec) = self.catalog.job(&app, &job).map(|e| &e.spec) else {
+        let Some(entry) = self.catalog.job(&app, &job) else {
             let reason = format!(
                 "child of instance {} ({}/{}): job `{app}/{job}` does not exist",
                 parent.id, parent.app, parent.job
             );
             return Err((app, job, reason));
         };
-        let items = match spec.shard_items(&Default::default()) {
+        let items = match entry.spec.shard_items(&Default::default()) {
             Ok(items) => items,
             Err(e) => return Err((app, job, e.to_string())),
         };
-        let mut new = spec.new_instance(
+        let mut new = entry.spec.new_instance(
             child_id(parent, &app, &job, at),
             TriggerKind::Child,
             at,

@@ -38,11 +38,11 @@ use antares_nats::{Nats, NatsError, now};
 use antares_schemas::{InstanceId, Timestamp};
 use async_nats::jetstream::stream::Stream as JsStream;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::firing::Timers;
-use crate::jobs::{self, Catalog, Change};
+use crate::jobs::Catalog;
 use crate::leader::Leadership;
 use crate::overlap::Runs;
 use crate::store::{InstanceStore, Progress, Stored};
@@ -147,8 +147,10 @@ pub(crate) struct Leading {
 
 impl Leading {
     /// A leader with nothing loaded yet.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn new(
         nats: &Nats,
+        catalog: Catalog,
         partition: u32,
         leadership: watch::Receiver<Leadership>,
         results_batch: usize,
@@ -164,7 +166,7 @@ impl Leading {
             store: InstanceStore::open(nats).await?,
             shards_stream: nats.stream(&nats.topo.shards_stream()).await?,
             results_stream: nats.stream(&nats.topo.results_stream()).await?,
-            catalog: Catalog::default(),
+            catalog,
             timers: Timers::default(),
             cursors: HashMap::new(),
             cursors_unsaved: HashMap::new(),
@@ -230,18 +232,9 @@ impl Leading {
         shutdown: &mut S,
     ) -> Result<Stop, NatsError> {
         let topo = self.nats.topo.clone();
-        // What the jobs are, then follow every change.
-        let (catalog, marks) =
-            jobs::snapshot(&self.nats, &self.buckets.apps, &self.buckets.jobs).await?;
-        self.catalog = catalog;
-        let (change_tx, mut changes) = mpsc::channel::<Change>(1024);
-        let mut watchers = JoinSet::new();
-        watchers.spawn(jobs::watch(
-            self.buckets.apps.clone(),
-            self.buckets.jobs.clone(),
-            marks,
-            change_tx,
-        ));
+        // The process keeps the catalog current; learn which of our jobs change from
+        // now on (before planning, so no change falls between).
+        let mut changes = self.catalog.follow(self.partition);
 
         // Know the workers before anything is routed; finish what a previous leader
         // left, then plan every schedule.
@@ -315,16 +308,13 @@ impl Leading {
                         break Stop::LeaseLost;
                     }
                 }
-                change = changes.recv() => match change {
-                    Some(change) => {
-                        for (app, job) in self.catalog.apply(change) {
-                            if self.mine(&app, &job) {
-                                self.replan_after_edit(&app, &job);
-                            }
+                () = changes.changed() => {
+                    for (app, job) in changes.take() {
+                        if self.mine(&app, &job) {
+                            self.replan_after_edit(&app, &job);
                         }
                     }
-                    None => break Stop::Broken("the job catalog watch ended".into()),
-                },
+                }
                 _ = tokio::time::sleep(wait), if next_fire.is_some() => {
                     self.fire_due().await;
                 }
@@ -406,7 +396,6 @@ impl Leading {
         for msg in pending {
             let _ = queue::settle(&msg, queue::Settle::Nak(None)).await;
         }
-        watchers.abort_all();
         self.publishes.abort_all();
         // Fires cut short are made again from the cursors by the next round.
         self.firing.abort_all();

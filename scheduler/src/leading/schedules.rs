@@ -8,16 +8,24 @@
 //! late or by its misfire policy once NATS answers again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use antares_nats::kv;
 use antares_nats::{NatsError, codec, now};
 use antares_schemas::Timestamp;
 use antares_schemas::messages::{Event, EventKind};
+use antares_schemas::schedule::Schedule;
+use antares_schemas::spec::Misfire;
 
 use super::Leading;
 use super::fires::JobFires;
 use crate::firing::{self, Missed};
+
+/// Plans worked out in one planning pass, by schedule (its address: jobs with the same
+/// schedule share it), misfire policy and cursor; each holds its schedule, so that no
+/// other takes its address during the pass.
+type Plans = HashMap<(usize, Misfire, Option<Timestamp>), (Arc<Schedule>, firing::Plan)>;
 
 /// Longest wait before a job whose fire failed is planned again.
 const MAX_FIRE_BACKOFF: Duration = Duration::from_secs(5);
@@ -55,7 +63,7 @@ impl Leading {
         self.cursors.clear();
         let by_key: HashMap<String, (String, String)> = self
             .catalog
-            .job_names()
+            .partition_jobs(self.partition)
             .into_iter()
             .map(|(app, job)| (self.nats.topo.job_key(&app, &job), (app, job)))
             .collect();
@@ -82,11 +90,11 @@ impl Leading {
         self.scan_cursors().await?;
         let at = now();
         let mut missed = Vec::new();
-        for (app, job) in self.catalog.job_names() {
-            if !self.mine(&app, &job) {
-                continue;
-            }
-            if let Some(e) = self.plan_from(&app, &job, at) {
+        // Jobs with the same schedule, policy and cursor have the same plan: it is
+        // worked out once (most jobs share a few schedules and fired at the same slot).
+        let mut plans = Plans::new();
+        for (app, job) in self.catalog.partition_jobs(self.partition) {
+            if let Some(e) = self.plan_from(&app, &job, at, &mut plans) {
                 missed.push(e);
             }
         }
@@ -102,7 +110,7 @@ impl Leading {
     pub(super) async fn plan_job(&mut self, app: &str, job: &str) {
         // A cursor not in memory is read (only for a job planned again after a failure).
         let _ = self.load_cursor(app, job).await;
-        if let Some(e) = self.plan_from(app, job, now()) {
+        if let Some(e) = self.plan_from(app, job, now(), &mut Plans::new()) {
             super::fires::report_missed(&self.nats, &e).await;
             self.alarm_misfire(&e.app, &e.job, e.reason.clone()).await;
         }
@@ -111,7 +119,13 @@ impl Leading {
     /// Plans one job from the cursor in memory at `at`: sets its timer, or queues its due
     /// slots in the backlog. Returns the `misfired` event to send now when nothing fires
     /// (otherwise it goes once the fires are made).
-    fn plan_from(&mut self, app: &str, job: &str, at: Timestamp) -> Option<Event> {
+    fn plan_from(
+        &mut self,
+        app: &str,
+        job: &str,
+        at: Timestamp,
+        plans: &mut Plans,
+    ) -> Option<Event> {
         let key = (app.to_string(), job.to_string());
         if !self.catalog.schedule_active(app, job) {
             self.timers.set(app, job, None);
@@ -122,7 +136,14 @@ impl Leading {
         let schedule = entry.schedule.as_ref()?;
         let misfire = entry.spec.misfire;
         let cursor = self.cursors.get(&key).copied();
-        let plan = firing::plan(schedule, misfire, cursor, at);
+        let plan = plans
+            .entry((Arc::as_ptr(schedule) as usize, misfire, cursor))
+            .or_insert_with(|| {
+                let plan = firing::plan(schedule, misfire, cursor, at);
+                (Arc::clone(schedule), plan)
+            })
+            .1
+            .clone();
         if let Some(why) = &plan.bad_cursor {
             tracing::error!(app, job, "{why}");
         }
@@ -153,8 +174,7 @@ impl Leading {
         let next = if self.catalog.schedule_active(app, job) {
             self.catalog
                 .job(app, job)
-                .and_then(|e| e.schedule.as_ref())
-                .and_then(|s| s.next_after(Timestamp(now().0 - 1)))
+                .and_then(|e| e.schedule.as_ref()?.next_after(Timestamp(now().0 - 1)))
         } else {
             None
         };
@@ -177,7 +197,7 @@ impl Leading {
             let Some(schedule) = self
                 .catalog
                 .job(&app, &job)
-                .and_then(|e| e.schedule.as_ref())
+                .and_then(|e| e.schedule.clone())
             else {
                 continue;
             };

@@ -121,7 +121,7 @@ impl Leading {
                 self.nats.topo.partitions()
             ));
         }
-        if self.catalog.app(&app).is_none() {
+        if !self.catalog.has_app(&app) {
             return reject(format!("unknown app `{app}`"));
         }
         let Some(entry) = self.catalog.job(&app, &job) else {

@@ -166,7 +166,7 @@ fn toml_to_json(v: toml::Value) -> Value {
 /// Decodes one job; on failure finds the field at fault by decoding each field alone
 /// (serde's message says what is wrong, not always where).
 fn decode(value: &Value) -> Result<JobSpec, SpecError> {
-    let err = match serde_json::from_value::<JobSpec>(value.clone()) {
+    let err = match <JobSpec as serde::Deserialize>::deserialize(value) {
         Ok(job) => return Ok(job),
         Err(e) => e,
     };
