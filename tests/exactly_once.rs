@@ -316,3 +316,37 @@ async fn trigger_overrides_reach_the_shards() -> anyhow::Result<()> {
     env.stop().await;
     Ok(())
 }
+
+/// A job that never fired is due from when it was written: an `at` job whose time
+/// passes while no scheduler leads fires once one does (before, a job without a cursor
+/// was planned from the moment a scheduler first saw it, and that slot was lost).
+#[tokio::test]
+async fn a_slot_due_before_any_scheduler_led_still_fires() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    let at = Timestamp(now().0 + 1500);
+    env.apply(
+        "shop",
+        &format!(
+            "app = \"shop\"\nname = \"once\"\nhandler = \"noop\"\nschedule = {{ at = \"{}\" }}\n",
+            at.to_rfc3339()
+        ),
+    )
+    .await?;
+    antares_nats::wait::wait_for(
+        "the slot to pass",
+        std::time::Duration::from_secs(10),
+        || async move { (now().0 > at.0 + 500).then_some(()) },
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    env.run_worker(env.worker("shop")).await?;
+    env.scheduler("s1").await?;
+    let made = env
+        .instances_where("shop", "once", 1, |s| s.status.is_final())
+        .await?;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].scheduled_at, at);
+    assert_eq!(made[0].status, InstanceStatus::Success);
+    env.stop().await;
+    Ok(())
+}

@@ -349,6 +349,8 @@ pub struct Last {
     pub value: Option<Bytes>,
     /// The last entry's revision: what a write replacing it must expect.
     pub revision: u64,
+    /// When the last entry was stored.
+    pub written: antares_schemas::Timestamp,
 }
 
 /// The last entry of every key of a bucket matching a key filter, deleted ones included
@@ -415,6 +417,7 @@ pub async fn scan_each(
         let msg = msg.map_err(|e| NatsError::op(op(), e))?;
         let info = msg.info().map_err(|e| NatsError::op(op(), e))?;
         let (revision, pending) = (info.stream_sequence, info.pending);
+        let written = antares_schemas::Timestamp::from_datetime(&info.published);
         let deleted = msg
             .headers
             .as_ref()
@@ -430,6 +433,7 @@ pub async fn scan_each(
                     }
                 }),
                 revision,
+                written,
             });
         }
         if pending == 0 {

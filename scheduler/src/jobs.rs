@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use antares_nats::kv;
 use antares_nats::{Nats, NatsError, codec};
-use antares_schemas::Topology;
 use antares_schemas::app::App;
 use antares_schemas::schedule::Schedule;
 use antares_schemas::spec::{JobSpec, SpecError};
+use antares_schemas::{Timestamp, Topology};
 use async_nats::jetstream::kv::{Operation, Store};
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -35,6 +35,8 @@ pub struct JobEntry {
     pub spec: JobSpec,
     /// Its compiled schedule, if it has one (shared by the jobs with the same one).
     pub schedule: Option<Arc<Schedule>>,
+    /// When this spec was stored: a job that never fired is due from then.
+    pub written: Timestamp,
 }
 
 /// A change seen in the buckets.
@@ -42,8 +44,8 @@ pub struct JobEntry {
 pub enum Change {
     /// An app was written (`Some`) or deleted (`None`).
     App(String, Option<App>),
-    /// A job was written or deleted; key `<app>.<job>`.
-    Job(String, Option<Box<JobSpec>>),
+    /// A job was written (with when) or deleted; key `<app>.<job>`.
+    Job(String, Option<(Box<JobSpec>, Timestamp)>),
 }
 
 /// Apps and jobs by name, shared by the scheduler's work loops (clones are handles to
@@ -291,7 +293,8 @@ impl Catalog {
             marks[i] = last;
             kv::scan_each(nats, store, ">", false, |hit| {
                 if let Some(value) = &hit.value
-                    && let Some(c) = decode_change(is_app, &hit.key, Operation::Put, value)
+                    && let Some(c) =
+                        decode_change(is_app, &hit.key, Operation::Put, value, hit.written)
                 {
                     apply_to(&mut inner, c);
                 }
@@ -321,8 +324,9 @@ impl Catalog {
                         match entry {
                             Ok(e) => {
                                 from = e.revision + 1;
+                                let written = Timestamp::from_datetime(&e.created);
                                 if let Some(c) =
-                                    decode_change(is_app, &e.key, e.operation, &e.value)
+                                    decode_change(is_app, &e.key, e.operation, &e.value, written)
                                 {
                                     self.apply(c);
                                 }
@@ -363,11 +367,12 @@ fn apply_to(inner: &mut Inner, change: Change) -> Vec<(String, String)> {
             };
             let name = (app.to_string(), job.to_string());
             match spec {
-                Some(spec) => match inner.schedules.compile(&spec) {
+                Some((spec, written)) => match inner.schedules.compile(&spec) {
                     Ok(schedule) => {
                         let entry = Arc::new(JobEntry {
                             spec: *spec,
                             schedule,
+                            written,
                         });
                         match inner.jobs.get_mut(app) {
                             Some(jobs) => {
@@ -401,7 +406,13 @@ fn remove_job(inner: &mut Inner, app: &str, job: &str) {
     }
 }
 
-fn decode_change(is_app: bool, key: &str, op: Operation, value: &[u8]) -> Option<Change> {
+fn decode_change(
+    is_app: bool,
+    key: &str,
+    op: Operation,
+    value: &[u8],
+    written: Timestamp,
+) -> Option<Change> {
     let deleted = op != Operation::Put;
     if is_app {
         if deleted {
@@ -419,7 +430,7 @@ fn decode_change(is_app: bool, key: &str, op: Operation, value: &[u8]) -> Option
             return Some(Change::Job(key.to_string(), None));
         }
         match codec::decode::<JobSpec>("job", value) {
-            Ok(j) => Some(Change::Job(key.to_string(), Some(Box::new(j)))),
+            Ok(j) => Some(Change::Job(key.to_string(), Some((Box::new(j), written)))),
             Err(e) => {
                 tracing::error!(job = %key, error = %e, "stored job spec is corrupt (it cannot be decoded): the job does not run until it is applied again");
                 None
@@ -440,7 +451,7 @@ mod tests {
             .expect("spec")
             .pop()
             .expect("one");
-        Change::Job(format!("a.{name}"), Some(Box::new(spec)))
+        Change::Job(format!("a.{name}"), Some((Box::new(spec), Timestamp(0))))
     }
 
     fn app(enabled: bool) -> Change {

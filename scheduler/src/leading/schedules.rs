@@ -135,7 +135,14 @@ impl Leading {
         let entry = self.catalog.job(app, job)?;
         let schedule = entry.schedule.as_ref()?;
         let misfire = entry.spec.misfire;
-        let cursor = self.cursors.get(&key).copied();
+        // A job that never fired is due from when it was written: a slot that fell due
+        // while no scheduler led (a takeover, a partition moving) fires late, or by the
+        // misfire policy, rather than never.
+        let cursor = self
+            .cursors
+            .get(&key)
+            .copied()
+            .or(Some(entry.written).filter(|w| w.0 > 0));
         let plan = plans
             .entry((Arc::as_ptr(schedule) as usize, misfire, cursor))
             .or_insert_with(|| {
