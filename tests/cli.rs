@@ -175,6 +175,23 @@ fn apps_and_jobs_as_files_round_trip() -> anyhow::Result<()> {
         "{out}"
     );
     s.antares(&["provision"]).expect_ok("provision again");
+    let kept = s
+        .antares(&["provision", "--events-retention", "1d"])
+        .expect_ok("provision with events")
+        .stdout();
+    assert!(
+        kept.contains("events: kept 1d in stream ATS_EVENTS"),
+        "{kept}"
+    );
+    let bad = s
+        .antares(&["provision", "--events-retention", "soon"])
+        .expect_err("bad events retention");
+    assert!(bad.contains("events") && bad.contains("soon"), "{bad}");
+    let gone = s
+        .antares(&["provision", "--events-retention", "0s"])
+        .expect_ok("provision without events")
+        .stdout();
+    assert!(gone.contains("deleted"), "{gone}");
 
     s.antares(&["app", "create", "billing", "--description", "money"])
         .expect_ok("app create");

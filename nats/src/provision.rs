@@ -29,6 +29,8 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::DeleteStreamErrorKind;
 use async_nats::jetstream::kv as jskv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 
@@ -63,6 +65,9 @@ pub struct ProvisionOptions {
     /// How many partitions the jobs are split into; `None` keeps the stored number
     /// (1 on a first provisioning).
     pub partitions: Option<u32>,
+    /// How long the events stream keeps events: `None` leaves it as it is (none on a
+    /// first provisioning), zero deletes it.
+    pub events_retention: Option<Duration>,
 }
 
 impl Default for ProvisionOptions {
@@ -76,6 +81,7 @@ impl Default for ProvisionOptions {
             catalog_max_bytes: DEFAULT_CATALOG_MAX_BYTES,
             memory: false,
             partitions: None,
+            events_retention: None,
         }
     }
 }
@@ -93,6 +99,9 @@ pub const AUDIT_MAX_BYTES: i64 = 1 << 30;
 pub const ALARMS_MAX_BYTES: i64 = 64 << 20;
 /// How long a day's counts are kept.
 pub const STATS_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// Largest events stream (oldest events go first).
+pub const EVENTS_MAX_BYTES: i64 = 1 << 30;
 
 /// Default largest size of each work queue: 512 MiB (about a million shard items).
 pub const DEFAULT_QUEUE_MAX_BYTES: i64 = 512 << 20;
@@ -218,6 +227,28 @@ pub async fn provision(nats: &Nats, opts: &ProvisionOptions) -> Result<Provision
             ..Default::default()
         },
     ];
+    let mut streams = streams;
+    match opts.events_retention {
+        Some(age) if !age.is_zero() => streams.push(stream::Config {
+            name: t.events_stream(),
+            subjects: vec![t.events_filter()],
+            retention: RetentionPolicy::Limits,
+            storage,
+            num_replicas: opts.replicas,
+            max_age: age,
+            max_bytes: EVENTS_MAX_BYTES,
+            discard: DiscardPolicy::Old,
+            ..Default::default()
+        }),
+        Some(_) => match nats.js.delete_stream(t.events_stream()).await {
+            Ok(_) => {}
+            Err(e)
+                if matches!(e.kind(), DeleteStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND) => {}
+            Err(e) => return Err(refused(format!("delete stream {}", t.events_stream()), e)),
+        },
+        None => {}
+    }
     let mut report = ProvisionReport::default();
     for cfg in streams {
         let name = cfg.name.clone();

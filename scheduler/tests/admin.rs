@@ -121,6 +121,35 @@ async fn apps_crud_and_name_errors() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `app delete --with-jobs`: every job is deleted as `job delete` does it (a version
+/// each), then the app.
+#[tokio::test]
+async fn an_app_is_deleted_with_its_jobs_when_asked() -> anyhow::Result<()> {
+    let (_server, _nats, admin) = setup().await?;
+    admin.create_app("billing", "").await?;
+    admin.apply_jobs(jobs()?).await?;
+    assert_eq!(admin.delete_app_and_jobs("billing").await?, 2);
+    assert!(matches!(
+        admin.get_app("billing").await,
+        Err(SchedulerError::NotFound(_))
+    ));
+    let latest = admin.job_versions("billing", "tick").await?;
+    assert_eq!(
+        latest.first().map(|v| v.action),
+        Some(antares_schemas::audit::VersionAction::Delete),
+        "{latest:?}"
+    );
+    // Made again, it starts empty.
+    admin.create_app("billing", "").await?;
+    assert!(admin.list_jobs(Some("billing")).await?.is_empty());
+    let missing = admin
+        .delete_app_and_jobs("nope")
+        .await
+        .expect_err("missing");
+    assert!(matches!(missing, SchedulerError::NotFound(_)));
+    Ok(())
+}
+
 #[tokio::test]
 async fn apply_get_list_export_round_trip() -> anyhow::Result<()> {
     let (_server, _nats, admin) = setup().await?;

@@ -13,7 +13,7 @@
 //! | control | `ats.control.<app>.<job>.<instance>` | same stream as results (stored as `ats.control.<app>.<job>.<partition>.<instance>`), so a cancel is ordered with them |
 //! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
 //! | stop | `ats.stop.<app>.<job>.<instance>` | core NATS: workers stop running shards (cancel, timeout) |
-//! | events | `ats.event.<app>.<job>` | contract; core NATS, JSON |
+//! | events | `ats.event.<app>.<job>` | contract; core NATS, JSON; also stored in stream `ATS_EVENTS` (limits, by age) when provisioned with an events retention |
 //! | alarm deliveries | `ats.alarm.<app>.<job>` | stream `ATS_ALARMS` (work queue, bounded by bytes, discard new); durable `alarms` shared by every scheduler |
 //! | audit | `ats.audit.<app>` (`ats.audit.-` for changes outside apps) | stream `ATS_AUDIT` (limits, kept for the audit retention) |
 //! | cluster settings | `ats-settings`, key `cluster` | written by `antares provision` (the number of partitions), read at connect |
@@ -420,6 +420,10 @@ impl Topology {
     /// `<ns>.event.<app>.<job>` (contract §4).
     pub fn event_subject(&self, app: &str, job: &str) -> String {
         format!("{}.event.{app}.{job}", self.ns)
+    }
+    /// Stream that keeps events for integrations that must not miss one (optional).
+    pub fn events_stream(&self) -> String {
+        self.stream("EVENTS")
     }
     /// Every event of the namespace.
     pub fn events_filter(&self) -> String {

@@ -35,11 +35,15 @@ pub enum AppCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Delete an app (it must have no jobs left), with its consumer and every shard item
-    /// still queued for it
+    /// Delete an app (it must have no jobs left, unless `--with-jobs`), with its consumer
+    /// and every shard item still queued for it
     Delete {
         /// App name
         app: String,
+        /// Delete the app's jobs too (each recorded as a `job delete`; running instances
+        /// go on to their end)
+        #[arg(long)]
+        with_jobs: bool,
     },
     /// Pause every schedule of an app (explicit triggers still run)
     Pause {
@@ -165,9 +169,15 @@ pub async fn run(ctx: &Ctx, cmd: AppCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        AppCommand::Delete { app } => {
-            admin().await?.delete_app(&app).await?;
-            outln!("deleted app {app}");
+        AppCommand::Delete { app, with_jobs } => {
+            let admin = admin().await?;
+            if with_jobs {
+                let jobs = admin.delete_app_and_jobs(&app).await?;
+                outln!("deleted app {app} and its {jobs} job(s)");
+            } else {
+                admin.delete_app(&app).await?;
+                outln!("deleted app {app}");
+            }
         }
         AppCommand::Pause { app } => {
             admin().await?.set_app_enabled(&app, false).await?;

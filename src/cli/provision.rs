@@ -40,6 +40,11 @@ pub struct ProvisionArgs {
     /// age alone)
     #[arg(long, value_name = "BYTES")]
     log_max_bytes: Option<String>,
+    /// Keep every event in stream ATS_EVENTS for this long (1 GiB at most, oldest
+    /// first), for integrations that must not miss one; 0 deletes the stream (default:
+    /// leave it as it is, none at first)
+    #[arg(long, value_name = "DURATION")]
+    events_retention: Option<String>,
 }
 
 /// `antares provision` settings, resolved.
@@ -61,6 +66,9 @@ pub struct ProvisionSettings {
     pub catalog_max_bytes: i64,
     /// `--log-max-bytes`.
     pub log_max_bytes: i64,
+    /// `--events-retention` (none: leave the events stream as it is).
+    #[serde(default, with = "crate::config::optional_duration")]
+    pub events_retention: Option<Duration>,
 }
 
 impl Default for ProvisionSettings {
@@ -74,6 +82,7 @@ impl Default for ProvisionSettings {
             queue_max_bytes: d.queue_max_bytes,
             catalog_max_bytes: d.catalog_max_bytes,
             log_max_bytes: d.log_max_bytes,
+            events_retention: None,
         }
     }
 }
@@ -93,6 +102,7 @@ pub async fn run(ctx: &Ctx, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         queue_max_bytes: s.queue_max_bytes,
         catalog_max_bytes: s.catalog_max_bytes,
         log_max_bytes: s.log_max_bytes,
+        events_retention: s.events_retention,
         ..ProvisionOptions::default()
     };
     let nats = ctx.connect().await?;
@@ -116,6 +126,18 @@ pub async fn run(ctx: &Ctx, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             "by age".to_string()
         }
     );
+    match s.events_retention {
+        Some(age) if !age.is_zero() => outln!(
+            "events: kept {} in stream {}",
+            format_duration(age),
+            nats.topo.events_stream()
+        ),
+        Some(_) => outln!(
+            "events: not kept (stream {} deleted)",
+            nats.topo.events_stream()
+        ),
+        None => {}
+    }
     outln!("buckets: {}", report.buckets.join(", "));
     if !report.consumers.is_empty() {
         outln!("app consumers: {}", report.consumers.join(", "));

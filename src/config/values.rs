@@ -56,6 +56,26 @@ pub mod duration {
     }
 }
 
+/// [`duration`], optional (`#[serde(default, with = "crate::config::optional_duration")]`).
+pub mod optional_duration {
+    use super::*;
+
+    /// Writes `3s`, `7d`, or nothing.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads what [`duration`] reads, or nothing.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Text(#[serde(with = "super::duration")] Duration);
+        Option::<Text>::deserialize(d).map(|t| t.map(|t| t.0))
+    }
+}
+
 /// Serde for lists: an array in the file, comma-separated text in the environment.
 pub mod list {
     use super::*;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{ApiPath, JsonBody};
+use crate::extract::{ApiPath, ApiQuery, JsonBody};
 
 /// `POST /api/apps`.
 #[derive(Debug, Deserialize)]
@@ -52,11 +52,28 @@ pub async fn get(caller: Caller, ApiPath(app): ApiPath<String>) -> Result<Json<A
     Ok(Json(caller.admin.get_app(&app).await?))
 }
 
-/// Deletes an app that has no jobs (admin).
-pub async fn delete(caller: Caller, ApiPath(app): ApiPath<String>) -> Result<StatusCode, ApiError> {
+/// Query of an app's deletion.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Delete its jobs too (otherwise an app with jobs is refused).
+    #[serde(default)]
+    with_jobs: bool,
+}
+
+/// Deletes an app that has no jobs, or with its jobs given `?with_jobs=true` (admin).
+pub async fn delete(
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
     caller.see_app(&app)?;
     caller.need(Role::Admin)?;
-    caller.admin.delete_app(&app).await?;
+    if q.with_jobs {
+        caller.admin.delete_app_and_jobs(&app).await?;
+    } else {
+        caller.admin.delete_app(&app).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -175,8 +175,25 @@ async fn apps_and_jobs_with_their_errors() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(error(&body).contains("larger than"), "{body}");
 
-    // Deleting: the app only once its jobs are gone.
+    // Deleting: the app only once its jobs are gone, or with them when asked.
     assert_eq!(api.delete("/api/apps/shop").await?.0, StatusCode::CONFLICT);
+    let (status, body) = api.delete("/api/apps/shop?with_jobs=maybe").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error(&body).contains("with_jobs"), "{body}");
+    let (status, _) = api.post("/api/apps", json!({"name": "gone"})).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = api
+        .post(
+            "/api/apps/gone/jobs",
+            json!({"app": "gone", "name": "one", "kind": "script", "command": "true"}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        api.delete("/api/apps/gone?with_jobs=true").await?.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.get("/api/apps/gone").await?.0, StatusCode::NOT_FOUND);
     assert_eq!(
         api.delete("/api/apps/shop/jobs/report").await?.0,
         StatusCode::NO_CONTENT

@@ -5,9 +5,12 @@ use antares_nats::kv::{self, Expect, Write};
 use antares_nats::queue;
 use antares_nats::{NatsError, codec, now};
 use antares_schemas::app::App;
+use antares_schemas::audit::VersionAction;
 use antares_schemas::names::{check_name, closest};
+use antares_schemas::spec::JobSpec;
 
 use super::audit::Change;
+use super::versions::JobChange;
 use super::{Admin, RMW_ATTEMPTS, current};
 use crate::error::SchedulerError;
 
@@ -101,7 +104,7 @@ impl Admin {
     }
 
     /// Deletes an app that has no jobs left, with its consumer and every shard item still
-    /// queued for it.
+    /// queued for it ([`Admin::delete_app_and_jobs`] deletes its jobs too).
     pub async fn delete_app(&self, name: &str) -> Result<(), SchedulerError> {
         check_name("app", name)?;
         let store = &self.buckets.apps;
@@ -119,7 +122,7 @@ impl Admin {
                 ""
             };
             return Err(SchedulerError::Conflict(format!(
-                "app `{name}` still has {} job(s) ({}{more}): delete them first with `antares job delete {name}/JOB`",
+                "app `{name}` still has {} job(s) ({}{more}): delete them first with `antares job delete {name}/JOB`, or delete the app with its jobs: `antares app delete {name} --with-jobs`",
                 jobs.len(),
                 shown.join(", "),
             )));
@@ -151,6 +154,51 @@ impl Admin {
             change = change.before(app);
         }
         self.record_all(vec![change]).await
+    }
+
+    /// Deletes an app with its jobs: every job is deleted as `antares job delete` does it
+    /// (a version and an audit entry each, written pipelined; running instances go on),
+    /// then the app as [`Admin::delete_app`] does it. Returns how many jobs were deleted.
+    /// A job created meanwhile makes the app's deletion refuse, naming it.
+    pub async fn delete_app_and_jobs(&self, name: &str) -> Result<usize, SchedulerError> {
+        self.get_app(name).await?;
+        let filter = self.nats.topo.job_key(name, "*");
+        let hits = kv::scan(&self.nats, &self.buckets.jobs, &filter, false).await?;
+        let changes: Vec<JobChange> = hits
+            .into_iter()
+            .filter_map(|hit| {
+                let (_, job) = hit.key.split_once('.')?;
+                Some(JobChange {
+                    app: name.to_string(),
+                    job: job.to_string(),
+                    old: codec::decode::<JobSpec>("job", &hit.value).ok(),
+                    spec_revision: hit.revision,
+                    new: None,
+                    action: VersionAction::Delete,
+                    from_version: None,
+                })
+            })
+            .collect();
+        let results = self.write_changes(&changes).await;
+        let mut deleted = Vec::with_capacity(changes.len());
+        let mut failed = None;
+        for (change, result) in changes.iter().zip(results) {
+            match result {
+                Ok(_) => deleted.push(change.audit()),
+                Err(e) => {
+                    failed.get_or_insert_with(|| {
+                        e.into_error(&change.app, &change.job, "deleting it")
+                    });
+                }
+            }
+        }
+        let count = deleted.len();
+        self.record_all(deleted).await?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.delete_app(name).await?;
+        Ok(count)
     }
 
     /// Pauses (`false`) or resumes (`true`) every schedule of an app.

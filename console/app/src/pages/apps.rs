@@ -30,9 +30,11 @@ pub fn Apps() -> impl IntoView {
     };
     let remove = move |name: String| {
         spawn_local(async move {
-            match api::delete(&format!("/api/apps/{}", api::enc(&name))).await {
+            match api::delete(&format!("/api/apps/{}?with_jobs=true", api::enc(&name))).await {
                 Ok(()) => {
-                    notice.set(Some(Notice::Done(format!("App {name} deleted."))));
+                    notice.set(Some(Notice::Done(format!(
+                        "App {name} and its jobs deleted."
+                    ))));
                     apps.refetch();
                 }
                 Err(e) => notice.set(Some(Notice::Failed(e.message))),
