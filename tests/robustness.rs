@@ -10,7 +10,6 @@ use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, ShardStatus, TriggerKind};
 use antares_schemas::machine::{self, Input};
 use antares_schemas::messages::{Execution, TriggerRequest};
-use antares_schemas::topology::chunk_count;
 use support::Env;
 
 fn instance(id: InstanceId, items: usize) -> Instance {
@@ -55,9 +54,9 @@ async fn put_summary(env: &Env, inst: &Instance) -> anyhow::Result<()> {
 
 async fn put_chunks(env: &Env, inst: &Instance) -> anyhow::Result<()> {
     let s = &inst.summary;
-    for c in 0..chunk_count(s.shard_total) {
-        let start = (c * antares_schemas::topology::SHARD_CHUNK) as usize;
-        let end = (start + antares_schemas::topology::SHARD_CHUNK as usize).min(inst.shards.len());
+    for c in 0..s.chunk_count() {
+        let items = s.chunk_items(c);
+        let (start, end) = (items.start, items.end.min(inst.shards.len()));
         let key = env.nats.topo.shard_chunk_key(&s.app, &s.job, &s.id, c);
         put(
             env,

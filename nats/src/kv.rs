@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, ReplayPolicy, pull};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{Operation, Store};
 use bytes::Bytes;
@@ -360,6 +360,17 @@ pub async fn scan_last(nats: &Nats, store: &Store, filter: &str) -> Result<Vec<L
     last_entries(nats, store, filter, false).await
 }
 
+/// Entries a scan asks the server for at once.
+const SCAN_BATCH: usize = 1024;
+
+/// How long the server keeps a scan's consumer once nobody asks it for more: the
+/// bound on its life should the scan stop without deleting it (a crash, a lost
+/// connection).
+const SCAN_INACTIVE: Duration = Duration::from_secs(5);
+
+/// Longest wait for the deletion of a finished scan's consumer.
+const SCAN_DELETE_WAIT: Duration = Duration::from_secs(2);
+
 /// The last entry of every key matching `filter` (values left empty with
 /// `headers_only`), each wait for the next bounded by [`SCAN_WAIT`].
 async fn last_entries(
@@ -376,53 +387,75 @@ async fn last_entries(
 /// [`scan_last`] handing each entry to `each` as it arrives, so a large bucket is never
 /// held whole: what is kept of each entry is up to the caller. A value is a slice of
 /// the connection's read buffer: copy what is kept for long.
+///
+/// The scan reads through an ephemeral pull consumer of its own, deleted once the read
+/// ends, whatever its outcome: scans are made per request (every listing makes one),
+/// and consumers left to expire would pile up to the server's limit under a steady
+/// stream of requests.
 pub async fn scan_each(
     nats: &Nats,
     store: &Store,
     filter: &str,
     headers_only: bool,
-    mut each: impl FnMut(Last),
+    each: impl FnMut(Last),
 ) -> Result<()> {
-    let op = || format!("scan {}/{filter}", store.name);
+    let op = format!("scan {}/{filter}", store.name);
     let prefix = nats.topo.kv_subject(&store.name, "");
+    let inbox = nats.client.new_inbox();
+    let name = format!("scan_{}", inbox.rsplit('.').next().unwrap_or_default());
     let consumer = store
         .stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: nats.client.new_inbox(),
+        .create_consumer(pull::Config {
+            name: Some(name.clone()),
             filter_subject: format!("{prefix}{filter}"),
             headers_only,
+            ack_policy: AckPolicy::None,
             replay_policy: ReplayPolicy::Instant,
             deliver_policy: DeliverPolicy::LastPerSubject,
+            inactive_threshold: SCAN_INACTIVE,
+            num_replicas: 1,
+            memory_storage: true,
             ..Default::default()
         })
         .await
-        .map_err(|e| NatsError::op(op(), e))?;
+        .map_err(|e| NatsError::op(&op, e))?;
+    let read = read_last(&consumer, &prefix, headers_only, &op, each).await;
+    // Best effort: should the deletion fail, the inactivity threshold ends it.
+    let _ = tokio::time::timeout(SCAN_DELETE_WAIT, store.stream.delete_consumer(&name)).await;
+    read
+}
+
+/// What a scan's consumer delivers, until it has nothing pending.
+async fn read_last(
+    consumer: &PullConsumer,
+    prefix: &str,
+    headers_only: bool,
+    op: &str,
+    mut each: impl FnMut(Last),
+) -> Result<()> {
     if consumer.cached_info().num_pending == 0 {
         return Ok(());
     }
     let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(SCAN_BATCH)
         .messages()
         .await
-        .map_err(|e| NatsError::op(op(), e))?;
+        .map_err(|e| NatsError::op(op, e))?;
     loop {
         let next = tokio::time::timeout(SCAN_WAIT, messages.next())
             .await
-            .map_err(|_| {
-                NatsError::Config(format!(
-                    "scan {}/{filter} got nothing for {SCAN_WAIT:?}",
-                    store.name
-                ))
-            })?;
+            .map_err(|_| NatsError::Config(format!("{op} got nothing for {SCAN_WAIT:?}")))?;
         let Some(msg) = next else { break };
-        let msg = msg.map_err(|e| NatsError::op(op(), e))?;
-        let info = msg.info().map_err(|e| NatsError::op(op(), e))?;
+        let msg = msg.map_err(|e| NatsError::op(op, e))?;
+        let info = msg.info().map_err(|e| NatsError::op(op, e))?;
         let (revision, pending) = (info.stream_sequence, info.pending);
         let written = antares_schemas::Timestamp::from_datetime(&info.published);
         let deleted = msg
             .headers
             .as_ref()
             .is_some_and(|h| h.get("KV-Operation").is_some() || is_marker(Some(h)));
-        if let Some(key) = msg.subject.strip_prefix(prefix.as_str()) {
+        if let Some(key) = msg.subject.strip_prefix(prefix) {
             each(Last {
                 key: key.to_string(),
                 value: (!deleted).then(|| {

@@ -200,7 +200,7 @@ async fn each_change_leaves_one_entry() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn pages_visit_every_entry_once_and_filter_by_app() -> anyhow::Result<()> {
-    let (_server, _nats, admin) = setup().await?;
+    let (_server, nats, admin) = setup().await?;
     assert!(admin.audit_log(10, None, None).await?.is_empty());
     // 60 entries: apps a and b in turn, and console ones without an app.
     let records = (0..60).map(|i| {
@@ -260,6 +260,9 @@ async fn pages_visit_every_entry_once_and_filter_by_app() -> anyhow::Result<()> 
     assert!(admin.audit_log(10, None, Some(&[])).await?.is_empty());
     let bad = admin.audit_log(10, None, Some(&["Bad".to_string()])).await;
     assert!(bad.is_err());
+    // Every page's probes ended their consumers with the read.
+    let mut stream = nats.stream(&nats.topo.audit_stream()).await?;
+    assert_eq!(stream.info().await?.state.consumer_count, 0);
     Ok(())
 }
 

@@ -423,3 +423,36 @@ async fn an_imported_history_lists_and_reads_as_an_archived_one() -> anyhow::Res
     assert!(refused.to_string().contains("only ended"), "{refused}");
     Ok(())
 }
+
+#[tokio::test]
+async fn listings_leave_no_consumer_behind() -> anyhow::Result<()> {
+    let (_server, nats, store, _admin) = setup().await?;
+    create_all(
+        &store,
+        (0..5).map(|n| new_instance("shop", "a", n)).collect(),
+    )
+    .await?;
+    let mut live = nats.buckets().await?.instances.stream.clone();
+    let before = live.info().await?.state.consumer_count;
+    // Far more listings than a stream may have consumers left over from them, one
+    // after another, with running instances to scan and without.
+    let q = ListQuery {
+        limit: 50,
+        ..ListQuery::default()
+    };
+    for n in 0..300 {
+        let q = ListQuery {
+            app: (n % 2 == 0).then(|| "shop".to_string()),
+            job: (n % 3 == 0).then(|| "none".to_string()),
+            ..q.clone()
+        };
+        store.list(&q).await?;
+    }
+    assert_eq!(store.list(&q).await?.len(), 5);
+    assert_eq!(
+        live.info().await?.state.consumer_count,
+        before,
+        "every listing's scan ended its consumer"
+    );
+    Ok(())
+}

@@ -1,8 +1,8 @@
 //! Instances (one run of a job) and their shard records, as stored and as shown.
 //!
 //! A running instance lives in the instances bucket as a small [`InstanceSummary`] plus
-//! its [`ShardRecord`]s in chunks of [`crate::topology::SHARD_CHUNK`], so an instance of
-//! 20,000 shards never needs one oversized value; when it finishes it moves, in the same
+//! its [`ShardRecord`]s in chunks of [`crate::topology::SHARD_CHUNK`] (each summary says
+//! its own size), so an instance of 20,000 shards never needs one oversized value; when it finishes it moves, in the same
 //! shape, to the history bucket. The JSON of `instance get` is [`Instance`]: the summary
 //! with its `shards` array.
 //!
@@ -394,6 +394,39 @@ pub struct InstanceSummary {
     /// The only workers its shards may go to (the job's `workers`; empty: any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<String>,
+    /// Shard records per chunk key ([`crate::topology::SHARD_CHUNK`] when it was made;
+    /// absent from instances stored before it was recorded, whose chunks held
+    /// [`crate::topology::LEGACY_SHARD_CHUNK`]).
+    #[serde(default = "legacy_chunk", skip_serializing_if = "is_legacy_chunk")]
+    pub shard_chunk: u32,
+}
+
+fn legacy_chunk() -> u32 {
+    crate::topology::LEGACY_SHARD_CHUNK
+}
+
+fn is_legacy_chunk(n: &u32) -> bool {
+    *n == crate::topology::LEGACY_SHARD_CHUNK
+}
+
+impl InstanceSummary {
+    /// The chunk holding a shard item's record.
+    pub fn chunk_of(&self, item: u32) -> u32 {
+        crate::topology::chunk_of(item, self.shard_chunk)
+    }
+
+    /// How many chunks hold its shard records.
+    pub fn chunk_count(&self) -> u32 {
+        crate::topology::chunk_count(self.shard_total, self.shard_chunk)
+    }
+
+    /// The items whose records chunk `chunk` holds.
+    pub fn chunk_items(&self, chunk: u32) -> std::ops::Range<usize> {
+        let size = self.shard_chunk.max(1) as usize;
+        let start = (chunk as usize).saturating_mul(size);
+        let end = start.saturating_add(size).min(self.shard_total as usize);
+        start.min(end)..end
+    }
 }
 
 fn is_pull(r: &Routing) -> bool {
@@ -477,8 +510,60 @@ impl Instance {
                 no_worker_since: None,
                 routing: Routing::Pull,
                 workers: Vec::new(),
+                shard_chunk: crate::topology::SHARD_CHUNK,
             },
             shards,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{LEGACY_SHARD_CHUNK, SHARD_CHUNK};
+
+    fn made(shards: usize) -> Instance {
+        let at = Timestamp(1_800_000_000_000);
+        Instance::create(NewInstance {
+            id: InstanceId::for_fire("shop", "sweep", at),
+            app: "shop".into(),
+            job: "sweep".into(),
+            trigger: TriggerKind::Cron,
+            scheduled_at: at,
+            params: String::new(),
+            exec: Execution::Plugin {
+                handler: "noop".into(),
+            },
+            timeout_ms: 0,
+            shard_params: vec![String::new(); shards],
+            retry: RetryPolicy::default(),
+            parent: None,
+            depth: 0,
+            key: None,
+        })
+    }
+
+    #[test]
+    fn new_instances_record_their_chunk_size_and_old_ones_read_as_legacy() {
+        let s = made(SHARD_CHUNK as usize * 2 + 7).summary;
+        assert_eq!(s.shard_chunk, SHARD_CHUNK);
+        assert_eq!(s.chunk_count(), 3);
+        assert_eq!(s.chunk_of(SHARD_CHUNK * 2), 2);
+        let last = SHARD_CHUNK as usize * 2;
+        assert_eq!(s.chunk_items(2), last..last + 7);
+        assert_eq!(s.chunk_items(3), last + 7..last + 7, "past the end: empty");
+
+        let bytes = rmp_serde::to_vec_named(&s).expect("encodes");
+        let back: InstanceSummary = rmp_serde::from_slice(&bytes).expect("decodes");
+        assert_eq!(back, s);
+
+        // Stored before the size was recorded: chunks of the old size.
+        let mut json = serde_json::to_value(&s).expect("json");
+        json.as_object_mut().map(|o| o.remove("shard_chunk"));
+        let old: InstanceSummary = serde_json::from_value(json).expect("old summary");
+        assert_eq!(old.shard_chunk, LEGACY_SHARD_CHUNK);
+        assert_eq!(old.chunk_count(), 1);
+        let old_json = serde_json::to_string(&old).expect("json");
+        assert!(!old_json.contains("shard_chunk"), "{old_json}");
     }
 }

@@ -650,17 +650,24 @@ impl IndexScope {
     }
 }
 
-/// How many shard records one KV value holds.
-pub const SHARD_CHUNK: u32 = 500;
+/// How many shard records one KV value holds, for instances created now. A batch of
+/// results rewrites every chunk it touches whole, so the chunk size is the bytes
+/// rewritten per report when reports come in one by one: small chunks keep that low
+/// (an instance of 20,000 shards is 200 values). Each instance records its own size
+/// ([`crate::instance::InstanceSummary::shard_chunk`]).
+pub const SHARD_CHUNK: u32 = 100;
 
-/// The chunk a shard item's record lives in.
-pub fn chunk_of(item: u32) -> u32 {
-    item / SHARD_CHUNK
+/// The chunk size of instances stored before summaries recorded it.
+pub const LEGACY_SHARD_CHUNK: u32 = 500;
+
+/// The chunk a shard item's record lives in, with chunks of `size` records.
+pub fn chunk_of(item: u32, size: u32) -> u32 {
+    item / size.max(1)
 }
 
-/// How many chunks an instance of `total` shards has.
-pub fn chunk_count(total: u32) -> u32 {
-    total.div_ceil(SHARD_CHUNK)
+/// How many chunks of `size` records an instance of `total` shards has.
+pub fn chunk_count(total: u32, size: u32) -> u32 {
+    total.div_ceil(size.max(1))
 }
 
 #[cfg(test)]
@@ -744,11 +751,14 @@ mod tests {
 
     #[test]
     fn chunks() {
-        assert_eq!(chunk_count(0), 0);
-        assert_eq!(chunk_count(1), 1);
-        assert_eq!(chunk_count(SHARD_CHUNK), 1);
-        assert_eq!(chunk_count(SHARD_CHUNK + 1), 2);
-        assert_eq!(chunk_of(SHARD_CHUNK), 1);
+        assert_eq!(chunk_count(0, SHARD_CHUNK), 0);
+        assert_eq!(chunk_count(1, SHARD_CHUNK), 1);
+        assert_eq!(chunk_count(SHARD_CHUNK, SHARD_CHUNK), 1);
+        assert_eq!(chunk_count(SHARD_CHUNK + 1, SHARD_CHUNK), 2);
+        assert_eq!(chunk_of(SHARD_CHUNK, SHARD_CHUNK), 1);
+        assert_eq!(chunk_count(1000, LEGACY_SHARD_CHUNK), 2);
+        assert_eq!(chunk_of(499, LEGACY_SHARD_CHUNK), 0);
+        assert_eq!(chunk_count(7, 0), 7, "a size of 0 counts as 1");
     }
 
     #[test]

@@ -36,6 +36,8 @@ const MAX_PROBES: usize = 48;
 const MAX_WINDOW_READ: u64 = 2 * MAX_LIST_LIMIT as u64;
 /// Longest wait for the next entry of a window being read.
 const READ_WAIT: Duration = Duration::from_secs(10);
+/// Longest wait for the deletion of a probe's consumer.
+const END_WAIT: Duration = Duration::from_secs(2);
 /// Entries whose acknowledgements are awaited at once (the client's limit on
 /// acknowledgements in flight is higher).
 const PUBLISH_WINDOW: usize = antares_nats::kv::MAX_PIPELINE;
@@ -238,7 +240,9 @@ impl Admin {
         let mut after_hi = if hi >= end {
             0
         } else {
-            reader.probe(hi).await?.1
+            let (consumer, pending) = reader.probe(hi).await?;
+            reader.end(consumer.cached_info().name.as_str()).await;
+            pending
         };
         let mut size = limit as u64;
         let mut out: Vec<AuditEntry> = Vec::with_capacity(limit);
@@ -248,13 +252,19 @@ impl Admin {
             }
             let start = hi.saturating_sub(size).max(first);
             let (consumer, pending) = reader.probe(start).await?;
+            let name = consumer.cached_info().name.clone();
             let in_window = pending.saturating_sub(after_hi);
             if in_window > MAX_WINDOW_READ && hi - start > 1 {
+                reader.end(&name).await;
                 size = (hi - start) / 2;
                 continue;
             }
-            if in_window > 0 {
-                let mut found = reader.read(consumer, hi).await?;
+            if in_window == 0 {
+                reader.end(&name).await;
+            } else {
+                let found = reader.read(consumer, hi).await;
+                reader.end(&name).await;
+                let mut found = found?;
                 found.reverse();
                 let needed = limit - out.len();
                 out.extend(found.into_iter().take(needed));
@@ -313,6 +323,13 @@ impl Reader<'_> {
             .map_err(|e| NatsError::op("read the audit log", e))?;
         let pending = consumer.cached_info().num_pending;
         Ok((consumer, pending))
+    }
+
+    /// Deletes a probe's consumer once done with it: a listing makes several, and left
+    /// to expire (30 s after their last use) they would pile up under steady requests.
+    /// Best effort, bounded: should it fail, expiry still ends the consumer.
+    async fn end(&self, name: &str) {
+        let _ = tokio::time::timeout(END_WAIT, self.stream.delete_consumer(name)).await;
     }
 
     /// The entries a probe's consumer delivers before sequence `hi`, oldest first.

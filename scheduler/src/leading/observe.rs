@@ -27,9 +27,14 @@ impl Leading {
             }
             EventKind::InstanceFinished => self.metrics.ended(s.status),
             EventKind::ShardFinished => {
-                let shard = event
-                    .item
-                    .and_then(|i| inst.shards.iter().find(|sh| sh.item == i));
+                // Records are kept by item: found at its index, not by a search, which
+                // over every shard of a large instance made each report cost O(shards).
+                let shard = event.item.and_then(|i| {
+                    inst.shards
+                        .get(i as usize)
+                        .filter(|sh| sh.item == i)
+                        .or_else(|| inst.shards.iter().find(|sh| sh.item == i))
+                });
                 if let Some(sh) = shard
                     && let (Some(from), Some(to)) = (sh.started_at, sh.finished_at)
                 {

@@ -25,7 +25,7 @@ use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{NatsError, codec, now};
 use antares_schemas::InstanceId;
 use antares_schemas::stats::DayCounts;
-use antares_schemas::topology::{IndexScope, chunk_count};
+use antares_schemas::topology::IndexScope;
 use futures::StreamExt;
 
 use super::index::IndexEntry;
@@ -148,9 +148,9 @@ impl InstanceStore {
             }
             let s = &stored.instance.summary;
             let mut mine = Vec::new();
-            let encoded = (0..chunk_count(s.shard_total))
+            let encoded = (0..s.chunk_count())
                 .map(|c| {
-                    codec::encode("shards", &chunk_slice(&stored.instance.shards, c))
+                    codec::encode("shards", &chunk_slice(&stored.instance, c))
                         .map(|v| Write::put(hist, self.chunk_key(s, c), v, Expect::Any))
                 })
                 .chain(std::iter::once(codec::encode("instance", s).map(|v| {
@@ -315,7 +315,7 @@ impl InstanceStore {
                 continue;
             }
             let s = &stored.instance.summary;
-            for c in 0..chunk_count(s.shard_total) {
+            for c in 0..s.chunk_count() {
                 purges.push(Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl));
                 owners.push(i);
             }

@@ -12,7 +12,7 @@ use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{NatsError, codec, now};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::Instance;
-use antares_schemas::topology::{IndexScope, chunk_count};
+use antares_schemas::topology::IndexScope;
 
 use super::index::bulk::PageFill;
 use super::index::{IndexEntry, PageKey};
@@ -68,11 +68,11 @@ impl HistoryImport<'_> {
                 )));
             }
             self.last = Some(s.id);
-            for c in 0..chunk_count(s.shard_total) {
+            for c in 0..s.chunk_count() {
                 writes.push(Write::put(
                     &store.history.name,
                     store.chunk_key(s, c),
-                    codec::encode("shards", &chunk_slice(&instance.shards, c))?,
+                    codec::encode("shards", &chunk_slice(instance, c))?,
                     Expect::Any,
                 ));
             }

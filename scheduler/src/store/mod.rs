@@ -3,7 +3,7 @@
 //!
 //! An instance is a summary at `<app>.<job>.<id>` plus its shard records in chunks at
 //! `<app>.<job>.<id>.<n>` (see [`antares_schemas::topology::SHARD_CHUNK`]), so a 20,000
-//! shard instance is 40 modest values rather than one oversized one, and a batch of
+//! shard instance is 200 modest values rather than one oversized one, and a batch of
 //! results rewrites only the chunks it touched. Every write of a running instance is
 //! revision-checked: [`Stored`] remembers the revision of each key it read or wrote.
 //!
@@ -22,7 +22,6 @@ use antares_nats::kv;
 use antares_nats::{Nats, NatsError, codec};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, InstanceSummary, ShardRecord};
-use antares_schemas::topology::{SHARD_CHUNK, chunk_count, chunk_of};
 
 pub mod archive;
 mod import;
@@ -55,19 +54,24 @@ pub struct Stored {
 pub struct Dirty {
     /// The summary.
     pub summary: bool,
-    /// These chunks.
-    pub chunks: BTreeSet<u32>,
+    /// The records of these shard items.
+    pub changed: BTreeSet<u32>,
 }
 
 impl Dirty {
     /// Notes the shard items a step changed.
     pub fn items(&mut self, items: &[u32]) {
-        self.chunks.extend(items.iter().map(|i| chunk_of(*i)));
+        self.changed.extend(items.iter().copied());
+    }
+
+    /// The chunks holding the changed records, in chunks of the instance's size.
+    pub fn chunks(&self, summary: &InstanceSummary) -> BTreeSet<u32> {
+        self.changed.iter().map(|i| summary.chunk_of(*i)).collect()
     }
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        !self.summary && self.chunks.is_empty()
+        !self.summary && self.changed.is_empty()
     }
 }
 
@@ -108,10 +112,14 @@ pub enum CreateError {
     Nats(#[from] NatsError),
 }
 
-fn chunk_slice(shards: &[ShardRecord], chunk: u32) -> &[ShardRecord] {
-    let start = (chunk * SHARD_CHUNK) as usize;
-    let end = (start + SHARD_CHUNK as usize).min(shards.len());
-    shards.get(start..end).unwrap_or(&[])
+/// The records chunk `chunk` of an instance holds.
+fn chunk_slice(instance: &Instance, chunk: u32) -> &[ShardRecord] {
+    let items = instance.summary.chunk_items(chunk);
+    let end = items.end.min(instance.shards.len());
+    instance
+        .shards
+        .get(items.start.min(end)..end)
+        .unwrap_or(&[])
 }
 
 impl InstanceStore {
@@ -187,7 +195,7 @@ impl InstanceStore {
         summary_rev: u64,
     ) -> Result<Option<Stored>, NatsError> {
         let store = self.bucket(place);
-        let n = chunk_count(summary.shard_total);
+        let n = summary.chunk_count();
         let reads = (0..n).map(|c| {
             let key = self.chunk_key(&summary, c);
             async move { kv::get::<Vec<ShardRecord>>(store, &key, "shards").await }
@@ -213,9 +221,8 @@ impl InstanceStore {
                     // Not written yet (a pending instance whose creator stopped): rebuild
                     // from the params the summary keeps while pending.
                     missing = true;
-                    let start = c * SHARD_CHUNK as usize;
-                    let end = (start + SHARD_CHUNK as usize).min(summary.shard_total as usize);
-                    for item in start..end {
+                    let c = u32::try_from(c).unwrap_or(u32::MAX);
+                    for item in summary.chunk_items(c) {
                         let param = summary
                             .pending_params
                             .get(item)

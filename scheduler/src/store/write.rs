@@ -5,7 +5,6 @@ use antares_nats::kv::{self, Expect, Write};
 use antares_nats::{NatsError, codec};
 use antares_schemas::instance::Instance;
 use antares_schemas::limits::KEY_WINDOW;
-use antares_schemas::topology::chunk_count;
 
 use super::{CreateError, Dirty, InstanceStore, Place, Stored, chunk_slice};
 
@@ -74,7 +73,7 @@ impl InstanceStore {
         let summary = codec::encode("instance", s)?;
         let key = self.summary_key(s);
         let stored = Stored {
-            chunk_revs: vec![0; chunk_count(instance.summary.shard_total) as usize],
+            chunk_revs: vec![0; instance.summary.chunk_count() as usize],
             instance,
             summary_rev: 0,
         };
@@ -188,7 +187,7 @@ impl InstanceStore {
         let s = &stored.instance.summary;
         let live = &self.live.name;
         let ttl = std::time::Duration::from_secs(60);
-        let mut purges: Vec<Write> = (0..chunk_count(s.shard_total))
+        let mut purges: Vec<Write> = (0..s.chunk_count())
             .map(|c| Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl))
             .collect();
         purges.push(Write::purge(live, self.summary_key(s)).with_ttl(ttl));
@@ -212,9 +211,9 @@ impl InstanceStore {
         let s = &stored.instance.summary;
         let mut writes = Vec::new();
         let mut which = Vec::new();
-        for c in 0..chunk_count(s.shard_total) {
+        for c in 0..s.chunk_count() {
             if stored.chunk_revs.get(c as usize).copied().unwrap_or(0) == 0 {
-                let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
+                let value = codec::encode("shards", &chunk_slice(&stored.instance, c))?;
                 writes.push(Write::put(
                     bucket,
                     self.chunk_key(s, c),
@@ -260,9 +259,9 @@ impl InstanceStore {
         let bucket = &self.live.name;
         let s = &stored.instance.summary;
         let mut out = Vec::new();
-        for &c in &dirty.chunks {
+        for c in dirty.chunks(s) {
             let rev = stored.chunk_revs.get(c as usize).copied().unwrap_or(0);
-            let value = codec::encode("shards", &chunk_slice(&stored.instance.shards, c))?;
+            let value = codec::encode("shards", &chunk_slice(&stored.instance, c))?;
             out.push((
                 Some(c),
                 Write::put(bucket, self.chunk_key(s, c), value, Expect::Revision(rev)),
