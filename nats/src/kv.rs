@@ -143,69 +143,40 @@ impl Write {
     }
 }
 
-/// Most writes of one [`write_all`] whose acks are awaited together (each window takes
-/// its room first: [`Nats::ack_room`]).
+/// Most writes of one [`write_all`] whose acks are in flight at once.
 pub const WRITE_WINDOW: usize = 256;
 
-/// Sends a batch of writes pipelined (in windows of [`WRITE_WINDOW`]) and waits for
-/// all; returns each one's new revision or its error, in order.
+/// Sends a batch of writes pipelined (at most [`WRITE_WINDOW`] unacknowledged) and waits
+/// for all; returns each one's new revision or its error, in order.
 pub async fn write_all(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
-    let mut out = Vec::with_capacity(writes.len());
-    let mut writes = writes.into_iter().peekable();
-    while writes.peek().is_some() {
-        let window: Vec<Write> = writes.by_ref().take(WRITE_WINDOW).collect();
-        out.extend(write_window(nats, window).await);
-    }
-    out
-}
-
-async fn write_window(nats: &Nats, writes: Vec<Write>) -> Vec<Result<u64>> {
-    let _room = nats.ack_room(writes.len()).await;
-    let mut pending = Vec::with_capacity(writes.len());
-    for w in writes {
-        let subject = nats.topo.kv_subject(&w.bucket, &w.key);
-        let h = headers(w.expect, w.ttl, w.op);
-        let sent = nats
-            .js
-            .publish_with_headers(subject, h, w.value.clone())
-            .await
-            .map_err(|e| NatsError::op(format!("write {}/{}", w.bucket, w.key), e));
-        pending.push((w, sent));
-    }
-    let mut out = Vec::with_capacity(pending.len());
-    for (w, sent) in pending {
-        out.push(acked(w, sent).await);
-    }
-    out
+    write_pipelined(nats, writes, WRITE_WINDOW).await
 }
 
 /// Sends many writes with up to `window` acknowledgements in flight at any time (a
 /// sliding window: the next write goes out as soon as an earlier one is acknowledged),
-/// and returns each one's new revision or its error, in order. For bulk writes, where
-/// [`write_all`]'s send-all-then-wait would stall between batches. `window` is capped
-/// below the connection's limit on acknowledgements in flight, leaving room for others.
+/// and returns each one's new revision or its error, in order. `window` is capped below
+/// the connection's room for acknowledgements, leaving room for others, and taken whole
+/// before the first write ([`Nats::ack_room`]).
 pub async fn write_pipelined(
     nats: &Nats,
     writes: impl IntoIterator<Item = Write>,
     window: usize,
 ) -> Vec<Result<u64>> {
     let window = window.clamp(1, MAX_PIPELINE);
-    let _room = nats.ack_room(window).await;
+    let writes = writes.into_iter();
+    // Room for what can be in flight: the window, or fewer writes.
+    let _room = nats
+        .ack_room(window.min(writes.size_hint().1.unwrap_or(window)))
+        .await;
     let mut in_flight = FuturesOrdered::new();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(writes.size_hint().0);
     for w in writes {
         if in_flight.len() >= window
             && let Some(res) = in_flight.next().await
         {
             out.push(res);
         }
-        let subject = nats.topo.kv_subject(&w.bucket, &w.key);
-        let h = headers(w.expect, w.ttl, w.op);
-        let sent = nats
-            .js
-            .publish_with_headers(subject, h, w.value.clone())
-            .await
-            .map_err(|e| NatsError::op(format!("write {}/{}", w.bucket, w.key), e));
+        let sent = send(nats, &w).await;
         in_flight.push_back(acked(w, sent));
     }
     while let Some(res) = in_flight.next().await {
@@ -217,6 +188,15 @@ pub async fn write_pipelined(
 /// Most acknowledgements [`write_pipelined`] keeps in flight (half of
 /// [`crate::connect::ACK_ROOM`]).
 pub const MAX_PIPELINE: usize = 2048;
+
+/// Sends one write; its acknowledgement is awaited by [`acked`].
+async fn send(nats: &Nats, w: &Write) -> Result<async_nats::jetstream::context::PublishAckFuture> {
+    let subject = nats.topo.kv_subject(&w.bucket, &w.key);
+    nats.js
+        .publish_with_headers(subject, headers(w.expect, w.ttl, w.op), w.value.clone())
+        .await
+        .map_err(|e| NatsError::op(format!("write {}/{}", w.bucket, w.key), e))
+}
 
 /// A sent write's outcome once acknowledged.
 async fn acked(
