@@ -14,6 +14,10 @@ mod dev;
 mod metrics_http;
 mod output;
 
+/// Every process of Antares allocates many small, short-lived buffers on several threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = config::document(cli::Cli::command()).get_matches();
     let cli = match cli::Cli::from_arg_matches(&matches) {
