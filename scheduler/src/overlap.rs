@@ -124,20 +124,28 @@ impl Runs {
     }
 
     /// The waiting instances that may start now, oldest first (they are moved to active).
+    /// Only instances that are `ready` (stored: not still being created) go; the oldest
+    /// one that is not holds back the rest, so the order stays, and it gets its turn when
+    /// its creation is back.
     pub fn admit(
         &mut self,
         app: &str,
         job: &str,
         overlap: Overlap,
         max_parallel: u32,
+        ready: impl Fn(&InstanceId) -> bool,
     ) -> Vec<InstanceId> {
         let room = room(overlap, max_parallel);
         let j = self.job_mut(app, job);
         let mut out = Vec::new();
         while j.active.len() < room {
-            let Some(next) = j.waiting.pop_first() else {
+            let Some(next) = j.waiting.first().copied() else {
                 break;
             };
+            if !ready(&next) {
+                break;
+            }
+            j.waiting.remove(&next);
             j.active.insert(next);
             out.push(next);
         }
@@ -185,8 +193,8 @@ mod tests {
             Admission::Skip(_)
         ));
         r.end("a", "j", &id(1));
-        assert_eq!(r.admit("a", "j", Overlap::Serial, 1), vec![id(2)]);
-        assert!(r.admit("a", "j", Overlap::Serial, 1).is_empty());
+        assert_eq!(r.admit("a", "j", Overlap::Serial, 1, |_| true), vec![id(2)]);
+        assert!(r.admit("a", "j", Overlap::Serial, 1, |_| true).is_empty());
         // Another job is not affected.
         assert_eq!(r.decide("a", "k", Overlap::Serial, 1), Admission::Start);
     }
@@ -212,9 +220,35 @@ mod tests {
         r.wait("a", "j", id(3));
         r.wait("a", "j", id(4));
         r.end("a", "j", &id(1));
-        assert_eq!(r.admit("a", "j", Overlap::Parallel, 2), vec![id(3)]);
+        assert_eq!(
+            r.admit("a", "j", Overlap::Parallel, 2, |_| true),
+            vec![id(3)]
+        );
         r.end("a", "j", &id(2));
         r.end("a", "j", &id(3));
-        assert_eq!(r.admit("a", "j", Overlap::Parallel, 2), vec![id(4)]);
+        assert_eq!(
+            r.admit("a", "j", Overlap::Parallel, 2, |_| true),
+            vec![id(4)]
+        );
+    }
+
+    #[test]
+    fn an_instance_still_being_created_keeps_its_turn() {
+        let mut r = Runs::default();
+        r.start("a", "j", id(1));
+        r.wait("a", "j", id(2));
+        r.wait("a", "j", id(3));
+        r.end("a", "j", &id(1));
+        // 2 is not stored yet: nothing starts, 3 does not overtake it.
+        assert!(
+            r.admit("a", "j", Overlap::Serial, 1, |i| *i != id(2))
+                .is_empty()
+        );
+        assert!(matches!(
+            r.decide("a", "j", Overlap::Serial, 1),
+            Admission::Wait(_)
+        ));
+        // Its creation is back: its turn.
+        assert_eq!(r.admit("a", "j", Overlap::Serial, 1, |_| true), vec![id(2)]);
     }
 }

@@ -54,6 +54,9 @@ pub const HEADER_SLOT: &str = "Antares-Slot";
 pub const HEADER_PARENT: &str = "Antares-Parent";
 /// Header of a child trigger: how deep in its chain of parents the child is.
 pub const HEADER_DEPTH: &str = "Antares-Depth";
+/// Header of a results message holding several finished reports of one instance: how
+/// many (its body is a MessagePack array of them). Absent: the body is one report.
+pub const HEADER_REPORTS: &str = "Antares-Reports";
 /// JetStream's de-duplication header.
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 

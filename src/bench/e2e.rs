@@ -3,7 +3,8 @@
 //!
 //! Each component gets its own NATS connection, as separate processes would have: the
 //! scheduler one, every worker one, and the bench itself (triggers, events, checks)
-//! one. Triggers are published as `antares job trigger` publishes them (a `manual`
+//! one. The end-to-end run reads its instance's status rather than listening to its
+//! events (two a shard), which would add to what is measured. Triggers are published as `antares job trigger` publishes them (a `manual`
 //! trigger carrying the instance id), straight to the trigger subject, so the clock
 //! starts right before the publish.
 
@@ -45,6 +46,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the end-to-end run samples the queues, for its stages.
 const MONITOR_EVERY: Duration = Duration::from_millis(10);
+/// How often the end-to-end run reads its instance's status.
+const STATUS_EVERY: Duration = Duration::from_millis(2);
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -59,12 +62,12 @@ pub(super) struct Settings {
 /// When each stage of the end-to-end run was seen, in ms after the trigger's publish.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub(super) struct Stages {
-    /// `instance_started` event received: the instance is stored, every shard queued.
+    /// The stored instance seen `running`: every shard queued.
     pub(super) instance_started_ms: f64,
     /// The shard stream found empty: every worker has acked every shard item (its
     /// result is stored in the results stream, not yet folded into the instance).
     pub(super) shards_acked_ms: f64,
-    /// `instance_finished` event received: every result folded into the stored instance.
+    /// The stored instance seen ended: every result folded into it.
     pub(super) instance_finished_ms: f64,
     /// Most shard reports seen waiting in the results stream for the scheduler.
     pub(super) results_backlog_max: u64,
@@ -533,7 +536,6 @@ impl Cluster {
     /// then every shard is checked.
     pub(super) async fn end_to_end(&mut self) -> anyhow::Result<EndToEnd> {
         let n = self.settings.shards;
-        let mut events = Events::subscribe(&self.driver, NOOP_JOB).await?;
         let shards = self
             .driver
             .stream(&self.driver.topo.shards_stream())
@@ -567,11 +569,12 @@ impl Cluster {
         let t0 = Instant::now();
         let run = async {
             let (id, _) = self.trigger(NOOP_JOB).await?;
-            let started = events
-                .wait(EventKind::InstanceStarted, &id, timeout)
+            let deadline = tokio::time::Instant::now() + timeout;
+            let started = self
+                .watch_status(&id, deadline, "started", |s| s != InstanceStatus::Pending)
                 .await?;
-            let finished = events
-                .wait(EventKind::InstanceFinished, &id, timeout)
+            let finished = self
+                .watch_status(&id, deadline, "ended", InstanceStatus::is_final)
                 .await?;
             anyhow::Ok((id, started, finished))
         };
@@ -597,6 +600,34 @@ impl Cluster {
 
         self.check(&id, n).await?;
         Ok(EndToEnd { seconds, stages })
+    }
+
+    /// When the stored instance's status first passed `reached`, read every
+    /// [`STATUS_EVERY`] (its summary only, one read). The run's events are not
+    /// subscribed to: that would add two deliveries per shard (`shard_started`,
+    /// `shard_finished`) to what is measured, which a deployment pays only when
+    /// something listens.
+    async fn watch_status(
+        &self,
+        id: &InstanceId,
+        deadline: tokio::time::Instant,
+        what: &str,
+        reached: impl Fn(InstanceStatus) -> bool,
+    ) -> anyhow::Result<Instant> {
+        let mut tick = tokio::time::interval(STATUS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let summary = self.admin.instance_summary(APP, NOOP_JOB, id).await?;
+            if summary.is_some_and(|s| reached(s.status)) {
+                return Ok(Instant::now());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "instance {id} has not {what} in time (a rejected trigger is logged by the scheduler)"
+                );
+            }
+        }
     }
 
     /// Fails unless the stored instance has `n` shards, all `success`.

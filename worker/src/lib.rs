@@ -87,6 +87,7 @@ mod metrics;
 mod ping;
 pub mod protocol;
 mod pull;
+mod reports;
 mod script;
 mod shard;
 mod stop;

@@ -131,6 +131,11 @@
 //! 6. Publish a `ShardReport` with `kind = {"finished": ...}` on the result subject as a
 //!    JetStream publish, await the stream's ack, and give it the header
 //!    `Nats-Msg-Id: <instance>.<item>.<attempt>.done` so a retried publish is stored once.
+//!    Finished reports of several items of one instance ready at the same time may go in
+//!    one message: a MessagePack array of at most 256 `ShardReport`s, header
+//!    `Antares-Reports: <how many>`, a `Nats-Msg-Id` of its own; one whose count is
+//!    wrong or that mixes instances is refused whole. If it cannot be stored, publish
+//!    each report alone.
 //! 7. Only then settle the message: `+ACK` after `success`, `failed`, `timed_out` or
 //!    `cancelled`; after `later`,
 //!    `-NAK {"delay": <nanoseconds>}` (5 s by default) so it comes back as the next

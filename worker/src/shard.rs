@@ -9,7 +9,8 @@
 //! 3. run the job in its own task, sending an in-progress ack every `progress_every` so
 //!    the work queue does not hand the item to another worker while it runs;
 //! 4. report `Finished` with the outcome (its error capped at
-//!    [`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)), awaiting
+//!    [`MAX_ERROR_BYTES`](antares_schemas::limits::MAX_ERROR_BYTES)), with the other
+//!    reports ready at the same moment (see `reports`), awaiting
 //!    JetStream's ack (de-duplicated by `Nats-Msg-Id`), and only then ack the message
 //!    (`Success`, `Failed`, `TimedOut`, `Cancelled`) or nak it with the `later_delay`
 //!    (`Later`). A report that cannot be stored is tried again (same message id, with
@@ -45,6 +46,7 @@ use crate::context::JobContext;
 use crate::job::{JobFuture, JobResult, Registry, panic_message};
 use crate::logs::LogSink;
 use crate::metrics::WorkerMetrics;
+use crate::reports::Reports;
 use crate::stop::{Stop, Stoppers};
 use crate::{http, script};
 
@@ -75,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) abort: CancellationToken,
     /// The running shards, for stop messages.
     pub(crate) stoppers: Stoppers,
+    /// Where finished reports are stored (several in one message when ready together).
+    pub(crate) reports: Reports,
 }
 
 /// Counts a shard as running until dropped.
@@ -210,7 +214,19 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
         "{}.done",
         topo.shard_msg_id(&task.instance, task.item, attempt)
     );
-    match store_report(&shared, &msg, &result_subject, &msg_id, &finished).await {
+    // With the other reports ready now; alone, and with patience, if that failed.
+    let stored = match shared
+        .reports
+        .store(&task.app, &task.job, msg_id.clone(), finished.clone())
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::debug!("result of {result_subject} not stored with others ({e}); alone now");
+            store_report(&shared, &msg, &result_subject, &msg_id, &finished).await
+        }
+    };
+    match stored {
         Ok(()) => settle(&msg, settle_with).await,
         Err(e) => {
             tracing::warn!("cannot store the result of {result_subject} ({e}); handing it back");

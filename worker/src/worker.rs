@@ -358,6 +358,7 @@ impl WorkerBuilder {
             plugins,
         };
         let shared = Arc::new(Shared {
+            reports: crate::reports::Reports::start(nats.clone()),
             nats,
             id: Arc::from(id.as_str()),
             app,

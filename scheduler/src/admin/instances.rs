@@ -48,6 +48,17 @@ impl Admin {
             .ok_or_else(|| no_such_instance(id))
     }
 
+    /// An instance's summary (no shard records: one read however many shards it has),
+    /// running or ended; `None` if `app/job` has no such instance.
+    pub async fn instance_summary(
+        &self,
+        app: &str,
+        job: &str,
+        id: &InstanceId,
+    ) -> Result<Option<InstanceSummary>, SchedulerError> {
+        Ok(self.store.find_summary(app, job, id).await?)
+    }
+
     /// Asks the scheduler to stop a running instance: its pending shards never start,
     /// running ones are told to stop. Returns the instance as it was when asked.
     pub async fn cancel_instance(

@@ -157,7 +157,11 @@ impl Leading {
             .map_or((Default::default(), 1), |e| {
                 (e.spec.overlap, e.spec.max_parallel)
             });
-        for next in self.runs.admit(app, job, overlap, max_parallel) {
+        let live = &self.live;
+        let admitted = self
+            .runs
+            .admit(app, job, overlap, max_parallel, |id| live.contains_key(id));
+        for next in admitted {
             let items = self
                 .live
                 .get(&next)

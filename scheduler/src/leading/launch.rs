@@ -200,7 +200,8 @@ impl Leading {
         self.live.insert(id, stored);
         match admission {
             Admission::Start => self.publish(id, items, 0),
-            Admission::Wait(_) => {}
+            // Its turn may have come while it was being created.
+            Admission::Wait(_) => self.admit_waiting(&app, &job),
             Admission::Skip(reason) => self.apply(id, Input::Skip { reason }).await,
             Admission::Cover(old) => {
                 for o in old {
@@ -242,6 +243,9 @@ impl Leading {
         if resumed.is_err() {
             self.live.remove(&id);
             self.runs.end(app, job, &id);
+        } else {
+            // Waiting its turn, which may have come meanwhile.
+            self.admit_waiting(app, job);
         }
         resumed
     }

@@ -19,6 +19,7 @@ use antares_nats::{NatsError, codec, now};
 use antares_schemas::InstanceId;
 use antares_schemas::machine::{self, Effect, Input};
 use antares_schemas::messages::{Control, ShardReport};
+use antares_schemas::topology::HEADER_REPORTS;
 use async_nats::jetstream::Message;
 
 use super::{Leading, Stop};
@@ -47,23 +48,18 @@ impl Leading {
     /// Processes a batch of results-stream messages.
     pub(super) async fn on_results(&mut self, msgs: Vec<Message>) {
         // Decode; group by instance, keeping order.
-        let mut groups: Vec<(InstanceId, Vec<(Message, Item)>)> = Vec::new();
+        let mut groups: Vec<(InstanceId, Vec<Message>, Vec<Item>)> = Vec::new();
         let mut index: HashMap<InstanceId, usize> = HashMap::new();
         for msg in msgs {
-            let item = if self.nats.topo.is_control_subject(&msg.subject) {
-                codec::decode::<Control>("control", &msg.payload).map(Item::Control)
-            } else {
-                codec::decode::<ShardReport>("shard report", &msg.payload).map(Item::Report)
-            };
-            match item {
-                Ok(item) => {
-                    let id = item.instance();
+            match self.decode(&msg) {
+                Ok((id, items)) => {
                     let slot = *index.entry(id).or_insert_with(|| {
-                        groups.push((id, Vec::new()));
+                        groups.push((id, Vec::new(), Vec::new()));
                         groups.len() - 1
                     });
                     if let Some(g) = groups.get_mut(slot) {
-                        g.1.push((msg, item));
+                        g.1.push(msg);
+                        g.2.extend(items);
                     }
                 }
                 Err(e) => {
@@ -76,8 +72,7 @@ impl Leading {
         // Make sure every instance is loaded.
         let mut settled: Vec<(Message, Settle)> = Vec::new();
         let mut work: Vec<(InstanceId, Vec<Message>, Vec<Item>)> = Vec::new();
-        for (id, entries) in groups {
-            let (msgs, items): (Vec<Message>, Vec<Item>) = entries.into_iter().unzip();
+        for (id, msgs, items) in groups {
             if !self.live.contains_key(&id) {
                 match self.load_live(&id, msgs.first()).await {
                     Ok(true) => {}
@@ -172,6 +167,39 @@ impl Leading {
             }
         }
         settle_all(settled).await;
+    }
+
+    /// The instance a results-stream message is about and what it says: a cancel, one
+    /// report, or several reports of one instance (header `Antares-Reports`).
+    fn decode(&self, msg: &Message) -> Result<(InstanceId, Vec<Item>), NatsError> {
+        if self.nats.topo.is_control_subject(&msg.subject) {
+            let item = Item::Control(codec::decode::<Control>("control", &msg.payload)?);
+            return Ok((item.instance(), vec![item]));
+        }
+        let counted = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(HEADER_REPORTS))
+            .map(|n| n.as_str().to_string());
+        let Some(counted) = counted else {
+            let r = codec::decode::<ShardReport>("shard report", &msg.payload)?;
+            return Ok((r.instance, vec![Item::Report(r)]));
+        };
+        let reports = codec::decode::<Vec<ShardReport>>("shard reports", &msg.payload)?;
+        let bad = |why: String| NatsError::Config(format!("a message of reports {why}"));
+        if counted.parse::<usize>().ok() != Some(reports.len()) {
+            return Err(bad(format!(
+                "says it holds {counted} but holds {}",
+                reports.len()
+            )));
+        }
+        let Some(id) = reports.first().map(|r| r.instance) else {
+            return Err(bad("holds none".into()));
+        };
+        if reports.iter().any(|r| r.instance != id) {
+            return Err(bad("holds reports of several instances".into()));
+        }
+        Ok((id, reports.into_iter().map(Item::Report).collect()))
     }
 
     /// Loads a running instance into the cache; `false` if it is not running.

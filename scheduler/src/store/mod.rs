@@ -294,6 +294,25 @@ impl InstanceStore {
         Ok(None)
     }
 
+    /// The summary of an instance of `app/job` (no shard records: one read, however
+    /// many shards it has), running or ended.
+    pub async fn find_summary(
+        &self,
+        app: &str,
+        job: &str,
+        id: &InstanceId,
+    ) -> Result<Option<InstanceSummary>, NatsError> {
+        let key = self.nats.topo.instance_key(app, job, id);
+        for place in [Place::Live, Place::History] {
+            if let Some(v) =
+                kv::get::<InstanceSummary>(self.bucket(place), &key, "instance").await?
+            {
+                return Ok(Some(v.value));
+            }
+        }
+        Ok(None)
+    }
+
     /// The app and job of an instance, from its id's claim; `None` when the id was never
     /// claimed (or its claim expired with its history).
     pub async fn locate(&self, id: &InstanceId) -> Result<Option<(String, String)>, NatsError> {

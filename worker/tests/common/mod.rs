@@ -26,6 +26,8 @@ pub struct Bench {
     pub server: LocalServer,
     pub nats: Nats,
     reports: pull::Stream,
+    /// Reports of a message of several read but not yet returned.
+    unread: std::collections::VecDeque<ShardReport>,
 }
 
 impl Bench {
@@ -50,6 +52,7 @@ impl Bench {
             server,
             nats,
             reports,
+            unread: Default::default(),
         })
     }
 
@@ -134,13 +137,34 @@ impl Bench {
     }
 
     /// The next report, whatever it is.
+    /// A message of several reports (header `Antares-Reports`) gives them in order.
     pub async fn next_report(&mut self) -> anyhow::Result<ShardReport> {
+        if let Some(r) = self.unread.pop_front() {
+            return Ok(r);
+        }
         let msg = tokio::time::timeout(WAIT, self.reports.next())
             .await
             .context("no report came")?
             .ok_or_else(|| anyhow!("reports ended"))??;
         msg.ack().await.map_err(|e| anyhow!("{e}"))?;
-        Ok(codec::decode("shard report", &msg.payload)?)
+        let counted = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(antares_schemas::topology::HEADER_REPORTS))
+            .map(|n| n.as_str().to_string());
+        let Some(counted) = counted else {
+            return Ok(codec::decode("shard report", &msg.payload)?);
+        };
+        let reports: Vec<ShardReport> = codec::decode("shard reports", &msg.payload)?;
+        anyhow::ensure!(
+            counted == reports.len().to_string(),
+            "header says {counted} reports, body holds {}",
+            reports.len()
+        );
+        self.unread.extend(reports);
+        self.unread
+            .pop_front()
+            .context("an empty message of reports")
     }
 
     /// Reads reports until the `Finished` one of this shard item and attempt, returning

@@ -1,0 +1,166 @@
+//! Several finished reports in one results message (header `Antares-Reports`): the
+//! scheduler applies each, and refuses a message that does not hold what it says
+//! without losing anything else.
+
+mod support;
+
+use std::time::Duration;
+
+use antares_nats::async_nats::HeaderMap;
+use antares_nats::kv::{self, Expect, Write};
+use antares_nats::queue::{self, ConsumerSpec};
+use antares_nats::wait::wait_for;
+use antares_nats::{codec, now};
+use antares_schemas::cluster::WorkerInfo;
+use antares_schemas::instance::{InstanceStatus, ShardStatus};
+use antares_schemas::messages::{ReportKind, ShardOutcome, ShardReport, ShardTask, TriggerRequest};
+use antares_schemas::topology::{HEADER_MSG_ID, HEADER_REPORTS};
+use futures::StreamExt;
+use support::{Env, WAIT};
+
+#[tokio::test]
+async fn reports_of_several_shards_in_one_message_are_each_applied() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"four\"\nhandler = \"noop\"\nshards = 4\n",
+    )
+    .await?;
+    env.scheduler("s1").await?;
+    let topo = env.nats.topo.clone();
+    let consumer = queue::durable(
+        &env.nats,
+        &ConsumerSpec {
+            stream: topo.shards_stream(),
+            durable: topo.app_consumer("shop"),
+            filter: Some(topo.app_shards_filter("shop")),
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 100,
+        },
+    )
+    .await?;
+    // A worker the scheduler knows, played by the test.
+    let beat = WorkerInfo {
+        id: "hand".into(),
+        app: "shop".into(),
+        host: "h".into(),
+        pid: 1,
+        started_at: now(),
+        last_seen: now(),
+        running: 0,
+        capacity: 4,
+        allow_scripts: false,
+        plugins: vec!["noop".into()],
+        http: false,
+        version: "0".into(),
+    };
+    kv::write(
+        &env.nats,
+        Write::put(
+            &topo.workers_bucket(),
+            topo.worker_key("shop", "hand"),
+            codec::encode("w", &beat)?,
+            Expect::Any,
+        )
+        .with_ttl(Duration::from_secs(60)),
+    )
+    .await?;
+    let id = env
+        .trigger("shop", "four", &TriggerRequest::default())
+        .await?;
+    let mut tasks = Vec::new();
+    let mut msgs = consumer
+        .fetch()
+        .max_messages(4)
+        .expires(WAIT)
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    while let Some(m) = msgs.next().await {
+        let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
+        tasks.push(codec::decode::<ShardTask>("task", &m.payload)?);
+        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    assert_eq!(tasks.len(), 4, "every item delivered");
+    let finished = |t: &ShardTask| ShardReport {
+        instance: id,
+        item: t.item,
+        worker: "hand".into(),
+        attempt: 1,
+        run: t.run,
+        at: now(),
+        kind: ReportKind::Finished {
+            started_at: now(),
+            outcome: ShardOutcome::Success,
+        },
+    };
+    let all: Vec<ShardReport> = tasks.iter().map(finished).collect();
+    let send = |count: &str, body: bytes::Bytes, msg_id: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(HEADER_REPORTS, count);
+        h.insert(HEADER_MSG_ID, msg_id);
+        let subject = topo.result_subject("shop", "four", &id, 0);
+        let js = env.nats.js.clone();
+        async move {
+            js.publish_with_headers(subject, h, body)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    };
+    // Refused whole: a count that is not what the body holds (all four reports), a
+    // body that is not reports. Nothing of either is applied.
+    send("3", codec::encode("r", &all)?, "bad-count").await?;
+    send("4", bytes::Bytes::from_static(b"not reports"), "bad-body").await?;
+    // Items 0 and 1 in one message; once they are applied (after the bad ones, which
+    // came first), items 2 and 3 must still be running.
+    send("2", codec::encode("r", &all[..2].to_vec())?, "first").await?;
+    let half = wait_for("items 0 and 1 to be applied", WAIT, || {
+        let admin = env.admin.clone();
+        async move {
+            let inst = admin.get_instance(&id).await.ok()?;
+            let ok = |i: usize| {
+                inst.shards
+                    .get(i)
+                    .is_some_and(|s| s.status == ShardStatus::Success)
+            };
+            (ok(0) && ok(1)).then_some(inst)
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    assert!(
+        half.shards[2..]
+            .iter()
+            .all(|s| s.status != ShardStatus::Success),
+        "a refused message was applied: {:?}",
+        half.shards
+    );
+    // Then 2 and 3 (3 twice: a report applied already is ignored).
+    send(
+        "3",
+        codec::encode("r", &[&all[2], &all[3], &all[3]])?,
+        "second",
+    )
+    .await?;
+    let done = wait_for("the instance to end", WAIT, || {
+        let admin = env.admin.clone();
+        async move {
+            let inst = admin.get_instance(&id).await.ok()?;
+            inst.summary.status.is_final().then_some(inst)
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    assert_eq!(done.summary.status, InstanceStatus::Success);
+    assert!(
+        done.shards
+            .iter()
+            .all(|s| s.status == ShardStatus::Success && s.worker.as_deref() == Some("hand")),
+        "{:?}",
+        done.shards
+    );
+    env.stop().await;
+    Ok(())
+}
