@@ -19,10 +19,12 @@
 //! fall until it ends are measured apart (a large launch must not hold up a 1 s cron).
 //! With `--schedulers S` (and `--partitions P`, provisioned), S schedulers share the
 //! partitions, and the burst's fires/s is theirs together. Beside it, the raw
-//! JetStream round trip (one
-//! publish and its ack, one at a time, to a stream of the Antares shard stream's storage)
-//! measured in the same run: lateness is an absolute figure, and this says what one
-//! round trip costs on the machine.
+//! JetStream round trip (one publish and its ack, one at a time, to a stream of the
+//! Antares shard stream's storage) measured in the same run: lateness is an absolute
+//! figure, and this says what one round trip costs on the machine. And the raw floor:
+//! the time to store, pipelined, as many messages as one second's steady fires need
+//! acknowledged writes on their way to start; they all fall due in the same
+//! millisecond, so the last of them cannot start sooner.
 
 use std::time::{Duration, Instant};
 
@@ -105,6 +107,15 @@ struct Report {
     raw_rtt_p50_ms: f64,
     /// Raw JetStream: 99th percentile of the same.
     raw_rtt_p99_ms: f64,
+    /// Messages in the raw floor: the acknowledged writes of one second's steady fires
+    /// on their way to start (rate × [`WRITES_PER_FIRE`], at most the ack room).
+    raw_floor_writes: usize,
+    /// Raw JetStream: time to store `raw_floor_writes` messages pipelined (all sent,
+    /// then every ack awaited), p50 of [`FLOOR_SAMPLES`] tries: the steady fires all fall
+    /// due in the same millisecond, so the last of them cannot start sooner than this.
+    raw_floor_p50_ms: f64,
+    /// The same, 99th percentile.
+    raw_floor_p99_ms: f64,
     /// `file` or `memory`.
     storage: &'static str,
     /// The server's version.
@@ -216,11 +227,15 @@ pub(super) async fn run(
         s.jobs, s.burst, s.rate, s.workers
     ));
     say.line("raw JetStream: timing publish round trips...");
-    let rtt = raw_round_trips(&driver, storage).await?;
+    let floor_writes = (s.rate as usize)
+        .saturating_mul(WRITES_PER_FIRE)
+        .clamp(1, antares_nats::connect::ACK_ROOM);
+    let (rtt, floor) = raw_round_trips(&driver, storage, floor_writes).await?;
     let rtt = Percentiles::of(&rtt);
+    let floor = Percentiles::of(&floor);
     say.line(&format!(
-        "raw JetStream: publish+ack p50 {:.3} ms, p99 {:.3} ms",
-        rtt.p50, rtt.p99
+        "raw JetStream: publish+ack p50 {:.3} ms, p99 {:.3} ms; {floor_writes} pipelined p50 {:.3} ms, p99 {:.3} ms",
+        rtt.p50, rtt.p99, floor.p50, floor.p99
     ));
 
     let admin = Admin::open(&driver).await?;
@@ -263,6 +278,9 @@ pub(super) async fn run(
         process_peak_rss_mb: peak_rss_mb(),
         raw_rtt_p50_ms: round(rtt.p50, 3),
         raw_rtt_p99_ms: round(rtt.p99, 3),
+        raw_floor_writes: floor_writes,
+        raw_floor_p50_ms: round(floor.p50, 3),
+        raw_floor_p99_ms: round(floor.p99, 3),
         storage: storage_name,
         nats_server: version,
         server: if local { "local" } else { "given" },
@@ -724,7 +742,19 @@ async fn observe(
 }
 
 /// Publish round trips to a stream of its own, one at a time.
-async fn raw_round_trips(driver: &Nats, storage: StorageType) -> anyhow::Result<Vec<Duration>> {
+/// Acknowledged writes on the way from a fire to its start: the id's claim, the
+/// summary, the shard chunk, the shard item, the summary marked `running`.
+const WRITES_PER_FIRE: usize = 5;
+/// Tries of the raw floor (see [`Report::raw_floor_p50_ms`]).
+const FLOOR_SAMPLES: usize = 20;
+
+/// Raw JetStream in the same run: single publish round trips, and the time to store
+/// `floor` messages pipelined (each try).
+async fn raw_round_trips(
+    driver: &Nats,
+    storage: StorageType,
+    floor: usize,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     // The raw run's stream (the shards scenario's), by itself here.
     let name = driver.topo.bench_raw_stream();
     let prefix = driver.topo.bench_raw_prefix();
@@ -743,6 +773,7 @@ async fn raw_round_trips(driver: &Nats, storage: StorageType) -> anyhow::Result<
         .with_context(|| format!("cannot create stream {name}"))?;
     let payload = super::raw::shard_sized_payload(1)?;
     let mut out = Vec::with_capacity(RTT_SAMPLES);
+    let mut floors = Vec::with_capacity(FLOOR_SAMPLES);
     let timed = async {
         for _ in 0..RTT_SAMPLES {
             let t = Instant::now();
@@ -755,6 +786,24 @@ async fn raw_round_trips(driver: &Nats, storage: StorageType) -> anyhow::Result<
                 .context("raw publish ack")?;
             out.push(t.elapsed());
         }
+        for _ in 0..FLOOR_SAMPLES {
+            let _room = driver.ack_room(floor).await;
+            let t = Instant::now();
+            let mut acks = Vec::with_capacity(floor);
+            for _ in 0..floor {
+                acks.push(
+                    driver
+                        .js
+                        .publish(subject.clone(), payload.clone())
+                        .await
+                        .context("raw publish")?,
+                );
+            }
+            for ack in acks {
+                ack.await.context("raw publish ack")?;
+            }
+            floors.push(t.elapsed());
+        }
         anyhow::Ok(())
     }
     .await;
@@ -762,7 +811,7 @@ async fn raw_round_trips(driver: &Nats, storage: StorageType) -> anyhow::Result<
         tracing::warn!("could not delete the bench stream {name}: {e}");
     }
     timed?;
-    Ok(out)
+    Ok((out, floors))
 }
 
 /// This process's peak resident memory (`VmHWM`), MB.
@@ -788,6 +837,7 @@ antares bench --scenario fires: nats-server {ver} ({server}), {storage} storage
   {schedulers} scheduler(s) sharing {partitions} partition(s)
 
   raw JetStream publish+ack    p50 {rtt50:.3} ms, p99 {rtt99:.3} ms
+  raw, {fw} writes pipelined  p50 {f50:.3} ms, p99 {f99:.3} ms  (a second's steady fires: the floor of their lateness)
   steady lateness              {steady}
   burst lateness               {burst_l}
   steady during the burst      {during}
@@ -809,6 +859,9 @@ antares bench --scenario fires: nats-server {ver} ({server}), {storage} storage
         partitions = r.partitions,
         rtt50 = r.raw_rtt_p50_ms,
         rtt99 = r.raw_rtt_p99_ms,
+        fw = r.raw_floor_writes,
+        f50 = r.raw_floor_p50_ms,
+        f99 = r.raw_floor_p99_ms,
         steady = l(&r.steady),
         burst_l = l(&r.burst_lateness),
         during = l(&r.steady_during_burst),
