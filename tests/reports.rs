@@ -7,11 +7,8 @@ mod support;
 use std::time::Duration;
 
 use antares_nats::async_nats::HeaderMap;
-use antares_nats::kv::{self, Expect, Write};
-use antares_nats::queue::{self, ConsumerSpec};
 use antares_nats::wait::wait_for;
 use antares_nats::{codec, now};
-use antares_schemas::cluster::WorkerInfo;
 use antares_schemas::instance::{InstanceStatus, ShardStatus};
 use antares_schemas::messages::{ReportKind, ShardOutcome, ShardReport, ShardTask, TriggerRequest};
 use antares_schemas::topology::{HEADER_MSG_ID, HEADER_REPORTS};
@@ -28,58 +25,29 @@ async fn reports_of_several_shards_in_one_message_are_each_applied() -> anyhow::
     .await?;
     env.scheduler("s1").await?;
     let topo = env.nats.topo.clone();
-    let consumer = queue::durable(
-        &env.nats,
-        &ConsumerSpec {
-            stream: topo.shards_stream(),
-            durable: topo.app_consumer("shop"),
-            filter: Some(topo.app_shards_filter("shop")),
-            ack_wait: Duration::from_secs(30),
-            max_ack_pending: 100,
-        },
-    )
-    .await?;
+    let consumer = env.app_queue("shop", Duration::from_secs(30)).await?;
     // A worker the scheduler knows, played by the test.
-    let beat = WorkerInfo {
-        id: "hand".into(),
-        app: "shop".into(),
-        host: "h".into(),
-        pid: 1,
-        started_at: now(),
-        last_seen: now(),
-        running: 0,
-        capacity: 4,
-        allow_scripts: false,
-        plugins: vec!["noop".into()],
-        http: false,
-        version: "0".into(),
-    };
-    kv::write(
-        &env.nats,
-        Write::put(
-            &topo.workers_bucket(),
-            topo.worker_key("shop", "hand"),
-            codec::encode("w", &beat)?,
-            Expect::Any,
-        )
-        .with_ttl(Duration::from_secs(60)),
-    )
-    .await?;
+    env.hand_worker_beat("shop", "hand", 0, 4, Duration::from_secs(60))
+        .await?;
     let id = env
         .trigger("shop", "four", &TriggerRequest::default())
         .await?;
+    // Every item, however many fetches it takes (they are queued one by one).
     let mut tasks = Vec::new();
-    let mut msgs = consumer
-        .fetch()
-        .max_messages(4)
-        .expires(WAIT)
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    while let Some(m) = msgs.next().await {
-        let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
-        tasks.push(codec::decode::<ShardTask>("task", &m.payload)?);
-        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tasks.len() < 4 && tokio::time::Instant::now() < deadline {
+        let mut msgs = consumer
+            .fetch()
+            .max_messages(4 - tasks.len())
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        while let Some(m) = msgs.next().await {
+            let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
+            tasks.push(codec::decode::<ShardTask>("task", &m.payload)?);
+            m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
     }
     assert_eq!(tasks.len(), 4, "every item delivered");
     let finished = |t: &ShardTask| ShardReport {

@@ -7,11 +7,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use antares_nats::kv::{self, Expect, Write};
-use antares_nats::queue::{self, ConsumerSpec};
+use antares_nats::queue;
 use antares_nats::wait::wait_for;
 use antares_nats::{codec, now};
-use antares_schemas::cluster::WorkerInfo;
 use antares_schemas::instance::{InstanceStatus, ShardStatus};
 use antares_schemas::messages::{
     ReportKind, ShardReport, ShardTask, StopOutcome, StopShards, TriggerRequest,
@@ -131,50 +129,15 @@ async fn the_scheduler_ends_an_attempt_nobody_reports_past_its_timeout() -> anyh
     .await?;
     env.scheduler("s1").await?;
     let topo = env.nats.topo.clone();
-    let consumer = queue::durable(
-        &env.nats,
-        &ConsumerSpec {
-            stream: topo.shards_stream(),
-            durable: topo.app_consumer("shop"),
-            filter: Some(topo.app_shards_filter("shop")),
-            ack_wait: Duration::from_secs(5),
-            max_ack_pending: 100,
-        },
-    )
-    .await?;
+    let consumer = env.app_queue("shop", Duration::from_secs(5)).await?;
     let mut stops = env
         .nats
         .client
         .subscribe(topo.app_stop_filter("shop"))
         .await?;
-    let beat = WorkerInfo {
-        id: "rogue".into(),
-        app: "shop".into(),
-        host: "h".into(),
-        pid: 1,
-        started_at: now(),
-        last_seen: now(),
-        running: 1,
-        capacity: 1,
-        allow_scripts: false,
-        plugins: vec!["noop".into()],
-        http: false,
-        version: "0".into(),
-    };
     // Its first beat, before the trigger: pull items wait in the scheduler until a live
     // worker that can run them is known.
-    let put_beat = || {
-        kv::write(
-            &env.nats,
-            Write::put(
-                &topo.workers_bucket(),
-                topo.worker_key("shop", "rogue"),
-                codec::encode("w", &beat).unwrap_or_default(),
-                Expect::Any,
-            )
-            .with_ttl(Duration::from_secs(3)),
-        )
-    };
+    let put_beat = || env.hand_worker_beat("shop", "rogue", 1, 1, Duration::from_secs(3));
     put_beat().await?;
     let id = env
         .trigger("shop", "hung", &TriggerRequest::default())

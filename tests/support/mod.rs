@@ -223,6 +223,66 @@ impl Env {
         }
     }
 
+    /// The app's shared queue of shard items, for a test that plays a worker by hand.
+    pub async fn app_queue(
+        &self,
+        app: &str,
+        ack_wait: Duration,
+    ) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
+        let topo = &self.nats.topo;
+        Ok(antares_nats::queue::durable(
+            &self.nats,
+            &antares_nats::queue::ConsumerSpec {
+                stream: topo.shards_stream(),
+                durable: topo.app_consumer(app),
+                filter: Some(topo.app_shards_filter(app)),
+                ack_wait,
+                max_ack_pending: 100,
+            },
+        )
+        .await?)
+    }
+
+    /// Writes the heartbeat of a worker the test plays: it runs `noop`, `running` of
+    /// `capacity` slots busy; the key lives `ttl`.
+    pub async fn hand_worker_beat(
+        &self,
+        app: &str,
+        id: &str,
+        running: u32,
+        capacity: u32,
+        ttl: Duration,
+    ) -> anyhow::Result<()> {
+        use antares_nats::kv::{self, Expect, Write};
+        let beat = antares_schemas::cluster::WorkerInfo {
+            id: id.into(),
+            app: app.into(),
+            host: "h".into(),
+            pid: 1,
+            started_at: antares_nats::now(),
+            last_seen: antares_nats::now(),
+            running,
+            capacity,
+            allow_scripts: false,
+            plugins: vec!["noop".into()],
+            http: false,
+            version: "0".into(),
+        };
+        let topo = &self.nats.topo;
+        kv::write(
+            &self.nats,
+            Write::put(
+                &topo.workers_bucket(),
+                topo.worker_key(app, id),
+                antares_nats::codec::encode("worker", &beat)?,
+                Expect::Any,
+            )
+            .with_ttl(ttl),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Messages left in the shard work queue.
     pub async fn queued_shards(&self) -> anyhow::Result<u64> {
         let mut s = self.nats.stream(&self.nats.topo.shards_stream()).await?;
