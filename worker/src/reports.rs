@@ -24,8 +24,9 @@ use antares_schemas::messages::ShardReport;
 use antares_schemas::topology::{HEADER_MSG_ID, HEADER_REPORTS};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Most reports in one message.
-pub(crate) const MAX_REPORTS: usize = 256;
+/// Most reports in one message (each is at most about 1.3 KiB, its error capped: a
+/// message stays well under NATS's 1 MiB payload limit).
+const MAX_REPORTS: usize = 256;
 /// Most messages of reports being stored at once.
 const IN_FLIGHT: usize = 8;
 
@@ -112,6 +113,9 @@ async fn publish_groups(nats: &Nats, batch: Vec<Pending>) {
             g.push(p);
         }
     }
+    // Room for every acknowledgement this window awaits, taken at once (see
+    // `Nats::ack_room`): windows running beside each other never wait on each other.
+    let _room = nats.ack_room(groups.len()).await;
     let mut acks = Vec::with_capacity(groups.len());
     for group in groups {
         let sent = send(nats, &group).await;
