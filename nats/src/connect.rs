@@ -179,6 +179,8 @@ pub struct Nats {
     pub denials: Denials,
     /// Room for publish acknowledgements awaited in windows ([`Nats::ack_room`]).
     ack_room: Arc<Semaphore>,
+    /// How this connection was made (none for a wrapped client): [`Nats::connect_again`].
+    opts: Option<Arc<ConnectOptions>>,
 }
 
 /// Most publish acknowledgements that windows of one connection (see
@@ -244,6 +246,7 @@ impl Nats {
         let (client, denials) = opts.connect_watched().await?;
         let mut nats = Self::from_client(client, topo);
         nats.denials = denials;
+        nats.opts = Some(Arc::new(opts.clone()));
         Ok(nats)
     }
 
@@ -310,7 +313,23 @@ impl Nats {
             topo,
             denials: Denials::default(),
             ack_room: Arc::new(Semaphore::new(ACK_ROOM)),
+            opts: None,
         }
+    }
+
+    /// A second connection made as this one was (its name followed by `role`), with
+    /// the same names: its writes never queue behind this one's, in the client or in
+    /// the server's reading of the socket. A wrapped client has no options to connect
+    /// again with: it is shared instead.
+    pub async fn connect_again(&self, role: &str) -> Result<Self> {
+        let Some(opts) = &self.opts else {
+            return Ok(self.clone());
+        };
+        let mut opts = ConnectOptions::clone(opts);
+        opts.name = format!("{} ({role})", opts.name);
+        let mut again = Self::connect_for_work(&opts, self.topo.clone()).await?;
+        again.topo = self.topo.clone();
+        Ok(again)
     }
 
     /// Takes room for a window of `n` publishes whose acknowledgements are awaited

@@ -95,6 +95,8 @@ pub async fn run(
     // The split stored at provision, whatever the handle was made with.
     let nats = nats.with_stored_settings().await?;
     InstanceStore::open(&nats).await?;
+    // Fires that are due again soon go by a connection of their own (see `leading`).
+    let lane = nats.connect_again("urgent fires").await?;
     // The catalog, read before any lease is taken and kept current from then on, by
     // leaders and standbys alike: a takeover plans at once.
     let buckets = nats.buckets().await?;
@@ -133,7 +135,17 @@ pub async fn run(
         nats.clone(),
         Arc::clone(&opts.metrics),
     ));
-    let result = supervise(nats, catalog, opts, &id, shutdown, lease_task, rxs, stop_tx).await;
+    let result = supervise(
+        [nats, lane],
+        catalog,
+        opts,
+        &id,
+        shutdown,
+        lease_task,
+        rxs,
+        stop_tx,
+    )
+    .await;
     sampler.abort();
     catalog_task.abort();
     let _ = alarms_task.await;
@@ -144,7 +156,7 @@ pub async fn run(
 /// at shutdown) is an error.
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
-    nats: Nats,
+    [nats, lane]: [Nats; 2],
     catalog: Catalog,
     opts: SchedulerOptions,
     id: &str,
@@ -157,7 +169,7 @@ async fn supervise(
     let mut loops = JoinSet::new();
     for (partition, lead_rx) in (0u32..).zip(lead_rxs) {
         loops.spawn(lead_partition(
-            nats.clone(),
+            [nats.clone(), lane.clone()],
             catalog.clone(),
             opts.clone(),
             id.to_string(),
@@ -184,7 +196,7 @@ async fn supervise(
 
 /// One partition: stands by and leads in turn until `quit` (or the lease task ends).
 async fn lead_partition(
-    nats: Nats,
+    [nats, lane]: [Nats; 2],
     catalog: Catalog,
     opts: SchedulerOptions,
     id: String,
@@ -204,7 +216,7 @@ async fn lead_partition(
             },
         }
         let mut leading = match Leading::new(
-            &nats,
+            [&nats, &lane],
             catalog.clone(),
             partition,
             lead_rx.clone(),
@@ -279,7 +291,7 @@ mod tests {
         let lease_task = tokio::spawn(async move { drop(lead_tx) });
         let catalog = crate::jobs::Catalog::new(nats.topo.clone());
         let run = supervise(
-            nats,
+            [nats.clone(), nats],
             catalog,
             SchedulerOptions::default(),
             "s1",

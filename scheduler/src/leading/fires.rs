@@ -12,9 +12,12 @@
 //!
 //! The backlog is served earliest deadline first: a job's fire is due before its next
 //! slot, so a job firing every second goes ahead of a burst of jobs firing every
-//! minute, even one that came first. A fire whose deadline is near ([`URGENT`]) does
-//! not wait for a batch of the burst to come back either: one more batch, of urgent
-//! fires only, may be in flight beside the others.
+//! minute, even one that came first. Fires whose deadline is near ([`URGENT`]) go in a
+//! batch of their own, which starts before any other and may be in flight beside the
+//! others. It goes by the scheduler's second connection, the lane, and so do the items
+//! of its (small) instances: a burst pipelines thousands of writes on the first one,
+//! and a write sent behind them waits for all of them, in the client and in the
+//! server's reading of the socket.
 //!
 //! Exactly once holds as for one fire: a slot's id is claimed and its instance created
 //! ("must not exist") before its cursor moves, and a job's cursor moves only past slots
@@ -82,13 +85,13 @@ impl Backlog {
     }
 
     /// Whether a batch may start now and whether it is the urgent one (of fires due
-    /// before `urgent_by` only).
+    /// before `urgent_by` only, first whenever there are some).
     fn room(&self, urgent_by: Timestamp) -> Option<bool> {
         let (&(deadline, _), _) = self.queue.first_key_value()?;
-        if self.creating < BATCHES_IN_FLIGHT {
-            Some(false)
-        } else if !self.urgent && deadline <= urgent_by {
+        if !self.urgent && deadline <= urgent_by {
             Some(true)
+        } else if self.creating < BATCHES_IN_FLIGHT {
+            Some(false)
         } else {
             None
         }
@@ -157,7 +160,11 @@ impl Leading {
                     groups.push((g, slots));
                 }
             }
-            let store = self.store.clone();
+            let store = if urgent {
+                self.lane_store.clone()
+            } else {
+                self.store.clone()
+            };
             if urgent {
                 self.backlog.urgent = true;
             } else {
@@ -222,6 +229,14 @@ impl Leading {
                     self.backlog.urgent = false;
                 } else {
                     self.backlog.creating = self.backlog.creating.saturating_sub(1);
+                }
+                if urgent {
+                    // Their items go by the lane too (those that are made, when their
+                    // turn comes).
+                    for (_, slots) in &groups {
+                        self.lane_ids
+                            .extend(slots.iter().filter(|s| s.admission.is_some()).map(|s| s.id));
+                    }
                 }
                 self.on_created(groups, outcomes).await;
                 self.start_fires();

@@ -37,6 +37,9 @@ use crate::store::{CreateError, Place, Stored};
 const WINDOW_MESSAGES: usize = 1024;
 /// Most bytes of one publication window.
 const WINDOW_BYTES: usize = 8 * 1024 * 1024;
+/// Most items of an urgent fire's instance that go by the lane (a larger one would hold
+/// up the others there).
+const LANE_ITEMS: usize = 64;
 /// Tries of a publication before the instance fails (backoff 0.5 s doubling to 30 s:
 /// about ten minutes in all).
 const PUBLISH_TRIES: u32 = 24;
@@ -286,7 +289,11 @@ impl Leading {
             run: 0,
             attempt_base: 0,
         };
-        let nats = self.nats.clone();
+        let nats = if self.lane_ids.remove(&id) && items.len() <= LANE_ITEMS {
+            self.lane.clone()
+        } else {
+            self.nats.clone()
+        };
         self.publishes.spawn(async move {
             let (app, job) = (template.app.clone(), template.job.clone());
             let (msgs, mut to, unrouted) = match build_messages(&nats.topo, &plan, template, shards)

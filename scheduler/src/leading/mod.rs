@@ -90,6 +90,13 @@ pub(crate) struct Leading {
     partition: u32,
     buckets: std::sync::Arc<Buckets>,
     store: InstanceStore,
+    /// The scheduler's second connection, for urgent fires (see `fires`).
+    lane: Nats,
+    /// The instance store on the lane.
+    lane_store: InstanceStore,
+    /// Instances of urgent fires whose items have not been published yet: they go by
+    /// the lane too.
+    lane_ids: std::collections::HashSet<InstanceId>,
     shards_stream: JsStream,
     results_stream: JsStream,
     catalog: Catalog,
@@ -149,7 +156,7 @@ impl Leading {
     /// A leader with nothing loaded yet.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn new(
-        nats: &Nats,
+        [nats, lane]: [&Nats; 2],
         catalog: Catalog,
         partition: u32,
         leadership: watch::Receiver<Leadership>,
@@ -160,6 +167,9 @@ impl Leading {
     ) -> Result<Self, NatsError> {
         let term = leadership.borrow().term;
         Ok(Self {
+            lane: lane.clone(),
+            lane_store: InstanceStore::open(lane).await?,
+            lane_ids: Default::default(),
             nats: nats.clone(),
             partition,
             buckets: nats.buckets().await?,
@@ -379,6 +389,17 @@ impl Leading {
                     Some(Err(e)) => tracing::debug!(error = %e, "triggers pull hiccup"),
                     None => break Stop::Broken("the triggers consumer ended".into()),
                 },
+            }
+            // Fires are due at a time: whichever input this turn served, a slot that fell
+            // due or a batch of fires that came back is handled before the next one.
+            if self.timers.earliest().is_some_and(|t| t <= now()) {
+                self.fire_due().await;
+            }
+            while let Some(done) = self.firing.try_join_next() {
+                match done {
+                    Ok(work) => self.on_fire_work(work).await,
+                    Err(e) => self.stop(Stop::Broken(format!("a fire task failed: {e}"))),
+                }
             }
             if let Some(stop) = self.stop.take() {
                 break stop;

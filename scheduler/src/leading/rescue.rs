@@ -39,6 +39,9 @@ impl Leading {
         if self.ticks.is_multiple_of(LOST_CHECK_TICKS) {
             self.rerun_lost().await;
             self.alarm_stuck().await;
+            // An urgent fire's instance that ended before its turn came.
+            let live = &self.live;
+            self.lane_ids.retain(|id| live.contains_key(id));
         }
         self.republish_due().await;
         self.repeat_stops().await;
