@@ -326,3 +326,33 @@ async fn concurrent_windows_of_writes_never_wait_on_each_other() -> anyhow::Resu
     }
     Ok(())
 }
+
+/// A second connection is a connection of its own (the server sees two clients), with
+/// the same names.
+#[tokio::test]
+async fn a_connection_made_again_is_its_own() -> anyhow::Result<()> {
+    let (server, nats) = setup().await?;
+    let again = nats.connect_again("urgent fires").await?;
+    assert_ne!(
+        nats.client.server_info().client_id,
+        again.client.server_info().client_id
+    );
+    assert_eq!(
+        again.topo.kv_subject("b", "k"),
+        nats.topo.kv_subject("b", "k")
+    );
+    // Its writes are acknowledged on it.
+    let bucket = nats.topo.cursors_bucket();
+    kv::write(
+        &again,
+        Write::put(
+            &bucket,
+            "k".to_string(),
+            Bytes::from_static(b"v"),
+            Expect::Any,
+        ),
+    )
+    .await?;
+    drop(server);
+    Ok(())
+}

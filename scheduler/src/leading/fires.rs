@@ -386,3 +386,83 @@ impl Leading {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fires(job: &str, next: i64) -> JobFires {
+        JobFires {
+            app: "a".into(),
+            job: job.into(),
+            fires: vec![(Timestamp(0), TriggerKind::Every)],
+            missed: None,
+            next: Some(Timestamp(next)),
+        }
+    }
+
+    /// The jobs of the next batch `room` allows, as `start_fires` takes them.
+    fn take(b: &mut Backlog, urgent_by: Timestamp) -> Option<(bool, Vec<String>)> {
+        let urgent = b.room(urgent_by)?;
+        let by = if urgent {
+            urgent_by
+        } else {
+            Timestamp(i64::MAX)
+        };
+        let mut jobs = Vec::new();
+        while jobs.len() < FIRE_BATCH {
+            let Some(g) = b.pop_before(by) else { break };
+            jobs.push(g.job);
+        }
+        if urgent {
+            b.urgent = true;
+        } else {
+            b.creating += 1;
+        }
+        Some((urgent, jobs))
+    }
+
+    #[test]
+    fn urgent_fires_go_first_and_alone() {
+        let mut b = Backlog::default();
+        for i in 0..3 {
+            b.push(fires(&format!("minutely-{i}"), 60_000));
+        }
+        b.push(fires("secondly", 1_000));
+        // The job due again within the urgent time goes in a batch of its own, first.
+        let by = Timestamp(URGENT);
+        assert_eq!(take(&mut b, by), Some((true, vec!["secondly".to_string()])));
+        // The others follow in an ordinary batch, in arrival order.
+        let (urgent, jobs) = take(&mut b, by).unwrap_or_default();
+        assert!(!urgent);
+        assert_eq!(jobs, ["minutely-0", "minutely-1", "minutely-2"]);
+        assert_eq!(take(&mut b, by), None);
+    }
+
+    #[test]
+    fn one_urgent_batch_at_a_time_and_the_ordinary_ones_bounded() {
+        let mut b = Backlog::default();
+        b.push(fires("secondly-0", 1_000));
+        let by = Timestamp(URGENT);
+        assert_eq!(take(&mut b, by).map(|t| t.0), Some(true));
+        // While it is in flight, the next urgent fire goes in an ordinary batch.
+        b.push(fires("secondly-1", 1_000));
+        assert_eq!(
+            take(&mut b, by),
+            Some((false, vec!["secondly-1".to_string()]))
+        );
+        // At most BATCHES_IN_FLIGHT ordinary batches.
+        for i in 1..BATCHES_IN_FLIGHT {
+            b.push(fires(&format!("minutely-{i}"), 60_000));
+            assert_eq!(take(&mut b, by).map(|t| t.0), Some(false));
+        }
+        b.push(fires("minutely-last", 60_000));
+        assert_eq!(take(&mut b, by), None);
+        // A batch that comes back makes room.
+        b.creating -= 1;
+        assert_eq!(
+            take(&mut b, by),
+            Some((false, vec!["minutely-last".to_string()]))
+        );
+    }
+}
