@@ -4,7 +4,10 @@
 //! or job, the next fire time, a batch of results, a trigger, a publication finishing in
 //! the background, or the maintenance tick. Work that takes long (publishing the shard
 //! items of a large instance) runs as futures the loop holds ([`Leading::publishes`]), so
-//! the loop stays responsive while it is in flight.
+//! the loop stays responsive while it is in flight. Inputs are served fairly, in no set
+//! order, except fires: after every turn a slot that fell due, or a batch of fires that
+//! came back, is handled before the next input, so a flood of reports never holds up a
+//! fire by more than one turn.
 //!
 //! The leader's state is private to this module; each step of its work is a file of it:
 //! `schedules` (planning from cursors), `fires` (the pipeline that
