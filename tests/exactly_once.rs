@@ -350,3 +350,41 @@ async fn a_slot_due_before_any_scheduler_led_still_fires() -> anyhow::Result<()>
     env.stop().await;
     Ok(())
 }
+
+/// A fire that fails after its instance was written (here: the claims bucket is gone for
+/// a while, so the instance is stored but not its claim) leaves that instance in the
+/// store. Once its slot is past the misfire threshold the job's policy (`fire_once`)
+/// fires only the latest slot: the instance left behind must still be taken up and run,
+/// not stay `pending` until some later takeover.
+#[tokio::test]
+async fn an_instance_written_by_a_failed_fire_is_still_run() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
+    )
+    .await?;
+    env.run_worker(env.worker("shop")).await?;
+    env.scheduler("s1").await?;
+    env.instances_where("shop", "tick", 1, |s| s.status.is_final())
+        .await?;
+    let nats = env.connect().await?;
+    nats.js
+        .delete_stream(format!("KV_{}", nats.topo.claims_bucket()))
+        .await?;
+    // Fires now write their instance and fail on its claim, again and again, until the
+    // first slot tried is past the misfire threshold.
+    let threshold = antares_scheduler::firing::MISFIRE_THRESHOLD_MS + 2000;
+    let left = env
+        .instances_where("shop", "tick", 1, |s| {
+            s.status == InstanceStatus::Pending && now().0 - s.scheduled_at.0 > threshold
+        })
+        .await?;
+    antares_nats::provision::provision(&nats, &Default::default()).await?;
+    for s in left {
+        let ended = env.finished(&s.id).await?;
+        assert_eq!(ended.summary.status, InstanceStatus::Success, "{s:?}");
+    }
+    env.stop().await;
+    Ok(())
+}

@@ -23,7 +23,10 @@
 //! ("must not exist") before its cursor moves, and a job's cursor moves only past slots
 //! whose instance exists, so a crash anywhere leaves either a slot whose instance is
 //! there (a new leader finds it taken) or a cursor behind it (the slot fires again, and
-//! its claim makes that the same instance).
+//! its claim makes that the same instance). A fire that fails without a crash may still
+//! have stored its instance, and its slot may never fire again (once late, the misfire
+//! policy can skip it): its id is looked for until the instance is found and taken up,
+//! or found not to be there ([`Unsettled`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -37,7 +40,7 @@ use antares_schemas::{InstanceId, Timestamp};
 use super::Leading;
 use crate::events;
 use crate::overlap::Admission;
-use crate::store::{CreateError, Stored};
+use crate::store::{CreateError, Place, Stored};
 
 /// Most slots in one batch.
 const FIRE_BATCH: usize = 1024;
@@ -127,6 +130,37 @@ pub(super) enum FireWork {
     /// Cursors were written.
     Cursors(Vec<(String, String, Timestamp, bool)>),
 }
+
+/// An instance whose fire failed after it may have been written (a create whose reply
+/// was lost, a take-up that failed): looked for again until it is found and taken up, or
+/// found not to be there. Its slot may never fire again (a misfire policy can skip it
+/// once it is late), so nothing else would take it up before the next takeover.
+pub(super) struct Unsettled {
+    app: String,
+    job: String,
+    tries: u32,
+    due: tokio::time::Instant,
+}
+
+impl Unsettled {
+    fn new(app: &str, job: &str) -> Self {
+        Self {
+            app: app.to_string(),
+            job: job.to_string(),
+            tries: 0,
+            due: tokio::time::Instant::now() + UNSETTLED_FIRST,
+        }
+    }
+}
+
+/// When an unsettled instance is first looked for.
+const UNSETTLED_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+/// The longest pause between two looks (the pause doubles from the first).
+const UNSETTLED_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Looks before an unsettled instance is left to the next takeover (about half an hour).
+const UNSETTLED_TRIES: u32 = 360;
+/// Most unsettled instances looked for in one turn of maintenance.
+const UNSETTLED_PER_TICK: usize = 64;
 
 /// Logs and sends a `misfired` event.
 pub(super) async fn report_missed(nats: &Nats, e: &Event) {
@@ -266,6 +300,7 @@ impl Leading {
             let mut failed: Option<NatsError> = None;
             let mut cursor = None;
             for s in slots {
+                let made = s.admission.is_some();
                 let res = match s.admission {
                     None => Ok(()),
                     Some(admission) => {
@@ -290,6 +325,13 @@ impl Leading {
                     Ok(()) if failed.is_none() => cursor = Some(s.slot),
                     Ok(()) => {}
                     Err(e) => {
+                        // Its instance may be stored all the same: it is looked for later,
+                        // whatever the misfire policy makes of its slot.
+                        if made {
+                            self.unsettled
+                                .entry(s.id)
+                                .or_insert_with(|| Unsettled::new(&g.app, &g.job));
+                        }
                         failed.get_or_insert(e);
                     }
                 }
@@ -382,6 +424,65 @@ impl Leading {
             }
             if self.write_cursor(&app, &job, slot).await.is_err() {
                 self.cursors_unsaved.insert((app, job), slot);
+            }
+        }
+    }
+}
+
+impl Leading {
+    /// Looks for the unsettled instances that are due: one found in the store is taken
+    /// up (as a create whose reply was lost is), one not there is forgotten.
+    pub(super) async fn settle_unsettled(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<InstanceId> = self
+            .unsettled
+            .iter()
+            .filter(|(_, u)| u.due <= now)
+            .map(|(id, _)| *id)
+            .take(UNSETTLED_PER_TICK)
+            .collect();
+        let looks: Vec<(InstanceId, Unsettled)> = due
+            .into_iter()
+            .filter_map(|id| self.unsettled.remove(&id).map(|u| (id, u)))
+            .filter(|(id, _)| !self.live.contains_key(id))
+            .collect();
+        // Looked for together, taken up one after the other.
+        let store = &self.store;
+        let found = futures::future::join_all(
+            looks
+                .iter()
+                .map(|(id, u)| store.load(Place::Live, &u.app, &u.job, id)),
+        )
+        .await;
+        for ((id, u), found) in looks.into_iter().zip(found) {
+            if !self.leading() {
+                return;
+            }
+            let res = match found {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => {
+                    tracing::info!(instance = %id, "an instance whose fire failed is there after all: taking it up");
+                    self.adopt(&u.app, &u.job, id).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                let tries = u.tries + 1;
+                if tries >= UNSETTLED_TRIES {
+                    tracing::error!(instance = %id, error = %e, "an instance whose fire failed cannot be looked for; the next takeover takes it up");
+                    continue;
+                }
+                let pause = UNSETTLED_FIRST
+                    .saturating_mul(1 << tries.min(8))
+                    .min(UNSETTLED_MAX_PAUSE);
+                self.unsettled.insert(
+                    id,
+                    Unsettled {
+                        tries,
+                        due: now + pause,
+                        ..u
+                    },
+                );
             }
         }
     }

@@ -225,7 +225,12 @@ impl Leading {
 
     /// An instance that exists in the store but not in memory (a create whose reply was
     /// lost, though the write went through) is taken up as a takeover would.
-    async fn adopt(&mut self, app: &str, job: &str, id: InstanceId) -> Result<(), NatsError> {
+    pub(super) async fn adopt(
+        &mut self,
+        app: &str,
+        job: &str,
+        id: InstanceId,
+    ) -> Result<(), NatsError> {
         if self.live.contains_key(&id) {
             return Ok(());
         }

@@ -115,6 +115,8 @@ pub(crate) struct Leading {
     cursors_unsaved: HashMap<(String, String), Timestamp>,
     /// Jobs whose fire failed: re-planned from their cursor when their timer comes.
     replan: HashMap<(String, String), u32>,
+    /// Instances of failed fires that may be stored all the same (see `fires`).
+    unsettled: HashMap<InstanceId, fires::Unsettled>,
     /// Every instance that has not moved to history.
     live: HashMap<InstanceId, Stored>,
     /// What this scheduler counts (see `observe`).
@@ -186,6 +188,7 @@ impl Leading {
             backlog: fires::Backlog::default(),
             firing: JoinSet::new(),
             replan: HashMap::new(),
+            unsettled: HashMap::new(),
             live: HashMap::new(),
             metrics,
             runs: Runs::default(),

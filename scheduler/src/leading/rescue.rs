@@ -44,6 +44,7 @@ impl Leading {
             self.lane_ids.retain(|id| live.contains_key(id));
         }
         self.republish_due().await;
+        self.settle_unsettled().await;
         self.repeat_stops().await;
         let ended: Vec<InstanceId> = self
             .live
