@@ -173,16 +173,7 @@ async fn assert_no_scheduled_start(
 
 /// A job `shop/tick` firing every second, seen firing once, and its events.
 async fn ticking() -> anyhow::Result<(Env, async_nats::Subscriber)> {
-    let mut env = Env::start().await?;
-    env.apply(
-        "shop",
-        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
-    )
-    .await?;
-    env.run_worker(env.worker("shop")).await?;
-    env.scheduler("s1").await?;
-    env.instances_where("shop", "tick", 1, |s| s.trigger == TriggerKind::Every)
-        .await?;
+    let env = Env::ticking().await?;
     let events = env
         .nats
         .client

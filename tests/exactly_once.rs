@@ -358,14 +358,7 @@ async fn a_slot_due_before_any_scheduler_led_still_fires() -> anyhow::Result<()>
 /// not stay `pending` until some later takeover.
 #[tokio::test]
 async fn an_instance_written_by_a_failed_fire_is_still_run() -> anyhow::Result<()> {
-    let mut env = Env::start().await?;
-    env.apply(
-        "shop",
-        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
-    )
-    .await?;
-    env.run_worker(env.worker("shop")).await?;
-    env.scheduler("s1").await?;
+    let mut env = Env::ticking().await?;
     env.instances_where("shop", "tick", 1, |s| s.status.is_final())
         .await?;
     let nats = env.connect().await?;

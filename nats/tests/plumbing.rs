@@ -331,7 +331,7 @@ async fn concurrent_windows_of_writes_never_wait_on_each_other() -> anyhow::Resu
 /// the same names.
 #[tokio::test]
 async fn a_connection_made_again_is_its_own() -> anyhow::Result<()> {
-    let (server, nats) = setup().await?;
+    let (_server, nats) = setup().await?;
     let again = nats.connect_again("urgent fires").await?;
     assert_ne!(
         nats.client.server_info().client_id,
@@ -353,6 +353,5 @@ async fn a_connection_made_again_is_its_own() -> anyhow::Result<()> {
         ),
     )
     .await?;
-    drop(server);
     Ok(())
 }

@@ -223,6 +223,24 @@ impl Env {
         }
     }
 
+    /// A server with a job `shop/tick` firing every second, a worker and a scheduler,
+    /// once the job has fired.
+    pub async fn ticking() -> anyhow::Result<Self> {
+        let mut env = Self::start().await?;
+        env.apply(
+            "shop",
+            "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
+        )
+        .await?;
+        env.run_worker(env.worker("shop")).await?;
+        env.scheduler("s1").await?;
+        env.instances_where("shop", "tick", 1, |s| {
+            s.trigger == antares_schemas::instance::TriggerKind::Every
+        })
+        .await?;
+        Ok(env)
+    }
+
     /// The app's shared queue of shard items, for a test that plays a worker by hand.
     pub async fn app_queue(
         &self,

@@ -37,7 +37,7 @@ use antares_schemas::machine::Input;
 use antares_schemas::messages::Event;
 use antares_schemas::{InstanceId, Timestamp};
 
-use super::Leading;
+use super::{Leading, Stop};
 use crate::events;
 use crate::overlap::Admission;
 use crate::store::{CreateError, Place, Stored};
@@ -251,8 +251,17 @@ impl Leading {
         Some(slots)
     }
 
+    /// A task of the pipeline ended: what it did, or the end of this round if it
+    /// failed.
+    pub(super) async fn on_fire_joined(&mut self, done: Result<FireWork, tokio::task::JoinError>) {
+        match done {
+            Ok(work) => self.on_fire_work(work).await,
+            Err(e) => self.stop(Stop::Broken(format!("a fire task failed: {e}"))),
+        }
+    }
+
     /// What the pipeline did beside the loop.
-    pub(super) async fn on_fire_work(&mut self, work: FireWork) {
+    async fn on_fire_work(&mut self, work: FireWork) {
         match work {
             FireWork::Created {
                 groups,
@@ -427,9 +436,7 @@ impl Leading {
             }
         }
     }
-}
 
-impl Leading {
     /// Looks for the unsettled instances that are due: one found in the store is taken
     /// up (as a create whose reply was lost is), one not there is forgotten.
     pub(super) async fn settle_unsettled(&mut self) {

@@ -378,10 +378,7 @@ impl Leading {
                     self.on_results(std::mem::take(&mut pending)).await;
                 }
                 Some(done) = self.firing.join_next(), if !self.firing.is_empty() => {
-                    match done {
-                        Ok(work) => self.on_fire_work(work).await,
-                        Err(e) => break Stop::Broken(format!("a fire task failed: {e}")),
-                    }
+                    self.on_fire_joined(done).await;
                 }
                 Some(done) = self.archiving.join_next(), if !self.archiving.is_empty() => {
                     match done {
@@ -401,11 +398,10 @@ impl Leading {
             if self.timers.earliest().is_some_and(|t| t <= now()) {
                 self.fire_due().await;
             }
-            while let Some(done) = self.firing.try_join_next() {
-                match done {
-                    Ok(work) => self.on_fire_work(work).await,
-                    Err(e) => self.stop(Stop::Broken(format!("a fire task failed: {e}"))),
-                }
+            while self.stop.is_none()
+                && let Some(done) = self.firing.try_join_next()
+            {
+                self.on_fire_joined(done).await;
             }
             if let Some(stop) = self.stop.take() {
                 break stop;
