@@ -471,3 +471,44 @@ async fn failover_skips_a_worker_that_does_not_answer() -> anyhow::Result<()> {
     env.stop().await;
     Ok(())
 }
+
+/// A 1 s job of an app whose queue holds a large instance's items runs at once, not
+/// after them: the items of an urgent fire's small instance go to a worker's own
+/// subject, which it serves before the app's queue.
+#[tokio::test]
+async fn a_frequent_job_skips_the_queue_of_a_large_instance() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    let bulk = "[[job]]\napp = \"route\"\nname = \"bulk\"\nhandler = \"sleep\"\nparams = \"100ms\"\nshards = 100\n";
+    env.apply(APP, bulk).await?;
+    let id = env.run_worker(env.worker(APP).id("w1").concurrency(1)).await?;
+    env.workers_alive(APP, &[id.as_str()]).await?;
+    env.scheduler("s1").await?;
+    let bulk = env.trigger(APP, "bulk", &TriggerRequest::default()).await?;
+    // Its first item runs; the other 99 (about 10 s of work) wait in the app's queue.
+    let admin = &env.admin;
+    wait_for("the large instance to run", WAIT, || async {
+        admin
+            .get_instance(&bulk)
+            .await
+            .ok()
+            .filter(|i| i.summary.status == InstanceStatus::Running)
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let tick = "[[job]]\napp = \"route\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n";
+    env.apply(APP, tick).await?;
+    env.instances_where(APP, "tick", 1, |s| s.status == InstanceStatus::Success)
+        .await?;
+    let large = env.admin.get_instance(&bulk).await?;
+    let waiting = large
+        .shards
+        .iter()
+        .filter(|s| s.status == ShardStatus::Pending)
+        .count();
+    assert!(
+        !large.summary.status.is_final() && waiting > 0,
+        "the 1 s job ran only after the large instance's items: {}",
+        serde_json::to_string(&large.summary)?
+    );
+    Ok(())
+}

@@ -30,6 +30,9 @@ pub struct Candidate {
     pub id: String,
     /// Free slots: capacity less running by its last beat, less what was sent since.
     pub free: u32,
+    /// Items it holds beyond its slots (running by its beat, or waiting on its own
+    /// subject, plus what was sent since, less its capacity).
+    pub over: u32,
 }
 
 /// What a job's routing remembers between choices: whose turn it is, and how often and
@@ -90,7 +93,12 @@ pub fn choose(
     };
     let at = |x: u64| usize::try_from(x % n as u64).unwrap_or(0);
     let pick = match routing {
-        Routing::Pull => first_min(&|w| u64::from(u32::MAX - w.free)),
+        // Most free, then fewest held beyond the slots, then chosen longest ago.
+        Routing::Pull => workers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| (std::cmp::Reverse(w.free), w.over, usage.last(&w.id)))
+            .map_or(0, |(i, _)| i),
         Routing::Broadcast => at(u64::from(item)),
         Routing::First | Routing::Failover => 0,
         Routing::Last => n - 1,
@@ -106,7 +114,11 @@ pub fn choose(
         Routing::Busyover => workers.iter().position(|w| w.free > 0).unwrap_or(0),
     };
     let chosen = &mut workers[pick];
-    chosen.free = chosen.free.saturating_sub(1);
+    if chosen.free > 0 {
+        chosen.free -= 1;
+    } else {
+        chosen.over = chosen.over.saturating_add(1);
+    }
     usage.record(&chosen.id);
     Some(pick)
 }
@@ -126,6 +138,7 @@ mod tests {
             .map(|id| Candidate {
                 id: (*id).to_string(),
                 free,
+                over: 0,
             })
             .collect()
     }
@@ -206,6 +219,19 @@ mod tests {
         assert_eq!(pick(), Some(0));
         assert_eq!(pick(), Some(1));
         assert_eq!(pick(), Some(2));
+    }
+
+    #[test]
+    fn pull_spreads_what_full_workers_hold() {
+        // Every slot taken: the one holding least beyond its slots, then in turn.
+        let mut ws = set(&["a", "b", "c"], 0);
+        ws[0].over = 2;
+        let mut usage = Usage::default();
+        let picks: Vec<usize> = (0..7)
+            .filter_map(|i| choose(Routing::Pull, "k", i, &mut ws, &mut usage, 0))
+            .collect();
+        assert_eq!(picks, [1, 2, 1, 2, 0, 1, 2]);
+        assert_eq!(ws.iter().map(|w| w.over).collect::<Vec<_>>(), [3, 3, 3]);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //!
 //! Two feeds: all workers of an app share one durable pull consumer (`pull` routing),
 //! and each has its own (`worker-<app>-<worker>`, filter `<ns>.direct.<app>.<worker>.>`)
-//! for the items the scheduler sends to it by name (every other routing). Both ask for
-//! the free slots; an item of the worker's own feed that arrives while every slot is
-//! taken waits here (with in-progress acks) for the next free slot, since nobody else
-//! may run it, and one of the shared queue goes back at once for another worker.
+//! for the items the scheduler sends to it by name (every other routing, and a job
+//! firing again within seconds, which must not wait behind the app's queue). Both ask
+//! for the free slots; an item of the worker's own feed that arrives while every slot
+//! is taken waits here (with in-progress acks) and takes the next free slot before the
+//! shared queue does, since nobody else may run it, and one of the shared queue goes
+//! back at once for another worker.
 //!
 //! All workers of an app share one durable pull consumer. A worker asks for exactly as
 //! many messages as it has free slots (pull requests with a batch size, kept waiting at

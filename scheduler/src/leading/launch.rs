@@ -264,7 +264,9 @@ impl Leading {
         if !self.live.contains_key(&id) {
             return;
         }
-        let plan = self.plan(&id, &items);
+        // An urgent fire's small instance goes by the lane and skips the app's queue.
+        let urgent = self.lane_ids.remove(&id) && items.len() <= LANE_ITEMS;
+        let plan = self.plan(&id, &items, urgent);
         let Some(stored) = self.live.get(&id) else {
             return;
         };
@@ -294,7 +296,7 @@ impl Leading {
             run: 0,
             attempt_base: 0,
         };
-        let nats = if self.lane_ids.remove(&id) && items.len() <= LANE_ITEMS {
+        let nats = if urgent {
             self.lane.clone()
         } else {
             self.nats.clone()

@@ -5,6 +5,12 @@
 //! publication is planned from it ([`Leading::plan`]):
 //! - `pull`, no pinning, and every live worker of the app can run the job: the
 //!   app's queue (`<ns>.shard.<app>...`), where any free worker pulls the next item;
+//!   except the first publication of an urgent fire's small instance (its job fires
+//!   again within seconds, see [`super::fires`]): the app's queue is first in, first
+//!   out, and a 1 s cron queued behind a burst or a 100,000-item launch of the same app
+//!   would wait for all of it. Those items go to the worker with the most free slots
+//!   (the least loaded when all are full), on its own subject, which a worker serves
+//!   before the app's queue;
 //! - otherwise one worker per item, chosen by [`crate::routing::choose`] among the live
 //!   workers that can run it (and are pinned, if the job pins), and sent to its own
 //!   subject (`<ns>.direct.<app>.<worker>...`); `failover` is confirmed at publication
@@ -112,8 +118,9 @@ pub(super) enum Plan {
 pub(super) const FAILOVER_CANDIDATES: usize = 8;
 
 impl Leading {
-    /// Where the items of a live instance go now.
-    pub(super) fn plan(&mut self, id: &InstanceId, items: &[u32]) -> Plan {
+    /// Where the items of a live instance go now; `urgent`: the first items of an
+    /// urgent fire's small instance, which skip the app's queue.
+    pub(super) fn plan(&mut self, id: &InstanceId, items: &[u32], urgent: bool) -> Plan {
         let Some(stored) = self.live.get(id) else {
             return Plan::Queue;
         };
@@ -127,6 +134,7 @@ impl Leading {
             && s.workers.is_empty()
             && !of_app.is_empty()
             && capable.len() == of_app.len()
+            && !urgent
         {
             return Plan::Queue;
         }
@@ -146,13 +154,14 @@ impl Leading {
             .map(|w| {
                 let key = (w.app.clone(), w.id.clone());
                 let sent = self.workers.sent.get(&key).copied().unwrap_or(0);
-                let busy = self.workers.busy.get(&key).copied().unwrap_or(0);
+                let held = w
+                    .running
+                    .max(self.workers.busy.get(&key).copied().unwrap_or(0))
+                    .saturating_add(sent);
                 Candidate {
                     id: w.id.clone(),
-                    free: w
-                        .capacity
-                        .saturating_sub(w.running.max(busy))
-                        .saturating_sub(sent),
+                    free: w.capacity.saturating_sub(held),
+                    over: held.saturating_sub(w.capacity),
                 }
             })
             .collect();
