@@ -480,7 +480,9 @@ async fn a_frequent_job_skips_the_queue_of_a_large_instance() -> anyhow::Result<
     let mut env = Env::start().await?;
     let bulk = "[[job]]\napp = \"route\"\nname = \"bulk\"\nhandler = \"sleep\"\nparams = \"100ms\"\nshards = 100\n";
     env.apply(APP, bulk).await?;
-    let id = env.run_worker(env.worker(APP).id("w1").concurrency(1)).await?;
+    let id = env
+        .run_worker(env.worker(APP).id("w1").concurrency(1))
+        .await?;
     env.workers_alive(APP, &[id.as_str()]).await?;
     env.scheduler("s1").await?;
     let bulk = env.trigger(APP, "bulk", &TriggerRequest::default()).await?;
