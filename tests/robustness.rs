@@ -230,6 +230,7 @@ async fn a_half_published_launch_completes_without_running_an_item_twice() -> an
         scheduled_at: s.scheduled_at,
         run: 1,
         attempt_base: 0,
+        urgent: false,
     };
     env.nats
         .js

@@ -369,7 +369,10 @@ async fn drop_stale_consumers(nats: &Nats, t: &Topology) -> Result<()> {
             .try_collect()
             .await
             .map_err(|e| NatsError::op(format!("list consumers of {name}"), e))?;
-        let keep: Vec<String> = (0..t.partitions()).map(|p| current(t, p)).collect();
+        let mut keep: Vec<String> = (0..t.partitions()).map(|p| current(t, p)).collect();
+        if name == t.results_stream() {
+            keep.extend((0..t.partitions()).map(|p| t.urgent_results_consumer(p)));
+        }
         for c in names {
             if t.is_scheduler_consumer(&c) && !keep.contains(&c) {
                 stream

@@ -106,6 +106,13 @@ pub struct ShardTask {
     /// message's delivery count.
     #[serde(default)]
     pub attempt_base: u32,
+    /// Report on the urgent results subject
+    /// ([`Topology::urgent_result_subject`](crate::Topology::urgent_result_subject)),
+    /// which the scheduler reads before the others: the job fires again within
+    /// seconds and its next run waits for this report. A worker that ignores it
+    /// reports on the usual subject, which is as correct, only slower under load.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub urgent: bool,
 }
 
 fn first_run() -> u32 {
@@ -463,11 +470,24 @@ mod tests {
             scheduled_at: Timestamp(5),
             run: 2,
             attempt_base: 3,
+            urgent: false,
         };
         let bytes = rmp_serde::to_vec_named(&task).expect("encode");
         assert_eq!(
             rmp_serde::from_slice::<ShardTask>(&bytes).expect("decode"),
             task
+        );
+        // `urgent` is written only when set (so tasks stay as they were for workers
+        // that predate it), and read either way.
+        let urgent = ShardTask {
+            urgent: true,
+            ..task.clone()
+        };
+        let bytes_urgent = rmp_serde::to_vec_named(&urgent).expect("encode");
+        assert!(bytes_urgent.len() > bytes.len());
+        assert_eq!(
+            rmp_serde::from_slice::<ShardTask>(&bytes_urgent).expect("decode"),
+            urgent
         );
         let report = ShardReport {
             instance: id,

@@ -10,6 +10,7 @@
 //! | per-worker delivery | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | same stream; durable `worker-<app>-<worker>` filters `ats.direct.<app>.<worker>.>` (disjoint from the app's) |
 //! | worker ping | `ats.ping.<app>.<worker>` | core NATS request/reply: a worker answers (routing `failover`) |
 //! | results | `ats.result.<app>.<job>.<instance>.<item>` | stream `ATS_RESULTS` (work queue), stored as `ats.result.<app>.<job>.<partition>.<instance>.<item>`; durable `scheduler-<partition>` per partition |
+//! | urgent results | `ats.result.<app>.<job>.<instance>.<item>.urgent` | same stream (stored with the partition, as above); durable `scheduler-<partition>-urgent`, which the leader reads before the others: reports of jobs that fire again within seconds |
 //! | control | `ats.control.<app>.<job>.<instance>` | same stream as results (stored as `ats.control.<app>.<job>.<partition>.<instance>`), so a cancel is ordered with them |
 //! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
 //! | stop | `ats.stop.<app>.<job>.<instance>` | core NATS: workers stop running shards (cancel, timeout) |
@@ -41,6 +42,9 @@ use crate::names::{NameError, check_namespace};
 
 /// The default namespace.
 pub const DEFAULT_NAMESPACE: &str = "ats";
+
+/// The last token of an urgent report's subject.
+const URGENT: &str = "urgent";
 
 /// Header carrying the instance id a manual trigger asks for.
 pub const HEADER_INSTANCE: &str = "Antares-Instance";
@@ -174,12 +178,14 @@ impl Topology {
         format!("scheduler-{partition}")
     }
     /// Whether a consumer of the trigger or results stream is a scheduler's: one of a
-    /// partition, or the single one of versions before partitions.
+    /// partition (or of its urgent reports), or the single one of versions before
+    /// partitions.
     pub fn is_scheduler_consumer(&self, name: &str) -> bool {
         name == "scheduler"
-            || name
-                .strip_prefix("scheduler-")
-                .is_some_and(|p| p.parse::<u32>().is_ok())
+            || name.strip_prefix("scheduler-").is_some_and(|p| {
+                let partition = p.strip_suffix(URGENT).and_then(|p| p.strip_suffix('-'));
+                partition.unwrap_or(p).parse::<u32>().is_ok()
+            })
     }
 
     // ---- shard items ----
@@ -295,10 +301,12 @@ impl Topology {
     pub fn results_stream(&self) -> String {
         self.stream("RESULTS")
     }
-    /// Subjects of the results stream: exactly the report and control subjects.
+    /// Subjects of the results stream: exactly the report (usual and urgent) and
+    /// control subjects.
     pub fn results_stream_subjects(&self) -> Vec<String> {
         vec![
             format!("{}.result.*.*.*.*", self.ns),
+            format!("{}.result.*.*.*.*.{URGENT}", self.ns),
             format!("{}.control.*.*.*", self.ns),
         ]
     }
@@ -313,16 +321,30 @@ impl Topology {
             ),
         )
     }
-    /// The stored reports and commands of one partition.
+    /// The stored reports (but the urgent ones) and commands of one partition.
     pub fn partition_results_filters(&self, partition: u32) -> Vec<String> {
         vec![
-            format!("{}.result.*.*.{partition}.>", self.ns),
+            format!("{}.result.*.*.{partition}.*.*", self.ns),
             format!("{}.control.*.*.{partition}.>", self.ns),
         ]
+    }
+    /// The stored urgent reports of one partition.
+    pub fn partition_urgent_results_filter(&self, partition: u32) -> String {
+        format!("{}.result.*.*.{partition}.*.*.{URGENT}", self.ns)
     }
     /// Where a worker reports on one shard item.
     pub fn result_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
         format!("{}.result.{app}.{job}.{instance}.{item}", self.ns)
+    }
+    /// Where a worker reports on a shard item whose task says `urgent`.
+    pub fn urgent_result_subject(
+        &self,
+        app: &str,
+        job: &str,
+        instance: &InstanceId,
+        item: u32,
+    ) -> String {
+        format!("{}.result.{app}.{job}.{instance}.{item}.{URGENT}", self.ns)
     }
     /// Every report on an app's shard items.
     pub fn app_results_filter(&self, app: &str) -> String {
@@ -341,9 +363,15 @@ impl Topology {
     ) -> String {
         format!("{}.result.{app}.{job}.*.{instance}.>", self.ns)
     }
-    /// The shard item named by the last token of a shard or result subject.
+    /// The shard item named by the last token of a shard or result subject (the one
+    /// before `urgent` on an urgent report's).
     pub fn item_of(&self, subject: &str) -> Option<u32> {
-        subject.rsplit('.').next()?.parse().ok()
+        let mut tokens = subject.rsplit('.');
+        let last = tokens.next()?;
+        match last {
+            URGENT => tokens.next()?.parse().ok(),
+            _ => last.parse().ok(),
+        }
     }
     /// Where commands about one instance (cancel) go.
     pub fn control_subject(&self, app: &str, job: &str, instance: &InstanceId) -> String {
@@ -373,6 +401,10 @@ impl Topology {
     /// Durable consumer of one partition's reports and commands.
     pub fn results_consumer(&self, partition: u32) -> String {
         format!("scheduler-{partition}")
+    }
+    /// Durable consumer of one partition's urgent reports.
+    pub fn urgent_results_consumer(&self, partition: u32) -> String {
+        format!("scheduler-{partition}-{URGENT}")
     }
 
     // ---- stopping running shards ----
@@ -750,6 +782,56 @@ mod tests {
         assert!(t.is_scheduler_consumer("scheduler"));
         assert!(!t.is_scheduler_consumer("scheduler-x"));
         assert!(!t.is_scheduler_consumer("app-shop"));
+    }
+
+    /// Whether a subject matches a NATS filter (`*` one token, `>` the rest).
+    fn matches(filter: &str, subject: &str) -> bool {
+        let (mut f, mut s) = (filter.split('.'), subject.split('.'));
+        loop {
+            match (f.next(), s.next()) {
+                (Some(">"), Some(_)) => return true,
+                (Some(a), Some(b)) if a == "*" || a == b => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    #[test]
+    fn urgent_reports_are_read_apart() {
+        let t = Topology::new("ats").expect("ns").with_partitions(4);
+        let id = InstanceId::for_fire("shop", "tick", Timestamp(1));
+        let usual = t.result_subject("shop", "tick", &id, 7);
+        let urgent = t.urgent_result_subject("shop", "tick", &id, 7);
+        assert_eq!(t.item_of(&usual), Some(7));
+        assert_eq!(t.item_of(&urgent), Some(7));
+        assert_eq!(t.app_job_of(&urgent), Some(("shop", "tick")));
+        // Both are the stream's, under the app's reports (what its workers may publish).
+        for subject in [&usual, &urgent] {
+            assert!(
+                t.results_stream_subjects()
+                    .iter()
+                    .any(|f| matches(f, subject))
+            );
+            assert!(matches(&t.app_results_filter("shop"), subject));
+            assert!(matches(
+                &t.instance_results_filter("shop", "tick", &id),
+                subject
+            ));
+        }
+        // As stored (the partition inserted after the job), each consumer reads its own.
+        let p = t.partition_of("shop", "tick");
+        let stored = |s: &str| s.replacen(".tick.", &format!(".tick.{p}."), 1);
+        let (usual, urgent) = (stored(&usual), stored(&urgent));
+        let filters = t.partition_results_filters(p);
+        assert!(filters.iter().any(|f| matches(f, &usual)));
+        assert!(!filters.iter().any(|f| matches(f, &urgent)));
+        assert!(matches(&t.partition_urgent_results_filter(p), &urgent));
+        assert!(!matches(&t.partition_urgent_results_filter(p), &usual));
+        let stored_filter = t.stored_instance_results_filter("shop", "tick", &id);
+        assert!(matches(&stored_filter, &usual) && matches(&stored_filter, &urgent));
+        assert!(t.is_scheduler_consumer(&t.urgent_results_consumer(3)));
+        assert!(!t.is_scheduler_consumer("scheduler--urgent"));
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub(super) fn shard_sized_payload(total: u32) -> anyhow::Result<Bytes> {
         scheduled_at: antares_nats::now(),
         run: 1,
         attempt_base: 0,
+        urgent: false,
     };
     Ok(codec::encode("shard task", &task)?)
 }

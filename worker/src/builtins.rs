@@ -93,6 +93,7 @@ mod tests {
             scheduled_at: Timestamp(1),
             run: 1,
             attempt_base: 0,
+            urgent: false,
         };
         JobContext::detached(task, 1)
     }

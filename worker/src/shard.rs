@@ -148,7 +148,11 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
     let (_registration, stop) = shared.stoppers.register(task.instance, task.item, task.run);
     let attempt = task.attempt_base.saturating_add(queue::attempt(&msg));
     let topo = &shared.nats.topo;
-    let result_subject = topo.result_subject(&task.app, &task.job, &task.instance, task.item);
+    let result_subject = if task.urgent {
+        topo.urgent_result_subject(&task.app, &task.job, &task.instance, task.item)
+    } else {
+        topo.result_subject(&task.app, &task.job, &task.instance, task.item)
+    };
     let started_at = now();
     let report = |kind: ReportKind| ShardReport {
         instance: task.instance,
@@ -214,16 +218,33 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
         "{}.done",
         topo.shard_msg_id(&task.instance, task.item, attempt)
     );
-    // With the other reports ready now; alone, and with patience, if that failed.
-    let stored = match shared
-        .reports
-        .store(&task.app, &task.job, msg_id.clone(), finished.clone())
+    // An urgent report at once, alone, where the scheduler reads first (should that
+    // fail, the usual way: the same message id stores it once); the others with the
+    // reports ready now; alone, and with patience, if that failed.
+    let urgent_stored = task.urgent
+        && publish_report(
+            &shared.nats,
+            result_subject.clone(),
+            msg_id.clone(),
+            &finished,
+        )
         .await
-    {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            tracing::debug!("result of {result_subject} not stored with others ({e}); alone now");
-            store_report(&shared, &msg, &result_subject, &msg_id, &finished).await
+        .map_err(|e| tracing::debug!("urgent result of {result_subject} not stored ({e})"))
+        .is_ok();
+    let stored = if urgent_stored {
+        Ok(())
+    } else {
+        let usual = topo.result_subject(&task.app, &task.job, &task.instance, task.item);
+        match shared
+            .reports
+            .store(&task.app, &task.job, msg_id.clone(), finished.clone())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!("result of {usual} not stored with others ({e}); alone now");
+                store_report(&shared, &msg, &usual, &msg_id, &finished).await
+            }
         }
     };
     match stored {

@@ -34,6 +34,7 @@ fn shard_tasks_reports_stops_and_log_lines_are_named_maps() -> anyhow::Result<()
         scheduled_at: Timestamp(1_800_000_000_000),
         run: 1,
         attempt_base: 0,
+        urgent: false,
     };
     assert_eq!(
         as_json(&task)?,

@@ -63,6 +63,12 @@ impl Leading {
     /// skipped): each instance is stepped, every change written in one pipelined round,
     /// then the effects carried out. Failures end leading as with `apply`.
     pub(super) async fn apply_many(&mut self, inputs: Vec<(InstanceId, Input)>) {
+        self.apply_many_on(inputs, false).await;
+    }
+
+    /// [`Leading::apply_many`], written on the lane when `lane` (urgent fires' changes,
+    /// which must not wait behind a burst's writes).
+    pub(super) async fn apply_many_on(&mut self, inputs: Vec<(InstanceId, Input)>, lane: bool) {
         if !self.leading() || inputs.is_empty() {
             return;
         }
@@ -101,7 +107,8 @@ impl Leading {
                 .filter(|t| !t.2.is_empty())
                 .map(|t| (&mut t.1, std::mem::take(&mut t.2)))
                 .collect();
-            self.store.save_many(&mut batch).await
+            let store = if lane { &self.lane_store } else { &self.store };
+            store.save_many(&mut batch).await
         };
         let mut outcomes = outcomes.into_iter();
         let mut done = Vec::new();

@@ -28,8 +28,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::Leading;
 use super::routing::Plan;
+use super::{Leading, Stop};
 use crate::overlap::Admission;
 use crate::store::{CreateError, Place, Stored};
 
@@ -295,13 +295,19 @@ impl Leading {
             scheduled_at: s.scheduled_at,
             run: 0,
             attempt_base: 0,
+            urgent: urgent && self.urgent_reports,
         };
         let nats = if urgent {
             self.lane.clone()
         } else {
             self.nats.clone()
         };
-        self.publishes.spawn(async move {
+        let set = if urgent {
+            &mut self.lane_publishes
+        } else {
+            &mut self.publishes
+        };
+        set.spawn(async move {
             let (app, job) = (template.app.clone(), template.job.clone());
             let (msgs, mut to, unrouted) = match build_messages(&nats.topo, &plan, template, shards)
             {
@@ -348,9 +354,41 @@ impl Leading {
         });
     }
 
+    /// A publication ended (of an urgent fire, `lane`), with every other of its kind
+    /// that has ended too, so a burst of instances is marked running in one round of
+    /// writes (an urgent fire's on the lane, beside the burst's).
+    pub(super) async fn on_publications(
+        &mut self,
+        done: Result<Published, tokio::task::JoinError>,
+        lane: bool,
+    ) {
+        let mut ended = Vec::new();
+        let mut next = Some(done);
+        while let Some(done) = next {
+            match done {
+                Ok(p) => ended.push(p),
+                Err(e) => {
+                    self.stop(Stop::Broken(format!("a publication task failed: {e}")));
+                    return;
+                }
+            }
+            let set = if lane {
+                &mut self.lane_publishes
+            } else {
+                &mut self.publishes
+            };
+            next = if ended.len() < super::PUBLISHED_BATCH {
+                set.try_join_next()
+            } else {
+                None
+            };
+        }
+        self.on_published(ended, lane).await;
+    }
+
     /// Publications ended: mark their instances running, or try again later, or fail
-    /// them; the instances' changes are written in one round.
-    pub(super) async fn on_published(&mut self, done: Vec<Published>) {
+    /// them; the instances' changes are written in one round (on the lane, `lane`).
+    async fn on_published(&mut self, done: Vec<Published>, lane: bool) {
         let mut inputs = Vec::new();
         for p in done {
             let Some(stored) = self.live.get(&p.id) else {
@@ -392,7 +430,7 @@ impl Leading {
                 }
             }
         }
-        self.apply_many(inputs).await;
+        self.apply_many_on(inputs, lane).await;
     }
 
     /// Tries again the publications whose backoff is over, with only the items that are

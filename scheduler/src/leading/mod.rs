@@ -5,9 +5,9 @@
 //! the background, or the maintenance tick. Work that takes long (publishing the shard
 //! items of a large instance) runs as futures the loop holds ([`Leading::publishes`]), so
 //! the loop stays responsive while it is in flight. Inputs are served fairly, in no set
-//! order, except fires: after every turn a slot that fell due, or a batch of fires that
-//! came back, is handled before the next input, so a flood of reports never holds up a
-//! fire by more than one turn.
+//! order, except fires: after every turn a slot that fell due, a batch of fires that
+//! came back, or an urgent fire's publication that ended, is handled before the next
+//! input, so a flood of reports never holds up a fire by more than one turn.
 //!
 //! The leader's state is private to this module; each step of its work is a file of it:
 //! `schedules` (planning from cursors), `fires` (the pipeline that
@@ -40,7 +40,7 @@ use antares_nats::queue::{self, ConsumerSpec};
 use antares_nats::{Nats, NatsError, now};
 use antares_schemas::{InstanceId, Timestamp};
 use async_nats::jetstream::stream::Stream as JsStream;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -83,6 +83,8 @@ pub(crate) enum Stop {
 const TICK: Duration = Duration::from_millis(250);
 /// Most ended publications handled in one turn of the loop.
 const PUBLISHED_BATCH: usize = 1024;
+/// Most urgent reports folded at once (they are few: one per urgent fire's item).
+const URGENT_BATCH: usize = 64;
 /// How long the first report of a batch may wait for others before they are folded.
 const RESULTS_LINGER: Duration = Duration::from_millis(3);
 
@@ -100,6 +102,9 @@ pub(crate) struct Leading {
     /// Instances of urgent fires whose items have not been published yet: they go by
     /// the lane too.
     lane_ids: std::collections::HashSet<InstanceId>,
+    /// Whether urgent fires' tasks ask for urgent reports (the results stream takes
+    /// them, and this round reads them first).
+    urgent_reports: bool,
     shards_stream: JsStream,
     results_stream: JsStream,
     catalog: Catalog,
@@ -127,6 +132,8 @@ pub(crate) struct Leading {
     retries: BTreeSet<(Timestamp, InstanceId, u32)>,
     /// Shard item publications in flight.
     publishes: JoinSet<Published>,
+    /// Those of urgent fires (on the lane): handled after every turn, like fires.
+    lane_publishes: JoinSet<Published>,
     /// Publications that failed and wait for their backoff.
     republish: Vec<Republish>,
     /// Stops to say again, when.
@@ -175,6 +182,7 @@ impl Leading {
             lane: lane.clone(),
             lane_store: InstanceStore::open(lane).await?,
             lane_ids: Default::default(),
+            urgent_reports: false,
             nats: nats.clone(),
             partition,
             buckets: nats.buckets().await?,
@@ -194,6 +202,7 @@ impl Leading {
             runs: Runs::default(),
             retries: BTreeSet::new(),
             publishes: JoinSet::new(),
+            lane_publishes: JoinSet::new(),
             republish: Vec::new(),
             unfinished: HashMap::new(),
             ending: HashMap::new(),
@@ -285,6 +294,19 @@ impl Leading {
             topo.partition_results_filters(p),
         )
         .await?;
+        let mut urgent_results = match self.urgent_results(p).await? {
+            Some(consumer) => Some(
+                consumer
+                    .stream()
+                    .max_messages_per_batch(URGENT_BATCH)
+                    .messages()
+                    .await
+                    .map_err(|e| NatsError::op("pull urgent results", e))?
+                    .ready_chunks(URGENT_BATCH),
+            ),
+            None => None,
+        };
+        self.urgent_reports = urgent_results.is_some();
         let mut triggers = triggers
             .stream()
             .max_messages_per_batch(100)
@@ -335,26 +357,10 @@ impl Leading {
                     self.fire_due().await;
                 }
                 Some(done) = self.publishes.join_next(), if !self.publishes.is_empty() => {
-                    // With every other one that has ended too, so a burst of instances
-                    // is marked running in one round of writes.
-                    let mut ended = Vec::new();
-                    let mut failed = None;
-                    let mut next = Some(done);
-                    while let Some(done) = next {
-                        match done {
-                            Ok(p) => ended.push(p),
-                            Err(e) => failed = Some(e),
-                        }
-                        next = if ended.len() < PUBLISHED_BATCH {
-                            self.publishes.join_next().now_or_never().flatten()
-                        } else {
-                            None
-                        };
-                    }
-                    if let Some(e) = failed {
-                        break Stop::Broken(format!("a publication task failed: {e}"));
-                    }
-                    self.on_published(ended).await;
+                    self.on_publications(done, false).await;
+                }
+                Some(done) = self.lane_publishes.join_next(), if !self.lane_publishes.is_empty() => {
+                    self.on_publications(done, true).await;
                 }
                 batch = results.next() => {
                     let Some(batch) = batch else {
@@ -368,14 +374,24 @@ impl Leading {
                     }
                     if pending.len() >= self.results_batch {
                         flush_at = None;
-                        self.on_results(std::mem::take(&mut pending)).await;
+                        self.on_results(std::mem::take(&mut pending), false).await;
                     } else if !pending.is_empty() && flush_at.is_none() {
                         flush_at = Some(tokio::time::Instant::now() + RESULTS_LINGER);
                     }
                 }
+                batch = next_of(&mut urgent_results) => {
+                    let Some(batch) = batch else {
+                        break Stop::Broken("the urgent results consumer ended".into());
+                    };
+                    let msgs = batch
+                        .into_iter()
+                        .filter_map(|m| m.map_err(|e| tracing::debug!(error = %e, "urgent results pull hiccup")).ok())
+                        .collect();
+                    self.on_results(msgs, true).await;
+                }
                 _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
                     flush_at = None;
-                    self.on_results(std::mem::take(&mut pending)).await;
+                    self.on_results(std::mem::take(&mut pending), false).await;
                 }
                 Some(done) = self.firing.join_next(), if !self.firing.is_empty() => {
                     self.on_fire_joined(done).await;
@@ -403,6 +419,11 @@ impl Leading {
             {
                 self.on_fire_joined(done).await;
             }
+            if self.stop.is_none()
+                && let Some(done) = self.lane_publishes.try_join_next()
+            {
+                self.on_publications(done, true).await;
+            }
             if let Some(stop) = self.stop.take() {
                 break stop;
             }
@@ -420,12 +441,21 @@ impl Leading {
             let _ = queue::settle(&msg, queue::Settle::Nak(None)).await;
         }
         self.publishes.abort_all();
+        self.lane_publishes.abort_all();
         // Fires cut short are made again from the cursors by the next round.
         self.firing.abort_all();
         // A batch cut short leaves its instances in the instances bucket: the next round
         // loads them and moves them again.
         self.archiving.abort_all();
         Ok(stop)
+    }
+}
+
+/// The next batch of a stream that may be absent (never, then).
+async fn next_of<S: futures::Stream + Unpin>(stream: &mut Option<S>) -> Option<S::Item> {
+    match stream {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }
 

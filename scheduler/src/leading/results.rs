@@ -45,8 +45,9 @@ impl Item {
 }
 
 impl Leading {
-    /// Processes a batch of results-stream messages.
-    pub(super) async fn on_results(&mut self, msgs: Vec<Message>) {
+    /// Processes a batch of results-stream messages (urgent reports, written on the
+    /// lane, when `lane`).
+    pub(super) async fn on_results(&mut self, msgs: Vec<Message>, lane: bool) {
         // Decode; group by instance, keeping order.
         let mut groups: Vec<(InstanceId, Vec<Message>, Vec<Item>)> = Vec::new();
         let mut index: HashMap<InstanceId, usize> = HashMap::new();
@@ -136,7 +137,8 @@ impl Leading {
             for (id, s) in taken.iter_mut() {
                 batch.push((s, dirty.remove(id).unwrap_or_default()));
             }
-            let outcomes = self.store.save_many(&mut batch).await;
+            let store = if lane { &self.lane_store } else { &self.store };
+            let outcomes = store.save_many(&mut batch).await;
             drop(batch);
             let mut by_id = HashMap::new();
             for ((id, s), res) in taken.into_iter().zip(outcomes) {
@@ -200,6 +202,39 @@ impl Leading {
             return Err(bad("holds reports of several instances".into()));
         }
         Ok((id, reports.into_iter().map(Item::Report).collect()))
+    }
+
+    /// The consumer of this partition's urgent reports, when the results stream takes
+    /// them (a stream provisioned before they existed does not: its reports all come
+    /// the usual way until `antares provision` runs again).
+    pub(super) async fn urgent_results(
+        &mut self,
+        partition: u32,
+    ) -> Result<Option<async_nats::jetstream::consumer::PullConsumer>, NatsError> {
+        let topo = &self.nats.topo;
+        let subjects = match self.results_stream.info().await {
+            Ok(info) => info.config.subjects.clone(),
+            Err(e) => return Err(NatsError::op("read the results stream", e)),
+        };
+        let wanted = topo.results_stream_subjects();
+        if !wanted.iter().all(|w| subjects.contains(w)) {
+            tracing::warn!(
+                "the results stream takes no urgent reports yet (run `antares provision`): \
+                 reports of jobs firing every few seconds wait behind the others"
+            );
+            return Ok(None);
+        }
+        let spec = queue::ConsumerSpec {
+            stream: topo.results_stream(),
+            durable: topo.urgent_results_consumer(partition),
+            filter: None,
+            ack_wait: std::time::Duration::from_secs(5),
+            max_ack_pending: 10_000,
+        };
+        let filters = vec![topo.partition_urgent_results_filter(partition)];
+        Ok(Some(
+            queue::durable_filtered(&self.nats, &spec, filters).await?,
+        ))
     }
 
     /// Loads a running instance into the cache; `false` if it is not running.

@@ -251,6 +251,7 @@ pub fn task(app: &str, job: &str, exec: Execution) -> ShardTask {
         scheduled_at: Timestamp(1_800_000_000_000),
         run: 1,
         attempt_base: 0,
+        urgent: false,
     }
 }
 
