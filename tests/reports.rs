@@ -132,3 +132,81 @@ async fn reports_of_several_shards_in_one_message_are_each_applied() -> anyhow::
     env.stop().await;
     Ok(())
 }
+
+/// Successful instances of `shop/tick` so far.
+async fn ticks_done(env: &Env, n: usize) -> anyhow::Result<()> {
+    env.instances_where("shop", "tick", n, |s| s.status == InstanceStatus::Success)
+        .await?;
+    Ok(())
+}
+
+/// A 1 s job's reports come on the urgent subject, read by a consumer of their own;
+/// a results stream provisioned before urgent reports existed (and its scheduler
+/// consumer reading every report) still gets every report, the usual way, and the
+/// next provision and leader move to the urgent way.
+#[tokio::test]
+async fn urgent_reports_are_read_first_and_an_older_stream_still_works() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    let topo = env.nats.topo.clone();
+    let js = &env.nats.js;
+    // The stream and consumer as an older version left them.
+    let mut stream = env.nats.stream(&topo.results_stream()).await?;
+    let mut config = stream.info().await?.config.clone();
+    config.subjects.retain(|s| !s.ends_with(".urgent"));
+    js.update_stream(&config).await?;
+    let old = antares_nats::queue::ConsumerSpec {
+        stream: topo.results_stream(),
+        durable: topo.results_consumer(0),
+        filter: None,
+        ack_wait: Duration::from_secs(5),
+        max_ack_pending: 50_000,
+    };
+    antares_nats::queue::durable_filtered(
+        &env.nats,
+        &old,
+        vec!["ats.result.*.*.0.>".into(), "ats.control.*.*.0.>".into()],
+    )
+    .await?;
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
+    )
+    .await?;
+    env.run_worker(env.worker("shop")).await?;
+    env.scheduler("s1").await?;
+    ticks_done(&env, 2).await?;
+    let urgent = topo.urgent_results_consumer(0);
+    assert!(
+        stream.consumer_info(&urgent).await.is_err(),
+        "no urgent consumer on a stream that does not take urgent reports"
+    );
+
+    // Provisioned again, and led anew: the urgent way.
+    env.stop().await;
+    antares_nats::provision::provision(&env.nats, &Default::default()).await?;
+    env.run_worker(env.worker("shop")).await?;
+    env.scheduler("s2").await?;
+    let done = env
+        .admin
+        .list_instances(&antares_scheduler::store::ListQuery {
+            app: Some("shop".into()),
+            job: Some("tick".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await?
+        .len();
+    ticks_done(&env, done + 3).await?;
+    let info = stream.consumer_info(&urgent).await?;
+    assert!(
+        info.delivered.consumer_sequence >= 3,
+        "the ticks' reports came by the urgent consumer: {info:?}"
+    );
+    let usual = stream.consumer_info(&topo.results_consumer(0)).await?;
+    assert_eq!(
+        usual.config.filter_subjects,
+        topo.partition_results_filters(0),
+        "the usual consumer no longer reads urgent reports"
+    );
+    Ok(())
+}

@@ -18,6 +18,7 @@
 //! | a shard item sent to this worker | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | `direct_subject(..)` |
 //! | pings (core NATS request/reply) | `ats.ping.<app>.<worker>` | `worker_ping_subject(app, worker)` |
 //! | reports | `ats.result.<app>.<job>.<instance>.<item>` | `result_subject(..)` |
+//! | reports on a task that says `urgent` | `ats.result.<app>.<job>.<instance>.<item>.urgent` | `urgent_result_subject(..)` |
 //! | log lines | `ats.log.<app>.<job>.<instance>.<item>` | `log_subject(..)` |
 //! | stops (core NATS) | `ats.stop.<app>.<job>.<instance>` | `stop_subject(..)` |
 //! | what a worker subscribes to for stops | `ats.stop.<app>.>` | `app_stop_filter(app)` |
@@ -48,6 +49,7 @@
 //! | `scheduled_at` | i64 | when the instance was due |
 //! | `run` | u32 | which publication of the item this is: 1 the first time; the scheduler publishes an item again (2, 3, ...) for a retry or after its worker was lost (absent: 1) |
 //! | `attempt_base` | u32 | attempts before this publication (absent: 0) |
+//! | `urgent` | bool | report the end alone, at once, on the urgent result subject, which the scheduler reads first (absent: false; ignoring it is correct, only slower under load) |
 //!
 //! `ShardReport` (a report on a shard item):
 //!

@@ -219,8 +219,9 @@ impl Leading {
         let wanted = topo.results_stream_subjects();
         if !wanted.iter().all(|w| subjects.contains(w)) {
             tracing::warn!(
-                "the results stream takes no urgent reports yet (run `antares provision`): \
-                 reports of jobs firing every few seconds wait behind the others"
+                "the results stream takes no urgent reports yet (run `antares provision`, then \
+                 restart the schedulers): reports of jobs firing every few seconds wait \
+                 behind the others"
             );
             return Ok(None);
         }
