@@ -219,8 +219,8 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
         topo.shard_msg_id(&task.instance, task.item, attempt)
     );
     // An urgent report at once, alone, where the scheduler reads first (should that
-    // fail, the usual way: the same message id stores it once); the others with the
-    // reports ready now; alone, and with patience, if that failed.
+    // fail, the usual way: a report stored twice is applied once); the others with
+    // the reports ready now; alone, and with patience, if that failed.
     let urgent_stored = task.urgent
         && publish_report(
             &shared.nats,

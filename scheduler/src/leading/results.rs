@@ -206,7 +206,7 @@ impl Leading {
 
     /// The consumer of this partition's urgent reports, when the results stream takes
     /// them (a stream provisioned before they existed does not: its reports all come
-    /// the usual way until `antares provision` runs again).
+    /// the usual way until `antares provision` runs again and a round leads anew).
     pub(super) async fn urgent_results(
         &mut self,
         partition: u32,
@@ -233,8 +233,10 @@ impl Leading {
             max_ack_pending: 10_000,
         };
         let filters = vec![topo.partition_urgent_results_filter(partition)];
+        // Pulled and acked on the lane: not behind the burst's traffic on the first
+        // connection.
         Ok(Some(
-            queue::durable_filtered(&self.nats, &spec, filters).await?,
+            queue::durable_filtered(&self.lane, &spec, filters).await?,
         ))
     }
 
