@@ -24,6 +24,7 @@
 //! Everything the bench creates for itself is removed afterwards: the raw stream, and
 //! (on a given server) the `bench` app and its jobs if the bench created them.
 
+mod beside;
 mod catalog;
 mod e2e;
 mod fires;

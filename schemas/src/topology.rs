@@ -639,6 +639,14 @@ impl Topology {
     pub fn bench_raw_prefix(&self) -> String {
         format!("{}.bench.raw", self.ns)
     }
+    /// The bench's stream of raw round trips timed while a scenario runs.
+    pub fn bench_beside_stream(&self) -> String {
+        self.stream("BENCH_BESIDE")
+    }
+    /// The subject of [`Self::bench_beside_stream`].
+    pub fn bench_beside_subject(&self) -> String {
+        format!("{}.bench.beside", self.ns)
+    }
     /// Subject of a KV key, for writes with headers (TTL, expected revision).
     pub fn kv_subject(&self, bucket: &str, key: &str) -> String {
         format!("$KV.{bucket}.{key}")

@@ -43,6 +43,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use super::beside::{self, Beside};
 use super::{BenchArgs, Percentiles, Say, named, round};
 
 /// The app the scenario runs in.
@@ -116,6 +117,16 @@ struct Report {
     raw_floor_p50_ms: f64,
     /// The same, 99th percentile.
     raw_floor_p99_ms: f64,
+    /// Raw JetStream while the burst was fired (from its slot to a second after its
+    /// last start): one publish and its ack, one at a time, on a connection of its
+    /// own, ms; `null` without a burst.
+    raw_rtt_during_burst_p50_ms: Option<f64>,
+    /// The same, 99th percentile.
+    raw_rtt_during_burst_p99_ms: Option<f64>,
+    /// The same while the launch ran (from its trigger to its end); `null` without one.
+    raw_rtt_during_launch_p50_ms: Option<f64>,
+    /// The same, 99th percentile.
+    raw_rtt_during_launch_p99_ms: Option<f64>,
     /// `file` or `memory`.
     storage: &'static str,
     /// The server's version.
@@ -246,7 +257,7 @@ pub(super) async fn run(
         );
     }
     admin.create_app(APP, "antares bench: fires").await?;
-    let result = measure(&driver, opts, &s, say).await;
+    let result = measure(&driver, opts, &s, storage, say).await;
     if !local {
         say.line("removing the bench jobs...");
         if let Err(e) = remove_jobs(&driver, &s).await {
@@ -281,6 +292,10 @@ pub(super) async fn run(
         raw_floor_writes: floor_writes,
         raw_floor_p50_ms: round(floor.p50, 3),
         raw_floor_p99_ms: round(floor.p99, 3),
+        raw_rtt_during_burst_p50_ms: m.beside_burst.map(|p| round(p.p50, 3)),
+        raw_rtt_during_burst_p99_ms: m.beside_burst.map(|p| round(p.p99, 3)),
+        raw_rtt_during_launch_p50_ms: m.beside_launch.map(|p| round(p.p50, 3)),
+        raw_rtt_during_launch_p99_ms: m.beside_launch.map(|p| round(p.p99, 3)),
         storage: storage_name,
         nats_server: version,
         server: if local { "local" } else { "given" },
@@ -300,6 +315,13 @@ struct Measured {
     burst_per_s: f64,
     steady_per_s: f64,
     written_s: f64,
+    /// From the burst's slot to a second after its last start.
+    burst_window: Option<(Timestamp, Timestamp)>,
+    /// From the launch's trigger to its end.
+    launch_window: Option<(Timestamp, Timestamp)>,
+    /// Raw round trips timed beside the run, in those windows.
+    beside_burst: Option<Percentiles>,
+    beside_launch: Option<Percentiles>,
 }
 
 fn job_names(s: &Settings) -> impl Iterator<Item = String> {
@@ -385,6 +407,7 @@ async fn measure(
     driver: &Nats,
     opts: &ConnectOptions,
     s: &Settings,
+    storage: StorageType,
     say: &Say,
 ) -> anyhow::Result<Measured> {
     say.line(&format!(
@@ -476,6 +499,7 @@ async fn measure(
         s.schedulers
     ));
 
+    let beside = Beside::start(opts, topo.clone(), storage).await?;
     let result = async {
         if s.schedulers > 1 {
             share(driver, &ids).await?;
@@ -508,7 +532,12 @@ async fn measure(
         }
     }
     collector.abort();
-    result
+    let samples = beside.finish().await;
+    result.map(|mut m| {
+        m.beside_burst = beside::within(&samples, m.burst_window);
+        m.beside_launch = beside::within(&samples, m.launch_window);
+        m
+    })
 }
 
 /// Waits until every one of the schedulers `ids` leads some of the partitions, and
@@ -738,6 +767,10 @@ async fn observe(
         burst_per_s,
         steady_per_s,
         written_s,
+        burst_window: (s.burst > 0).then_some((burst_slot, Timestamp(burst_end.0 + 1000))),
+        launch_window: launched.as_ref().map(|l| (l.at, l.finished)),
+        beside_burst: None,
+        beside_launch: None,
     })
 }
 
@@ -822,6 +855,16 @@ fn peak_rss_mb() -> Option<f64> {
     Some(round(kb / 1024.0, 1))
 }
 
+/// Raw round trips timed beside the run, for the summary.
+fn beside_line(p50: Option<f64>, p99: Option<f64>) -> String {
+    match (p50, p99) {
+        (Some(p50), Some(p99)) => {
+            format!("p50 {p50:.3} ms, p99 {p99:.3} ms (one at a time, a connection of its own)")
+        }
+        _ => "-".to_string(),
+    }
+}
+
 /// The summary people read.
 fn human(r: &Report) -> String {
     let l = |x: &Lateness| {
@@ -841,7 +884,9 @@ antares bench --scenario fires: nats-server {ver} ({server}), {storage} storage
   steady lateness              {steady}
   burst lateness               {burst_l}
   steady during the burst      {during}
+  raw publish+ack meanwhile    {raw_burst}
   steady during the launch     {during_launch}
+  raw publish+ack meanwhile    {raw_launch}
   launch of {launch} shards      started after {launch_started}, ended after {launch_finished}
   burst fires/s                {bps:.0}  (its fires over slot to last start, all schedulers)
   steady fires/s               {sps:.0}
@@ -866,6 +911,8 @@ antares bench --scenario fires: nats-server {ver} ({server}), {storage} storage
         burst_l = l(&r.burst_lateness),
         during = l(&r.steady_during_burst),
         during_launch = l(&r.steady_during_launch),
+        raw_burst = beside_line(r.raw_rtt_during_burst_p50_ms, r.raw_rtt_during_burst_p99_ms),
+        raw_launch = beside_line(r.raw_rtt_during_launch_p50_ms, r.raw_rtt_during_launch_p99_ms),
         launch = r.launch,
         launch_started = r
             .launch_started_ms
