@@ -167,13 +167,7 @@ async fn urgent_reports_are_read_first_and_an_older_stream_still_works() -> anyh
         vec!["ats.result.*.*.0.>".into(), "ats.control.*.*.0.>".into()],
     )
     .await?;
-    env.apply(
-        "shop",
-        "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
-    )
-    .await?;
-    env.run_worker(env.worker("shop")).await?;
-    env.scheduler("s1").await?;
+    env.tick().await?;
     ticks_done(&env, 2).await?;
     let urgent = topo.urgent_results_consumer(0);
     assert!(

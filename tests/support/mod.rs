@@ -227,18 +227,25 @@ impl Env {
     /// once the job has fired.
     pub async fn ticking() -> anyhow::Result<Self> {
         let mut env = Self::start().await?;
-        env.apply(
+        env.tick().await?;
+        Ok(env)
+    }
+
+    /// Adds a job `shop/tick` firing every second, a worker and a scheduler `s1`, and
+    /// waits until the job has fired.
+    pub async fn tick(&mut self) -> anyhow::Result<()> {
+        self.apply(
             "shop",
             "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"1s\" }\n",
         )
         .await?;
-        env.run_worker(env.worker("shop")).await?;
-        env.scheduler("s1").await?;
-        env.instances_where("shop", "tick", 1, |s| {
+        self.run_worker(self.worker("shop")).await?;
+        self.scheduler("s1").await?;
+        self.instances_where("shop", "tick", 1, |s| {
             s.trigger == antares_schemas::instance::TriggerKind::Every
         })
         .await?;
-        Ok(env)
+        Ok(())
     }
 
     /// The app's shared queue of shard items, for a test that plays a worker by hand.
