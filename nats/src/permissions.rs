@@ -79,6 +79,10 @@ pub fn worker_permissions(topo: &Topology, app: &str, workers: &[&str]) -> Worke
     }
     publish.extend([
         allow(topo.app_results_filter(app), "report on the app's shards"),
+        allow(
+            topo.app_urgent_results_filter(app),
+            "and on those of jobs firing every few seconds",
+        ),
         allow(topo.app_logs_filter(app), "their log lines"),
         allow(
             topo.kv_subject(&topo.workers_bucket(), &format!("{app}.>")),

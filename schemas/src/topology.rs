@@ -10,7 +10,7 @@
 //! | per-worker delivery | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | same stream; durable `worker-<app>-<worker>` filters `ats.direct.<app>.<worker>.>` (disjoint from the app's) |
 //! | worker ping | `ats.ping.<app>.<worker>` | core NATS request/reply: a worker answers (routing `failover`) |
 //! | results | `ats.result.<app>.<job>.<instance>.<item>` | stream `ATS_RESULTS` (work queue), stored as `ats.result.<app>.<job>.<partition>.<instance>.<item>`; durable `scheduler-<partition>` per partition |
-//! | urgent results | `ats.result.<app>.<job>.<instance>.<item>.urgent` | same stream (stored with the partition, as above); durable `scheduler-<partition>-urgent`, which the leader reads before the others: reports of jobs that fire again within seconds |
+//! | urgent results | `ats.urgent.<app>.<job>.<instance>.<item>` | same stream, stored as `ats.urgent.<app>.<job>.<partition>.<instance>.<item>`; durable `scheduler-<partition>-urgent`, which the leader reads before the others: reports of jobs that fire again within seconds (a kind of their own, so a scheduler that predates them still reads `result` alone) |
 //! | control | `ats.control.<app>.<job>.<instance>` | same stream as results (stored as `ats.control.<app>.<job>.<partition>.<instance>`), so a cancel is ordered with them |
 //! | logs | `ats.log.<app>.<job>.<instance>.<item>` | stream `ATS_LOGS` (limits, kept for the log retention) |
 //! | stop | `ats.stop.<app>.<job>.<instance>` | core NATS: workers stop running shards (cancel, timeout) |
@@ -43,7 +43,7 @@ use crate::names::{NameError, check_namespace};
 /// The default namespace.
 pub const DEFAULT_NAMESPACE: &str = "ats";
 
-/// The last token of an urgent report's subject.
+/// The kind token of an urgent report's subject (and of its consumers' names).
 const URGENT: &str = "urgent";
 
 /// Header carrying the instance id a manual trigger asks for.
@@ -306,7 +306,7 @@ impl Topology {
     pub fn results_stream_subjects(&self) -> Vec<String> {
         vec![
             format!("{}.result.*.*.*.*", self.ns),
-            format!("{}.result.*.*.*.*.{URGENT}", self.ns),
+            format!("{}.{URGENT}.*.*.*.*", self.ns),
             format!("{}.control.*.*.*", self.ns),
         ]
     }
@@ -324,13 +324,13 @@ impl Topology {
     /// The stored reports (but the urgent ones) and commands of one partition.
     pub fn partition_results_filters(&self, partition: u32) -> Vec<String> {
         vec![
-            format!("{}.result.*.*.{partition}.*.*", self.ns),
+            format!("{}.result.*.*.{partition}.>", self.ns),
             format!("{}.control.*.*.{partition}.>", self.ns),
         ]
     }
     /// The stored urgent reports of one partition.
     pub fn partition_urgent_results_filter(&self, partition: u32) -> String {
-        format!("{}.result.*.*.{partition}.*.*.{URGENT}", self.ns)
+        format!("{}.{URGENT}.*.*.{partition}.>", self.ns)
     }
     /// Where a worker reports on one shard item.
     pub fn result_subject(&self, app: &str, job: &str, instance: &InstanceId, item: u32) -> String {
@@ -344,11 +344,15 @@ impl Topology {
         instance: &InstanceId,
         item: u32,
     ) -> String {
-        format!("{}.result.{app}.{job}.{instance}.{item}.{URGENT}", self.ns)
+        format!("{}.{URGENT}.{app}.{job}.{instance}.{item}", self.ns)
     }
     /// Every report on an app's shard items.
     pub fn app_results_filter(&self, app: &str) -> String {
         format!("{}.result.{app}.>", self.ns)
+    }
+    /// Every urgent report on an app's shard items.
+    pub fn app_urgent_results_filter(&self, app: &str) -> String {
+        format!("{}.{URGENT}.{app}.>", self.ns)
     }
     /// Every report on one instance's shard items.
     pub fn instance_results_filter(&self, app: &str, job: &str, instance: &InstanceId) -> String {
@@ -363,15 +367,18 @@ impl Topology {
     ) -> String {
         format!("{}.result.{app}.{job}.*.{instance}.>", self.ns)
     }
-    /// The shard item named by the last token of a shard or result subject (the one
-    /// before `urgent` on an urgent report's).
+    /// Every urgent report on one instance's shard items, as stored.
+    pub fn stored_instance_urgent_filter(
+        &self,
+        app: &str,
+        job: &str,
+        instance: &InstanceId,
+    ) -> String {
+        format!("{}.{URGENT}.{app}.{job}.*.{instance}.>", self.ns)
+    }
+    /// The shard item named by the last token of a shard or result subject.
     pub fn item_of(&self, subject: &str) -> Option<u32> {
-        let mut tokens = subject.rsplit('.');
-        let last = tokens.next()?;
-        match last {
-            URGENT => tokens.next()?.parse().ok(),
-            _ => last.parse().ok(),
-        }
+        subject.rsplit('.').next()?.parse().ok()
     }
     /// Where commands about one instance (cancel) go.
     pub fn control_subject(&self, app: &str, job: &str, instance: &InstanceId) -> String {
@@ -811,23 +818,20 @@ mod tests {
         let id = InstanceId::for_fire("shop", "tick", Timestamp(1));
         let usual = t.result_subject("shop", "tick", &id, 7);
         let urgent = t.urgent_result_subject("shop", "tick", &id, 7);
-        assert_eq!(t.item_of(&usual), Some(7));
         assert_eq!(t.item_of(&urgent), Some(7));
         assert_eq!(t.app_job_of(&urgent), Some(("shop", "tick")));
-        // Both are the stream's, under the app's reports (what its workers may publish).
+        assert!(!t.is_control_subject(&urgent));
         for subject in [&usual, &urgent] {
             assert!(
                 t.results_stream_subjects()
                     .iter()
                     .any(|f| matches(f, subject))
             );
-            assert!(matches(&t.app_results_filter("shop"), subject));
-            assert!(matches(
-                &t.instance_results_filter("shop", "tick", &id),
-                subject
-            ));
         }
-        // As stored (the partition inserted after the job), each consumer reads its own.
+        assert!(matches(&t.app_urgent_results_filter("shop"), &urgent));
+        assert!(!matches(&t.app_urgent_results_filter("shop"), &usual));
+        // As stored (the partition inserted after the job), each consumer reads its own,
+        // and the usual one's filters are what they always were.
         let p = t.partition_of("shop", "tick");
         let stored = |s: &str| s.replacen(".tick.", &format!(".tick.{p}."), 1);
         let (usual, urgent) = (stored(&usual), stored(&urgent));
@@ -836,8 +840,14 @@ mod tests {
         assert!(!filters.iter().any(|f| matches(f, &urgent)));
         assert!(matches(&t.partition_urgent_results_filter(p), &urgent));
         assert!(!matches(&t.partition_urgent_results_filter(p), &usual));
-        let stored_filter = t.stored_instance_results_filter("shop", "tick", &id);
-        assert!(matches(&stored_filter, &usual) && matches(&stored_filter, &urgent));
+        assert!(matches(
+            &t.stored_instance_results_filter("shop", "tick", &id),
+            &usual
+        ));
+        assert!(matches(
+            &t.stored_instance_urgent_filter("shop", "tick", &id),
+            &urgent
+        ));
         assert!(t.is_scheduler_consumer(&t.urgent_results_consumer(3)));
         assert!(!t.is_scheduler_consumer("scheduler--urgent"));
     }

@@ -18,7 +18,7 @@
 //! | a shard item sent to this worker | `ats.direct.<app>.<worker>.<job>.<instance>.<item>` | `direct_subject(..)` |
 //! | pings (core NATS request/reply) | `ats.ping.<app>.<worker>` | `worker_ping_subject(app, worker)` |
 //! | reports | `ats.result.<app>.<job>.<instance>.<item>` | `result_subject(..)` |
-//! | reports on a task that says `urgent` | `ats.result.<app>.<job>.<instance>.<item>.urgent` | `urgent_result_subject(..)` |
+//! | reports on a task that says `urgent` | `ats.urgent.<app>.<job>.<instance>.<item>` | `urgent_result_subject(..)` |
 //! | log lines | `ats.log.<app>.<job>.<instance>.<item>` | `log_subject(..)` |
 //! | stops (core NATS) | `ats.stop.<app>.<job>.<instance>` | `stop_subject(..)` |
 //! | what a worker subscribes to for stops | `ats.stop.<app>.>` | `app_stop_filter(app)` |

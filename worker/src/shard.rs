@@ -27,7 +27,7 @@
 //! worker takes it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use antares_nats::codec;
@@ -79,6 +79,9 @@ pub(crate) struct Shared {
     pub(crate) stoppers: Stoppers,
     /// Where finished reports are stored (several in one message when ready together).
     pub(crate) reports: Reports,
+    /// Until when (ms since the epoch) urgent reports go the usual way, after one could
+    /// not be stored (credentials that predate them, a stream not provisioned again).
+    pub(crate) urgent_off_until: AtomicI64,
 }
 
 /// Counts a shard as running until dropped.
@@ -148,7 +151,8 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
     let (_registration, stop) = shared.stoppers.register(task.instance, task.item, task.run);
     let attempt = task.attempt_base.saturating_add(queue::attempt(&msg));
     let topo = &shared.nats.topo;
-    let result_subject = if task.urgent {
+    let urgent = task.urgent && shared.urgent_off_until.load(Ordering::Relaxed) <= now().0;
+    let result_subject = if urgent {
         topo.urgent_result_subject(&task.app, &task.job, &task.instance, task.item)
     } else {
         topo.result_subject(&task.app, &task.job, &task.instance, task.item)
@@ -221,7 +225,7 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
     // An urgent report at once, alone, where the scheduler reads first (should that
     // fail, the usual way: a report stored twice is applied once); the others with
     // the reports ready now; alone, and with patience, if that failed.
-    let urgent_stored = task.urgent
+    let urgent_stored = urgent
         && publish_report(
             &shared.nats,
             result_subject.clone(),
@@ -229,7 +233,17 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
             &finished,
         )
         .await
-        .map_err(|e| tracing::debug!("urgent result of {result_subject} not stored ({e})"))
+        .map_err(|e| {
+            tracing::warn!(
+                "urgent result of {result_subject} not stored ({e}); urgent results go \
+                 the usual way for {URGENT_OFF:?} (give this app's workers the permissions \
+                 of `antares app permissions`, and run `antares provision`)"
+            );
+            let until = now()
+                .0
+                .saturating_add(i64::try_from(URGENT_OFF.as_millis()).unwrap_or(0));
+            shared.urgent_off_until.store(until, Ordering::Relaxed);
+        })
         .is_ok();
     let stored = if urgent_stored {
         Ok(())
@@ -314,6 +328,9 @@ async fn publish_report(
         .map_err(|e| e.to_string())?;
     ack.await.map(|_| ()).map_err(|e| e.to_string())
 }
+
+/// How long urgent reports go the usual way after one could not be stored.
+const URGENT_OFF: Duration = Duration::from_secs(600);
 
 /// How long an item this worker cannot run stays away before it is offered again.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);

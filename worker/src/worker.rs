@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicI64, AtomicU32};
 use std::time::Duration;
 
 use antares_nats::async_nats::jetstream::consumer::PullConsumer;
@@ -375,6 +375,7 @@ impl WorkerBuilder {
             metrics: Arc::new(WorkerMetrics::new(self.concurrency)),
             abort: CancellationToken::new(),
             stoppers: Stoppers::default(),
+            urgent_off_until: AtomicI64::new(0),
         });
         let (phase, _) = watch::channel(Phase::Running);
         Ok(Worker {

@@ -501,6 +501,10 @@ impl Leading {
                 &self.results_stream,
                 topo.stored_instance_results_filter(app, job, id),
             ),
+            (
+                &self.results_stream,
+                topo.stored_instance_urgent_filter(app, job, id),
+            ),
         ] {
             let mut subjects = stream
                 .info_with_subjects(filter)
