@@ -453,8 +453,10 @@ async fn measure(
         }
     });
 
-    // Workers, then the scheduler.
+    // The raw probe first (a failure to start it leaves nothing running), then
+    // workers, then the scheduler.
     let topo = driver.topo.clone();
+    let beside = Beside::start(opts, topo.clone(), storage).await?;
     let suffix = format!("{:06x}", rand::random::<u32>() % 0x100_0000);
     let mut workers = Vec::new();
     for i in 0..s.workers {
@@ -499,7 +501,6 @@ async fn measure(
         s.schedulers
     ));
 
-    let beside = Beside::start(opts, topo.clone(), storage).await?;
     let result = async {
         if s.schedulers > 1 {
             share(driver, &ids).await?;

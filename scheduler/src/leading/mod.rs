@@ -294,7 +294,12 @@ impl Leading {
             topo.partition_results_filters(p),
         )
         .await?;
-        let mut urgent_results = match self.urgent_results(p).await? {
+        let urgent_spec = consumer(
+            topo.results_stream(),
+            topo.urgent_results_consumer(p),
+            10_000,
+        );
+        let mut urgent_results = match self.urgent_results(urgent_spec).await? {
             Some(consumer) => Some(
                 consumer
                     .stream()

@@ -204,12 +204,12 @@ impl Leading {
         Ok((id, reports.into_iter().map(Item::Report).collect()))
     }
 
-    /// The consumer of this partition's urgent reports, when the results stream takes
+    /// The consumer of this partition's urgent reports (`spec`), when the results stream takes
     /// them (a stream provisioned before they existed does not: its reports all come
     /// the usual way until `antares provision` runs again and a round leads anew).
     pub(super) async fn urgent_results(
         &mut self,
-        partition: u32,
+        spec: queue::ConsumerSpec,
     ) -> Result<Option<async_nats::jetstream::consumer::PullConsumer>, NatsError> {
         let topo = &self.nats.topo;
         let subjects = match self.results_stream.info().await {
@@ -225,14 +225,7 @@ impl Leading {
             );
             return Ok(None);
         }
-        let spec = queue::ConsumerSpec {
-            stream: topo.results_stream(),
-            durable: topo.urgent_results_consumer(partition),
-            filter: None,
-            ack_wait: std::time::Duration::from_secs(5),
-            max_ack_pending: 10_000,
-        };
-        let filters = vec![topo.partition_urgent_results_filter(partition)];
+        let filters = vec![topo.partition_urgent_results_filter(self.partition)];
         // Pulled and acked on the lane: not behind the burst's traffic on the first
         // connection.
         Ok(Some(
