@@ -34,6 +34,12 @@ use crate::leading::{Leading, Stop};
 use crate::metrics::SchedulerMetrics;
 use crate::store::InstanceStore;
 
+/// How long before its slot a scheduled fire is made by default.
+pub const DEFAULT_FIRE_AHEAD: Duration = Duration::from_millis(250);
+/// The longest fire-ahead time allowed: a fire made ahead shows as `pending` until its
+/// slot.
+pub const MAX_FIRE_AHEAD: Duration = Duration::from_secs(10);
+
 /// How a scheduler runs.
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
@@ -50,6 +56,9 @@ pub struct SchedulerOptions {
     /// How long an instance waits for a live worker that can run its shards before it
     /// fails saying so (contract §8).
     pub no_worker_wait: Duration,
+    /// How long before its slot a scheduled fire is made (claimed and stored), so that
+    /// at the slot only its items are queued; zero makes each fire at its slot.
+    pub fire_ahead: Duration,
     /// Alarm delivery settings (webhook secret, SMTP) and their rate limit.
     pub alarms: AlarmOptions,
     /// Where this scheduler counts what it does (served by `--metrics-listen`).
@@ -65,6 +74,7 @@ impl Default for SchedulerOptions {
             heartbeat: Duration::from_secs(1),
             results_batch: 1000,
             no_worker_wait: Duration::from_secs(300),
+            fire_ahead: DEFAULT_FIRE_AHEAD,
             alarms: AlarmOptions::default(),
             metrics: Arc::new(SchedulerMetrics::new()),
         }
@@ -222,6 +232,7 @@ async fn lead_partition(
             lead_rx.clone(),
             opts.results_batch,
             opts.no_worker_wait,
+            opts.fire_ahead,
             &opts.alarms,
             Arc::clone(&opts.metrics),
         )

@@ -372,6 +372,11 @@ pub struct InstanceSummary {
     /// `pending` and waiting for its turn (overlap policy), not queued yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub waiting: bool,
+    /// `pending`, made shortly before its slot (`scheduled_at`): at its slot it is
+    /// admitted by its job's overlap policy and its items are queued. A scheduler that
+    /// takes over starts it then too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub armed: bool,
     /// Why it waits, was skipped, or ended as it did, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -503,6 +508,7 @@ impl Instance {
                 pending_params,
                 retry: new.retry,
                 waiting: false,
+                armed: false,
                 reason: None,
                 parent: new.parent,
                 depth: new.depth,

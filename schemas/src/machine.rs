@@ -205,6 +205,7 @@ fn start_running(inst: &mut Instance, now: Timestamp, step: &mut Step) {
         inst.summary.status = InstanceStatus::Running;
         inst.summary.pending_params = Vec::new();
         inst.summary.waiting = false;
+        inst.summary.armed = false;
         inst.summary.reason = None;
         inst.summary.started_at = Some(now);
         step.summary_changed = true;
@@ -638,6 +639,7 @@ fn finish(inst: &mut Instance, status: InstanceStatus, now: Timestamp, step: &mu
     inst.summary.finished_at = Some(now);
     inst.summary.pending_params = Vec::new();
     inst.summary.waiting = false;
+    inst.summary.armed = false;
     if inst.summary.started_at.is_none() {
         inst.summary.started_at = Some(now);
     }

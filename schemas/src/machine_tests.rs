@@ -100,6 +100,28 @@ fn all_shards_succeed() {
 }
 
 #[test]
+fn an_armed_instance_is_armed_no_more_once_queued_or_skipped() {
+    let mut inst = instance(1);
+    inst.summary.armed = true;
+    step(&mut inst, &Input::Queued, T0);
+    assert!(!inst.summary.armed);
+    assert_eq!(inst.summary.status, InstanceStatus::Running);
+
+    let mut inst = instance(1);
+    inst.summary.armed = true;
+    let s = step(
+        &mut inst,
+        &Input::Skip {
+            reason: "paused".into(),
+        },
+        T0,
+    );
+    assert!(!inst.summary.armed);
+    assert_eq!(inst.summary.status, InstanceStatus::Skipped);
+    assert_eq!(emitted(&s), vec![EventKind::InstanceFinished]);
+}
+
+#[test]
 fn one_failure_fails_the_instance_with_its_error() {
     let mut inst = instance(2);
     step(&mut inst, &Input::Queued, T0);

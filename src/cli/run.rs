@@ -37,6 +37,11 @@ pub struct SchedulerArgs {
     /// plugin, or scripts) before it fails saying so
     #[arg(long, value_name = "DURATION")]
     no_worker_wait: Option<String>,
+    /// How long before its slot a scheduled fire is made (its id claimed, its instance
+    /// stored `pending`), so that at the slot only its items are queued; at most 10s,
+    /// 0s makes each fire at its slot [default: 250ms]
+    #[arg(long, value_name = "DURATION")]
+    fire_ahead: Option<String>,
     /// Mail server for alarm emails: smtp://host:port (plain; add ?tls=required for
     /// STARTTLS) or smtps://user:pass@host:port (TLS)
     #[arg(long, value_name = "URL")]
@@ -63,6 +68,9 @@ pub struct SchedulerSettings {
     /// `--no-worker-wait`.
     #[serde(with = "crate::config::duration")]
     pub no_worker_wait: Duration,
+    /// `--fire-ahead`.
+    #[serde(with = "crate::config::duration")]
+    pub fire_ahead: Duration,
     /// `--smtp-url`.
     pub smtp_url: Option<String>,
     /// `--smtp-from`.
@@ -81,6 +89,7 @@ impl Default for SchedulerSettings {
             lease_ttl: d.lease_ttl,
             lease_renew: d.lease_renew,
             no_worker_wait: d.no_worker_wait,
+            fire_ahead: d.fire_ahead,
             smtp_url: d.alarms.smtp_url,
             smtp_from: d.alarms.smtp_from,
             alarm_webhook_secret: d.alarms.webhook_secret,
@@ -103,6 +112,7 @@ impl SchedulerSettings {
             lease_ttl: self.lease_ttl,
             lease_renew: self.lease_renew,
             no_worker_wait: self.no_worker_wait,
+            fire_ahead: self.fire_ahead,
             alarms: AlarmOptions {
                 webhook_secret: empty_none(self.alarm_webhook_secret),
                 smtp_url: empty_none(self.smtp_url),
@@ -122,6 +132,7 @@ impl std::fmt::Debug for SchedulerSettings {
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_renew", &self.lease_renew)
             .field("no_worker_wait", &self.no_worker_wait)
+            .field("fire_ahead", &self.fire_ahead)
             .field("metrics_listen", &self.metrics_listen)
             .field(
                 "smtp_url",
@@ -203,6 +214,13 @@ impl Section for WorkerSettings {
 /// Runs one scheduler until Ctrl-C or SIGTERM.
 pub async fn scheduler(ctx: &Ctx, args: SchedulerArgs) -> anyhow::Result<ExitCode> {
     let s: SchedulerSettings = ctx.settings.section(&args)?;
+    if s.fire_ahead > antares_scheduler::runner::MAX_FIRE_AHEAD {
+        anyhow::bail!(
+            "--fire-ahead {:?} is too long: at most {:?} (a fire made ahead holds its slot as `pending` until then)",
+            s.fire_ahead,
+            antares_scheduler::runner::MAX_FIRE_AHEAD
+        );
+    }
     let metrics = Arc::new(SchedulerMetrics::new());
     if let Some(addr) = &s.metrics_listen {
         let listener = crate::metrics_http::bind(addr).await?;

@@ -114,7 +114,15 @@ pub(super) struct Slot {
     slot: Timestamp,
     id: InstanceId,
     /// `None`: nothing to create (it exists, or the job cannot make it).
-    admission: Option<Admission>,
+    admission: Option<Admit>,
+}
+
+/// When a new instance of a batch is admitted.
+enum Admit {
+    /// Now, as decided (its slot has come).
+    Now(Admission),
+    /// At its slot, which has not come yet (see [`super::armed`]).
+    AtSlot,
 }
 
 /// Work of the pipeline that ran beside the loop.
@@ -226,6 +234,7 @@ impl Leading {
             return None;
         }
         let mut slots = Vec::with_capacity(g.fires.len());
+        let at = now();
         for &(slot, kind) in &g.fires {
             let id = InstanceId::for_fire(&g.app, &g.job, slot);
             let entry = self.catalog.job(&g.app, &g.job)?;
@@ -238,9 +247,16 @@ impl Leading {
                 }
             };
             let admission = new.map(|new| {
-                let prepared = self.prepare(new);
-                instances.push(prepared.instance);
-                prepared.admission
+                if slot > at {
+                    let mut instance = self.build(new);
+                    instance.summary.armed = true;
+                    instances.push(instance);
+                    Admit::AtSlot
+                } else {
+                    let prepared = self.prepare(new);
+                    instances.push(prepared.instance);
+                    Admit::Now(prepared.admission)
+                }
             });
             slots.push(Slot {
                 slot,
@@ -317,12 +333,16 @@ impl Leading {
                             Err(NatsError::Config("instance not created".into()).into())
                         });
                         match (admission, created) {
-                            (Admission::Skip(reason), Ok(stored)) => {
+                            (Admit::AtSlot, created) => {
+                                self.armed_created(&g.app, &g.job, s.slot, s.id, created)
+                                    .await
+                            }
+                            (Admit::Now(Admission::Skip(reason)), Ok(stored)) => {
                                 self.live.insert(s.id, stored);
                                 skips.push((s.id, Input::Skip { reason }));
                                 Ok(())
                             }
-                            (admission, created) => self
+                            (Admit::Now(admission), created) => self
                                 .created(g.app.clone(), g.job.clone(), s.id, admission, created)
                                 .await
                                 .map(|_| ()),
@@ -363,6 +383,8 @@ impl Leading {
         }
         self.apply_many(skips).await;
         self.write_cursors(cursors);
+        // Made after their slot came (a slow round): started now.
+        self.start_armed().await;
         for e in missed {
             report_missed(&self.nats, &e).await;
             self.alarm_misfire(&e.app, &e.job, e.reason.clone()).await;

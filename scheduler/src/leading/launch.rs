@@ -137,42 +137,55 @@ impl Leading {
     /// taking its room at once (so the next instance of the job decided before this one
     /// is stored sees it); [`Leading::created`] gives the room back if it is not made.
     pub(super) fn prepare(&mut self, new: NewInstance) -> Prepared {
-        let (app, job) = (new.app.clone(), new.job.clone());
-        let (overlap, max_parallel, routing, pinned) = self.catalog.job(&app, &job).map_or(
-            (Default::default(), 1, Routing::Pull, Vec::new()),
-            |e| {
-                (
-                    e.spec.overlap,
-                    e.spec.max_parallel,
-                    e.spec.routing,
-                    e.spec.workers.clone(),
-                )
-            },
-        );
-        let mut new = new;
-        if routing == Routing::Broadcast {
-            // One shard per live worker that can run it, now.
-            let n = self.broadcast_width(&app, &new.exec, &pinned);
-            new.shard_params = vec![String::new(); n];
-        }
-        let admission = self.runs.decide(&app, &job, overlap, max_parallel);
-        let id = new.id;
-        let mut instance = Instance::create(new);
-        instance.summary.routing = routing;
-        instance.summary.workers = pinned;
-        match &admission {
-            Admission::Wait(reason) => {
-                instance.summary.waiting = true;
-                instance.summary.reason = Some(reason.clone());
-                self.runs.wait(&app, &job, id);
-            }
-            Admission::Start | Admission::Cover(_) => self.runs.start(&app, &job, id),
-            Admission::Skip(_) => {}
+        let mut instance = self.build(new);
+        let s = &mut instance.summary;
+        let admission = self.admit(&s.app, &s.job, s.id);
+        if let Admission::Wait(reason) = &admission {
+            s.waiting = true;
+            s.reason = Some(reason.clone());
         }
         Prepared {
             instance,
             admission,
         }
+    }
+
+    /// A new instance as its job makes it now: with the job's routing and pinned
+    /// workers, and for `broadcast` one shard per live worker that can run it.
+    pub(super) fn build(&self, new: NewInstance) -> Instance {
+        let (routing, pinned) = self
+            .catalog
+            .job(&new.app, &new.job)
+            .map_or((Routing::Pull, Vec::new()), |e| {
+                (e.spec.routing, e.spec.workers.clone())
+            });
+        let mut new = new;
+        if routing == Routing::Broadcast {
+            let n = self.broadcast_width(&new.app, &new.exec, &pinned);
+            new.shard_params = vec![String::new(); n];
+        }
+        let mut instance = Instance::create(new);
+        instance.summary.routing = routing;
+        instance.summary.workers = pinned;
+        instance
+    }
+
+    /// Decides a pending instance's admission by its job's overlap policy and takes its
+    /// room (or its place among the waiting) at once.
+    pub(super) fn admit(&mut self, app: &str, job: &str, id: InstanceId) -> Admission {
+        let (overlap, max_parallel) = self
+            .catalog
+            .job(app, job)
+            .map_or((Default::default(), 1), |e| {
+                (e.spec.overlap, e.spec.max_parallel)
+            });
+        let admission = self.runs.decide(app, job, overlap, max_parallel);
+        match &admission {
+            Admission::Wait(_) => self.runs.wait(app, job, id),
+            Admission::Start | Admission::Cover(_) => self.runs.start(app, job, id),
+            Admission::Skip(_) => {}
+        }
+        admission
     }
 
     /// What storing a prepared instance came to: a new one is admitted (queued, left
@@ -201,10 +214,25 @@ impl Leading {
         };
         let items: Vec<u32> = stored.instance.shards.iter().map(|s| s.item).collect();
         self.live.insert(id, stored);
+        self.carry_out(&app, &job, id, admission, items).await;
+        Ok(Created::New(id))
+    }
+
+    /// Carries out a live instance's admission: its items are queued, or it waits (its
+    /// turn may have come meanwhile), or it is skipped, or the instances it covers are
+    /// cancelled and its items queued.
+    pub(super) async fn carry_out(
+        &mut self,
+        app: &str,
+        job: &str,
+        id: InstanceId,
+        admission: Admission,
+        items: Vec<u32>,
+    ) {
         match admission {
             Admission::Start => self.publish(id, items, 0),
             // Its turn may have come while it was being created.
-            Admission::Wait(_) => self.admit_waiting(&app, &job),
+            Admission::Wait(_) => self.admit_waiting(app, job),
             Admission::Skip(reason) => self.apply(id, Input::Skip { reason }).await,
             Admission::Cover(old) => {
                 for o in old {
@@ -220,7 +248,6 @@ impl Leading {
                 self.publish(id, items, 0);
             }
         }
-        Ok(Created::New(id))
     }
 
     /// An instance that exists in the store but not in memory (a create whose reply was

@@ -53,6 +53,7 @@ use finish::Archived;
 use launch::{Published, Republish};
 
 mod alarms;
+mod armed;
 mod effects;
 mod finish;
 mod fires;
@@ -110,6 +111,10 @@ pub(crate) struct Leading {
     catalog: Catalog,
     /// Next fire of every scheduled job.
     timers: Timers,
+    /// How long before its slot a scheduled fire is made (ms; see `armed`).
+    fire_ahead: i64,
+    /// Instances made ahead of their slot, by slot: started when it comes.
+    armed: BTreeSet<(Timestamp, InstanceId)>,
     /// The last slot fired per job, as stored in the cursors bucket.
     cursors: HashMap<(String, String), Timestamp>,
     /// Slots due, waiting for a batch of the fire pipeline.
@@ -174,6 +179,7 @@ impl Leading {
         leadership: watch::Receiver<Leadership>,
         results_batch: usize,
         no_worker_wait: Duration,
+        fire_ahead: Duration,
         alarms: &crate::alarm::AlarmOptions,
         metrics: std::sync::Arc<crate::metrics::SchedulerMetrics>,
     ) -> Result<Self, NatsError> {
@@ -191,6 +197,8 @@ impl Leading {
             results_stream: nats.stream(&nats.topo.results_stream()).await?,
             catalog,
             timers: Timers::default(),
+            fire_ahead: i64::try_from(fire_ahead.as_millis()).unwrap_or(i64::MAX),
+            armed: BTreeSet::new(),
             cursors: HashMap::new(),
             cursors_unsaved: HashMap::new(),
             backlog: fires::Backlog::default(),
@@ -224,6 +232,17 @@ impl Leading {
     /// Whether a job belongs to the partition this round leads.
     fn mine(&self, app: &str, job: &str) -> bool {
         self.nats.topo.partition_of(app, job) == self.partition
+    }
+
+    /// When the loop must wake next for fires: a job's next slot less the fire-ahead
+    /// time, or an armed instance's slot.
+    fn next_wake(&self) -> Option<Timestamp> {
+        let ahead = self
+            .timers
+            .earliest()
+            .map(|t| Timestamp(t.0.saturating_sub(self.fire_ahead)));
+        let armed = self.armed.first().map(|(t, _)| *t);
+        ahead.into_iter().chain(armed).min()
     }
 
     /// Whether we may still act as leader.
@@ -338,7 +357,7 @@ impl Leading {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = loop {
-            let next_fire = self.timers.earliest();
+            let next_fire = self.next_wake();
             let wait = next_fire.map_or(Duration::from_secs(3600), |t| {
                 Duration::from_millis(u64::try_from(t.since(now())).unwrap_or(0))
             });
@@ -416,7 +435,7 @@ impl Leading {
             }
             // Fires are due at a time: whichever input this turn served, a slot that fell
             // due or a batch of fires that came back is handled before the next one.
-            if self.timers.earliest().is_some_and(|t| t <= now()) {
+            if self.next_wake().is_some_and(|t| t <= now()) {
                 self.fire_due().await;
             }
             while self.stop.is_none()

@@ -151,6 +151,11 @@ impl Leading {
         let s = &stored.instance.summary;
         let (app, job) = (s.app.clone(), s.job.clone());
         let pending = s.status == InstanceStatus::Pending;
+        if pending && s.armed && missing.len() == all {
+            // Made ahead of its slot and not started: it starts at its slot.
+            self.arm(id);
+            return;
+        }
         if pending && s.waiting && missing.len() == all {
             // Still waiting its turn: none of its items went out.
             self.runs.wait(&app, &job, id);

@@ -188,9 +188,12 @@ impl Leading {
         self.timers.set(app, job, next);
     }
 
-    /// Hands every slot that is due to the fire pipeline.
+    /// Starts the armed instances whose slot has come, and hands every slot due within
+    /// the fire-ahead time to the fire pipeline.
     pub(super) async fn fire_due(&mut self) {
-        for (slot, app, job) in self.timers.take_due(now()) {
+        self.start_armed().await;
+        let by = Timestamp(now().0.saturating_add(self.fire_ahead));
+        for (slot, app, job) in self.timers.take_due(by) {
             if !self.leading() {
                 return;
             }

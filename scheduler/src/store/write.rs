@@ -184,14 +184,64 @@ impl InstanceStore {
     /// Removes an instance's keys from the instances bucket (after a create that must not
     /// stand).
     async fn remove_live(&self, stored: &Stored) -> Result<(), NatsError> {
-        let s = &stored.instance.summary;
+        self.remove_live_many(&[stored])
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Takes instances out of the instances bucket (chunks first, then the summary)
+    /// in one pipelined round; their claims stay. Each gets its own outcome, in order.
+    pub async fn remove_live_many(&self, stored: &[&Stored]) -> Vec<Result<(), NatsError>> {
         let live = &self.live.name;
         let ttl = std::time::Duration::from_secs(60);
-        let mut purges: Vec<Write> = (0..s.chunk_count())
-            .map(|c| Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl))
+        let mut purges = Vec::new();
+        let mut counts = Vec::with_capacity(stored.len());
+        for one in stored {
+            let s = &one.instance.summary;
+            let before = purges.len();
+            purges.extend(
+                (0..s.chunk_count())
+                    .map(|c| Write::purge(live, self.chunk_key(s, c)).with_ttl(ttl)),
+            );
+            purges.push(Write::purge(live, self.summary_key(s)).with_ttl(ttl));
+            counts.push(purges.len() - before);
+        }
+        let mut results = kv::write_all(&self.nats, purges).await.into_iter();
+        counts
+            .into_iter()
+            .map(|n| {
+                results
+                    .by_ref()
+                    .take(n)
+                    .find_map(Result::err)
+                    .map_or(Ok(()), Err)
+            })
+            .collect()
+    }
+
+    /// Replaces a `pending` instance none of whose items went out by another made for
+    /// the same id (its job was edited after it was made): the summary and every chunk
+    /// are written again, revision-checked, and chunks it no longer has are purged.
+    pub async fn replace(&self, stored: &mut Stored, instance: Instance) -> Result<(), NatsError> {
+        let live = &self.live.name;
+        let ttl = std::time::Duration::from_secs(60);
+        let (old, new) = (
+            stored.instance.summary.chunk_count(),
+            instance.summary.chunk_count(),
+        );
+        let gone: Vec<Write> = (new..old)
+            .map(|c| Write::purge(live, self.chunk_key(&stored.instance.summary, c)).with_ttl(ttl))
             .collect();
-        purges.push(Write::purge(live, self.summary_key(s)).with_ttl(ttl));
-        for r in kv::write_all(&self.nats, purges).await {
+        stored.chunk_revs.resize(new as usize, 0);
+        let mut dirty = Dirty {
+            summary: true,
+            ..Dirty::default()
+        };
+        dirty.changed = (0..instance.summary.shard_total).collect();
+        stored.instance = instance;
+        self.save(stored, dirty).await?;
+        for r in kv::write_all(&self.nats, gone).await {
             r?;
         }
         Ok(())

@@ -1,0 +1,201 @@
+//! Fires made ahead of their slot, started at it.
+//!
+//! A fire takes rounds of writes one after the other: its id claimed and its instance
+//! stored, its items queued, the instance marked running. Made when the slot comes, all
+//! of them fall after it. So a scheduled slot is claimed and its instance stored
+//! `pending` and `armed` up to the scheduler's fire-ahead time (250 ms by default)
+//! before it, with its cursor moved past it; at the slot only its admission is decided
+//! (overlap policy, as it stands then) and its items are queued.
+//!
+//! An armed instance is live like any other: a scheduler that takes over finds it and
+//! starts it at its slot (at once when that has passed), unless some of its items are
+//! out already, which means it was started. At its slot, an instance whose job was
+//! paused or deleted meanwhile is taken out of the store (its slot fell while the job
+//! did not fire, and its cursor is past it, so nothing makes it again); one whose job
+//! was edited is made again from the job as it is now (same id, same slot) before it
+//! starts.
+
+use antares_nats::{NatsError, now};
+use antares_schemas::{InstanceId, Timestamp};
+use antares_schemas::instance::{Instance, InstanceStatus};
+
+use super::{Leading, Stop};
+use crate::overlap::Admission;
+use crate::store::{CreateError, Dirty, Stored};
+
+/// When taking out an armed instance whose job no longer fires is tried again.
+const REMOVE_AGAIN: i64 = 1000;
+
+impl Leading {
+    /// What storing an armed instance came to: a new one waits for its slot; one that
+    /// exists is taken up (and armed again if nothing of it went out).
+    pub(super) async fn armed_created(
+        &mut self,
+        app: &str,
+        job: &str,
+        slot: antares_schemas::Timestamp,
+        id: InstanceId,
+        created: Result<Stored, CreateError>,
+    ) -> Result<(), NatsError> {
+        match created {
+            Ok(stored) => {
+                self.live.insert(id, stored);
+                self.armed.insert((slot, id));
+                Ok(())
+            }
+            Err(CreateError::Exists) => self.adopt(app, job, id).await,
+            // A scheduled fire has no trigger key.
+            Err(CreateError::KeyUsed(_)) => Ok(()),
+            Err(CreateError::Nats(e)) => Err(e),
+        }
+    }
+
+    /// Waits for a live armed instance's slot (a takeover's, or an adopted one's).
+    pub(super) fn arm(&mut self, id: InstanceId) {
+        if let Some(stored) = self.live.get(&id) {
+            self.armed.insert((stored.instance.summary.scheduled_at, id));
+        }
+    }
+
+    /// Starts the armed instances whose slot has come: each is admitted by its job's
+    /// overlap policy as it stands now, and its items are queued.
+    pub(super) async fn start_armed(&mut self) {
+        let at = now();
+        let mut due = Vec::new();
+        while let Some(&(slot, id)) = self.armed.first() {
+            if slot > at {
+                break;
+            }
+            self.armed.pop_first();
+            due.push(id);
+        }
+        let mut gone = Vec::new();
+        for id in due {
+            if !self.leading() {
+                return;
+            }
+            let Some(stored) = self.live.get(&id) else {
+                continue;
+            };
+            let s = &stored.instance.summary;
+            // Cancelled meanwhile, or started by an earlier turn.
+            if s.status != InstanceStatus::Pending || !s.armed {
+                continue;
+            }
+            let (app, job) = (s.app.clone(), s.job.clone());
+            if !self.catalog.schedule_active(&app, &job) {
+                gone.push(id);
+                continue;
+            }
+            if let Err(e) = self.remake_if_edited(id).await {
+                self.stop(Stop::Broken(format!(
+                    "armed instance {id} not made again after an edit of its job: {e}"
+                )));
+                return;
+            }
+            let admission = self.admit(&app, &job, id);
+            let Some(stored) = self.live.get_mut(&id) else {
+                continue;
+            };
+            let s = &mut stored.instance.summary;
+            // Written with its next change (`running`, or the wait below).
+            s.armed = false;
+            let items: Vec<u32> = stored.instance.shards.iter().map(|sh| sh.item).collect();
+            if let Admission::Wait(reason) = &admission {
+                s.waiting = true;
+                s.reason = Some(reason.clone());
+                let dirty = Dirty {
+                    summary: true,
+                    ..Dirty::default()
+                };
+                match self.store.save(stored, dirty).await {
+                    Ok(()) => {}
+                    Err(NatsError::WrongRevision { .. }) => {
+                        tracing::warn!(instance = %id, "instance written by another scheduler");
+                        self.stop(Stop::Conflict);
+                        return;
+                    }
+                    Err(e) => {
+                        self.stop(Stop::Broken(format!("instance {id} not saved: {e}")));
+                        return;
+                    }
+                }
+            }
+            self.carry_out(&app, &job, id, admission, items).await;
+        }
+        self.remove_armed(gone).await;
+    }
+
+    /// Takes out of the store the armed instances whose job was paused or deleted before
+    /// their slot, in one round; one that fails is tried again later.
+    async fn remove_armed(&mut self, ids: Vec<InstanceId>) {
+        if ids.is_empty() {
+            return;
+        }
+        let taken: Vec<Stored> = ids.iter().filter_map(|id| self.live.remove(id)).collect();
+        let refs: Vec<&Stored> = taken.iter().collect();
+        let outcomes = self.store.remove_live_many(&refs).await;
+        let again = Timestamp(now().0.saturating_add(REMOVE_AGAIN));
+        for (stored, outcome) in taken.into_iter().zip(outcomes) {
+            let id = stored.instance.summary.id;
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(instance = %id, "its job was paused or deleted before its slot: the instance made ahead of it is taken out");
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "an instance made ahead of its slot, whose job no longer fires, not taken out yet; trying again");
+                    self.live.insert(id, stored);
+                    self.armed.insert((again, id));
+                }
+            }
+        }
+    }
+
+    /// Makes an armed instance again from its job as it is now, if the job was edited
+    /// since it was made (same id, slot and trigger; stored in its place).
+    async fn remake_if_edited(&mut self, id: InstanceId) -> Result<(), NatsError> {
+        let Some(stored) = self.live.get(&id) else {
+            return Ok(());
+        };
+        let s = &stored.instance.summary;
+        let Some(entry) = self.catalog.job(&s.app, &s.job) else {
+            return Ok(());
+        };
+        let items = match entry.spec.shard_items(&Default::default()) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(instance = %id, error = %e, "job cannot fire as edited; its armed instance runs as it was made");
+                return Ok(());
+            }
+        };
+        let new = entry
+            .spec
+            .new_instance(id, s.trigger, s.scheduled_at, items);
+        let mut fresh = self.build(new);
+        if same_work(&stored.instance, &fresh) {
+            return Ok(());
+        }
+        fresh.summary.armed = true;
+        tracing::info!(instance = %id, "its job was edited after it was made ahead of its slot: made again as the job is now");
+        let Some(stored) = self.live.get_mut(&id) else {
+            return Ok(());
+        };
+        self.store.replace(stored, fresh).await
+    }
+}
+
+/// Whether two instances of the same slot would run the same work (for `broadcast`,
+/// the number of shards follows the live workers and is not compared).
+fn same_work(a: &Instance, b: &Instance) -> bool {
+    let (x, y) = (&a.summary, &b.summary);
+    let shards_alike = x.routing == antares_schemas::spec::Routing::Broadcast
+        || (x.shard_total == y.shard_total
+            && a.shards.iter().zip(&b.shards).all(|(p, q)| p.param == q.param));
+    x.exec == y.exec
+        && x.params == y.params
+        && x.timeout_ms == y.timeout_ms
+        && x.retry == y.retry
+        && x.routing == y.routing
+        && x.workers == y.workers
+        && shards_alike
+}
