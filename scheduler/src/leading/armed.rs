@@ -16,8 +16,8 @@
 //! starts.
 
 use antares_nats::{NatsError, now};
-use antares_schemas::{InstanceId, Timestamp};
 use antares_schemas::instance::{Instance, InstanceStatus};
+use antares_schemas::{InstanceId, Timestamp};
 
 use super::{Leading, Stop};
 use crate::overlap::Admission;
@@ -53,7 +53,8 @@ impl Leading {
     /// Waits for a live armed instance's slot (a takeover's, or an adopted one's).
     pub(super) fn arm(&mut self, id: InstanceId) {
         if let Some(stored) = self.live.get(&id) {
-            self.armed.insert((stored.instance.summary.scheduled_at, id));
+            self.armed
+                .insert((stored.instance.summary.scheduled_at, id));
         }
     }
 
@@ -190,7 +191,10 @@ fn same_work(a: &Instance, b: &Instance) -> bool {
     let (x, y) = (&a.summary, &b.summary);
     let shards_alike = x.routing == antares_schemas::spec::Routing::Broadcast
         || (x.shard_total == y.shard_total
-            && a.shards.iter().zip(&b.shards).all(|(p, q)| p.param == q.param));
+            && a.shards
+                .iter()
+                .zip(&b.shards)
+                .all(|(p, q)| p.param == q.param));
     x.exec == y.exec
         && x.params == y.params
         && x.timeout_ms == y.timeout_ms

@@ -1,0 +1,186 @@
+//! Fires made ahead of their slot: stored `armed` before it, started at it (never
+//! before), once; an edit or a pause made before the slot applies to it; a scheduler
+//! killed while one is armed leaves it to the next leader, which starts it once.
+
+mod support;
+
+use std::time::Duration;
+
+use antares_nats::now;
+use antares_nats::wait::wait_for;
+use antares_schemas::instance::{InstanceStatus, InstanceSummary};
+use support::{Env, Recorder, antares_process};
+
+/// A job of `shop` firing every 4 s with these params.
+fn every_4s(name: &str, params: &str) -> String {
+    format!(
+        "app = \"shop\"\nname = \"{name}\"\nhandler = \"record\"\nparams = \"{params}\"\nschedule = {{ every = \"4s\" }}\n"
+    )
+}
+
+/// Waits for an instance of a job made ahead of its slot and not started yet.
+async fn armed(env: &Env, job: &str) -> anyhow::Result<InstanceSummary> {
+    let found = env
+        .instances_where("shop", job, 1, |s| {
+            s.armed && s.status == InstanceStatus::Pending
+        })
+        .await?;
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no armed instance of {job}"))
+}
+
+/// Checks that an instance made ahead ran once, from its slot on.
+fn ran_once_at_its_slot(rec: &Recorder, done: &InstanceSummary) {
+    assert_eq!(done.status, InstanceStatus::Success, "{done:?}");
+    assert!(!done.armed, "{done:?}");
+    let started = done.started_at.unwrap_or_default();
+    assert!(
+        started >= done.scheduled_at,
+        "started at {started} before its slot {}",
+        done.scheduled_at
+    );
+    assert_eq!(rec.seen_for(&done.id).len(), 1, "it ran once");
+}
+
+#[tokio::test]
+async fn a_fire_made_ahead_starts_at_its_slot_once() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply("shop", &every_4s("tick", "p")).await?;
+    let rec = Recorder::succeeding("record");
+    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
+        .await?;
+    env.scheduler_with("s1", |o| antares_scheduler::SchedulerOptions {
+        fire_ahead: Duration::from_secs(3),
+        ..o
+    })
+    .await?;
+
+    let first = armed(&env, "tick").await?;
+    // Stored with its claim: found by id alone while it waits for its slot.
+    assert_eq!(
+        env.admin.get_instance(&first.id).await?.summary.id,
+        first.id
+    );
+    assert!(
+        rec.seen_for(&first.id).is_empty(),
+        "no item of it runs before its slot"
+    );
+    let done = env.finished(&first.id).await?.summary;
+    ran_once_at_its_slot(&rec, &done);
+    // The next slot is made ahead as well, and runs once.
+    let next = env
+        .instances_where("shop", "tick", 1, |s| {
+            s.scheduled_at > done.scheduled_at && s.armed
+        })
+        .await?;
+    let next_id = next.first().map(|s| s.id).unwrap_or(done.id);
+    let done = env.finished(&next_id).await?.summary;
+    ran_once_at_its_slot(&rec, &done);
+    env.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_edit_or_a_pause_before_the_slot_applies_to_the_fire_made_ahead() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply("shop", &every_4s("edited", "old")).await?;
+    env.apply("shop", &every_4s("paused", "p")).await?;
+    let rec = Recorder::succeeding("record");
+    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
+        .await?;
+    env.scheduler_with("s1", |o| antares_scheduler::SchedulerOptions {
+        fire_ahead: Duration::from_secs(3),
+        ..o
+    })
+    .await?;
+
+    let (edited, paused) = (armed(&env, "edited").await?, armed(&env, "paused").await?);
+    env.apply("shop", &every_4s("edited", "new")).await?;
+    env.admin.set_job_enabled("shop", "paused", false).await?;
+
+    // The edited job's armed instance runs as the job is now, once.
+    let done = env.finished(&edited.id).await?.summary;
+    assert_eq!(done.params, "new");
+    ran_once_at_its_slot(&rec, &done);
+    assert!(rec.seen_for(&done.id).iter().all(|s| s.params == "new"));
+
+    // The paused job's is taken out at its slot: never run, not listed.
+    let admin = &env.admin;
+    let id = paused.id;
+    wait_for(
+        "the paused job's armed instance to be taken out",
+        Duration::from_secs(20),
+        || async move { admin.get_instance(&id).await.is_err().then_some(()) },
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    assert!(rec.seen_for(&id).is_empty(), "a paused job's slot ran");
+    let listed = env.all_instances("shop", "paused").await?;
+    assert!(
+        listed.iter().all(|s| s.scheduled_at < paused.scheduled_at),
+        "{}",
+        support::describe(&listed)
+    );
+    env.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fire_made_ahead_by_a_killed_scheduler_starts_once_under_the_next() -> anyhow::Result<()>
+{
+    let mut env = Env::start().await?;
+    env.apply("shop", &every_4s("tick", "p")).await?;
+    let rec = Recorder::succeeding("record");
+    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
+        .await?;
+    let url = env.server.url();
+    let scheduler = |id: &str| {
+        antares_process(
+            &url,
+            &[
+                "scheduler",
+                "--id",
+                id,
+                "--lease-ttl",
+                "2s",
+                "--lease-renew",
+                "500ms",
+                "--fire-ahead",
+                "3s",
+            ],
+        )
+    };
+    let mut first = scheduler("sched-a")?;
+    let env_ref = &env;
+    wait_for("sched-a to lead", Duration::from_secs(20), || async move {
+        env_ref.lease_holder().await.filter(|h| h == "sched-a")
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let _second = scheduler("sched-b")?;
+
+    // SIGKILL the leader while an instance waits for its slot.
+    let made = armed(&env, "tick").await?;
+    first.kill().await?;
+    let killed_at = now();
+    wait_for("sched-b to lead", Duration::from_secs(20), || async move {
+        env_ref.lease_holder().await.filter(|h| h == "sched-b")
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let done = env.finished(&made.id).await?.summary;
+    ran_once_at_its_slot(&rec, &done);
+    // The slots after it fire once each under the new leader.
+    let later = env
+        .instances_where("shop", "tick", 2, |s| {
+            s.status == InstanceStatus::Success && s.scheduled_at > killed_at
+        })
+        .await?;
+    for s in later {
+        ran_once_at_its_slot(&rec, &s);
+    }
+    env.stop().await;
+    Ok(())
+}
