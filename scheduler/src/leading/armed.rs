@@ -37,6 +37,9 @@ impl Leading {
         id: InstanceId,
         created: Result<Stored, CreateError>,
     ) -> Result<(), NatsError> {
+        if created.is_err() {
+            self.armed_from.remove(&id);
+        }
         match created {
             Ok(stored) => {
                 self.live.insert(id, stored);
@@ -75,6 +78,7 @@ impl Leading {
             if !self.leading() {
                 return;
             }
+            let made_from = self.armed_from.remove(&id);
             let Some(stored) = self.live.get(&id) else {
                 continue;
             };
@@ -88,7 +92,11 @@ impl Leading {
                 gone.push(id);
                 continue;
             }
-            if let Err(e) = self.remake_if_edited(id).await {
+            let edited = self
+                .catalog
+                .job(&app, &job)
+                .is_none_or(|e| Some(e.written) != made_from);
+            if edited && let Err(e) = self.remake_if_edited(id).await {
                 self.stop(Stop::Broken(format!(
                     "armed instance {id} not made again after an edit of its job: {e}"
                 )));

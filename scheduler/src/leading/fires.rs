@@ -238,6 +238,7 @@ impl Leading {
         for &(slot, kind) in &g.fires {
             let id = InstanceId::for_fire(&g.app, &g.job, slot);
             let entry = self.catalog.job(&g.app, &g.job)?;
+            let written = entry.written;
             let new = match entry.spec.shard_items(&Default::default()) {
                 Ok(_) if self.live.contains_key(&id) => None,
                 Ok(items) => Some(entry.spec.new_instance(id, kind, slot, items)),
@@ -248,6 +249,7 @@ impl Leading {
             };
             let admission = new.map(|new| {
                 if slot > at {
+                    self.armed_from.insert(id, written);
                     let mut instance = self.build(new);
                     instance.summary.armed = true;
                     instances.push(instance);

@@ -115,6 +115,9 @@ pub(crate) struct Leading {
     fire_ahead: i64,
     /// Instances made ahead of their slot, by slot: started when it comes.
     armed: BTreeSet<(Timestamp, InstanceId)>,
+    /// When the job spec each instance armed by this round was made from was written
+    /// (one made from the spec in force at its slot need not be compared with it).
+    armed_from: HashMap<InstanceId, Timestamp>,
     /// The last slot fired per job, as stored in the cursors bucket.
     cursors: HashMap<(String, String), Timestamp>,
     /// Slots due, waiting for a batch of the fire pipeline.
@@ -199,6 +202,7 @@ impl Leading {
             timers: Timers::default(),
             fire_ahead: i64::try_from(fire_ahead.as_millis()).unwrap_or(i64::MAX),
             armed: BTreeSet::new(),
+            armed_from: HashMap::new(),
             cursors: HashMap::new(),
             cursors_unsaved: HashMap::new(),
             backlog: fires::Backlog::default(),
