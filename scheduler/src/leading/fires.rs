@@ -8,7 +8,9 @@
 //! [`super::launch`]) and writes the batch's cursors in one more round beside the loop.
 //! At most [`BATCHES_IN_FLIGHT`] batches are in flight, so a burst of 100,000 slots is
 //! bounded in memory and never keeps the loop from its other inputs (results,
-//! triggers, the lease).
+//! triggers, the lease). Slots enter the pipeline up to the fire-ahead time before
+//! they are due: an instance whose slot has not come yet is stored `armed`, and its
+//! admission and items wait for the slot ([`super::armed`]).
 //!
 //! The backlog is served earliest deadline first: a job's fire is due before its next
 //! slot, so a job firing every second goes ahead of a burst of jobs firing every

@@ -11,7 +11,8 @@
 //!
 //! The leader's state is private to this module; each step of its work is a file of it:
 //! `schedules` (planning from cursors), `fires` (the pipeline that
-//! turns due slots into instances in batches), `triggers`, `launch` (creating instances and
+//! turns due slots into instances in batches), `armed` (instances made ahead of their
+//! slot, started at it), `triggers`, `launch` (creating instances and
 //! publishing shard items), `routing` (which worker gets each item, and moving items
 //! off workers that are gone), `results` (folding reports), `effects` (carrying out what
 //! the state machine asks), and the maintenance steps `recover` (taking over what a
