@@ -23,6 +23,8 @@ use super::{Leading, Stop};
 use crate::overlap::Admission;
 use crate::store::{CreateError, Dirty, Stored};
 
+/// Most armed instances of ordinary fires started in one turn of the loop.
+const STARTS_PER_TURN: usize = 512;
 /// When taking out an armed instance whose job no longer fires is tried again.
 const REMOVE_AGAIN: i64 = 1000;
 
@@ -62,17 +64,30 @@ impl Leading {
     }
 
     /// Starts the armed instances whose slot has come: each is admitted by its job's
-    /// overlap policy as it stands now, and its items are queued.
+    /// overlap policy as it stands now, and its items are queued. Those of urgent fires
+    /// go first; of the others at most [`STARTS_PER_TURN`] start in one turn of the
+    /// loop (the rest in the next turns), so a burst's slot does not hold up the loop.
     pub(super) async fn start_armed(&mut self) {
         let at = now();
-        let mut due = Vec::new();
+        let mut urgent = Vec::new();
+        let mut others = Vec::new();
         while let Some(&(slot, id)) = self.armed.first() {
             if slot > at {
                 break;
             }
             self.armed.pop_first();
-            due.push(id);
+            if self.lane_ids.contains(&id) {
+                urgent.push(id);
+            } else {
+                others.push((slot, id));
+            }
         }
+        if others.len() > STARTS_PER_TURN {
+            self.armed.extend(others.drain(STARTS_PER_TURN..));
+        }
+        let due = urgent
+            .into_iter()
+            .chain(others.into_iter().map(|(_, id)| id));
         let mut gone = Vec::new();
         for id in due {
             if !self.leading() {
