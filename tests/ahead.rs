@@ -1,6 +1,7 @@
 //! Fires made ahead of their slot: stored `armed` before it, started at it (never
-//! before), once; an edit or a pause made before the slot applies to it; a scheduler
-//! killed while one is armed leaves it to the next leader, which starts it once.
+//! before), once; an edit, a pause or a new schedule made before the slot applies to
+//! it; a scheduler killed while one is armed leaves it to the next leader, which starts
+//! it once.
 
 mod support;
 
@@ -83,10 +84,12 @@ async fn a_fire_made_ahead_starts_at_its_slot_once() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn an_edit_or_a_pause_before_the_slot_applies_to_the_fire_made_ahead() -> anyhow::Result<()> {
+async fn an_edit_a_pause_or_a_new_schedule_before_the_slot_applies_to_the_fire_made_ahead()
+-> anyhow::Result<()> {
     let mut env = Env::start().await?;
     env.apply("shop", &every_4s("edited", "old")).await?;
     env.apply("shop", &every_4s("paused", "p")).await?;
+    env.apply("shop", &every_4s("moved", "p")).await?;
     let rec = Recorder::succeeding("record");
     env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
         .await?;
@@ -97,8 +100,15 @@ async fn an_edit_or_a_pause_before_the_slot_applies_to_the_fire_made_ahead() -> 
     .await?;
 
     let (edited, paused) = (armed(&env, "edited").await?, armed(&env, "paused").await?);
+    let moved = armed(&env, "moved").await?;
     env.apply("shop", &every_4s("edited", "new")).await?;
     env.admin.set_job_enabled("shop", "paused", false).await?;
+    // Rescheduled to a time its armed slot is not.
+    env.apply(
+        "shop",
+        "app = \"shop\"\nname = \"moved\"\nhandler = \"record\"\nschedule = { cron = \"0 0 1 1 *\" }\n",
+    )
+    .await?;
 
     // The edited job's armed instance runs as the job is now, once.
     let done = env.finished(&edited.id).await?.summary;
@@ -106,23 +116,26 @@ async fn an_edit_or_a_pause_before_the_slot_applies_to_the_fire_made_ahead() -> 
     ran_once_at_its_slot(&rec, &done);
     assert!(rec.seen_for(&done.id).iter().all(|s| s.params == "new"));
 
-    // The paused job's is taken out at its slot: never run, not listed.
-    let admin = &env.admin;
-    let id = paused.id;
-    wait_for(
-        "the paused job's armed instance to be taken out",
-        Duration::from_secs(20),
-        || async move { admin.get_instance(&id).await.is_err().then_some(()) },
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
-    assert!(rec.seen_for(&id).is_empty(), "a paused job's slot ran");
-    let listed = env.all_instances("shop", "paused").await?;
-    assert!(
-        listed.iter().all(|s| s.scheduled_at < paused.scheduled_at),
-        "{}",
-        support::describe(&listed)
-    );
+    // The paused job's and the rescheduled job's are taken out at their slot: never
+    // run, not listed.
+    for (job, made) in [("paused", &paused), ("moved", &moved)] {
+        let admin = &env.admin;
+        let id = made.id;
+        wait_for(
+            &format!("the {job} job's armed instance to be taken out"),
+            Duration::from_secs(20),
+            || async move { admin.get_instance(&id).await.is_err().then_some(()) },
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        assert!(rec.seen_for(&id).is_empty(), "{job}: its slot ran");
+        let listed = env.all_instances("shop", job).await?;
+        assert!(
+            listed.iter().all(|s| s.scheduled_at < made.scheduled_at),
+            "{job}: {}",
+            support::describe(&listed)
+        );
+    }
     env.stop().await;
     Ok(())
 }

@@ -10,10 +10,10 @@
 //! An armed instance is live like any other: a scheduler that takes over finds it and
 //! starts it at its slot (at once when that has passed), unless some of its items are
 //! out already, which means it was started. At its slot, an instance whose job was
-//! paused or deleted meanwhile is taken out of the store (its slot fell while the job
-//! did not fire, and its cursor is past it, so nothing makes it again); one whose job
-//! was edited is made again from the job as it is now (same id, same slot) before it
-//! starts.
+//! paused or deleted meanwhile, or whose schedule no longer has the slot, is taken out
+//! of the store (the job did not fire then, and its cursor is past the slot, so nothing
+//! makes it again); one whose job was edited otherwise is made again from the job as it
+//! is now (same id, same slot) before it starts.
 
 use antares_nats::{NatsError, now};
 use antares_schemas::instance::{Instance, InstanceStatus};
@@ -102,15 +102,23 @@ impl Leading {
             if s.status != InstanceStatus::Pending || !s.armed {
                 continue;
             }
-            let (app, job) = (s.app.clone(), s.job.clone());
+            let (app, job, slot) = (s.app.clone(), s.job.clone(), s.scheduled_at);
             if !self.catalog.schedule_active(&app, &job) {
                 gone.push(id);
                 continue;
             }
-            let edited = self
-                .catalog
-                .job(&app, &job)
-                .is_none_or(|e| Some(e.written) != made_from);
+            let entry = self.catalog.job(&app, &job);
+            let edited = entry.as_ref().is_none_or(|e| Some(e.written) != made_from);
+            let still_a_slot = entry
+                .as_ref()
+                .and_then(|e| e.schedule.as_ref())
+                .is_some_and(|sch| {
+                    sch.next_after(Timestamp(slot.0.saturating_sub(1))) == Some(slot)
+                });
+            if edited && !still_a_slot {
+                gone.push(id);
+                continue;
+            }
             if edited && let Err(e) = self.remake_if_edited(id).await {
                 self.stop(Stop::Broken(format!(
                     "armed instance {id} not made again after an edit of its job: {e}"
@@ -150,8 +158,9 @@ impl Leading {
         self.remove_armed(gone).await;
     }
 
-    /// Takes out of the store the armed instances whose job was paused or deleted before
-    /// their slot, in one round; one that fails is tried again later.
+    /// Takes out of the store the armed instances whose job no longer fires at their
+    /// slot (paused, deleted, or rescheduled before it), in one round; one that fails is
+    /// tried again later.
     async fn remove_armed(&mut self, ids: Vec<InstanceId>) {
         if ids.is_empty() {
             return;
@@ -164,10 +173,10 @@ impl Leading {
             let id = stored.instance.summary.id;
             match outcome {
                 Ok(()) => {
-                    tracing::info!(instance = %id, "its job was paused or deleted before its slot: the instance made ahead of it is taken out");
+                    tracing::info!(instance = %id, "its job no longer fires at its slot (paused, deleted or rescheduled): the instance made ahead of it is taken out");
                 }
                 Err(e) => {
-                    tracing::warn!(instance = %id, error = %e, "an instance made ahead of its slot, whose job no longer fires, not taken out yet; trying again");
+                    tracing::warn!(instance = %id, error = %e, "an instance made ahead of its slot, whose job no longer fires then, not taken out yet; trying again");
                     self.live.insert(id, stored);
                     self.armed.insert((again, id));
                 }
