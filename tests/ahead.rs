@@ -10,7 +10,7 @@ use std::time::Duration;
 use antares_nats::now;
 use antares_nats::wait::wait_for;
 use antares_schemas::instance::{InstanceStatus, InstanceSummary};
-use support::{Env, Recorder, antares_process};
+use support::{Env, Recorder, scheduler_process_with};
 
 /// A job of `shop` firing every 4 s with these params.
 fn every_4s(name: &str, params: &str) -> String {
@@ -45,10 +45,13 @@ fn ran_once_at_its_slot(rec: &Recorder, done: &InstanceSummary) {
     assert_eq!(rec.seen_for(&done.id).len(), 1, "it ran once");
 }
 
-#[tokio::test]
-async fn a_fire_made_ahead_starts_at_its_slot_once() -> anyhow::Result<()> {
+/// A server with these jobs of `shop` (every 4 s, `record`), a worker recording what
+/// it runs, and a scheduler making fires 3 s ahead.
+async fn made_ahead(jobs: &[(&str, &str)]) -> anyhow::Result<(Env, Recorder)> {
     let mut env = Env::start().await?;
-    env.apply("shop", &every_4s("tick", "p")).await?;
+    for (job, params) in jobs {
+        env.apply("shop", &every_4s(job, params)).await?;
+    }
     let rec = Recorder::succeeding("record");
     env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
         .await?;
@@ -57,6 +60,12 @@ async fn a_fire_made_ahead_starts_at_its_slot_once() -> anyhow::Result<()> {
         ..o
     })
     .await?;
+    Ok((env, rec))
+}
+
+#[tokio::test]
+async fn a_fire_made_ahead_starts_at_its_slot_once() -> anyhow::Result<()> {
+    let (mut env, rec) = made_ahead(&[("tick", "p")]).await?;
 
     let first = armed(&env, "tick").await?;
     // Stored with its claim: found by id alone while it waits for its slot.
@@ -86,18 +95,7 @@ async fn a_fire_made_ahead_starts_at_its_slot_once() -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_edit_a_pause_or_a_new_schedule_before_the_slot_applies_to_the_fire_made_ahead()
 -> anyhow::Result<()> {
-    let mut env = Env::start().await?;
-    env.apply("shop", &every_4s("edited", "old")).await?;
-    env.apply("shop", &every_4s("paused", "p")).await?;
-    env.apply("shop", &every_4s("moved", "p")).await?;
-    let rec = Recorder::succeeding("record");
-    env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
-        .await?;
-    env.scheduler_with("s1", |o| antares_scheduler::SchedulerOptions {
-        fire_ahead: Duration::from_secs(3),
-        ..o
-    })
-    .await?;
+    let (mut env, rec) = made_ahead(&[("edited", "old"), ("paused", "p"), ("moved", "p")]).await?;
 
     let (edited, paused) = (armed(&env, "edited").await?, armed(&env, "paused").await?);
     let moved = armed(&env, "moved").await?;
@@ -149,40 +147,16 @@ async fn a_fire_made_ahead_by_a_killed_scheduler_starts_once_under_the_next() ->
     env.run_worker(env.worker("shop").register(rec.clone()).concurrency(4))
         .await?;
     let url = env.server.url();
-    let scheduler = |id: &str| {
-        antares_process(
-            &url,
-            &[
-                "scheduler",
-                "--id",
-                id,
-                "--lease-ttl",
-                "2s",
-                "--lease-renew",
-                "500ms",
-                "--fire-ahead",
-                "3s",
-            ],
-        )
-    };
-    let mut first = scheduler("sched-a")?;
-    let env_ref = &env;
-    wait_for("sched-a to lead", Duration::from_secs(20), || async move {
-        env_ref.lease_holder().await.filter(|h| h == "sched-a")
-    })
-    .await
-    .map_err(anyhow::Error::msg)?;
-    let _second = scheduler("sched-b")?;
+    let ahead = ["--fire-ahead", "3s"];
+    let mut first = scheduler_process_with(&url, "sched-a", &ahead)?;
+    env.wait_lease("sched-a").await?;
+    let _second = scheduler_process_with(&url, "sched-b", &ahead)?;
 
     // SIGKILL the leader while an instance waits for its slot.
     let made = armed(&env, "tick").await?;
     first.kill().await?;
     let killed_at = now();
-    wait_for("sched-b to lead", Duration::from_secs(20), || async move {
-        env_ref.lease_holder().await.filter(|h| h == "sched-b")
-    })
-    .await
-    .map_err(anyhow::Error::msg)?;
+    env.wait_lease("sched-b").await?;
     let done = env.finished(&made.id).await?.summary;
     ran_once_at_its_slot(&rec, &done);
     // The slots after it fire once each under the new leader.

@@ -419,18 +419,26 @@ pub fn antares_process(url: &str, args: &[&str]) -> anyhow::Result<tokio::proces
 
 /// An `antares scheduler` process with a short lease (2 s, renewed every 500 ms).
 pub fn scheduler_process(url: &str, id: &str) -> anyhow::Result<tokio::process::Child> {
-    antares_process(
-        url,
-        &[
-            "scheduler",
-            "--id",
-            id,
-            "--lease-ttl",
-            "2s",
-            "--lease-renew",
-            "500ms",
-        ],
-    )
+    scheduler_process_with(url, id, &[])
+}
+
+/// [`scheduler_process`] with more flags.
+pub fn scheduler_process_with(
+    url: &str,
+    id: &str,
+    more: &[&str],
+) -> anyhow::Result<tokio::process::Child> {
+    let mut args = vec![
+        "scheduler",
+        "--id",
+        id,
+        "--lease-ttl",
+        "2s",
+        "--lease-renew",
+        "500ms",
+    ];
+    args.extend_from_slice(more);
+    antares_process(url, &args)
 }
 
 /// An `antares worker` process of `app`.
@@ -493,6 +501,17 @@ impl Env {
             .ok()
             .flatten()
             .map(|h| h.record.holder)
+    }
+
+    /// Waits until the scheduler `id` holds the (first) lease.
+    pub async fn wait_lease(&self, id: &str) -> anyhow::Result<()> {
+        wait_for(
+            &format!("{id} to lead"),
+            Duration::from_secs(20),
+            || async move { self.lease_holder().await.filter(|h| h == id).map(|_| ()) },
+        )
+        .await
+        .map_err(anyhow::Error::msg)
     }
 
     /// Waits until these workers of `app` beat.
