@@ -171,3 +171,65 @@ async fn a_fire_made_ahead_by_a_killed_scheduler_starts_once_under_the_next() ->
     env.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_overlap_of_a_fire_made_ahead_is_decided_at_its_slot() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    for (job, overlap) in [("discarding", "discard"), ("serial", "serial")] {
+        env.apply(
+            "shop",
+            &format!(
+                "app = \"shop\"\nname = \"{job}\"\nhandler = \"sleep\"\nparams = \"1500ms\"\n\
+                 overlap = \"{overlap}\"\nschedule = {{ every = \"1s\" }}\n"
+            ),
+        )
+        .await?;
+    }
+    env.run_worker(env.worker("shop").concurrency(4)).await?;
+    env.scheduler_with("s1", |o| antares_scheduler::SchedulerOptions {
+        fire_ahead: Duration::from_secs(3),
+        ..o
+    })
+    .await?;
+
+    // Made while the one before it was not running yet, skipped at its slot because it
+    // was: never run, with the reason.
+    let skipped = env
+        .instances_where("shop", "discarding", 1, |s| {
+            s.status == InstanceStatus::Skipped
+        })
+        .await?;
+    for s in &skipped {
+        let reason = s.reason.clone().unwrap_or_default();
+        assert!(reason.contains("still running"), "{reason}");
+        assert_eq!(s.shard_counts.cancelled, s.shard_total, "{s:?}");
+    }
+    // Serial: each waits at its slot for the one before it, and they never overlap.
+    let done = env
+        .instances_where("shop", "serial", 3, |s| s.status == InstanceStatus::Success)
+        .await?;
+    let mut spans: Vec<(i64, i64)> = done
+        .iter()
+        .map(|s| {
+            (
+                s.started_at.map_or(0, |t| t.millis()),
+                s.finished_at.map_or(i64::MAX, |t| t.millis()),
+            )
+        })
+        .collect();
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "serial instances overlapped: {spans:?}"
+        );
+    }
+    assert!(
+        done.iter()
+            .any(|s| s.started_at.is_some_and(|t| t.since(s.scheduled_at) >= 400)),
+        "one waited for the one before it: {}",
+        support::describe(&done)
+    );
+    env.stop().await;
+    Ok(())
+}

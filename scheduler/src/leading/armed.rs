@@ -17,6 +17,7 @@
 
 use antares_nats::{NatsError, now};
 use antares_schemas::instance::{Instance, InstanceStatus};
+use antares_schemas::machine::Input;
 use antares_schemas::{InstanceId, Timestamp};
 
 use super::{Leading, Stop};
@@ -89,6 +90,7 @@ impl Leading {
             .into_iter()
             .chain(others.into_iter().map(|(_, id)| id));
         let mut gone = Vec::new();
+        let mut skips = Vec::new();
         for id in due {
             if !self.leading() {
                 return;
@@ -153,8 +155,13 @@ impl Leading {
                     }
                 }
             }
-            self.carry_out(&app, &job, id, admission, items).await;
+            match admission {
+                // Written together below.
+                Admission::Skip(reason) => skips.push((id, Input::Skip { reason })),
+                admission => self.carry_out(&app, &job, id, admission, items).await,
+            }
         }
+        self.apply_many(skips).await;
         self.remove_armed(gone).await;
     }
 
