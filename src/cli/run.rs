@@ -39,7 +39,7 @@ pub struct SchedulerArgs {
     no_worker_wait: Option<String>,
     /// How long before its slot a scheduled fire is made (its id claimed, its instance
     /// stored `pending`), so that at the slot only its items are queued; at most 10s,
-    /// 0s makes each fire at its slot [default: 250ms]
+    /// 0s makes each fire at its slot
     #[arg(long, value_name = "DURATION")]
     fire_ahead: Option<String>,
     /// Mail server for alarm emails: smtp://host:port (plain; add ?tls=required for
