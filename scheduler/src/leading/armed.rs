@@ -36,7 +36,7 @@ impl Leading {
         &mut self,
         app: &str,
         job: &str,
-        slot: antares_schemas::Timestamp,
+        slot: Timestamp,
         id: InstanceId,
         created: Result<Stored, CreateError>,
     ) -> Result<(), NatsError> {
@@ -69,6 +69,9 @@ impl Leading {
     /// go first; of the others at most [`STARTS_PER_TURN`] start in one turn of the
     /// loop (the rest in the next turns), so a burst's slot does not hold up the loop.
     pub(super) async fn start_armed(&mut self) {
+        if !self.leading() {
+            return;
+        }
         let at = now();
         let mut urgent = Vec::new();
         let mut others = Vec::new();
@@ -89,12 +92,12 @@ impl Leading {
         let due = urgent
             .into_iter()
             .chain(others.into_iter().map(|(_, id)| id));
+        // Which still fire, and which were made from a spec edited since: the latter
+        // are made again, all in one round, before any is admitted.
         let mut gone = Vec::new();
-        let mut skips = Vec::new();
+        let mut ready = Vec::new();
+        let mut remade = Vec::new();
         for id in due {
-            if !self.leading() {
-                return;
-            }
             let made_from = self.armed_from.remove(&id);
             let Some(stored) = self.live.get(&id) else {
                 continue;
@@ -121,10 +124,22 @@ impl Leading {
                 gone.push(id);
                 continue;
             }
-            if edited && let Err(e) = self.remake_if_edited(id).await {
-                self.stop(Stop::Broken(format!(
-                    "armed instance {id} not made again after an edit of its job: {e}"
-                )));
+            if edited && let Some(fresh) = self.remade(id) {
+                remade.push((id, fresh));
+            }
+            ready.push((id, app, job));
+        }
+        self.remove_armed(gone).await;
+        if let Err(e) = self.replace_armed(remade).await {
+            self.stop(Stop::Broken(format!(
+                "armed instances not made again after an edit of their job: {e}"
+            )));
+            return;
+        }
+        let mut skips = Vec::new();
+        let mut waits = Vec::new();
+        for (id, app, job) in ready {
+            if !self.leading() {
                 return;
             }
             let admission = self.admit(&app, &job, id);
@@ -132,37 +147,64 @@ impl Leading {
                 continue;
             };
             let s = &mut stored.instance.summary;
-            // Written with its next change (`running`, or the wait below).
+            // Written with its next change (`running`, skipped, or the wait below).
             s.armed = false;
             let items: Vec<u32> = stored.instance.shards.iter().map(|sh| sh.item).collect();
-            if let Admission::Wait(reason) = &admission {
-                s.waiting = true;
-                s.reason = Some(reason.clone());
-                let dirty = Dirty {
-                    summary: true,
-                    ..Dirty::default()
-                };
-                match self.store.save(stored, dirty).await {
-                    Ok(()) => {}
-                    Err(NatsError::WrongRevision { .. }) => {
-                        tracing::warn!(instance = %id, "instance written by another scheduler");
-                        self.stop(Stop::Conflict);
-                        return;
-                    }
-                    Err(e) => {
-                        self.stop(Stop::Broken(format!("instance {id} not saved: {e}")));
-                        return;
-                    }
-                }
-            }
             match admission {
-                // Written together below.
                 Admission::Skip(reason) => skips.push((id, Input::Skip { reason })),
+                Admission::Wait(reason) => {
+                    s.waiting = true;
+                    s.reason = Some(reason);
+                    waits.push((id, app, job));
+                }
                 admission => self.carry_out(&app, &job, id, admission, items).await,
             }
         }
         self.apply_many(skips).await;
-        self.remove_armed(gone).await;
+        self.save_waiting(waits).await;
+    }
+
+    /// Saves armed instances left waiting their turn at their slot, in one round, then
+    /// admits whichever may start by then.
+    async fn save_waiting(&mut self, waits: Vec<(InstanceId, String, String)>) {
+        if waits.is_empty() {
+            return;
+        }
+        let mut taken: Vec<Stored> = waits
+            .iter()
+            .filter_map(|(id, _, _)| self.live.remove(id))
+            .collect();
+        let outcomes = {
+            let mut batch: Vec<(&mut Stored, Dirty)> = taken
+                .iter_mut()
+                .map(|s| {
+                    let dirty = Dirty {
+                        summary: true,
+                        ..Dirty::default()
+                    };
+                    (s, dirty)
+                })
+                .collect();
+            self.store.save_many(&mut batch).await
+        };
+        for (stored, outcome) in taken.into_iter().zip(outcomes) {
+            let id = stored.instance.summary.id;
+            self.live.insert(id, stored);
+            match outcome {
+                Ok(()) => {}
+                Err(NatsError::WrongRevision { .. }) => {
+                    tracing::warn!(instance = %id, "instance written by another scheduler");
+                    self.stop(Stop::Conflict);
+                }
+                Err(e) => self.stop(Stop::Broken(format!("instance {id} not saved: {e}"))),
+            }
+        }
+        for (_, app, job) in waits {
+            if !self.leading() {
+                return;
+            }
+            self.admit_waiting(&app, &job);
+        }
     }
 
     /// Takes out of the store the armed instances whose job no longer fires at their
@@ -191,21 +233,17 @@ impl Leading {
         }
     }
 
-    /// Makes an armed instance again from its job as it is now, if the job was edited
-    /// since it was made (same id, slot and trigger; stored in its place).
-    async fn remake_if_edited(&mut self, id: InstanceId) -> Result<(), NatsError> {
-        let Some(stored) = self.live.get(&id) else {
-            return Ok(());
-        };
+    /// An armed instance made again from its job as it is now (same id, slot and
+    /// trigger), if that makes different work.
+    fn remade(&self, id: InstanceId) -> Option<Instance> {
+        let stored = self.live.get(&id)?;
         let s = &stored.instance.summary;
-        let Some(entry) = self.catalog.job(&s.app, &s.job) else {
-            return Ok(());
-        };
+        let entry = self.catalog.job(&s.app, &s.job)?;
         let items = match entry.spec.shard_items(&Default::default()) {
             Ok(items) => items,
             Err(e) => {
                 tracing::error!(instance = %id, error = %e, "job cannot fire as edited; its armed instance runs as it was made");
-                return Ok(());
+                return None;
             }
         };
         let new = entry
@@ -213,14 +251,31 @@ impl Leading {
             .new_instance(id, s.trigger, s.scheduled_at, items);
         let mut fresh = self.build(new);
         if same_work(&stored.instance, &fresh) {
-            return Ok(());
+            return None;
         }
         fresh.summary.armed = true;
         tracing::info!(instance = %id, "its job was edited after it was made ahead of its slot: made again as the job is now");
-        let Some(stored) = self.live.get_mut(&id) else {
+        Some(fresh)
+    }
+
+    /// Stores armed instances made again in place of the ones they replace, in one
+    /// round.
+    async fn replace_armed(
+        &mut self,
+        remade: Vec<(InstanceId, Instance)>,
+    ) -> Result<(), NatsError> {
+        if remade.is_empty() {
             return Ok(());
-        };
-        self.store.replace(stored, fresh).await
+        }
+        let mut pairs: Vec<(Stored, Instance)> = remade
+            .into_iter()
+            .filter_map(|(id, fresh)| self.live.remove(&id).map(|s| (s, fresh)))
+            .collect();
+        let outcome = self.store.replace_many(&mut pairs).await;
+        for (stored, _) in pairs {
+            self.live.insert(stored.instance.summary.id, stored);
+        }
+        outcome
     }
 }
 

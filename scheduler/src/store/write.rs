@@ -220,27 +220,35 @@ impl InstanceStore {
             .collect()
     }
 
-    /// Replaces a `pending` instance none of whose items went out by another made for
-    /// the same id (its job was edited after it was made): the summary and every chunk
-    /// are written again, revision-checked, and chunks it no longer has are purged.
-    pub async fn replace(&self, stored: &mut Stored, instance: Instance) -> Result<(), NatsError> {
+    /// Replaces `pending` instances none of whose items went out by others made for the
+    /// same ids (their job was edited after they were made), in one round: each summary
+    /// and every chunk written again, revision-checked; then chunks they no longer have
+    /// are purged. Each pair's `Stored` holds the new instance afterwards.
+    pub async fn replace_many(&self, pairs: &mut [(Stored, Instance)]) -> Result<(), NatsError> {
         let live = &self.live.name;
         let ttl = std::time::Duration::from_secs(60);
-        let (old, new) = (
-            stored.instance.summary.chunk_count(),
-            instance.summary.chunk_count(),
-        );
-        let gone: Vec<Write> = (new..old)
-            .map(|c| Write::purge(live, self.chunk_key(&stored.instance.summary, c)).with_ttl(ttl))
-            .collect();
-        stored.chunk_revs.resize(new as usize, 0);
-        let mut dirty = Dirty {
-            summary: true,
-            ..Dirty::default()
-        };
-        dirty.changed = (0..instance.summary.shard_total).collect();
-        stored.instance = instance;
-        self.save(stored, dirty).await?;
+        let mut gone = Vec::new();
+        let mut batch = Vec::with_capacity(pairs.len());
+        for (stored, fresh) in pairs.iter_mut() {
+            let (old, new) = (
+                stored.instance.summary.chunk_count(),
+                fresh.summary.chunk_count(),
+            );
+            gone.extend((new..old).map(|c| {
+                Write::purge(live, self.chunk_key(&stored.instance.summary, c)).with_ttl(ttl)
+            }));
+            stored.chunk_revs.resize(new as usize, 0);
+            let mut dirty = Dirty {
+                summary: true,
+                ..Dirty::default()
+            };
+            dirty.changed = (0..fresh.summary.shard_total).collect();
+            stored.instance = fresh.clone();
+            batch.push((stored, dirty));
+        }
+        for r in self.save_many(&mut batch).await {
+            r?;
+        }
         for r in kv::write_all(&self.nats, gone).await {
             r?;
         }
