@@ -231,6 +231,7 @@ async fn a_half_published_launch_completes_without_running_an_item_twice() -> an
         run: 1,
         attempt_base: 0,
         urgent: false,
+        not_before: None,
     };
     env.nats
         .js

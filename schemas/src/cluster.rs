@@ -32,6 +32,10 @@ pub struct WorkerInfo {
     /// Whether it runs http jobs (absent: no).
     #[serde(default)]
     pub http: bool,
+    /// Whether it holds a task until its `not_before` (absent: no, and the scheduler
+    /// queues the app's fires only at their slot).
+    #[serde(default)]
+    pub holds: bool,
     /// Antares version.
     pub version: String,
 }

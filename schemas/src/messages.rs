@@ -113,6 +113,13 @@ pub struct ShardTask {
     /// reports on the usual subject, which is as correct, only slower under load.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub urgent: bool,
+    /// Not to begin before this time: the scheduler queues a scheduled fire's items a
+    /// little ahead of its slot, and the worker holds the task (its slot taken, the
+    /// message kept with in-progress acks) until then. Sent only to apps whose live
+    /// workers all say they hold ([`WorkerInfo::holds`](crate::cluster::WorkerInfo::holds));
+    /// absent on every other task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
 }
 
 fn first_run() -> u32 {
@@ -471,6 +478,7 @@ mod tests {
             run: 2,
             attempt_base: 3,
             urgent: false,
+            not_before: None,
         };
         let bytes = rmp_serde::to_vec_named(&task).expect("encode");
         assert_eq!(
@@ -488,6 +496,17 @@ mod tests {
         assert_eq!(
             rmp_serde::from_slice::<ShardTask>(&bytes_urgent).expect("decode"),
             urgent
+        );
+        // So is `not_before`.
+        let held = ShardTask {
+            not_before: Some(Timestamp(7)),
+            ..task.clone()
+        };
+        let bytes_held = rmp_serde::to_vec_named(&held).expect("encode");
+        assert!(bytes_held.len() > bytes.len());
+        assert_eq!(
+            rmp_serde::from_slice::<ShardTask>(&bytes_held).expect("decode"),
+            held
         );
         let report = ShardReport {
             instance: id,

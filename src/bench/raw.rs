@@ -75,6 +75,7 @@ pub(super) fn shard_sized_payload(total: u32) -> anyhow::Result<Bytes> {
         run: 1,
         attempt_base: 0,
         urgent: false,
+        not_before: None,
     };
     Ok(codec::encode("shard task", &task)?)
 }

@@ -291,6 +291,7 @@ impl Env {
             allow_scripts: false,
             plugins: vec!["noop".into()],
             http: false,
+            holds: false,
             version: "0".into(),
         };
         let topo = &self.nats.topo;

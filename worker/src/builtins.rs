@@ -94,6 +94,7 @@ mod tests {
             run: 1,
             attempt_base: 0,
             urgent: false,
+            not_before: None,
         };
         JobContext::detached(task, 1)
     }

@@ -38,6 +38,7 @@ fn info(shared: &Shared, me: &Identity) -> WorkerInfo {
         allow_scripts: shared.allow_scripts,
         plugins: me.plugins.clone(),
         http: shared.http.is_some(),
+        holds: true,
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

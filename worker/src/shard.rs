@@ -2,7 +2,8 @@
 //!
 //! 1. decode the [`ShardTask`] (a message that is not one is terminated: it can never run)
 //!    and register the shard in the worker's [`Stoppers`], so a stop message from the
-//!    scheduler reaches it;
+//!    scheduler reaches it; a task with a `not_before` is held until then (a stop while
+//!    held ends it without running it);
 //! 2. report `Started` (core publish: best effort, the results stream captures it) once
 //!    the job has run for `report_start_after`; a shard that ends sooner is reported by
 //!    its `Finished` report alone, which carries its start time;
@@ -146,9 +147,18 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
         settle(&msg, Settle::Nak(Some(HAND_BACK_DELAY))).await;
         return;
     }
+    // Registered first, so a stop reaches it while it is held for its time.
+    let (_registration, mut stop) = shared.stoppers.register(task.instance, task.item, task.run);
+    let stopped_early = match hold(&shared, &msg, &task, &mut stop).await {
+        Held::Due => None,
+        Held::Stopped(stop) => Some(stop),
+        Held::ShuttingDown => {
+            settle(&msg, Settle::Nak(None)).await;
+            return;
+        }
+    };
     let _running = RunningGuard::new(&shared);
     let clock = Instant::now();
-    let (_registration, stop) = shared.stoppers.register(task.instance, task.item, task.run);
     let attempt = task.attempt_base.saturating_add(queue::attempt(&msg));
     let topo = &shared.nats.topo;
     let urgent = task.urgent && shared.urgent_off_until.load(Ordering::Relaxed) <= now().0;
@@ -186,16 +196,21 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
             Err(e) => tracing::warn!("{e}"),
         }
     };
-    let running = run(&shared, &msg, task.clone(), attempt, stop);
-    let outcome = if delay.is_zero() {
-        report_start.await;
-        running.await
+    let outcome = if let Some(stop) = stopped_early {
+        tracing::info!("{} before it began", stop.why);
+        Some(stop.outcome)
     } else {
-        tokio::pin!(running);
-        tokio::select! {
-            biased;
-            outcome = &mut running => outcome,
-            () = report_start => running.await,
+        let running = run(&shared, &msg, task.clone(), attempt, stop);
+        if delay.is_zero() {
+            report_start.await;
+            running.await
+        } else {
+            tokio::pin!(running);
+            tokio::select! {
+                biased;
+                outcome = &mut running => outcome,
+                () = report_start => running.await,
+            }
         }
     };
     let outcome = match outcome {
@@ -327,6 +342,66 @@ async fn publish_report(
         .await
         .map_err(|e| e.to_string())?;
     ack.await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Longest a task is held for its `not_before`: the scheduler queues a fire at most its
+/// fire-ahead time (at most 10 s) before the slot, so a time further off means this
+/// host's clock is behind the scheduler's.
+const MAX_HOLD: Duration = Duration::from_secs(10);
+
+/// What holding a task until its `not_before` came to.
+enum Held {
+    /// Its time has come (or it had none).
+    Due,
+    /// The scheduler stopped it before it began.
+    Stopped(Stop),
+    /// The worker must stop now: the item goes back.
+    ShuttingDown,
+}
+
+/// Holds a task until its `not_before`, keeping its message with in-progress acks.
+async fn hold(
+    shared: &Shared,
+    msg: &Message,
+    task: &ShardTask,
+    stop: &mut oneshot::Receiver<Stop>,
+) -> Held {
+    let Some(at) = task.not_before else {
+        return Held::Due;
+    };
+    let ahead = u64::try_from(at.0.saturating_sub(now().0)).unwrap_or(0);
+    if ahead == 0 {
+        return Held::Due;
+    }
+    let mut wait = Duration::from_millis(ahead);
+    if wait > MAX_HOLD {
+        tracing::warn!(
+            "not to begin before {at}, {wait:?} from now by this host's clock: held for \
+             {MAX_HOLD:?} only (is this host's clock behind the scheduler's?)"
+        );
+        wait = MAX_HOLD;
+    }
+    let until = Instant::now() + wait;
+    let every = shared.progress_every;
+    let mut progress = tokio::time::interval_at(Instant::now() + every, every);
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return Held::Due,
+            _ = progress.tick() => settle(msg, Settle::Progress).await,
+            told = &mut *stop, if listening => match told {
+                Ok(told) => return Held::Stopped(told),
+                // No stop can come any more: the job runs at its time, with a receiver
+                // that says so rather than one already used.
+                Err(_) => {
+                    listening = false;
+                    *stop = oneshot::channel().1;
+                }
+            },
+            () = shared.abort.cancelled() => return Held::ShuttingDown,
+        }
+    }
 }
 
 /// How long urgent reports go the usual way after one could not be stored.

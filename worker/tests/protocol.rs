@@ -35,6 +35,7 @@ fn shard_tasks_reports_stops_and_log_lines_are_named_maps() -> anyhow::Result<()
         run: 1,
         attempt_base: 0,
         urgent: false,
+        not_before: None,
     };
     assert_eq!(
         as_json(&task)?,

@@ -26,6 +26,10 @@ use crate::store::{CreateError, Dirty, Stored};
 
 /// Most armed instances of ordinary fires started in one turn of the loop.
 const STARTS_PER_TURN: usize = 512;
+/// How long before its slot an armed instance is admitted and its items queued, when
+/// every live worker of its app holds a task until its `not_before` (at most the
+/// fire-ahead time).
+pub(super) const QUEUE_AHEAD: i64 = 100;
 /// When taking out an armed instance whose job no longer fires is tried again.
 const REMOVE_AGAIN: i64 = 1000;
 
@@ -64,28 +68,96 @@ impl Leading {
         }
     }
 
-    /// Starts the armed instances whose slot has come: each is admitted by its job's
-    /// overlap policy as it stands now, and its items are queued. Those of urgent fires
-    /// go first; of the others at most [`STARTS_PER_TURN`] start in one turn of the
-    /// loop (the rest in the next turns), so a burst's slot does not hold up the loop.
+    /// How long before its slot an armed instance of an app whose workers hold tasks
+    /// is started (ms).
+    pub(super) fn queue_ahead(&self) -> i64 {
+        self.fire_ahead.min(QUEUE_AHEAD)
+    }
+
+    /// Whether an armed instance may start ahead of its slot: every live worker of its
+    /// app holds a task until its slot, and its job does not cover the running ones
+    /// (which would be cancelled before their time).
+    fn starts_ahead(&self, id: &InstanceId) -> bool {
+        let Some(stored) = self.live.get(id) else {
+            return true;
+        };
+        let s = &stored.instance.summary;
+        let covers = self
+            .catalog
+            .job(&s.app, &s.job)
+            .is_some_and(|e| e.spec.overlap == antares_schemas::spec::Overlap::Cover);
+        !covers && self.workers.all_hold(&s.app)
+    }
+
+    /// Marks running, in one round (one per lane), the instances whose items went out
+    /// ahead of their slot and whose slot has come.
+    pub(super) async fn release_held(&mut self) {
+        let at = now();
+        let mut ordinary = Vec::new();
+        let mut urgent = Vec::new();
+        while let Some(&(slot, id, lane)) = self.held.first() {
+            if slot > at {
+                break;
+            }
+            self.held.pop_first();
+            let pending = self
+                .live
+                .get(&id)
+                .is_some_and(|s| s.instance.summary.status == InstanceStatus::Pending);
+            if pending {
+                let to = if lane { &mut urgent } else { &mut ordinary };
+                to.push((id, Input::Queued));
+            }
+        }
+        if !urgent.is_empty() {
+            self.apply_many_on(urgent, true).await;
+        }
+        if !ordinary.is_empty() {
+            self.apply_many_on(ordinary, false).await;
+        }
+    }
+
+    /// Starts the armed instances whose time has come: each is admitted by its job's
+    /// overlap policy as it stands then, and its items are queued. That time is the
+    /// queue-ahead time before the slot when the instance [starts
+    /// ahead](Self::starts_ahead) (its items then carry the slot as their `not_before`,
+    /// and the instance is marked running at the slot), its slot otherwise. Those of
+    /// urgent fires go first; of the others at most [`STARTS_PER_TURN`] start in one
+    /// turn of the loop (the rest in the next turns), so a burst's slot does not hold up
+    /// the loop.
     pub(super) async fn start_armed(&mut self) {
         if !self.leading() {
             return;
         }
         let at = now();
+        let by = Timestamp(at.0.saturating_add(self.queue_ahead()));
         let mut urgent = Vec::new();
         let mut others = Vec::new();
         while let Some(&(slot, id)) = self.armed.first() {
-            if slot > at {
+            if slot > by {
                 break;
             }
             self.armed.pop_first();
+            if slot > at && !self.starts_ahead(&id) {
+                self.armed_at_slot.insert((slot, id));
+            } else if self.lane_ids.contains(&id) {
+                urgent.push(id);
+            } else {
+                others.push((slot, id));
+            }
+        }
+        while let Some(&(slot, id)) = self.armed_at_slot.first() {
+            if slot > at {
+                break;
+            }
+            self.armed_at_slot.pop_first();
             if self.lane_ids.contains(&id) {
                 urgent.push(id);
             } else {
                 others.push((slot, id));
             }
         }
+        others.sort_unstable();
         if others.len() > STARTS_PER_TURN {
             self.armed.extend(others.drain(STARTS_PER_TURN..));
         }

@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use antares_nats::{Nats, NatsError, codec};
+use antares_nats::{Nats, NatsError, codec, now};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::{Instance, InstanceStatus, NewInstance, ShardStatus};
 use antares_schemas::machine::Input;
@@ -323,6 +323,8 @@ impl Leading {
             run: 0,
             attempt_base: 0,
             urgent: urgent && self.urgent_reports,
+            // Queued ahead of its slot (see `armed`): the worker holds it until then.
+            not_before: (s.scheduled_at > now()).then_some(s.scheduled_at),
         };
         let nats = if urgent {
             self.lane.clone()
@@ -423,7 +425,10 @@ impl Leading {
                 self.purge_instance(&p.app, &p.job, &p.id).await;
                 continue;
             };
-            let status = stored.instance.summary.status;
+            let (status, slot) = (
+                stored.instance.summary.status,
+                stored.instance.summary.scheduled_at,
+            );
             if status.is_final() {
                 self.purge_instance(&p.app, &p.job, &p.id).await;
                 continue;
@@ -434,7 +439,11 @@ impl Leading {
                     if !p.unrouted.is_empty() {
                         self.unrouted.entry(p.id).or_default().extend(p.unrouted);
                     }
-                    if status == InstanceStatus::Pending {
+                    if status == InstanceStatus::Pending && slot > now() {
+                        // Its items are held by the workers until its slot: it is
+                        // marked running then.
+                        self.held.insert((slot, p.id, lane));
+                    } else if status == InstanceStatus::Pending {
                         inputs.push((p.id, Input::Queued));
                     }
                 }

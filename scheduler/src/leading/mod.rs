@@ -114,8 +114,15 @@ pub(crate) struct Leading {
     timers: Timers,
     /// How long before its slot a scheduled fire is made (ms; see `armed`).
     fire_ahead: i64,
-    /// Instances made ahead of their slot, by slot: started when it comes.
+    /// Instances made ahead of their slot, by slot: started a little before it (see
+    /// `armed`).
     armed: BTreeSet<(Timestamp, InstanceId)>,
+    /// Armed instances that start only at their slot (their app has a worker that does
+    /// not hold tasks, or their job covers the running ones).
+    armed_at_slot: BTreeSet<(Timestamp, InstanceId)>,
+    /// Instances whose items went out ahead of their slot (held by the workers until
+    /// then), marked running at it; `true` for those of urgent fires (the lane).
+    held: BTreeSet<(Timestamp, InstanceId, bool)>,
     /// When the job spec each instance armed by this round was made from was written
     /// (one made from the spec in force at its slot need not be compared with it).
     armed_from: HashMap<InstanceId, Timestamp>,
@@ -203,6 +210,8 @@ impl Leading {
             timers: Timers::default(),
             fire_ahead: i64::try_from(fire_ahead.as_millis()).unwrap_or(i64::MAX),
             armed: BTreeSet::new(),
+            armed_at_slot: BTreeSet::new(),
+            held: BTreeSet::new(),
             armed_from: HashMap::new(),
             cursors: HashMap::new(),
             cursors_unsaved: HashMap::new(),
@@ -240,14 +249,20 @@ impl Leading {
     }
 
     /// When the loop must wake next for fires: a job's next slot less the fire-ahead
-    /// time, or an armed instance's slot.
+    /// time, an armed instance's slot less the queue-ahead time (or its slot), or a held
+    /// instance's slot.
     fn next_wake(&self) -> Option<Timestamp> {
         let ahead = self
             .timers
             .earliest()
             .map(|t| Timestamp(t.0.saturating_sub(self.fire_ahead)));
-        let armed = self.armed.first().map(|(t, _)| *t);
-        ahead.into_iter().chain(armed).min()
+        let armed = self
+            .armed
+            .first()
+            .map(|(t, _)| Timestamp(t.0.saturating_sub(self.queue_ahead())));
+        let at_slot = self.armed_at_slot.first().map(|(t, _)| *t);
+        let held = self.held.first().map(|(t, _, _)| *t);
+        [ahead, armed, at_slot, held].into_iter().flatten().min()
     }
 
     /// Whether we may still act as leader.

@@ -79,6 +79,13 @@ impl Registry {
         self.by_app.get(app).map_or(&[], Vec::as_slice)
     }
 
+    /// Whether an app has live workers and every one of them holds a task until its
+    /// `not_before` (so its fires may be queued ahead of their slot).
+    pub(super) fn all_hold(&self, app: &str) -> bool {
+        let workers = self.of_app(app);
+        !workers.is_empty() && workers.iter().all(|w| w.holds)
+    }
+
     /// Whether a worker of an app is live.
     pub(super) fn is_live(&self, app: &str, worker: &str) -> bool {
         self.of_app(app).iter().any(|w| w.id == worker)

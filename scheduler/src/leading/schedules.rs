@@ -191,6 +191,7 @@ impl Leading {
     /// Starts the armed instances whose slot has come, and hands every slot due within
     /// the fire-ahead time to the fire pipeline.
     pub(super) async fn fire_due(&mut self) {
+        self.release_held().await;
         self.start_armed().await;
         let by = Timestamp(now().0.saturating_add(self.fire_ahead));
         for (slot, app, job) in self.timers.take_due(by) {

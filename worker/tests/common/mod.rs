@@ -252,6 +252,7 @@ pub fn task(app: &str, job: &str, exec: Execution) -> ShardTask {
         run: 1,
         attempt_base: 0,
         urgent: false,
+        not_before: None,
     }
 }
 
