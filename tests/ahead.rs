@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use antares_nats::now;
 use antares_nats::wait::wait_for;
-use antares_schemas::instance::{InstanceStatus, InstanceSummary};
+use antares_schemas::instance::{Instance, InstanceStatus, InstanceSummary};
+use antares_schemas::messages::ShardTask;
+use futures::StreamExt;
 use support::{Env, Recorder, scheduler_process_with};
 
 /// A job of `shop` firing every 4 s with these params.
@@ -32,8 +34,16 @@ async fn armed(env: &Env, job: &str) -> anyhow::Result<InstanceSummary> {
         .ok_or_else(|| anyhow::anyhow!("no armed instance of {job}"))
 }
 
-/// Checks that an instance made ahead ran once, from its slot on.
-fn ran_once_at_its_slot(rec: &Recorder, done: &InstanceSummary) {
+/// Checks that an instance made ahead ran once, from its slot on (its worker began it
+/// then, whenever its item arrived).
+fn ran_once_at_its_slot(rec: &Recorder, done: &Instance) {
+    let began = done.shards.first().and_then(|s| s.started_at);
+    let done = &done.summary;
+    assert!(
+        began.is_some_and(|b| b >= done.scheduled_at),
+        "its worker began it at {began:?}, before its slot {}",
+        done.scheduled_at
+    );
     assert_eq!(done.status, InstanceStatus::Success, "{done:?}");
     assert!(!done.armed, "{done:?}");
     let started = done.started_at.unwrap_or_default();
@@ -77,8 +87,9 @@ async fn a_fire_made_ahead_starts_at_its_slot_once() -> anyhow::Result<()> {
         rec.seen_for(&first.id).is_empty(),
         "no item of it runs before its slot"
     );
-    let done = env.finished(&first.id).await?.summary;
+    let done = env.finished(&first.id).await?;
     ran_once_at_its_slot(&rec, &done);
+    let done = done.summary;
     // The next slot is made ahead as well, and runs once.
     let next = env
         .instances_where("shop", "tick", 1, |s| {
@@ -86,8 +97,7 @@ async fn a_fire_made_ahead_starts_at_its_slot_once() -> anyhow::Result<()> {
         })
         .await?;
     let next_id = next.first().map(|s| s.id).unwrap_or(done.id);
-    let done = env.finished(&next_id).await?.summary;
-    ran_once_at_its_slot(&rec, &done);
+    ran_once_at_its_slot(&rec, &env.finished(&next_id).await?);
     env.stop().await;
     Ok(())
 }
@@ -109,9 +119,10 @@ async fn an_edit_a_pause_or_a_new_schedule_before_the_slot_applies_to_the_fire_m
     .await?;
 
     // The edited job's armed instance runs as the job is now, once.
-    let done = env.finished(&edited.id).await?.summary;
-    assert_eq!(done.params, "new");
+    let done = env.finished(&edited.id).await?;
     ran_once_at_its_slot(&rec, &done);
+    let done = done.summary;
+    assert_eq!(done.params, "new");
     assert!(rec.seen_for(&done.id).iter().all(|s| s.params == "new"));
 
     // The paused job's and the rescheduled job's are taken out at their slot: never
@@ -157,8 +168,7 @@ async fn a_fire_made_ahead_by_a_killed_scheduler_starts_once_under_the_next() ->
     first.kill().await?;
     let killed_at = now();
     env.wait_lease("sched-b").await?;
-    let done = env.finished(&made.id).await?.summary;
-    ran_once_at_its_slot(&rec, &done);
+    ran_once_at_its_slot(&rec, &env.finished(&made.id).await?);
     // The slots after it fire once each under the new leader.
     let later = env
         .instances_where("shop", "tick", 2, |s| {
@@ -166,7 +176,7 @@ async fn a_fire_made_ahead_by_a_killed_scheduler_starts_once_under_the_next() ->
         })
         .await?;
     for s in later {
-        ran_once_at_its_slot(&rec, &s);
+        ran_once_at_its_slot(&rec, &env.finished(&s.id).await?);
     }
     env.stop().await;
     Ok(())
@@ -231,5 +241,72 @@ async fn the_overlap_of_a_fire_made_ahead_is_decided_at_its_slot() -> anyhow::Re
         support::describe(&done)
     );
     env.stop().await;
+    Ok(())
+}
+
+/// A fire's items go out ahead of its slot, carrying it as their `not_before`, only when
+/// every live worker of the app holds tasks until then; with one that does not (an older
+/// worker), they go out at the slot, as plain tasks. Either way the instance is marked
+/// running from its slot on. (Nobody takes the items here: the workers are played by
+/// hand-written heartbeats, and the queued task is read from the work queue.)
+#[tokio::test]
+async fn items_go_out_ahead_only_to_workers_that_hold_them_until_the_slot() -> anyhow::Result<()> {
+    for holds in [true, false] {
+        let mut env = Env::start().await?;
+        env.apply(
+            "shop",
+            "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"4s\" }\n",
+        )
+        .await?;
+        env.hand_worker_beat_holding("shop", "w1", 0, 4, Duration::from_secs(120), holds)
+            .await?;
+        env.scheduler_with("s1", |o| antares_scheduler::SchedulerOptions {
+            fire_ahead: Duration::from_secs(3),
+            ..o
+        })
+        .await?;
+        let made = armed(&env, "tick").await?;
+        let slot = made.scheduled_at;
+        let topo = &env.nats.topo;
+        let filters = [
+            topo.instance_shards_filter("shop", "tick", &made.id),
+            topo.instance_direct_filter("shop", "tick", &made.id),
+        ];
+        let stream = env.nats.stream(&topo.shards_stream()).await?;
+        let (stream, filters) = (&stream, &filters);
+        let msg = wait_for("its item to be queued", support::WAIT, || async move {
+            for filter in filters {
+                let mut subjects = stream.clone().info_with_subjects(filter).await.ok()?;
+                if let Some(Ok((subject, _))) = subjects.next().await {
+                    return stream.get_last_raw_message_by_subject(&subject).await.ok();
+                }
+            }
+            None
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let task: ShardTask = antares_nats::codec::decode("shard task", &msg.payload)?;
+        let queued_at = msg.time.timestamp_millis();
+        if holds {
+            assert_eq!(task.not_before, Some(slot), "held until its slot");
+        } else {
+            assert_eq!(task.not_before, None, "a plain task");
+            assert!(
+                queued_at >= slot.0,
+                "queued at {queued_at}, before its slot {slot}, for a worker that runs it at once"
+            );
+        }
+        let running = env
+            .instances_where("shop", "tick", 1, |s| {
+                s.id == made.id && s.status == InstanceStatus::Running
+            })
+            .await?;
+        let started = running.first().and_then(|s| s.started_at);
+        assert!(
+            started.is_some_and(|t| t >= slot),
+            "marked running at {started:?}, before its slot {slot}"
+        );
+        env.stop().await;
+    }
     Ok(())
 }

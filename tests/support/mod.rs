@@ -269,7 +269,8 @@ impl Env {
     }
 
     /// Writes the heartbeat of a worker the test plays: it runs `noop`, `running` of
-    /// `capacity` slots busy; the key lives `ttl`.
+    /// `capacity` slots busy, and does not hold tasks for their time (as workers before
+    /// `not_before` did); the key lives `ttl`.
     pub async fn hand_worker_beat(
         &self,
         app: &str,
@@ -277,6 +278,20 @@ impl Env {
         running: u32,
         capacity: u32,
         ttl: Duration,
+    ) -> anyhow::Result<()> {
+        self.hand_worker_beat_holding(app, id, running, capacity, ttl, false)
+            .await
+    }
+
+    /// [`Env::hand_worker_beat`], saying whether the worker holds tasks for their time.
+    pub async fn hand_worker_beat_holding(
+        &self,
+        app: &str,
+        id: &str,
+        running: u32,
+        capacity: u32,
+        ttl: Duration,
+        holds: bool,
     ) -> anyhow::Result<()> {
         use antares_nats::kv::{self, Expect, Write};
         let beat = antares_schemas::cluster::WorkerInfo {
@@ -291,7 +306,7 @@ impl Env {
             allow_scripts: false,
             plugins: vec!["noop".into()],
             http: false,
-            holds: false,
+            holds,
             version: "0".into(),
         };
         let topo = &self.nats.topo;
