@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use antares_nats::wait::wait_for;
+use antares_nats::{codec, now};
+use antares_schemas::Timestamp;
 use antares_schemas::limits::MAX_ERROR_BYTES;
 use antares_schemas::messages::{
     Execution, LogStream, ReportKind, ShardOutcome, ShardReport, StopOutcome,
@@ -645,5 +647,70 @@ async fn a_short_shard_reports_its_start_only_with_its_end() -> anyhow::Result<(
     let seen = bench.until_finished(slow.instance, slow.item).await?;
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0].kind, ReportKind::Started);
+    worker.stop().await
+}
+
+/// A task with a `not_before` is held until then and begins at that time; one stopped
+/// while it is held ends as the stop says without running.
+#[tokio::test]
+async fn a_task_is_held_until_its_not_before_and_a_stop_meanwhile_ends_it_unrun()
+-> anyhow::Result<()> {
+    let mut bench = Bench::start().await?;
+    let echo = Echo::default();
+    let worker = spawn(
+        bench
+            .worker("billing", "w1")
+            .concurrency(2)
+            .register(echo.clone()),
+    )
+    .await?;
+    let mut held = task("billing", "report", plugin("echo"));
+    let at = Timestamp(now().0 + 1500);
+    held.not_before = Some(at);
+    bench.publish(&held).await?;
+    let (outcome, report) = bench.outcome(held.instance, 0).await?;
+    assert_eq!(outcome, ShardOutcome::Success);
+    let ReportKind::Finished { started_at, .. } = report.kind else {
+        return Err(anyhow!("not finished: {report:?}"));
+    };
+    assert!(started_at >= at, "began at {started_at}, before {at}");
+
+    // Stopped while held: the stop is said again until its end is reported, since it
+    // reaches only a task the worker has taken.
+    let runs_before = echo.calls.lock().map_err(|e| anyhow!("{e}"))?.len();
+    let mut stopped = task("billing", "report", plugin("echo"));
+    stopped.not_before = Some(Timestamp(now().0 + 8000));
+    bench.publish(&stopped).await?;
+    let subject = bench
+        .nats
+        .topo
+        .stop_subject(&stopped.app, &stopped.job, &stopped.instance);
+    let body = codec::encode(
+        "stop message",
+        &stop_all(&stopped, StopOutcome::Cancelled, "cancelled by alice"),
+    )?;
+    let client = bench.nats.client.clone();
+    let saying = tokio::spawn(async move {
+        loop {
+            let _ = client.publish(subject.clone(), body.clone()).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let ended = bench.outcome(stopped.instance, 0).await;
+    saying.abort();
+    let (outcome, report) = ended?;
+    assert_eq!(outcome, ShardOutcome::Cancelled);
+    assert!(
+        report.at.0 < stopped.not_before.map_or(0, |t| t.0),
+        "{report:?}"
+    );
+    assert_eq!(
+        echo.calls.lock().map_err(|e| anyhow!("{e}"))?.len(),
+        runs_before,
+        "it never ran"
+    );
+    bench
+        .until_queue_empty("the stopped item to be acked")
+        .await?;
     worker.stop().await
 }
