@@ -10,8 +10,10 @@
 //! The jobs are written straight into the jobs bucket in pipelined windows (the bench
 //! measures firing, not `job apply`); then W in-process workers and one in-process
 //! scheduler start. The lateness of a fire is its `instance_started` event time (the
-//! instance is created and its items are queued) minus its scheduled slot, which is the
-//! time part of its id. Measured: the steady jobs for `--seconds` before the burst, the
+//! instance is created, its items are queued and it is marked running) minus its
+//! scheduled slot, which is the time part of its id; beside it, when the job itself
+//! began on its worker (the steady and burst jobs run the bench's own handler, which
+//! notes it) minus its slot. Measured: the steady jobs for `--seconds` before the burst, the
 //! burst (the first minute boundary after that), and the steady jobs whose slots fell
 //! while the burst was being fired. Fires per second is the burst's size over the time
 //! from its slot to its last start. With `--launch N`, one instance of N shards is
@@ -86,6 +88,15 @@ struct Report {
     launch: u32,
     /// Lateness of the steady fires due from the launch's trigger to its end, ms.
     steady_during_launch: Lateness,
+    /// When the job of each steady fire before the burst began on its worker, less its
+    /// slot, ms (the `*_began` figures: what the job's own code sees).
+    steady_began: Lateness,
+    /// The same for the burst's fires.
+    burst_began: Lateness,
+    /// The same for the steady fires due while the burst was fired.
+    steady_during_burst_began: Lateness,
+    /// The same for the steady fires due while the launch ran.
+    steady_during_launch_began: Lateness,
     /// From the launch's trigger to its `instance_started` (every item queued), ms.
     launch_started_ms: Option<f64>,
     /// From the launch's trigger to its `instance_finished`, ms.
@@ -142,6 +153,8 @@ struct Lateness {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// Fires that came before their slot (counted as 0 ms in the percentiles).
+    early: usize,
 }
 
 impl Lateness {
@@ -156,6 +169,7 @@ impl Lateness {
             p50_ms: round(p.p50, 1),
             p99_ms: round(p.p99, 1),
             max_ms: round(p.max, 1),
+            early: late_ms.iter().filter(|ms| **ms < 0).count(),
         }
     }
 }
@@ -279,6 +293,10 @@ pub(super) async fn run(
         steady_during_burst: m.during,
         launch: s.launch,
         steady_during_launch: m.during_launch,
+        steady_began: m.began.steady,
+        burst_began: m.began.burst,
+        steady_during_burst_began: m.began.during,
+        steady_during_launch_began: m.began.during_launch,
         launch_started_ms: m.launch_started_ms,
         launch_finished_ms: m.launch_finished_ms,
         schedulers: s.schedulers,
@@ -304,8 +322,75 @@ pub(super) async fn run(
     Ok((serde_json::to_value(&report)?, text))
 }
 
+/// When jobs began on their workers, less their slots, in the windows of [`Measured`].
+#[derive(Default)]
+struct Began {
+    steady: Lateness,
+    burst: Lateness,
+    during: Lateness,
+    during_launch: Lateness,
+}
+
+/// The slots each figure covers: `[from, to)`.
+#[derive(Clone, Copy, Default)]
+struct Windows {
+    steady: (Timestamp, Timestamp),
+    burst_slot: Option<Timestamp>,
+    during: Option<(Timestamp, Timestamp)>,
+    during_launch: Option<(Timestamp, Timestamp)>,
+}
+
+impl Windows {
+    /// The lateness of the jobs begun, by the same windows as the starts.
+    fn began(&self, seen: &[(String, Timestamp, Timestamp)]) -> Began {
+        let ticks = |w: Option<(Timestamp, Timestamp)>| -> Vec<i64> {
+            let Some((from, to)) = w else {
+                return Vec::new();
+            };
+            seen.iter()
+                .filter(|(job, slot, _)| job.starts_with("tick-") && *slot >= from && *slot < to)
+                .map(|(_, slot, at)| at.0 - slot.0)
+                .collect()
+        };
+        let burst: Vec<i64> = seen
+            .iter()
+            .filter(|(job, slot, _)| job.starts_with("burst-") && Some(*slot) == self.burst_slot)
+            .map(|(_, slot, at)| at.0 - slot.0)
+            .collect();
+        Began {
+            steady: Lateness::of(&ticks(Some(self.steady))),
+            burst: Lateness::of(&burst),
+            during: Lateness::of(&ticks(self.during)),
+            during_launch: Lateness::of(&ticks(self.during_launch)),
+        }
+    }
+}
+
+/// The bench's own job for steady and burst fires: notes when it began, and succeeds.
+struct Noting(mpsc::UnboundedSender<(String, Timestamp, Timestamp)>);
+
+/// Its handler name.
+const NOTING: &str = "bench-noting";
+
+impl antares_worker::Job for Noting {
+    fn name(&self) -> &str {
+        NOTING
+    }
+
+    async fn execute(&self, ctx: antares_worker::JobContext) -> antares_worker::JobResult {
+        let _ = self
+            .0
+            .send((ctx.job().to_string(), ctx.scheduled_at(), now()));
+        antares_worker::JobResult::Success
+    }
+}
+
 /// What [`measure`] found.
 struct Measured {
+    /// The windows of the figures.
+    windows: Windows,
+    /// When jobs began on their workers.
+    began: Began,
     steady: Lateness,
     burst: Lateness,
     during: Lateness,
@@ -333,11 +418,12 @@ fn job_names(s: &Settings) -> impl Iterator<Item = String> {
 }
 
 fn spec(name: &str, schedule: Option<ScheduleSpec>, shards: u32) -> JobSpec {
+    let noted = name.starts_with("tick-") || name.starts_with("burst-");
     JobSpec {
         app: APP.into(),
         name: name.into(),
         kind: JobKind::Plugin,
-        handler: Some("noop".into()),
+        handler: Some(if noted { NOTING } else { "noop" }.into()),
         shards: Some(shards),
         schedule,
         ..JobSpec::default()
@@ -458,9 +544,11 @@ async fn measure(
     let topo = driver.topo.clone();
     let beside = Beside::start(opts, topo.clone(), storage).await?;
     let suffix = format!("{:06x}", rand::random::<u32>() % 0x100_0000);
+    let (noted, mut began) = mpsc::unbounded_channel();
     let mut workers = Vec::new();
     for i in 0..s.workers {
         let worker = Worker::builder()
+            .register(Noting(noted.clone()))
             .app(APP)
             .connect_options(named(opts, &format!("antares-bench-worker-{i}")))
             .namespace(topo.namespace())
@@ -533,10 +621,16 @@ async fn measure(
         }
     }
     collector.abort();
+    drop(noted);
+    let mut seen = Vec::new();
+    while let Ok(one) = began.try_recv() {
+        seen.push(one);
+    }
     let samples = beside.finish().await;
     result.map(|mut m| {
         m.beside_burst = beside::within(&samples, m.burst_window);
         m.beside_launch = beside::within(&samples, m.launch_window);
+        m.began = m.windows.began(&seen);
         m
     })
 }
@@ -756,7 +850,15 @@ async fn observe(
     }
     #[allow(clippy::cast_precision_loss)]
     let ms = |from: Timestamp, to: Timestamp| round((to.0 - from.0) as f64, 1);
+    let during_window = (s.burst > 0).then_some((burst_slot, Timestamp(burst_end.0 + 1000)));
     Ok(Measured {
+        windows: Windows {
+            steady: (steady_from, steady_to),
+            burst_slot: (s.burst > 0).then_some(burst_slot),
+            during: during_window,
+            during_launch: launched.as_ref().map(|l| (l.at, l.finished)),
+        },
+        began: Began::default(),
         steady: Lateness::of(&steady),
         burst: Lateness::of(&burst_late),
         during: Lateness::of(&during),
@@ -869,8 +971,13 @@ fn beside_line(p50: Option<f64>, p99: Option<f64>) -> String {
 /// The summary people read.
 fn human(r: &Report) -> String {
     let l = |x: &Lateness| {
+        let early = if x.early > 0 {
+            format!(", {} before their slot", x.early)
+        } else {
+            String::new()
+        };
         format!(
-            "p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  ({} fires)",
+            "p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  ({} fires{early})",
             x.p50_ms, x.p99_ms, x.max_ms, x.fires
         )
     };
@@ -883,10 +990,14 @@ antares bench --scenario fires: nats-server {ver} ({server}), {storage} storage
   raw JetStream publish+ack    p50 {rtt50:.3} ms, p99 {rtt99:.3} ms
   raw, {fw} writes pipelined  p50 {f50:.3} ms, p99 {f99:.3} ms  (a second's steady fires: the floor of their lateness)
   steady lateness              {steady}
+    job began on its worker    {steady_b}
   burst lateness               {burst_l}
+    job began on its worker    {burst_b}
   steady during the burst      {during}
+    job began on its worker    {during_b}
   raw publish+ack meanwhile    {raw_burst}
   steady during the launch     {during_launch}
+    job began on its worker    {during_launch_b}
   raw publish+ack meanwhile    {raw_launch}
   launch of {launch} shards      started after {launch_started}, ended after {launch_finished}
   burst fires/s                {bps:.0}  (its fires over slot to last start, all schedulers)
@@ -909,9 +1020,13 @@ antares bench --scenario fires: nats-server {ver} ({server}), {storage} storage
         f50 = r.raw_floor_p50_ms,
         f99 = r.raw_floor_p99_ms,
         steady = l(&r.steady),
+        steady_b = l(&r.steady_began),
         burst_l = l(&r.burst_lateness),
+        burst_b = l(&r.burst_began),
         during = l(&r.steady_during_burst),
+        during_b = l(&r.steady_during_burst_began),
         during_launch = l(&r.steady_during_launch),
+        during_launch_b = l(&r.steady_during_launch_began),
         raw_burst = beside_line(r.raw_rtt_during_burst_p50_ms, r.raw_rtt_during_burst_p99_ms),
         raw_launch = beside_line(r.raw_rtt_during_launch_p50_ms, r.raw_rtt_during_launch_p99_ms),
         launch = r.launch,

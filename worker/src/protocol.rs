@@ -50,6 +50,7 @@
 //! | `run` | u32 | which publication of the item this is: 1 the first time; the scheduler publishes an item again (2, 3, ...) for a retry or after its worker was lost (absent: 1) |
 //! | `attempt_base` | u32 | attempts before this publication (absent: 0) |
 //! | `urgent` | bool | report the end alone, at once, on the urgent result subject, which the scheduler reads first (absent: false; ignoring it is correct, only slower under load) |
+//! | `not_before` | i64 | do not begin before this time (absent: at once; see step 3) |
 //!
 //! `ShardReport` (a report on a shard item):
 //!
@@ -94,6 +95,7 @@
 //! `WorkerInfo` (the heartbeat value): `id`, `app`, `host`, `pid` (u32), `started_at`,
 //! `last_seen`, `running` (u32, shards running now), `capacity` (u32, slots),
 //! `allow_scripts` (bool), `plugins` (strings), `http` (bool: it runs http jobs),
+//! `holds` (bool: it holds a task until its `not_before`; absent: false),
 //! `version` (string). The scheduler sends a shard only to a worker whose heartbeat says
 //! it can run it, so say exactly what you can run.
 //!
@@ -121,6 +123,12 @@
 //!    The attempt is the task's `attempt_base` plus the delivery count in the message's
 //!    reply subject (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`). Note the
 //!    shard's instance, item and run among the shards running now, for stop messages.
+//!    A task whose `not_before` is later than now is held until then (its slot taken,
+//!    in-progress acks meanwhile); a stop for it meanwhile ends it as the stop says,
+//!    reported without running it. The scheduler queues a scheduled fire's items up to
+//!    100 ms before the slot with the slot as `not_before` only for an app whose live
+//!    workers all say `holds: true`; a worker that does not hold must not say so. Hold
+//!    at most 10 s (a time further off means this host's clock is behind).
 //! 4. Publish a `ShardReport` with `kind = "started"` on the result subject. A plain
 //!    publish is enough (the results stream stores it); losing one is harmless, and it
 //!    may be skipped for an attempt that ends quickly (the stock worker sends it only
