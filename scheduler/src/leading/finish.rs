@@ -40,6 +40,9 @@ use crate::store::{Progress, Stored};
 
 /// Ended instances moved to history in one batch, at most.
 pub(super) const ARCHIVE_BATCH: usize = 512;
+/// How long before instances made ahead are due at their slot no batch of moves to
+/// history starts (ms).
+const ARCHIVE_QUIET: i64 = 200;
 
 /// The outcome of a batch: each instance, how far its move got, and whether it is done.
 pub(super) type Archived = Vec<(Stored, Progress, Result<(), NatsError>)>;
@@ -79,6 +82,10 @@ impl Leading {
     /// instances whose backoff (after a failed move) is over.
     pub(super) fn start_archive(&mut self) {
         if !self.archiving.is_empty() || self.ending.is_empty() || !self.leading() {
+            return;
+        }
+        // Its writes would slow down the marks of instances due at their slot now.
+        if self.slot_at_hand() {
             return;
         }
         let due: Vec<(InstanceId, Progress)> = self
@@ -143,6 +150,20 @@ impl Leading {
     }
 
     /// Whether a failed finish of this instance may be tried again now.
+    /// Whether instances made ahead are due at their slot within [`ARCHIVE_QUIET`]: a
+    /// batch of moves to history waits until they are started, so that its writes do
+    /// not slow down theirs.
+    fn slot_at_hand(&self) -> bool {
+        let soon = antares_nats::now().0.saturating_add(ARCHIVE_QUIET);
+        let held = self.held.first().map(|(slot, _, _)| *slot);
+        let armed = self.armed.first().map(|(slot, _)| *slot);
+        let at_slot = self.armed_at_slot.first().map(|(slot, _)| *slot);
+        [held, armed, at_slot]
+            .into_iter()
+            .flatten()
+            .any(|slot| slot.0 <= soon)
+    }
+
     pub(super) fn finish_due(&self, id: &InstanceId) -> bool {
         self.unfinished
             .get(id)
