@@ -4,8 +4,14 @@
 //! stored, its items queued, the instance marked running. Made when the slot comes, all
 //! of them fall after it. So a scheduled slot is claimed and its instance stored
 //! `pending` and `armed` up to the scheduler's fire-ahead time (250 ms by default)
-//! before it, with its cursor moved past it; at the slot only its admission is decided
-//! (overlap policy, as it stands then) and its items are queued.
+//! before it, with its cursor moved past it. 100 ms before the slot (at most the
+//! fire-ahead time) its admission is decided (overlap policy, as it stands then) and its
+//! items are queued with the slot as their `not_before`: the workers hold them until
+//! then, so the jobs begin at the slot whatever the rounds cost. At the slot the
+//! instance is marked running. Items go out ahead only to an app whose live workers all
+//! say they hold tasks (older workers would run them early), and not for a job that
+//! covers its running instance (which would be cancelled early); such instances start
+//! at their slot.
 //!
 //! An armed instance is live like any other: a scheduler that takes over finds it and
 //! starts it at its slot (at once when that has passed), unless some of its items are
@@ -30,6 +36,8 @@ const STARTS_PER_TURN: usize = 512;
 /// every live worker of its app holds a task until its `not_before` (at most the
 /// fire-ahead time).
 pub(super) const QUEUE_AHEAD: i64 = 100;
+/// Most instances of ordinary fires held for their slot marked running in one turn.
+const RELEASES_PER_TURN: usize = 1024;
 /// When taking out an armed instance whose job no longer fires is tried again.
 const REMOVE_AGAIN: i64 = 1000;
 
@@ -90,16 +98,22 @@ impl Leading {
     }
 
     /// Marks running, in one round (one per lane), the instances whose items went out
-    /// ahead of their slot and whose slot has come.
+    /// ahead of their slot and whose slot has come: those of urgent fires first, and at
+    /// most [`RELEASES_PER_TURN`] others in one turn of the loop.
     pub(super) async fn release_held(&mut self) {
         let at = now();
         let mut ordinary = Vec::new();
         let mut urgent = Vec::new();
+        let mut later = Vec::new();
         while let Some(&(slot, id, lane)) = self.held.first() {
             if slot > at {
                 break;
             }
             self.held.pop_first();
+            if !lane && ordinary.len() >= RELEASES_PER_TURN {
+                later.push((slot, id, lane));
+                continue;
+            }
             let pending = self
                 .live
                 .get(&id)
@@ -109,6 +123,7 @@ impl Leading {
                 to.push((id, Input::Queued));
             }
         }
+        self.held.extend(later);
         if !urgent.is_empty() {
             self.apply_many_on(urgent, true).await;
         }
