@@ -23,6 +23,10 @@ use tokio::task::JoinHandle;
 
 /// How long any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(20);
+/// How long before its slot a scheduled fire is admitted and its items queued (held by
+/// the workers until the slot): a change that reaches the scheduler later applies from
+/// the next slot.
+pub const QUEUE_AHEAD: Duration = Duration::from_millis(100);
 
 /// A nats-server with everything provisioned.
 pub struct Env {
