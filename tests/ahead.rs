@@ -258,7 +258,7 @@ async fn items_go_out_ahead_only_to_workers_that_hold_them_until_the_slot() -> a
             "app = \"shop\"\nname = \"tick\"\nhandler = \"noop\"\nschedule = { every = \"4s\" }\n",
         )
         .await?;
-        env.hand_worker_beat_holding("shop", "w1", 0, 4, Duration::from_secs(120), holds)
+        env.hand_worker_beat("shop", "w1", (0, 4), Duration::from_secs(120), holds)
             .await?;
         env.scheduler_with("s1", |o| antares_scheduler::SchedulerOptions {
             fire_ahead: Duration::from_secs(3),

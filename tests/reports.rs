@@ -27,7 +27,7 @@ async fn reports_of_several_shards_in_one_message_are_each_applied() -> anyhow::
     let topo = env.nats.topo.clone();
     let consumer = env.app_queue("shop", Duration::from_secs(30)).await?;
     // A worker the scheduler knows, played by the test.
-    env.hand_worker_beat("shop", "hand", 0, 4, Duration::from_secs(60))
+    env.hand_worker_beat("shop", "hand", (0, 4), Duration::from_secs(60), false)
         .await?;
     let id = env
         .trigger("shop", "four", &TriggerRequest::default())

@@ -137,7 +137,7 @@ async fn the_scheduler_ends_an_attempt_nobody_reports_past_its_timeout() -> anyh
         .await?;
     // Its first beat, before the trigger: pull items wait in the scheduler until a live
     // worker that can run them is known.
-    let put_beat = || env.hand_worker_beat("shop", "rogue", 1, 1, Duration::from_secs(3));
+    let put_beat = || env.hand_worker_beat("shop", "rogue", (1, 1), Duration::from_secs(3), false);
     put_beat().await?;
     let id = env
         .trigger("shop", "hung", &TriggerRequest::default())

@@ -273,27 +273,13 @@ impl Env {
     }
 
     /// Writes the heartbeat of a worker the test plays: it runs `noop`, `running` of
-    /// `capacity` slots busy, and does not hold tasks for their time (as workers before
-    /// `not_before` did); the key lives `ttl`.
+    /// `capacity` slots busy, and holds tasks until their `not_before` or not (as workers
+    /// before it did not); the key lives `ttl`.
     pub async fn hand_worker_beat(
         &self,
         app: &str,
         id: &str,
-        running: u32,
-        capacity: u32,
-        ttl: Duration,
-    ) -> anyhow::Result<()> {
-        self.hand_worker_beat_holding(app, id, running, capacity, ttl, false)
-            .await
-    }
-
-    /// [`Env::hand_worker_beat`], saying whether the worker holds tasks for their time.
-    pub async fn hand_worker_beat_holding(
-        &self,
-        app: &str,
-        id: &str,
-        running: u32,
-        capacity: u32,
+        (running, capacity): (u32, u32),
         ttl: Duration,
         holds: bool,
     ) -> anyhow::Result<()> {
