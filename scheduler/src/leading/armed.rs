@@ -35,7 +35,7 @@ const STARTS_PER_TURN: usize = 512;
 /// How long before its slot an armed instance is admitted and its items queued, when
 /// every live worker of its app holds a task until its `not_before` (at most the
 /// fire-ahead time).
-pub(super) const QUEUE_AHEAD: i64 = 100;
+const QUEUE_AHEAD: i64 = 100;
 /// Most instances of ordinary fires held for their slot marked running in one turn.
 const RELEASES_PER_TURN: usize = 1024;
 /// When taking out an armed instance whose job no longer fires is tried again.

@@ -149,7 +149,6 @@ impl Leading {
         self.unfinished.insert(id, (tries, Instant::now() + wait));
     }
 
-    /// Whether a failed finish of this instance may be tried again now.
     /// Whether instances made ahead are due at their slot within [`ARCHIVE_QUIET`]: a
     /// batch of moves to history waits until they are started, so that its writes do
     /// not slow down theirs.
@@ -164,6 +163,7 @@ impl Leading {
             .any(|slot| slot.0 <= soon)
     }
 
+    /// Whether a failed finish of this instance may be tried again now.
     pub(super) fn finish_due(&self, id: &InstanceId) -> bool {
         self.unfinished
             .get(id)
