@@ -369,11 +369,10 @@ async fn hold(
     let Some(at) = task.not_before else {
         return Held::Due;
     };
-    let ahead = u64::try_from(at.0.saturating_sub(now().0)).unwrap_or(0);
-    if ahead == 0 {
+    let mut wait = antares_nats::until(at);
+    if wait.is_zero() {
         return Held::Due;
     }
-    let mut wait = Duration::from_millis(ahead);
     if wait > MAX_HOLD {
         tracing::warn!(
             "not to begin before {at}, {wait:?} from now by this host's clock: held for \
