@@ -97,6 +97,20 @@ impl Leading {
         !covers && self.workers.all_hold(&s.app)
     }
 
+    /// The next slot of an instance made ahead (armed or held) if it falls within `ms`
+    /// from now.
+    pub(super) fn slot_within(&self, ms: i64) -> Option<Timestamp> {
+        let soon = now().0.saturating_add(ms);
+        let held = self.held.first().map(|(slot, _, _)| *slot);
+        let armed = self.armed.first().map(|(slot, _)| *slot);
+        let at_slot = self.armed_at_slot.first().map(|(slot, _)| *slot);
+        [held, armed, at_slot]
+            .into_iter()
+            .flatten()
+            .min()
+            .filter(|slot| slot.0 <= soon)
+    }
+
     /// Marks running, in one round (one per lane), the instances whose items went out
     /// ahead of their slot and whose slot has come: those of urgent fires first, and at
     /// most [`RELEASES_PER_TURN`] others in one turn of the loop.

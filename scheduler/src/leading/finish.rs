@@ -153,14 +153,7 @@ impl Leading {
     /// batch of moves to history waits until they are started, so that its writes do
     /// not slow down theirs.
     fn slot_at_hand(&self) -> bool {
-        let soon = antares_nats::now().0.saturating_add(ARCHIVE_QUIET);
-        let held = self.held.first().map(|(slot, _, _)| *slot);
-        let armed = self.armed.first().map(|(slot, _)| *slot);
-        let at_slot = self.armed_at_slot.first().map(|(slot, _)| *slot);
-        [held, armed, at_slot]
-            .into_iter()
-            .flatten()
-            .any(|slot| slot.0 <= soon)
+        self.slot_within(ARCHIVE_QUIET).is_some()
     }
 
     /// Whether a failed finish of this instance may be tried again now.

@@ -83,6 +83,10 @@ pub(crate) enum Stop {
 
 /// How often the maintenance tick runs.
 const TICK: Duration = Duration::from_millis(250);
+/// How close to a slot of instances made ahead the maintenance tick is put off, ms.
+const MAINTAIN_QUIET: i64 = 25;
+/// How long after that slot the tick put off runs.
+const MAINTAIN_AFTER_SLOT: Duration = Duration::from_millis(5);
 /// Most ended publications handled in one turn of the loop.
 const PUBLISHED_BATCH: usize = 1024;
 /// Most urgent reports folded at once (they are few: one per urgent fire's item).
@@ -376,11 +380,10 @@ impl Leading {
         let mut flush_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut put_off = false;
         let stop = loop {
             let next_fire = self.next_wake();
-            let wait = next_fire.map_or(Duration::from_secs(3600), |t| {
-                Duration::from_millis(u64::try_from(t.since(now())).unwrap_or(0))
-            });
+            let wait = next_fire.map_or(Duration::from_secs(3600), antares_nats::until);
             // Not biased: every input that is ready gets its turn (a flood of reports
             // never starves triggers or fires); leadership is checked after each turn.
             tokio::select! {
@@ -446,7 +449,20 @@ impl Leading {
                         Err(e) => break Stop::Broken(format!("a move to history failed: {e}")),
                     }
                 }
-                _ = tick.tick() => self.maintain().await,
+                _ = tick.tick() => {
+                    // Not in the last moments before a slot: it would start late behind
+                    // the tick's rounds. Put off once, until just after it.
+                    match self.slot_within(MAINTAIN_QUIET).filter(|_| !put_off) {
+                        Some(slot) => {
+                            put_off = true;
+                            tick.reset_after(antares_nats::until(slot) + MAINTAIN_AFTER_SLOT);
+                        }
+                        None => {
+                            put_off = false;
+                            self.maintain().await;
+                        }
+                    }
+                }
                 msg = triggers.next() => match msg {
                     Some(Ok(m)) => self.on_trigger(m).await,
                     Some(Err(e)) => tracing::debug!(error = %e, "triggers pull hiccup"),
