@@ -9,7 +9,8 @@
 //!
 //! The jobs are written straight into the jobs bucket in pipelined windows (the bench
 //! measures firing, not `job apply`); then W in-process workers and one in-process
-//! scheduler start. The lateness of a fire is its `instance_started` event time (the
+//! scheduler start (the scheduler on a runtime of its own, as its own process would
+//! have). The lateness of a fire is its `instance_started` event time (the
 //! instance is created, its items are queued and it is marked running) minus its
 //! scheduled slot, which is the time part of its id; beside it, when the job itself
 //! began on its worker (the steady and burst jobs run the bench's own handler, which
@@ -587,7 +588,6 @@ async fn measure(
     let mut ids = Vec::new();
     for i in 0..s.schedulers {
         let name = format!("antares-bench-scheduler-{i}");
-        let sched_nats = Nats::connect(&named(opts, &name), topo.clone()).await?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let id = format!("bench-scheduler-{suffix}-{i}");
         ids.push(id.clone());
@@ -595,11 +595,9 @@ async fn measure(
             id: Some(id),
             ..SchedulerOptions::default()
         };
-        let task = tokio::spawn(antares_scheduler::run(sched_nats, sched_opts, async move {
-            let _ = stop_rx.await;
-        }));
+        let ended = scheduler_apart(named(opts, &name), topo.clone(), sched_opts, stop_rx)?;
         stops.push(stop_tx);
-        schedulers.push(task);
+        schedulers.push(ended);
     }
     say.line(&format!(
         "{} scheduler(s) started; waiting for their first fires...",
@@ -624,8 +622,8 @@ async fn measure(
     for scheduler in schedulers {
         match tokio::time::timeout(Duration::from_secs(30), scheduler).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!("bench scheduler: {e}"),
-            Ok(Err(e)) => tracing::warn!("bench scheduler: {e}"),
+            Ok(Ok(Err(e))) => tracing::warn!("bench scheduler: {e:#}"),
+            Ok(Err(_)) => tracing::warn!("bench scheduler: its thread ended without a word"),
             Err(_) => tracing::warn!("bench scheduler did not stop in time"),
         }
     }
@@ -650,6 +648,38 @@ async fn measure(
         m.began = m.windows.began(&seen);
         m
     })
+}
+
+/// Runs a bench scheduler on a runtime and threads of its own, as a scheduler process
+/// would run: its loop is not queued behind the tasks of the in-process workers, which
+/// begin the same jobs at the same instant. What it came to arrives on the receiver.
+fn scheduler_apart(
+    opts: ConnectOptions,
+    topo: Topology,
+    sched_opts: SchedulerOptions,
+    stop: oneshot::Receiver<()>,
+) -> anyhow::Result<oneshot::Receiver<anyhow::Result<()>>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("antares-bench-scheduler")
+        .enable_all()
+        .build()
+        .context("cannot start a runtime for the bench scheduler")?;
+    let (done, ended) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("antares-bench-scheduler".into())
+        .spawn(move || {
+            let outcome = runtime.block_on(async move {
+                let nats = Nats::connect(&opts, topo).await?;
+                antares_scheduler::run(nats, sched_opts, async move {
+                    let _ = stop.await;
+                })
+                .await
+                .map_err(anyhow::Error::from)
+            });
+            let _ = done.send(outcome);
+        })
+        .context("cannot start a thread for the bench scheduler")?;
+    Ok(ended)
 }
 
 /// Waits until every one of the schedulers `ids` leads some of the partitions, and
