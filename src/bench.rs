@@ -519,6 +519,32 @@ impl Say {
     }
 }
 
+/// Runs a bench scheduler on a runtime and threads of its own, as a scheduler process
+/// would run: its loop is not queued behind the tasks of the in-process workers, which
+/// begin the jobs it starts at the same instant.
+fn scheduler_apart(
+    opts: ConnectOptions,
+    topo: Topology,
+    sched_opts: antares_scheduler::SchedulerOptions,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("antares-bench-scheduler")
+            .enable_all()
+            .build()
+            .context("cannot start a runtime for the bench scheduler")?;
+        runtime.block_on(async move {
+            let nats = Nats::connect(&opts, topo).await?;
+            antares_scheduler::run(nats, sched_opts, async move {
+                let _ = stop.await;
+            })
+            .await
+            .context("the bench scheduler failed")
+        })
+    })
+}
+
 /// The same connection settings under another connection name (seen in monitoring).
 fn named(opts: &ConnectOptions, name: &str) -> ConnectOptions {
     let mut o = opts.clone();

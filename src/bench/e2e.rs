@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use antares_nats::async_nats::HeaderMap;
 use antares_nats::{ConnectOptions, Nats, NatsError, codec, kv, lease, now};
-use antares_scheduler::SchedulerError;
-use antares_scheduler::SchedulerOptions;
 use antares_scheduler::admin::{Admin, ApplyAction};
+use antares_scheduler::{SchedulerError, SchedulerOptions};
 use antares_schemas::InstanceId;
 use antares_schemas::instance::{InstanceStatus, ShardStatus};
 use antares_schemas::messages::{Event, EventKind, TriggerRequest};
@@ -28,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Say, named};
+use super::{Say, named, scheduler_apart};
 
 /// The app the bench runs in.
 pub(super) const APP: &str = "bench";
@@ -283,7 +282,7 @@ pub(super) async fn preflight(driver: &Nats) -> anyhow::Result<()> {
 }
 
 /// The running scheduler: how to stop it, and its task.
-type SchedulerTask = (oneshot::Sender<()>, JoinHandle<Result<(), SchedulerError>>);
+type SchedulerTask = (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>);
 
 /// A scheduler and W workers running in this process.
 pub(super) struct Cluster {
@@ -375,16 +374,17 @@ impl Cluster {
 
         // The scheduler.
         let scheduler_id = format!("bench-scheduler-{suffix}");
-        let sched_nats =
-            Nats::connect(&named(opts, "antares-bench-scheduler"), topo.clone()).await?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let sched_opts = SchedulerOptions {
             id: Some(scheduler_id.clone()),
             ..SchedulerOptions::default()
         };
-        let task = tokio::spawn(antares_scheduler::run(sched_nats, sched_opts, async move {
-            let _ = stop_rx.await;
-        }));
+        let task = scheduler_apart(
+            named(opts, "antares-bench-scheduler"),
+            topo.clone(),
+            sched_opts,
+            stop_rx,
+        );
         self.scheduler = Some((stop_tx, task));
         say.line("waiting for the bench scheduler to lead...");
         self.wait_leading(&scheduler_id).await?;
@@ -441,7 +441,7 @@ impl Cluster {
                 let (_, task) = self.scheduler.take().context("scheduler")?;
                 return match task.await {
                     Ok(Ok(())) => Err(anyhow::anyhow!("the bench scheduler stopped at once")),
-                    Ok(Err(e)) => Err(anyhow::Error::new(e).context("the bench scheduler failed")),
+                    Ok(Err(e)) => Err(e),
                     Err(e) => Err(anyhow::anyhow!("the bench scheduler panicked: {e}")),
                 };
             }
@@ -696,7 +696,7 @@ impl Cluster {
             let _ = stop.send(());
             match tokio::time::timeout(Duration::from_secs(15), task).await {
                 Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!("bench scheduler: {e}"),
+                Ok(Ok(Err(e))) => tracing::warn!("bench scheduler: {e:#}"),
                 Ok(Err(e)) => tracing::warn!("bench scheduler: {e}"),
                 Err(_) => tracing::warn!("bench scheduler did not stop in time"),
             }

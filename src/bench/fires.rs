@@ -50,7 +50,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::beside::{self, Beside};
-use super::{BenchArgs, Percentiles, Say, named, round};
+use super::{BenchArgs, Percentiles, Say, named, round, scheduler_apart};
 
 /// The app the scenario runs in.
 const APP: &str = "bench-fires";
@@ -595,7 +595,7 @@ async fn measure(
             id: Some(id),
             ..SchedulerOptions::default()
         };
-        let ended = scheduler_apart(named(opts, &name), topo.clone(), sched_opts, stop_rx)?;
+        let ended = scheduler_apart(named(opts, &name), topo.clone(), sched_opts, stop_rx);
         stops.push(stop_tx);
         schedulers.push(ended);
     }
@@ -623,7 +623,7 @@ async fn measure(
         match tokio::time::timeout(Duration::from_secs(30), scheduler).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!("bench scheduler: {e:#}"),
-            Ok(Err(_)) => tracing::warn!("bench scheduler: its thread ended without a word"),
+            Ok(Err(e)) => tracing::warn!("bench scheduler: {e}"),
             Err(_) => tracing::warn!("bench scheduler did not stop in time"),
         }
     }
@@ -648,38 +648,6 @@ async fn measure(
         m.began = m.windows.began(&seen);
         m
     })
-}
-
-/// Runs a bench scheduler on a runtime and threads of its own, as a scheduler process
-/// would run: its loop is not queued behind the tasks of the in-process workers, which
-/// begin the same jobs at the same instant. What it came to arrives on the receiver.
-fn scheduler_apart(
-    opts: ConnectOptions,
-    topo: Topology,
-    sched_opts: SchedulerOptions,
-    stop: oneshot::Receiver<()>,
-) -> anyhow::Result<oneshot::Receiver<anyhow::Result<()>>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("antares-bench-scheduler")
-        .enable_all()
-        .build()
-        .context("cannot start a runtime for the bench scheduler")?;
-    let (done, ended) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("antares-bench-scheduler".into())
-        .spawn(move || {
-            let outcome = runtime.block_on(async move {
-                let nats = Nats::connect(&opts, topo).await?;
-                antares_scheduler::run(nats, sched_opts, async move {
-                    let _ = stop.await;
-                })
-                .await
-                .map_err(anyhow::Error::from)
-            });
-            let _ = done.send(outcome);
-        })
-        .context("cannot start a thread for the bench scheduler")?;
-    Ok(ended)
 }
 
 /// Waits until every one of the schedulers `ids` leads some of the partitions, and
