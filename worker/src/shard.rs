@@ -197,7 +197,9 @@ async fn run_task(shared: Arc<Shared>, msg: Message, task: ShardTask) {
         }
     };
     let outcome = if let Some(stop) = stopped_early {
-        tracing::info!("{} before it began", stop.why);
+        let why = format!("{} before it began", stop.why);
+        tracing::info!("{why}");
+        context(&shared, task.clone(), attempt).log(why);
         Some(stop.outcome)
     } else {
         let running = run(&shared, &msg, task.clone(), attempt, stop);
@@ -482,17 +484,11 @@ struct Stopping {
 }
 
 /// Runs the job; `None` when it was stopped by a forced shutdown.
-async fn run(
-    shared: &Shared,
-    msg: &Message,
-    task: ShardTask,
-    attempt: u32,
-    mut stop: oneshot::Receiver<Stop>,
-) -> Option<ShardOutcome> {
+/// The context an attempt of `task` runs with: its log lines go to the shard's log.
+fn context(shared: &Shared, task: ShardTask, attempt: u32) -> JobContext {
     let topo = &shared.nats.topo;
     let log_subject = topo.log_subject(&task.app, &task.job, &task.instance, task.item);
-    let timeout = Duration::from_millis(task.timeout_ms);
-    let ctx = JobContext::new(
+    JobContext::new(
         task,
         attempt,
         shared.id.clone(),
@@ -500,7 +496,18 @@ async fn run(
         shared.logs.clone(),
         CancellationToken::new(),
         shared.stop_grace,
-    );
+    )
+}
+
+async fn run(
+    shared: &Shared,
+    msg: &Message,
+    task: ShardTask,
+    attempt: u32,
+    mut stop: oneshot::Receiver<Stop>,
+) -> Option<ShardOutcome> {
+    let timeout = Duration::from_millis(task.timeout_ms);
+    let ctx = context(shared, task, attempt);
     let future = match plan(shared, &ctx) {
         Ok(f) => f,
         Err(refusal) => return Some(ShardOutcome::Failed { error: refusal }),

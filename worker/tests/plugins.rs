@@ -12,7 +12,7 @@ use antares_nats::{codec, now};
 use antares_schemas::Timestamp;
 use antares_schemas::limits::MAX_ERROR_BYTES;
 use antares_schemas::messages::{
-    Execution, LogStream, ReportKind, ShardOutcome, ShardReport, StopOutcome,
+    Execution, LogLine, LogStream, ReportKind, ShardOutcome, ShardReport, StopOutcome,
 };
 use antares_worker::{Job, JobContext, JobResult};
 use anyhow::anyhow;
@@ -680,6 +680,13 @@ async fn a_task_is_held_until_its_not_before_and_a_stop_meanwhile_ends_it_unrun(
     let runs_before = echo.calls.lock().map_err(|e| anyhow!("{e}"))?.len();
     let mut stopped = task("billing", "report", plugin("echo"));
     stopped.not_before = Some(Timestamp(now().0 + 8000));
+    let log_subject =
+        bench
+            .nats
+            .topo
+            .log_subject(&stopped.app, &stopped.job, &stopped.instance, stopped.item);
+    let mut lines = bench.nats.client.subscribe(log_subject).await?;
+    bench.nats.client.flush().await?;
     bench.publish(&stopped).await?;
     let subject = bench
         .nats
@@ -708,6 +715,16 @@ async fn a_task_is_held_until_its_not_before_and_a_stop_meanwhile_ends_it_unrun(
         echo.calls.lock().map_err(|e| anyhow!("{e}"))?.len(),
         runs_before,
         "it never ran"
+    );
+    // The shard's log says why it did not run.
+    let line = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut lines))
+        .await
+        .map_err(|_| anyhow!("no line in the shard's log"))?
+        .ok_or_else(|| anyhow!("the log subscription ended"))?;
+    let line: LogLine = codec::decode("log line", &line.payload)?;
+    assert!(
+        line.line.contains("cancelled by alice before it began"),
+        "{line:?}"
     );
     bench
         .until_queue_empty("the stopped item to be acked")
