@@ -194,9 +194,9 @@ impl Admin {
 
     /// Audit entries, newest first: up to `limit` (at most
     /// [`MAX_LIST_LIMIT`]) with ids below `before`, of the given apps only when `apps`
-    /// is given. Fewer than `limit` when the log has no more, or when
-    /// [`MAX_PROBES`] windows held no more (the log is read in bounded windows, never
-    /// whole); page on with the last entry's id as `before`.
+    /// is given. Fewer than `limit` when the log has no more, or when the windows one
+    /// page may look at held no more (the log is read in a bounded number of windows,
+    /// never whole); page on with the last entry's id as `before`.
     pub async fn audit_log(
         &self,
         limit: usize,
