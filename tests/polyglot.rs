@@ -326,3 +326,61 @@ routing = "failover"
     env.stop().await;
     Ok(())
 }
+
+/// The Python worker says it holds a task until its `not_before`, so an app it serves
+/// gets its scheduled fires ahead of their slot; it holds each until the slot.
+#[tokio::test]
+async fn the_python_worker_holds_fires_made_ahead_until_their_slot() -> anyhow::Result<()> {
+    let mut env = Env::start().await?;
+    env.apply(
+        "clock",
+        "app = \"clock\"\nname = \"tick\"\nhandler = \"py-echo\"\nschedule = { every = \"1s\" }\n",
+    )
+    .await?;
+    let python = python_worker(&env, "clock", "py1", 2).await?;
+    env.workers_alive("clock", &["py1"]).await?;
+    let view = env.admin.cluster().await?;
+    let beat = view
+        .workers
+        .iter()
+        .find(|w| w.app == "clock" && w.id == "py1")
+        .ok_or_else(|| anyhow::anyhow!("no heartbeat of py1: {view:?}"))?;
+    assert!(
+        beat.holds,
+        "the Python worker says it holds tasks: {beat:?}"
+    );
+    env.scheduler("s1").await?;
+
+    // Its items went out up to 100 ms before their slots: each began at or after it.
+    let env_ref = &env;
+    let done = wait_for("three ticks to succeed", WAIT, || async move {
+        let list = env_ref.all_instances("clock", "tick").await.ok()?;
+        let done: Vec<InstanceId> = list
+            .iter()
+            .filter(|s| s.status == InstanceStatus::Success)
+            .map(|s| s.id)
+            .collect();
+        (done.len() >= 3).then_some(done)
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    for id in done {
+        let inst = env.admin.get_instance(&id).await?;
+        let shard = inst
+            .shards
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no shard: {inst:?}"))?;
+        assert_eq!(shard.worker.as_deref(), Some("py1"), "{inst:?}");
+        assert_eq!(shard.attempts, 1, "{inst:?}");
+        let began = shard.started_at;
+        assert!(
+            began.is_some_and(|b| b >= inst.summary.scheduled_at),
+            "the Python worker began {id} at {began:?}, before its slot {}",
+            inst.summary.scheduled_at
+        );
+    }
+
+    stop(python).await?;
+    env.stop().await;
+    Ok(())
+}

@@ -10,6 +10,7 @@ Needs nats-py and msgpack.
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import signal
@@ -27,8 +28,10 @@ PROGRESS_EVERY = 1.0  # in-progress acks while running
 LATER_DELAY = 5.0  # a "later" item comes back after this
 HEARTBEAT_EVERY = 1.0  # the heartbeat expires after three missed beats
 GRACE = 10.0  # at shutdown, running items get this long to finish
+PULL_EXPIRES = 1.0  # a pull request for items lasts this long
 OWN_INACTIVE = 3600.0  # the server deletes our own consumer after this long unused
 REPORT_PATIENCE = 60.0  # how long a finished report is retried before handing back
+MAX_HOLD = 10.0  # a task is held for its not_before at most this long
 MAX_ERROR_BYTES = 1024
 
 
@@ -84,6 +87,7 @@ class Worker:
         self.nc, self.js = nc, nc.jetstream()
         self.app, self.id, self.concurrency = app, worker_id, concurrency
         self.slots = asyncio.Semaphore(concurrency)
+        self.in_use = 0  # slots taken
         self.freed = asyncio.Event()  # set when a slot frees up (or at shutdown)
         self.running = {}  # (instance, item) -> (run, asyncio.Task, stop future)
         self.started_at = now_ms()
@@ -95,12 +99,13 @@ class Worker:
         self.freed.set()
 
     async def consumer(self, durable, subject, inactive=None):
+        """Makes sure the durable pull consumer exists; returns its name."""
         config = ConsumerConfig(
             durable_name=durable, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL, ack_wait=ACK_WAIT, max_deliver=-1,
             max_ack_pending=1_000_000, inactive_threshold=inactive)
-        return await self.js.pull_subscribe(subject, durable=durable, stream="ATS_SHARDS",
-                                            config=config)
+        await self.js.add_consumer("ATS_SHARDS", config)
+        return durable
 
     async def run(self):
         await self.nc.subscribe(f"{NS}.stop.{self.app}.>", cb=self.on_stop)
@@ -123,39 +128,49 @@ class Worker:
                               headers={"KV-Operation": "DEL", "Nats-TTL": "3s"})
         await self.nc.flush()
 
-    async def pull(self, sub, own):
-        """Fetches items until stopping: from the shared queue only as many as there are
-        free slots (each takes one now); of our own, items may wait for a slot."""
+    async def pull(self, durable, own):
+        """Asks for items until stopping and starts each as it arrives: from the shared
+        queue as many as there are free slots, from our own as many as are not running.
+        A slot is taken when the item arrives, not while its request waits, so an item
+        sent to us by name never waits behind a request to the shared queue. (A pull
+        request of our own rather than the library's fetch, which can wait out its whole
+        timeout for the last items of a batch.)"""
+        inbox = self.nc.new_inbox()
+        replies = await self.nc.subscribe(inbox)
+        ask = f"$JS.API.CONSUMER.MSG.NEXT.ATS_SHARDS.{durable}"
         while not self.stopping:
-            if not own and self.slots.locked():
+            await asyncio.sleep(0)  # items just received take their slots first
+            free = self.concurrency - self.in_use
+            if not own and free <= 0:
                 self.freed.clear()
                 await self.freed.wait()
                 continue
-            taken = 0
-            while not own and not self.slots.locked():
-                await self.slots.acquire()  # free: returns at once
-                taken += 1
-            batch = taken or max(1, self.concurrency - len(self.running))
-            try:
-                msgs = await sub.fetch(batch, timeout=1)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                msgs = []
-            for _ in range(taken - len(msgs)):
-                self.release()
-            for msg in msgs:
+            batch = free if not own else max(1, self.concurrency - len(self.running))
+            request = {"batch": batch, "expires": int(PULL_EXPIRES * 1e9)}
+            await self.nc.publish(ask, json.dumps(request).encode(), reply=inbox)
+            got = 0
+            while got < batch:
+                try:
+                    msg = await replies.next_msg(timeout=PULL_EXPIRES + 1)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    break
+                status = (msg.headers or {}).get("Status")
+                if status == "100":  # an idle heartbeat
+                    continue
+                if status:  # 404, 408, 409: this request is over
+                    break
+                got += 1
                 if self.stopping:  # received but not started: hand it back
                     await msg.nak()
-                    if not own:
-                        self.release()
                     continue
-                t = asyncio.ensure_future(self.take(msg, own))
+                t = asyncio.ensure_future(self.take(msg))
                 self.tasks.add(t)
                 t.add_done_callback(self.tasks.discard)
 
-    async def take(self, msg, own):
-        """Runs an item in its slot; one of our own first waits for a free slot (with
-        in-progress acks), since no other worker may run it."""
-        while own:
+    async def take(self, msg):
+        """Runs an item in a slot; when none is free (items of our own came meanwhile),
+        waits for one with in-progress acks."""
+        while True:
             try:
                 await asyncio.wait_for(self.slots.acquire(), PROGRESS_EVERY)
                 break
@@ -164,14 +179,13 @@ class Worker:
                     await msg.nak()
                     return
                 await msg.in_progress()
+        self.in_use += 1
         try:
             await self.drive(msg)
         finally:
-            self.release()
-
-    def release(self):
-        self.slots.release()
-        self.freed.set()
+            self.in_use -= 1
+            self.slots.release()
+            self.freed.set()
 
     async def on_ping(self, msg):
         await msg.respond(b"")
@@ -182,7 +196,7 @@ class Worker:
                     "pid": os.getpid(), "started_at": self.started_at, "last_seen": now_ms(),
                     "running": len(self.running), "capacity": self.concurrency,
                     "allow_scripts": False, "plugins": sorted(HANDLERS), "http": False,
-                    "version": "python-example"}
+                    "version": "python-example", "holds": True}
             try:
                 await self.js.publish(f"$KV.ats-workers.{self.app}.{self.id}",
                                       msgpack.packb(info), headers={"Nats-TTL": "3s"})
@@ -216,7 +230,19 @@ class Worker:
         shard = Shard(self, task, attempt)
         key = (task["instance"], shard.item)
         stop = asyncio.get_running_loop().create_future()
-        work = asyncio.ensure_future(self.execute(shard))
+        # Registered before the hold, so that a stop reaches it while it waits.
+        self.running[key] = (shard.run, None, stop)
+        try:
+            await self.hold(msg, task.get("not_before"), stop)
+        except BaseException:
+            self.running.pop(key, None)
+            raise
+        if stop.done() and stop.result() is None:  # shutting down: hand the item back
+            self.running.pop(key, None)
+            await msg.nak()
+            return
+        # Stopped while held: it ends as the stop says, unrun.
+        work = None if stop.done() else asyncio.ensure_future(self.execute(shard))
         self.running[key] = (shard.run, work, stop)
         result_subject = f"{NS}.result.{task['app']}.{task['job']}.{task['instance']}.{shard.item}"
         started_at = now_ms()
@@ -227,20 +253,24 @@ class Worker:
                                   "at": now_ms(), "kind": kind})
 
         try:
-            await self.nc.publish(result_subject, report("started"))
+            if work is not None:
+                await self.nc.publish(result_subject, report("started"))
             timeout = task["timeout_ms"] / 1000 or None
             deadline = time.monotonic() + timeout if timeout else None
             outcome = None
             while outcome is None:
-                done, _ = await asyncio.wait({work, stop}, timeout=PROGRESS_EVERY,
+                waiting = {stop} if work is None else {work, stop}
+                done, _ = await asyncio.wait(waiting, timeout=PROGRESS_EVERY,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if stop in done:
                     told = stop.result()
-                    work.cancel()
+                    if work is not None:
+                        work.cancel()
                     if told is None:  # shutting down: hand the item back
                         await msg.nak()
                         return
-                    await shard.log(told["reason"])
+                    unrun = " before it began" if work is None else ""
+                    await shard.log(told["reason"] + unrun)
                     outcome = ("cancelled" if told["outcome"] == "cancelled"
                                else {"timed_out": {"error": told["reason"]}})
                 elif work in done:
@@ -263,6 +293,23 @@ class Worker:
                 await msg.nak()
         finally:
             self.running.pop(key, None)
+
+    async def hold(self, msg, not_before, stop):
+        """Waits until the task's not_before (ms since the epoch, by this host's clock;
+        at most MAX_HOLD), with in-progress acks, unless a stop comes first."""
+        if not_before is None:
+            return
+        give_up = time.monotonic() + MAX_HOLD
+        if (not_before - now_ms()) / 1000 > MAX_HOLD:
+            print(f"not to begin before {not_before}: held for {MAX_HOLD}s only "
+                  "(is this host's clock behind the scheduler's?)", flush=True)
+        while not stop.done():
+            left = min((not_before - time.time() * 1000) / 1000, give_up - time.monotonic())
+            if left <= 0:
+                return
+            done, _ = await asyncio.wait({stop}, timeout=min(left, PROGRESS_EVERY))
+            if not done and left > PROGRESS_EVERY:
+                await msg.in_progress()
 
     async def execute(self, shard):
         """Runs the handler; returns the outcome as the protocol encodes it."""
