@@ -99,7 +99,13 @@ class Worker:
         self.freed.set()
 
     async def consumer(self, durable, subject, inactive=None):
-        """Makes sure the durable pull consumer exists; returns its name."""
+        """Binds the durable pull consumer as it is, creating it only if it is missing;
+        returns its name."""
+        try:
+            await self.js.consumer_info("ATS_SHARDS", durable)
+            return durable
+        except nats.js.errors.NotFoundError:
+            pass
         config = ConsumerConfig(
             durable_name=durable, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL, ack_wait=ACK_WAIT, max_deliver=-1,
