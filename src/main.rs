@@ -3,6 +3,9 @@
 //! It runs the long-lived processes (`scheduler`, `worker`, `dev`) and is the command
 //! line for operators (apps, jobs, instances, logs, the cluster, cron previews).
 
+// Doc comments of the command line are its `--help`, where `<placeholders>` are meant.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};

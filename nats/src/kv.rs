@@ -1,6 +1,6 @@
 //! Key-value operations Antares relies on beyond the client's own.
 //!
-//! Every write that must not clobber someone else's goes through [`write`] with an
+//! Every write that must not clobber someone else's goes through [`write`](fn@write) with an
 //! [`Expect`]: JetStream stores it only if the key's last revision is the expected one
 //! (`Nats-Expected-Last-Subject-Sequence`), else it fails with
 //! [`NatsError::WrongRevision`]. That is the fencing of schedulers: a scheduler that

@@ -217,7 +217,7 @@ impl CronExpr {
     /// Parses `expr` (5 fields Unix, 6-7 fields Quartz, or an `@` shortcut) to be
     /// evaluated in the IANA time zone `tz` (empty = UTC).
     ///
-    /// The last [`PARSED_KEPT`] expressions parsed on this thread are kept, with their
+    /// The last `PARSED_KEPT` expressions parsed on this thread are kept, with their
     /// outcome: a file of many jobs repeats a few expressions, and parsing one costs
     /// far more than finding it again.
     pub fn parse(expr: &str, tz: &str) -> Result<CronExpr, CronError> {

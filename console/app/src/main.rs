@@ -8,7 +8,7 @@
 //!
 //! Layout: [`api`] fetches and [`sse`] streams; [`session`] holds who is logged in;
 //! [`pages`] has one file per page, [`components`] the pieces they share; [`chart`],
-//! [`diff`], [`form`] and [`format`] are pure logic, tested on the host.
+//! [`diff`], [`form`] and [`format`](mod@format) are pure logic, tested on the host.
 
 mod api;
 mod app;

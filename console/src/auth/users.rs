@@ -187,7 +187,7 @@ pub struct AdminSeed {
     pub reset: bool,
 }
 
-/// What [`Users::seed_admin`] did.
+/// What `Users::seed_admin` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeedOutcome {
     /// The admin was created.

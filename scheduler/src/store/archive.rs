@@ -1,5 +1,5 @@
 //! Moving ended instances to history, many at once, with what is kept beside history:
-//! the index pages ([`super::index`]), each job's last state ([`super::jobstate`]) and
+//! the index pages (`super::index`), each job's last state ([`super::jobstate`]) and
 //! the daily counts ([`super::stats`]).
 //!
 //! One batch goes in three steps:

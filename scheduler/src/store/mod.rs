@@ -13,7 +13,7 @@
 //! params while `pending`, so a scheduler that takes over can finish creating it from
 //! the summary alone. Ended instances move to history in batches ([`archive`]), with
 //! what is kept beside it so that nothing needs to scan history: the history index
-//! ([`index`]), each job's last state ([`jobstate`]) and daily counts ([`stats`]).
+//! (`index`), each job's last state ([`jobstate`]) and daily counts ([`stats`]).
 //! `query` holds what operators ask (listings), reading the index.
 
 use std::collections::BTreeSet;
