@@ -23,6 +23,7 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 NS = "ats"  # the namespace: every subject and bucket name starts with it
+SHARDS = "ATS_SHARDS"  # the stream of shard items (the work queues)
 ACK_WAIT = 5.0  # seconds a delivered item stays ours without an ack
 PROGRESS_EVERY = 1.0  # in-progress acks while running
 LATER_DELAY = 5.0  # a "later" item comes back after this
@@ -86,8 +87,7 @@ class Worker:
     def __init__(self, nc, app, worker_id, concurrency):
         self.nc, self.js = nc, nc.jetstream()
         self.app, self.id, self.concurrency = app, worker_id, concurrency
-        self.slots = asyncio.Semaphore(concurrency)
-        self.in_use = 0  # slots taken
+        self.in_use = 0  # slots taken, at most concurrency
         self.freed = asyncio.Event()  # set when a slot frees up (or at shutdown)
         self.running = {}  # (instance, item) -> (run, asyncio.Task, stop future)
         self.started_at = now_ms()
@@ -102,7 +102,7 @@ class Worker:
         """Binds the durable pull consumer as it is, creating it only if it is missing;
         returns its name."""
         try:
-            await self.js.consumer_info("ATS_SHARDS", durable)
+            await self.js.consumer_info(SHARDS, durable)
             return durable
         except nats.js.errors.NotFoundError:
             pass
@@ -110,7 +110,7 @@ class Worker:
             durable_name=durable, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL, ack_wait=ACK_WAIT, max_deliver=-1,
             max_ack_pending=1_000_000, inactive_threshold=inactive)
-        await self.js.add_consumer("ATS_SHARDS", config)
+        await self.js.add_consumer(SHARDS, config)
         return durable
 
     async def run(self):
@@ -137,15 +137,14 @@ class Worker:
     async def pull(self, durable, own):
         """Asks for items until stopping and starts each as it arrives: from the shared
         queue as many as there are free slots, from our own as many as are not running.
-        A slot is taken when the item arrives, not while its request waits, so an item
+        An item takes its slot when it arrives, not while its request waits, so an item
         sent to us by name never waits behind a request to the shared queue. (A pull
         request of our own rather than the library's fetch, which can wait out its whole
         timeout for the last items of a batch.)"""
         inbox = self.nc.new_inbox()
         replies = await self.nc.subscribe(inbox)
-        ask = f"$JS.API.CONSUMER.MSG.NEXT.ATS_SHARDS.{durable}"
+        ask = f"$JS.API.CONSUMER.MSG.NEXT.{SHARDS}.{durable}"
         while not self.stopping:
-            await asyncio.sleep(0)  # items just received take their slots first
             free = self.concurrency - self.in_use
             if not own and free <= 0:
                 self.freed.clear()
@@ -168,29 +167,34 @@ class Worker:
                 got += 1
                 if self.stopping:  # received but not started: hand it back
                     await msg.nak()
-                    continue
-                t = asyncio.ensure_future(self.take(msg))
-                self.tasks.add(t)
-                t.add_done_callback(self.tasks.discard)
-
-    async def take(self, msg):
-        """Runs an item in a slot; when none is free (items of our own came meanwhile),
-        waits for one with in-progress acks."""
-        while True:
-            try:
-                await asyncio.wait_for(self.slots.acquire(), PROGRESS_EVERY)
-                break
-            except asyncio.TimeoutError:
-                if self.stopping:
+                elif own or self.in_use < self.concurrency:
+                    if not own:  # a shared item's slot, taken now
+                        self.in_use += 1
+                    t = asyncio.ensure_future(self.take(msg, own))
+                    self.tasks.add(t)
+                    t.add_done_callback(self.tasks.discard)
+                else:  # no slot left (items of our own took them): for another worker
                     await msg.nak()
-                    return
+
+    async def take(self, msg, own):
+        """Runs an item in its slot; one of our own first waits for a free slot (with
+        in-progress acks), since no other worker may run it."""
+        while own:
+            if self.in_use < self.concurrency:
+                self.in_use += 1
+                break
+            if self.stopping:
+                await msg.nak()
+                return
+            self.freed.clear()
+            try:
+                await asyncio.wait_for(self.freed.wait(), PROGRESS_EVERY)
+            except asyncio.TimeoutError:
                 await msg.in_progress()
-        self.in_use += 1
         try:
             await self.drive(msg)
         finally:
             self.in_use -= 1
-            self.slots.release()
             self.freed.set()
 
     async def on_ping(self, msg):
