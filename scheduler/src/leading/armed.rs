@@ -101,14 +101,15 @@ impl Leading {
     /// from now.
     pub(super) fn slot_within(&self, ms: i64) -> Option<Timestamp> {
         let soon = now().0.saturating_add(ms);
+        self.next_slot().filter(|slot| slot.0 <= soon)
+    }
+
+    /// The earliest slot of an instance made ahead (armed or held), passed or not.
+    pub(super) fn next_slot(&self) -> Option<Timestamp> {
         let held = self.held.first().map(|(slot, _, _)| *slot);
         let armed = self.armed.first().map(|(slot, _)| *slot);
         let at_slot = self.armed_at_slot.first().map(|(slot, _)| *slot);
-        [held, armed, at_slot]
-            .into_iter()
-            .flatten()
-            .min()
-            .filter(|slot| slot.0 <= soon)
+        [held, armed, at_slot].into_iter().flatten().min()
     }
 
     /// Marks running, in one round (one per lane), the instances whose items went out

@@ -18,7 +18,8 @@
 //! the state machine asks), and the maintenance steps `recover` (taking over what a
 //! previous leader left), `rescue` (retries due, attempts past their timeout, shards of
 //! lost workers, publications to retry) and `finish` (children, moving ended instances
-//! to history in batches beside the loop, admitting the next waiting instance).
+//! to history in batches beside the loop, admitting the next waiting instance); `quiet`
+//! keeps the moments before a slot clear of the steps that can wait (folds, the tick).
 //!
 //! A round leads one partition of the jobs: it plans only their schedules, loads only
 //! their instances, and consumes only their triggers and reports (consumers filtered by
@@ -60,6 +61,7 @@ mod finish;
 mod fires;
 mod launch;
 mod observe;
+mod quiet;
 mod recover;
 mod rescue;
 mod results;
@@ -83,16 +85,13 @@ pub(crate) enum Stop {
 
 /// How often the maintenance tick runs.
 const TICK: Duration = Duration::from_millis(250);
-/// How close to a slot of instances made ahead the maintenance tick is put off, ms.
-const MAINTAIN_QUIET: i64 = 25;
-/// How long after that slot the tick put off runs.
-const MAINTAIN_AFTER_SLOT: Duration = Duration::from_millis(5);
+/// How close to a slot of instances made ahead the maintenance tick is put off at
+/// least (further when it takes longer; see `quiet`).
+const MAINTAIN_QUIET: Duration = Duration::from_millis(25);
 /// Most ended publications handled in one turn of the loop.
 const PUBLISHED_BATCH: usize = 1024;
 /// Most urgent reports folded at once (they are few: one per urgent fire's item).
 const URGENT_BATCH: usize = 64;
-/// How long the first report of a batch may wait for others before they are folded.
-const RESULTS_LINGER: Duration = Duration::from_millis(3);
 
 /// Everything the leader owns.
 pub(crate) struct Leading {
@@ -374,13 +373,13 @@ impl Leading {
         );
         self.start_archive();
 
-        // Reports wait up to RESULTS_LINGER (or until a full batch) so that one round of
-        // KV writes covers many of them.
-        let mut pending: Vec<async_nats::jetstream::Message> = Vec::new();
-        let mut flush_at: Option<tokio::time::Instant> = None;
+        // Reports wait a little (or until a full batch) so that one round of KV writes
+        // covers many of them, and are not folded just before a slot (see `results`).
+        let mut folds = results::Folds::default();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut put_off = false;
+        let mut maintain_took = quiet::Took::default();
         let stop = loop {
             let next_fire = self.next_wake();
             let wait = next_fire.map_or(Duration::from_secs(3600), antares_nats::until);
@@ -413,18 +412,10 @@ impl Leading {
                     let Some(batch) = batch else {
                         break Stop::Broken("the results consumer ended".into());
                     };
-                    for m in batch {
-                        match m {
-                            Ok(m) => pending.push(m),
-                            Err(e) => tracing::debug!(error = %e, "results pull hiccup"),
-                        }
-                    }
-                    if pending.len() >= self.results_batch {
-                        flush_at = None;
-                        self.on_results(std::mem::take(&mut pending), false).await;
-                    } else if !pending.is_empty() && flush_at.is_none() {
-                        flush_at = Some(tokio::time::Instant::now() + RESULTS_LINGER);
-                    }
+                    let msgs = batch.into_iter().filter_map(|m| {
+                        m.map_err(|e| tracing::debug!(error = %e, "results pull hiccup")).ok()
+                    });
+                    folds.add(msgs, self.results_batch);
                 }
                 batch = next_of(&mut urgent_results) => {
                     let Some(batch) = batch else {
@@ -436,9 +427,8 @@ impl Leading {
                         .collect();
                     self.on_results(msgs, true).await;
                 }
-                _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
-                    flush_at = None;
-                    self.on_results(std::mem::take(&mut pending), false).await;
+                _ = sleep_until_opt(folds.at), if folds.at.is_some() => {
+                    self.fold(&mut folds).await;
                 }
                 Some(done) = self.firing.join_next(), if !self.firing.is_empty() => {
                     self.on_fire_joined(done).await;
@@ -452,14 +442,19 @@ impl Leading {
                 _ = tick.tick() => {
                     // Not in the last moments before a slot: it would start late behind
                     // the tick's rounds. Put off once, until just after it.
-                    match self.slot_within(MAINTAIN_QUIET).filter(|_| !put_off) {
+                    let slot = self.next_slot().filter(|slot| {
+                        !put_off && maintain_took.would_run_at(*slot, MAINTAIN_QUIET)
+                    });
+                    match slot {
                         Some(slot) => {
                             put_off = true;
-                            tick.reset_after(antares_nats::until(slot) + MAINTAIN_AFTER_SLOT);
+                            tick.reset_after(antares_nats::until(slot) + quiet::AFTER_SLOT);
                         }
                         None => {
                             put_off = false;
+                            let started = tokio::time::Instant::now();
                             self.maintain().await;
+                            maintain_took.note(started.elapsed());
                         }
                     }
                 }
@@ -497,7 +492,7 @@ impl Leading {
             self.start_archive();
         };
         // Reports held for the next batch go back at once, for whoever leads next.
-        for msg in pending {
+        for msg in folds.msgs {
             let _ = queue::settle(&msg, queue::Settle::Nak(None)).await;
         }
         self.publishes.abort_all();

@@ -11,23 +11,94 @@
 //! naks the batch's reports for that instance (the new leader gets them) and stops
 //! leading. If a write fails otherwise, the instance is dropped from memory and its
 //! reports are nak'd: they apply again to the stored instance. A report about an instance that is already history is acked and dropped.
+//!
+//! A fold is awaited in the loop, so reports wait ([`Folds`]) when a slot of instances
+//! made ahead is nearer than folds take lately, until just after it (see `quiet`);
+//! never longer than [`PUT_OFF_MAX`] in all, so a stream of slots cannot starve them.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use antares_nats::queue::{self, Settle};
 use antares_nats::{NatsError, codec, now};
-use antares_schemas::InstanceId;
 use antares_schemas::machine::{self, Effect, Input};
 use antares_schemas::messages::{Control, ShardReport};
 use antares_schemas::topology::HEADER_REPORTS;
+use antares_schemas::{InstanceId, Timestamp};
 use async_nats::jetstream::Message;
+use tokio::time::Instant;
 
+use super::quiet::{self, Took};
 use super::{Leading, Stop};
 use crate::store::{Dirty, Place};
 
 /// How a report that could not be applied now goes back: redelivered after a pause, so a
 /// NATS hiccup does not turn into a hot loop.
 const RETRY_LATER: Settle = Settle::Nak(Some(std::time::Duration::from_millis(500)));
+
+/// How long the first report of a batch may wait for others before they are folded.
+const LINGER: Duration = Duration::from_millis(3);
+/// How long reports may wait in all for slots, from the first put-off.
+const PUT_OFF_MAX: Duration = Duration::from_millis(250);
+
+/// Reports pulled and not folded yet, and when they are.
+pub(super) struct Folds<M = Message> {
+    /// The reports, in the order they came.
+    pub(super) msgs: Vec<M>,
+    /// When they are folded (`None`: none wait).
+    pub(super) at: Option<Instant>,
+    /// Since when a fold has been put off for slots.
+    put_off_since: Option<Instant>,
+    /// How long folds take lately.
+    took: Took,
+}
+
+impl<M> Default for Folds<M> {
+    fn default() -> Self {
+        Self {
+            msgs: Vec::new(),
+            at: None,
+            put_off_since: None,
+            took: Took::default(),
+        }
+    }
+}
+
+impl<M> Folds<M> {
+    /// Takes reports pulled: folded at once when they fill a batch, else after
+    /// [`LINGER`] from the first; a fold put off for a slot stays put off.
+    pub(super) fn add(&mut self, msgs: impl IntoIterator<Item = M>, batch: usize) {
+        self.msgs.extend(msgs);
+        if self.put_off_since.is_some() {
+            return;
+        }
+        if self.msgs.len() >= batch {
+            self.at = Some(Instant::now());
+        } else if !self.msgs.is_empty() && self.at.is_none() {
+            self.at = Some(Instant::now() + LINGER);
+        }
+    }
+
+    /// Puts the fold off until just after `slot`, unless reports have waited for
+    /// slots long enough already.
+    fn put_off(&mut self, slot: Timestamp) -> bool {
+        let since = *self.put_off_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= PUT_OFF_MAX {
+            return false;
+        }
+        self.at = Some(Instant::now() + antares_nats::until(slot) + quiet::AFTER_SLOT);
+        true
+    }
+
+    /// The next batch to fold (at most `batch`); what is left is folded next.
+    fn take(&mut self, batch: usize) -> Vec<M> {
+        self.put_off_since = None;
+        let rest = self.msgs.split_off(batch.min(self.msgs.len()));
+        let msgs = std::mem::replace(&mut self.msgs, rest);
+        self.at = (!self.msgs.is_empty()).then(Instant::now);
+        msgs
+    }
+}
 
 /// A decoded message of the results stream.
 enum Item {
@@ -45,6 +116,24 @@ impl Item {
 }
 
 impl Leading {
+    /// Folds the next batch of the reports waiting, unless a slot of instances made
+    /// ahead comes before the fold would end: then it waits until just after it.
+    pub(super) async fn fold(&mut self, folds: &mut Folds) {
+        if let Some(slot) = self.next_slot()
+            && folds.took.would_run_at(slot, Duration::ZERO)
+            && folds.put_off(slot)
+        {
+            return;
+        }
+        let msgs = folds.take(self.results_batch);
+        if msgs.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        self.on_results(msgs, false).await;
+        folds.took.note(started.elapsed());
+    }
+
     /// Processes a batch of results-stream messages (urgent reports, written on the
     /// lane, when `lane`).
     pub(super) async fn on_results(&mut self, msgs: Vec<Message>, lane: bool) {
@@ -275,5 +364,45 @@ async fn settle_all(settled: Vec<(Message, Settle)>) {
         if let Err(e) = queue::settle(&msg, how).await {
             tracing::debug!(error = %e, "result not settled; it will be redelivered");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_wait_a_little_for_a_batch_and_a_full_one_is_folded_at_once() {
+        let mut f = Folds::<u32>::default();
+        let t0 = Instant::now();
+        f.add([1, 2], 4);
+        assert_eq!(f.at, Some(t0 + LINGER));
+        f.add([3, 4, 5], 4);
+        assert_eq!(f.at, Some(t0), "a full batch is folded at once");
+        assert_eq!(f.take(4), vec![1, 2, 3, 4]);
+        assert_eq!(f.at, Some(t0), "what is left over is folded next");
+        assert_eq!(f.take(4), vec![5]);
+        assert_eq!(f.at, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fold_put_off_for_a_slot_runs_after_it_and_reports_wait_so_only_so_long() {
+        let mut f = Folds::<u32>::default();
+        f.add([1], 10);
+        let slot = Timestamp(now().0 + 50);
+        assert!(f.put_off(slot));
+        let put_off_to = f.at.expect("a fold is due");
+        let after = Instant::now() + quiet::AFTER_SLOT + Duration::from_millis(45);
+        assert!(put_off_to >= after, "folded after the slot");
+        f.add([2; 20], 10);
+        assert_eq!(
+            f.at,
+            Some(put_off_to),
+            "more reports do not undo the put-off"
+        );
+        tokio::time::advance(PUT_OFF_MAX).await;
+        assert!(!f.put_off(slot), "reports wait for slots only so long");
+        assert_eq!(f.take(10).len(), 10);
+        assert!(f.put_off(slot), "a fold starts the bound again");
     }
 }
