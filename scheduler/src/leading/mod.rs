@@ -85,9 +85,6 @@ pub(crate) enum Stop {
 
 /// How often the maintenance tick runs.
 const TICK: Duration = Duration::from_millis(250);
-/// How close to a slot of instances made ahead the maintenance tick is put off at
-/// least (further when it takes longer; see `quiet`).
-const MAINTAIN_QUIET: Duration = Duration::from_millis(25);
 /// Most ended publications handled in one turn of the loop.
 const PUBLISHED_BATCH: usize = 1024;
 /// Most urgent reports folded at once (they are few: one per urgent fire's item).
@@ -443,7 +440,7 @@ impl Leading {
                     // Not in the last moments before a slot: it would start late behind
                     // the tick's rounds. Put off once, until just after it.
                     let slot = self.next_slot().filter(|slot| {
-                        !put_off && maintain_took.would_run_at(*slot, MAINTAIN_QUIET)
+                        !put_off && maintain_took.would_run_at(*slot)
                     });
                     match slot {
                         Some(slot) => {

@@ -120,7 +120,7 @@ impl Leading {
     /// ahead comes before the fold would end: then it waits until just after it.
     pub(super) async fn fold(&mut self, folds: &mut Folds) {
         if let Some(slot) = self.next_slot()
-            && folds.took.would_run_at(slot, Duration::ZERO)
+            && folds.took.would_run_at(slot)
             && folds.put_off(slot)
         {
             return;
