@@ -384,3 +384,103 @@ async fn the_python_worker_holds_fires_made_ahead_until_their_slot() -> anyhow::
     env.stop().await;
     Ok(())
 }
+
+/// A task the Python worker holds for its slot, stopped meanwhile, ends as the stop says
+/// without running, and its log says so.
+#[tokio::test]
+async fn the_python_worker_drops_a_held_task_it_is_told_to_stop() -> anyhow::Result<()> {
+    use antares_nats::{codec, now};
+    use antares_schemas::Timestamp;
+    use antares_schemas::messages::{
+        Execution, ReportKind, ShardOutcome, ShardReport, ShardTask, StopOutcome, StopShards,
+    };
+
+    let mut env = Env::start().await?;
+    let python = python_worker(&env, "clock", "py1", 2).await?;
+    env.workers_alive("clock", &["py1"]).await?;
+
+    let slot = Timestamp(now().0 + 8_000);
+    let task = ShardTask {
+        instance: InstanceId::for_manual(slot, rand::random()),
+        app: "clock".into(),
+        job: "tick".into(),
+        item: 0,
+        total: 1,
+        param: String::new(),
+        params: String::new(),
+        exec: Execution::Plugin {
+            handler: "py-echo".into(),
+        },
+        timeout_ms: 0,
+        scheduled_at: slot,
+        run: 1,
+        attempt_base: 0,
+        urgent: false,
+        not_before: Some(slot),
+    };
+    let topo = &env.nats.topo;
+    let (app, job, id) = (&task.app, &task.job, &task.instance);
+    let mut reports = env
+        .nats
+        .client
+        .subscribe(topo.result_subject(app, job, id, 0))
+        .await?;
+    let mut lines = env
+        .nats
+        .client
+        .subscribe(topo.log_subject(app, job, id, 0))
+        .await?;
+    env.nats.client.flush().await?;
+    env.nats
+        .js
+        .publish(
+            topo.shard_subject(app, job, id, 0),
+            codec::encode("shard task", &task)?,
+        )
+        .await?
+        .await?;
+
+    // Stops are core NATS and reach only a task the worker has taken: said until heard.
+    let told = StopShards {
+        instance: task.instance,
+        item: None,
+        run: None,
+        reason: "cancelled by alice".into(),
+        outcome: StopOutcome::Cancelled,
+    };
+    let (subject, body) = (
+        topo.stop_subject(app, job, id),
+        codec::encode("stop", &told)?,
+    );
+    let client = env.nats.client.clone();
+    let saying = tokio::spawn(async move {
+        loop {
+            let _ = client.publish(subject.clone(), body.clone()).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let report = tokio::time::timeout(WAIT, reports.next()).await;
+    saying.abort();
+    let report = report
+        .map_err(|_| anyhow::anyhow!("no report within {WAIT:?}"))?
+        .ok_or_else(|| anyhow::anyhow!("the report subscription ended"))?;
+    let report: ShardReport = codec::decode("shard report", &report.payload)?;
+    let ReportKind::Finished { outcome, .. } = &report.kind else {
+        anyhow::bail!("the held task began (a started report came first): {report:?}");
+    };
+    assert_eq!(*outcome, ShardOutcome::Cancelled, "{report:?}");
+    assert!(report.at < slot, "it waited for its slot: {report:?}");
+    let line = tokio::time::timeout(WAIT, lines.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("no line in the shard's log"))?
+        .ok_or_else(|| anyhow::anyhow!("the log subscription ended"))?;
+    let line: LogLine = codec::decode("log line", &line.payload)?;
+    assert!(
+        line.line.contains("cancelled by alice before it began"),
+        "{line:?}"
+    );
+
+    stop(python).await?;
+    env.stop().await;
+    Ok(())
+}
